@@ -1,0 +1,153 @@
+"""Tiny seeded models for fast tests: GPT-2, Llama (with grouped-query attention), GPT-NeoX.
+
+Each tiny model is built from a config with a fixed seed, saved in Hugging Face layout
+(``config.json``, ``model.safetensors``, tokenizer files) to a directory, and then loaded
+through the same local-directory path a user's checkpoint takes. The tokenizer is a
+byte-level tokenizer (256 byte tokens plus special tokens, no merges) with a ChatML-style
+chat template, so any text tokenizes and chat templating can be tested without a hub.
+
+Weights are initialised with a larger standard deviation (0.1) than the architectures'
+default (0.02) so activations and logits are far from zero and a 1e-4 agreement check
+between backends is a real check, not a comparison of numbers that are all nearly zero.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["TINY_ARCHITECTURES", "build_tiny_tokenizer", "build_tiny_model", "tiny_model_dir"]
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+INIT_STD = 0.1
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable unicode map (the ByteLevel alphabet)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    bs += list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def build_tiny_tokenizer(directory: str | Path):
+    """Write a byte-level tokenizer (vocab 260) with a chat template to ``directory``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = _bytes_to_unicode()
+    vocab = {alphabet[b]: b for b in range(256)}
+    for i, tok in enumerate(SPECIAL_TOKENS):
+        vocab[tok] = 256 + i
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens(SPECIAL_TOKENS)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|pad|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(directory)
+    return tok
+
+
+def _gpt2_config(vocab: int):
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=vocab, n_positions=256, n_embd=64, n_layer=2, n_head=4, n_inner=128,
+        bos_token_id=256, eos_token_id=256, pad_token_id=259, initializer_range=INIT_STD,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    )
+
+
+def _llama_config(vocab: int):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        bos_token_id=256, eos_token_id=256, pad_token_id=259, initializer_range=INIT_STD,
+        tie_word_embeddings=False, rms_norm_eps=1e-5,
+    )
+
+
+def _neox_config(vocab: int):
+    from transformers import GPTNeoXConfig
+
+    return GPTNeoXConfig(
+        vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=256, rotary_pct=0.25,
+        use_parallel_residual=True, bos_token_id=256, eos_token_id=256, pad_token_id=259,
+        initializer_range=INIT_STD, tie_word_embeddings=False, hidden_dropout=0.0,
+        attention_dropout=0.0,
+    )
+
+
+TINY_ARCHITECTURES: dict[str, Callable] = {
+    "gpt2": _gpt2_config,
+    "llama": _llama_config,
+    "neox": _neox_config,
+}
+
+
+def build_tiny_model(arch: str, directory: str | Path, seed: int = 0) -> Path:
+    """Build the tiny ``arch`` model with ``seed`` and save it (HF layout) to ``directory``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if arch not in TINY_ARCHITECTURES:
+        raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {sorted(TINY_ARCHITECTURES)}")
+    directory = Path(directory)
+    tok = build_tiny_tokenizer(directory)
+    config = TINY_ARCHITECTURES[arch](len(tok))
+    config.dtype = "float32"
+    devnull_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        model = AutoModelForCausalLM.from_config(config)
+        with torch.no_grad():  # larger-than-default init, norms left at their defaults
+            for name, p in model.named_parameters():
+                if p.ndim >= 2:
+                    p.normal_(0.0, INIT_STD)
+                elif name.endswith("bias"):
+                    p.normal_(0.0, INIT_STD)
+    finally:
+        torch.random.set_rng_state(devnull_state)
+    model.save_pretrained(directory, safe_serialization=True)
+    (directory / "workbench_tiny.json").write_text(json.dumps({"arch": arch, "seed": seed}))
+    return directory
+
+
+def tiny_model_dir(arch: str, seed: int, cache_root: Path) -> Path:
+    """Directory of the cached tiny model, building it on first use."""
+    directory = cache_root / f"tiny-{arch}-seed{seed}"
+    marker = directory / "workbench_tiny.json"
+    if not marker.exists():
+        tmp = directory.with_name(directory.name + ".partial")
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        build_tiny_model(arch, tmp, seed)
+        shutil.rmtree(directory, ignore_errors=True)
+        tmp.rename(directory)
+    return directory
