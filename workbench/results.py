@@ -1,0 +1,97 @@
+"""Conventions every typed result follows.
+
+A result is a dataclass that records where it came from (:class:`Provenance`: model, weights
+hash, data hash, seed, sites), turns into a tidy :class:`pandas.DataFrame` with
+``to_dataframe()``, and has a plot function elsewhere that takes only the result.
+
+:func:`data_hash` gives a stable short sha256 of data (prompts, records, arrays, files) so a
+result can say exactly which inputs produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Provenance", "data_hash", "file_sha256", "to_jsonable"]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a result came from.
+
+    Attributes:
+        model: registered model name, local path, or HF id.
+        model_hash: sha256 (short) of the weights actually used.
+        data_hash: :func:`data_hash` of the inputs (prompts, records, labels).
+        seed: the seed of every random choice made (bootstrap, splits, sampling).
+        sites: canonical site names read or written.
+        extra: anything else a method needs to record (method options, versions).
+    """
+
+    model: str | None = None
+    model_hash: str | None = None
+    data_hash: str | None = None
+    seed: int | None = None
+    sites: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return to_jsonable(dataclasses.asdict(self))
+
+    def replace(self, **changes: Any) -> "Provenance":
+        return dataclasses.replace(self, **changes)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy/torch scalars and arrays, paths, tuples and dataclasses to JSON types."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy / torch arrays and scalars
+        return obj.tolist()
+    if isinstance(obj, float) and obj != obj:  # NaN is not JSON
+        return None
+    return obj
+
+
+def _feed(h: "hashlib._Hash", obj: Any) -> None:
+    if isinstance(obj, (bytes, bytearray)):
+        h.update(b"b")
+        h.update(bytes(obj))
+    elif hasattr(obj, "detach") and hasattr(obj, "cpu"):  # torch tensor
+        _feed(h, obj.detach().cpu().numpy())
+    elif hasattr(obj, "tobytes") and hasattr(obj, "dtype") and hasattr(obj, "shape"):
+        h.update(f"a{obj.dtype}{tuple(obj.shape)}".encode())
+        h.update(obj.tobytes())
+    else:
+        h.update(json.dumps(to_jsonable(obj), sort_keys=True, ensure_ascii=False).encode())
+
+
+def data_hash(*objs: Any, length: int = 16) -> str:
+    """Stable short sha256 of JSON-able data, arrays or tensors (order-sensitive)."""
+    h = hashlib.sha256()
+    for obj in objs:
+        _feed(h, obj)
+    return h.hexdigest()[:length]
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Full hex sha256 of a file, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
