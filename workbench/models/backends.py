@@ -1,0 +1,218 @@
+"""The two execution backends behind :class:`~workbench.models.hooked.HookedModel`.
+
+A backend runs one forward pass over explicit ``input_ids`` / ``attention_mask`` /
+``position_ids`` (optionally continuing a KV cache), calling, at each requested canonical
+site, a function ``fn(x) -> x`` on the activation in canonical shape. Everything above that
+(positions, interventions, captures, head outputs, generation) is shared code in the
+HookedModel, so the two backends differ only in how they reach a site:
+
+- ``TLBackend``: TransformerLens 4.x ``TransformerBridge`` hook points (``blocks.L.hook_*``).
+- ``NNsightBackend``: nnsight 0.8 ``TransformersModel`` envoys on the HF module tree, visited in
+  execution order (nnsight refuses out-of-order access).
+
+Each backend checks that every requested hook fired exactly once in the forward: a hook that
+fires zero or two times is a bug (a site the architecture never reaches, a module reused).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from ..sites import Site, tl_hook_name
+from .arch import ArchSpec
+
+__all__ = ["Backend", "TLBackend", "NNsightBackend", "HookFiringError"]
+
+HookFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class HookFiringError(RuntimeError):
+    pass
+
+
+def _check_counts(counts: Counter, expected: list[Site], backend: str) -> None:
+    bad = {s.name: counts.get(s, 0) for s in expected if counts.get(s, 0) != 1}
+    if bad:
+        raise HookFiringError(
+            f"{backend}: hooks must fire exactly once per forward, but {bad} (site: times fired). "
+            "A site that never fires is not on this model's path (e.g. attention patterns under a "
+            "fused attention kernel); one that fires twice belongs to a module called twice."
+        )
+
+
+class Backend:
+    name: str
+
+    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+            hooks: dict[Site, HookFn], *, past_key_values: Any = None, logits_to_keep: int | None = None
+            ) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _model_kwargs(self, attention_mask, position_ids, past_key_values, logits_to_keep) -> dict:
+        kw: dict[str, Any] = dict(attention_mask=attention_mask, position_ids=position_ids)
+        if past_key_values is not None:
+            kw["past_key_values"] = past_key_values
+            kw["use_cache"] = True
+        else:
+            kw["use_cache"] = False
+        if logits_to_keep:
+            kw["logits_to_keep"] = int(logits_to_keep)
+        return kw
+
+
+class TLBackend(Backend):
+    """Runs through a TransformerLens ``TransformerBridge`` (raw HF numerics, no folding)."""
+
+    name = "tl"
+
+    def __init__(self, bridge: Any):
+        self.bridge = bridge
+
+    def run(self, input_ids, attention_mask, position_ids, hooks, *, past_key_values=None, logits_to_keep=None):
+        counts: Counter = Counter()
+
+        def wrap(s: Site, fn: HookFn):
+            def hook(x, hook=None):
+                counts[s] += 1
+                return fn(x)
+            return hook
+
+        fwd = [(tl_hook_name(s), wrap(s, fn)) for s, fn in hooks.items()]
+        kw = self._model_kwargs(attention_mask, position_ids, past_key_values, logits_to_keep)
+        kw.pop("use_cache")
+        if past_key_values is None:
+            kw["use_cache"] = False
+        with self.bridge.hooks(fwd_hooks=fwd):
+            logits = self.bridge(input_ids, **kw)
+        _check_counts(counts, list(hooks), "TransformerLens backend")
+        return logits
+
+
+@dataclass(frozen=True)
+class _Access:
+    """One place nnsight reads: a module's input or output (optionally one tuple element)."""
+
+    order: tuple[int, int]
+    path: str
+    io: str  # "input" | "output"
+    index: int | None
+
+
+# Access-point order inside a block, by how HF runs the block.
+_AP_ORDER = {"resid_pre": 0, "qkv": 1, "q": 1, "k": 2, "v": 3, "z": 5, "attn": 7, "resid_mid": 8,
+             "mlp_out": 9, "resid_post": 10}
+
+
+class NNsightBackend(Backend):
+    """Runs through an nnsight 0.8 ``TransformersModel`` wrapping the HF model."""
+
+    name = "nnsight"
+
+    def __init__(self, nn_model: Any, hf_model: torch.nn.Module, arch: ArchSpec, facts: Any):
+        self.nn = nn_model
+        self.hf = hf_model  # the module tree nnsight wraps (used for the firing counters)
+        self.arch = arch
+        self.facts = facts
+
+    # -- planning -------------------------------------------------------------------
+    def _access(self, s: Site) -> tuple[_Access, str]:
+        a, L = self.arch, s.layer
+        lp = a.layer_path
+        k = s.kind
+        if k == "resid_pre":
+            return _Access((L, 0), lp(L), "input", None), "plain"
+        if k == "resid_post":
+            return _Access((L, 10), lp(L), "output", None), "plain"
+        if k == "attn_out":
+            return _Access((L, 7), lp(L, a.attn), "output", 0), "plain"
+        if k == "pattern":
+            return _Access((L, 7), lp(L, a.attn), "output", 1), "plain"
+        if k == "resid_mid":
+            return _Access((L, 8), lp(L, a.ln2), "input", None), "plain"
+        if k == "mlp_out":
+            return _Access((L, 9), lp(L, a.mlp), "output", None), "plain"
+        if k == "z":
+            return _Access((L, 5), lp(L, a.o), "input", None), "heads"
+        if k in ("q", "k", "v"):
+            if a.qkv == "separate":
+                path = {"q": a.q, "k": a.k, "v": a.v}[k]
+                return _Access((L, _AP_ORDER[k]), lp(L, path), "output", None), "heads"
+            return _Access((L, 1), lp(L, a.q), "output", None), "fused"
+        raise ValueError(f"nnsight backend cannot reach {s.kind!r} directly")
+
+    def _envoy(self, path: str) -> Any:
+        env = self.nn
+        for part in path.split("."):
+            env = env[int(part)] if part.isdigit() else getattr(env, part)
+        return env
+
+    def _apply(self, native: Any, items: list[tuple[Site, str, HookFn]], index: int | None) -> Any:
+        """Apply the site functions of one access point to its native value; return the new value."""
+        f = self.facts
+        elem = native[index] if index is not None else native
+        if isinstance(elem, tuple):  # decoder layers that return tuples
+            elem = elem[0]
+        new = elem
+        fused = [it for it in items if it[1] == "fused"]
+        for s, mode, fn in items:
+            if mode == "plain":
+                new = fn(new)
+            elif mode == "heads":
+                n = f.n_heads if s.kind in ("q", "z") else f.n_kv_heads
+                canon = new.reshape(*new.shape[:-1], n, f.d_head)
+                new = fn(canon).reshape(new.shape)
+        if fused:
+            q, k, v = self.arch.split_qkv(new, f.n_heads, f.n_kv_heads, f.d_head)
+            parts = {"q": q, "k": k, "v": v}
+            for s, _, fn in fused:
+                parts[s.kind] = fn(parts[s.kind])
+            new = self.arch.merge_qkv(parts["q"], parts["k"], parts["v"])
+        if index is not None:
+            return tuple(new if i == index else x for i, x in enumerate(native))
+        if isinstance(native, tuple):
+            return (new,) + tuple(native[1:])
+        return new
+
+    def run(self, input_ids, attention_mask, position_ids, hooks, *, past_key_values=None, logits_to_keep=None):
+        plan: dict[_Access, list] = {}
+        for s, fn in hooks.items():
+            acc, mode = self._access(s)
+            plan.setdefault(acc, []).append((s, mode, fn))
+        # Group a module's tuple elements (attn_out and pattern) into one access.
+        groups: dict[tuple, list[tuple[_Access, list]]] = {}
+        for acc, items in plan.items():
+            groups.setdefault((acc.order, acc.path, acc.io), []).append((acc, items))
+        ordered = sorted(groups.items(), key=lambda kv: kv[0][0])
+        counts: Counter = Counter()
+        handles = []
+        for (_order, path, _io), accs in ordered:
+            here = [s for _acc, items in accs for s, _mode, _fn in items]
+
+            def counter(module, args, output, here=here):
+                for s in here:
+                    counts[s] += 1
+            handles.append(ArchSpec.get(self.hf, path).register_forward_hook(counter))
+        kw = self._model_kwargs(attention_mask, position_ids, past_key_values, logits_to_keep)
+        result: dict[str, Any] = {}
+        try:
+            with self.nn.trace(input_ids, **kw):
+                for (_, path, io), accs in ordered:
+                    env = self._envoy(path)
+                    native = env.output if io == "output" else env.input
+                    new = native
+                    for acc, items in sorted(accs, key=lambda a: -1 if a[0].index is None else a[0].index):
+                        new = self._apply(new, items, acc.index)
+                    if io == "output":
+                        env.output = new
+                    else:
+                        env.input = new
+                result["logits"] = self.nn.output.logits
+        finally:
+            for h in handles:
+                h.remove()
+        _check_counts(counts, list(hooks), "nnsight backend")
+        return result["logits"]

@@ -1,0 +1,739 @@
+"""HookedModel: one object for a model, whichever backend (TransformerLens or nnsight) runs it.
+
+Everything that must be identical across backends lives here: tokenisation (BOS, chat
+templates, padding, position ids), position resolution, interventions, captures, head
+outputs, gradients at sites and the generation loop. A backend only runs one forward pass
+and calls a function at each canonical site (:mod:`workbench.models.backends`).
+
+Generation and position policies
+--------------------------------
+``generate`` runs its own KV-cached decode loop (greedy by default) through the backend, so
+interventions apply identically in both backends. An intervention's ``positions`` may be:
+
+- ``"prompt"``: every real prompt token, in the prefill pass only;
+- ``"generated"``: every position whose output *produces* a generated token, i.e. the last
+  prompt token (its logits give the first generated token) and each generated token as it is
+  fed back. So the **first generated token is affected** by a ``"generated"`` intervention,
+  as in Chen et al. (2025), who add the persona vector "at every decoding step";
+- ``"all"``: both of the above (every prompt token and every generated token);
+- an index spec (int, list, slice, ``"last"``...): those prompt tokens, prefill only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import torch
+
+from ..interventions import Intervention, InterventionError, as_interventions
+from ..results import Provenance, to_jsonable
+from ..sites import Site, SiteError, SiteLike, parse_site
+from .arch import ArchSpec
+from .cache import ActivationCache
+from .tokens import GENERATION_POLICIES, PositionError, PositionSpec, Tokens, resolve_positions
+
+__all__ = ["HookedModel", "ModelFacts", "Generation", "GradientResult", "ContextLengthError", "PaddingError"]
+
+Prompt = Any  # str | list[dict] (chat messages)
+
+
+class ContextLengthError(ValueError):
+    pass
+
+
+class PaddingError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """Static facts of a loaded model."""
+
+    name: str
+    architecture: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    d_head: int
+    d_mlp: int
+    d_vocab: int
+    n_ctx: int
+    parallel_attn_mlp: bool
+    normalization: str
+    has_chat_template: bool
+    bos_token_id: int | None
+    eos_token_id: int | None
+    pad_token_id: int | None
+
+    def to_dict(self) -> dict:
+        return to_jsonable(self)
+
+
+@dataclass
+class Generation:
+    """Outputs of :meth:`HookedModel.generate`, one row per prompt (input order)."""
+
+    prompts: list[Any]
+    prompt_texts: list[str]
+    completions: list[str]
+    completion_ids: list[list[int]]
+    finish_reasons: list[str]
+    settings: dict
+    provenance: Provenance
+
+    def __len__(self) -> int:
+        return len(self.completions)
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        return pd.DataFrame({
+            "prompt": [p if isinstance(p, str) else str(p) for p in self.prompts],
+            "prompt_text": self.prompt_texts, "completion": self.completions,
+            "n_tokens": [len(c) for c in self.completion_ids], "finish_reason": self.finish_reasons,
+        })
+
+
+@dataclass
+class GradientResult:
+    """A scalar metric, and activations and their gradients ``d metric / d activation`` per site."""
+
+    value: float
+    activations: ActivationCache
+    grads: ActivationCache
+    logits: torch.Tensor
+
+
+@dataclass
+class _Capture:
+    site: Site
+    select: Callable[[torch.Tensor], torch.Tensor] | None = None
+    dtype: torch.dtype | None = None
+    device: Any = None
+    keep_graph: bool = False
+
+
+@dataclass
+class _Planned:
+    """An intervention resolved for one forward chunk."""
+
+    iv: Intervention
+    mask: torch.Tensor
+    pos_slice: slice | None = None
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class HookedModel:
+    """A language model with canonical sites, interventions, caching and generation.
+
+    Build one with :func:`workbench.models.load`. The important methods:
+
+    - :meth:`tokenize` -> :class:`Tokens` (BOS, chat template, padding: decided once here)
+    - :meth:`forward` -> logits, with ``interventions=[...]``
+    - :meth:`run_with_cache` -> ``(logits, ActivationCache)`` for chosen sites and positions
+    - :meth:`generate` -> :class:`Generation`, interventions active on a position policy
+    - :meth:`gradients` -> activations and ``d metric / d activation`` at sites
+    - :meth:`hooks` -> context manager keeping interventions active for every call inside it
+    - :attr:`facts` -> layers, heads, KV heads, d_model, d_head, vocabulary...
+    """
+
+    def __init__(self, hf_model: torch.nn.Module, tokenizer: Any, *, backend: str, arch: ArchSpec,
+                 name: str, source: str, prepend_bos: bool | None = None, notes: str = "",
+                 tl_model_name: str | None = None, source_hash: str | None = None):
+        self.arch = arch
+        self.name = name
+        self.source = source
+        self.notes = notes
+        self.tokenizer = tokenizer
+        self._hf_config = hf_model.config
+        self._source_hash = source_hash
+        self._weights_hash: str | None = None
+        self._active: list[list[Intervention]] = []
+        # References to the original modules, taken before a backend wraps the tree.
+        self._raw = hf_model
+        self._embed = arch.get(hf_model, arch.embed)
+        self._final_norm = arch.get(hf_model, arch.final_norm)
+        self._lm_head = arch.get(hf_model, arch.lm_head)
+        self._layers = list(arch.get(hf_model, arch.layers))
+        self._o_modules = [arch.get(hf_model, arch.layer_path(i, arch.o)) for i in range(len(self._layers))]
+        self._rotary = arch.get(hf_model, arch.rotary) if arch.rotary else None
+        self._pos_embed = arch.get(hf_model, arch.pos_embed) if arch.pos_embed else None
+        f = arch.facts(hf_model.config)
+        self._tokenizer_adds_bos = self._detect_tokenizer_bos()
+        self.prepend_bos = self._tokenizer_adds_bos if prepend_bos is None else bool(prepend_bos)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.facts = ModelFacts(
+            name=name, has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=pad, **f,
+        )
+        self.backend_name = backend
+        if backend == "tl":
+            from .backends import TLBackend
+            from transformer_lens.model_bridge import TransformerBridge
+
+            self.bridge = TransformerBridge.boot_transformers(
+                tl_model_name or source, hf_model=hf_model, tokenizer=tokenizer,
+                device=str(self.device), dtype=self.dtype,
+            )
+            self._backend = TLBackend(self.bridge)
+        elif backend == "nnsight":
+            import nnsight
+
+            from .backends import NNsightBackend
+
+            self.nnsight = nnsight.TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation")
+            self._backend = NNsightBackend(self.nnsight, hf_model, arch, self.facts)
+        else:
+            raise ValueError(f"backend must be 'tl' or 'nnsight', got {backend!r}")
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def device(self) -> torch.device:
+        return self._embed.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._embed.weight.dtype
+
+    @property
+    def n_layers(self) -> int:
+        return self.facts.n_layers
+
+    @property
+    def hf_model(self) -> torch.nn.Module:
+        """The underlying HF module tree (wrapped in place by TransformerLens for backend='tl')."""
+        return self._raw
+
+    @property
+    def weights_hash(self) -> str:
+        """sha256 (16 hex) over the parameters as loaded (names, dtypes, shapes, bytes)."""
+        if self._weights_hash is None:
+            h = hashlib.sha256()
+            for k, v in sorted(self._raw.state_dict().items()):
+                t = v.detach().cpu().contiguous()
+                h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+                h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            self._weights_hash = h.hexdigest()[:16]
+        return self._weights_hash
+
+    def provenance(self, **kw: Any) -> Provenance:
+        """A :class:`Provenance` naming this model and its weights hash (plus ``kw``)."""
+        return Provenance(model=self.name, model_hash=self.weights_hash, **kw)
+
+    def __repr__(self) -> str:
+        f = self.facts
+        return (f"HookedModel({self.name!r}, backend={self.backend_name!r}, {f.architecture}, "
+                f"{f.n_layers} layers, {f.n_heads} heads ({f.n_kv_heads} KV), d_model={f.d_model}, "
+                f"vocab={f.d_vocab}, {self.dtype}, {self.device})")
+
+    # ------------------------------------------------------------------ sites
+    def check_site(self, s: SiteLike) -> Site:
+        """Parse and validate a site against this model (layer/head range, architecture)."""
+        s = parse_site(s)
+        f = self.facts
+        layer = s.layer + f.n_layers if s.layer < 0 else s.layer
+        if not 0 <= layer < f.n_layers:
+            raise SiteError(f"layer {s.layer} is out of range for {self.name} ({f.n_layers} layers: 0..{f.n_layers - 1})")
+        if layer != s.layer:
+            s = Site(s.kind, layer, s.head)
+        if s.head is not None:
+            n = f.n_kv_heads if s.kind in ("k", "v") else f.n_heads
+            if not 0 <= s.head < n:
+                raise SiteError(f"head {s.head} is out of range for {s.kind} in {self.name} ({n} heads: 0..{n - 1})")
+        if s.kind == "resid_mid" and f.parallel_attn_mlp:
+            raise SiteError(
+                f"{self.name} uses a parallel residual (attention and MLP read the same input), so it "
+                "has no resid_mid; use resid_pre, attn_out, mlp_out or resid_post"
+            )
+        return s
+
+    def all_sites(self, kinds: Iterable[str] | None = None) -> list[Site]:
+        """Every valid site of this model (optionally of some kinds)."""
+        from ..sites import SITE_KINDS
+
+        kinds = list(kinds) if kinds is not None else list(SITE_KINDS)
+        out = []
+        for L in range(self.n_layers):
+            for k in kinds:
+                if k == "resid_mid" and self.facts.parallel_attn_mlp:
+                    continue
+                out.append(Site(k, L))
+        return out
+
+    # ------------------------------------------------------------------ weights
+    def W_O(self, layer: int) -> torch.Tensor:
+        """``[n_heads, d_head, d_model]`` output weights of layer ``layer`` (``head_out = z[h] @ W_O[h]``)."""
+        return self.arch.W_O(self._o_modules[layer], self.facts.n_heads, self.facts.d_head)
+
+    @property
+    def W_U(self) -> torch.Tensor:
+        """Unembedding ``[d_model, d_vocab]``."""
+        return self._lm_head.weight.T
+
+    @property
+    def W_E(self) -> torch.Tensor:
+        """Token embedding ``[d_vocab, d_model]``."""
+        return self._embed.weight
+
+    def final_norm(self, h: torch.Tensor) -> torch.Tensor:
+        """The model's final LayerNorm/RMSNorm, applied to residual vectors."""
+        return self._final_norm(h)
+
+    def unembed(self, h: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
+        """Logits from residual vectors: ``lm_head(final_norm(h))`` (the logit lens)."""
+        return self._lm_head(self.final_norm(h) if normalize else h)
+
+    # ------------------------------------------------------------------ tokenisation
+    def _detect_tokenizer_bos(self) -> bool:
+        tok = self.tokenizer
+        if tok.bos_token_id is None:
+            return False
+        with_sp = tok("a b", add_special_tokens=True)["input_ids"]
+        return len(with_sp) > 0 and with_sp[0] == tok.bos_token_id and \
+            tok("a b", add_special_tokens=False)["input_ids"][:1] != [tok.bos_token_id]
+
+    def format_chat(self, prompt: Prompt, *, system: str | None = None, assistant_prefix: str | None = None,
+                    add_generation_prompt: bool = True) -> str:
+        """The exact text of a chat-formatted prompt (the model's own chat template)."""
+        if not self.facts.has_chat_template:
+            raise ValueError(f"{self.name} has no chat template; call with chat=False")
+        if isinstance(prompt, str):
+            messages = [{"role": "user", "content": prompt}]
+        else:
+            messages = [dict(m) for m in prompt]
+        if system is not None:
+            if messages and messages[0].get("role") == "system":
+                raise ValueError("system= given, but the messages already start with a system message")
+            messages = [{"role": "system", "content": system}] + messages
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return text + (assistant_prefix or "")
+
+    def tokenize(self, prompts: Prompt | Sequence[Prompt] | Tokens, *, chat: bool = False,
+                 system: str | None = None, assistant_prefix: str | None = None,
+                 prepend_bos: bool | None = None, padding_side: str = "left") -> Tokens:
+        """Tokenise prompts the one way both backends will see them.
+
+        Args:
+            prompts: a string, a list of strings, chat messages (list of dicts) or a list of them.
+            chat: apply the model's chat template (with the generation prompt).
+            system: a system message (chat only).
+            assistant_prefix: text appended after the generation prompt (e.g. ``"("`` before an
+                A/B answer letter).
+            prepend_bos: add the BOS token to raw text. Default: the model's policy, which is the
+                tokenizer's own behaviour unless the registry says otherwise. Chat-formatted text
+                never gets an extra BOS (the template writes its own special tokens).
+            padding_side: ``"left"`` (default; needed for generation) or ``"right"``.
+        """
+        if isinstance(prompts, Tokens):
+            return prompts
+        if isinstance(prompts, torch.Tensor):
+            ids = prompts if prompts.ndim == 2 else prompts.unsqueeze(0)
+            return Tokens(ids.long(), torch.ones_like(ids), padding_side)
+        single = isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], dict))
+        items = [prompts] if single else list(prompts)
+        if not items:
+            raise ValueError("no prompts given")
+        if not chat and (system is not None or assistant_prefix is not None):
+            raise ValueError("system= and assistant_prefix= only apply with chat=True")
+        texts: list[str] = []
+        for p in items:
+            if chat:
+                texts.append(self.format_chat(p, system=system, assistant_prefix=assistant_prefix))
+            elif isinstance(p, str):
+                texts.append(p)
+            else:
+                raise ValueError("chat messages (lists of dicts) need chat=True")
+        bos = self.prepend_bos if prepend_bos is None else prepend_bos
+        ids_list = []
+        for t in texts:
+            ids = self.tokenizer(t, add_special_tokens=False)["input_ids"]
+            if bos and not chat:
+                if self.facts.bos_token_id is None:
+                    raise ValueError(f"prepend_bos=True but {self.name}'s tokenizer has no BOS token")
+                ids = [self.facts.bos_token_id] + ids
+            if not ids:
+                raise ValueError(f"prompt {len(ids_list)} tokenises to no tokens: {t!r}")
+            ids_list.append(ids)
+        too_long = [(i, len(x)) for i, x in enumerate(ids_list) if len(x) > self.facts.n_ctx]
+        if too_long:
+            i, n = too_long[0]
+            raise ContextLengthError(
+                f"prompt {i} has {n} tokens, more than {self.name}'s context of {self.facts.n_ctx}; "
+                f"truncate or split it ({len(too_long)} prompt(s) too long)"
+            )
+        T = max(len(x) for x in ids_list)
+        pad = self.facts.pad_token_id if self.facts.pad_token_id is not None else 0
+        input_ids = torch.full((len(ids_list), T), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids_list), T), dtype=torch.long)
+        for i, x in enumerate(ids_list):
+            if padding_side == "left":
+                input_ids[i, T - len(x):] = torch.tensor(x)
+                mask[i, T - len(x):] = 1
+            else:
+                input_ids[i, :len(x)] = torch.tensor(x)
+                mask[i, :len(x)] = 1
+        return Tokens(input_ids.to(self.device), mask.to(self.device), padding_side, texts,
+                      {"chat": chat, "system": system, "assistant_prefix": assistant_prefix})
+
+    def to_str_tokens(self, prompt: str | Tokens, row: int = 0, **kw: Any) -> list[str]:
+        """The tokens of a prompt as strings (real tokens only)."""
+        toks = self.tokenize(prompt, **kw) if not isinstance(prompt, Tokens) else prompt
+        return [self.tokenizer.decode([i]) for i in toks.real_tokens(row)]
+
+    # ------------------------------------------------------------------ core run
+    def _plan(self, ivs: list[Intervention], tokens: Tokens) -> list[_Planned]:
+        out = []
+        for iv in ivs:
+            site = self.check_site(iv.site)
+            if site != iv.site:
+                iv = Intervention(site, iv.op, iv.value, iv.alpha, iv.positions, iv.heads, iv.fn, iv.label, iv.meta)
+            if site.kind == "pattern" and self.backend_name == "nnsight":
+                raise InterventionError(
+                    "interventions on attention patterns need backend='tl': in HF modules the pattern "
+                    "is computed inside the attention function, where nnsight can read but not replace it"
+                )
+            iv.validate(self.facts)
+            pos = iv.positions
+            if isinstance(pos, str) and pos in GENERATION_POLICIES:
+                pos = "all"
+            mask = resolve_positions(pos, tokens)
+            out.append(_Planned(iv, mask, slice(0, tokens.shape[1])))
+        return out
+
+    def _run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, *,
+             planned: list[_Planned], captures: list[_Capture], past: Any = None,
+             logits_to_keep: int | None = None, grad: bool = False
+             ) -> tuple[torch.Tensor, dict[Site, torch.Tensor], dict[Site, torch.Tensor]]:
+        """One forward pass. Returns logits, the captured activations, and (for captures that keep
+        the graph) the tensors to differentiate with respect to."""
+        hooks: dict[Site, list[Callable]] = defaultdict(list)
+        captured: dict[Site, torch.Tensor] = {}
+        grad_targets: dict[Site, torch.Tensor] = {}
+        head_out: dict[int, dict] = defaultdict(lambda: {"ivs": [], "caps": []})
+
+        def capture_fn(c: _Capture):
+            def fn(x):
+                y = x if c.keep_graph else x.detach()
+                if c.keep_graph:
+                    grad_targets[c.site] = x
+                if c.select is not None:
+                    y = c.select(y)
+                if c.dtype is not None or c.device is not None:
+                    y = y.to(device=c.device or y.device, dtype=c.dtype or y.dtype)
+                captured[c.site] = y
+                return x
+            return fn
+
+        for p in planned:
+            if p.iv.site.kind == "head_out":
+                head_out[p.iv.site.layer]["ivs"].append(p)
+            else:
+                hooks[p.iv.site].append(lambda x, p=p: p.iv.apply(x, p.mask, p.pos_slice))
+        for c in captures:
+            if c.site.kind == "head_out":
+                head_out[c.site.layer]["caps"].append(c)
+            else:
+                hooks[c.site].append(capture_fn(c))
+        for L, spec in head_out.items():
+            scratch: dict[str, torch.Tensor] = {}
+            hooks[Site("z", L)].append(lambda x, scratch=scratch: scratch.__setitem__("z", x) or x)
+            W_O = self.W_O(L)
+
+            def attn_fn(x, scratch=scratch, spec=spec, W_O=W_O):
+                ho = torch.einsum("bthd,hdm->bthm", scratch["z"], W_O.to(x.dtype))
+                new = ho
+                for p in spec["ivs"]:
+                    new = p.iv.apply(new, p.mask, p.pos_slice)
+                for c in spec["caps"]:
+                    capture_fn(c)(new)
+                    if c.keep_graph:  # d metric / d head_out[h] = d metric / d attn_out, for every h
+                        grad_targets[c.site] = x
+                return x + (new - ho).sum(2) if spec["ivs"] else x
+            hooks[Site("attn_out", L)].insert(0, attn_fn)
+        if grad:
+            first = Site("resid_pre", 0)
+            hooks[first].insert(0, lambda x: x.detach().requires_grad_(True))
+
+        def compose(fns):
+            def fn(x):
+                for f in fns:
+                    x = f(x)
+                return x
+            return fn
+
+        composed = {s: compose(fns) for s, fns in hooks.items()}
+        ctx = torch.enable_grad() if grad else torch.inference_mode()
+        with ctx:
+            logits = self._backend.run(input_ids, attention_mask, position_ids, composed,
+                                       past_key_values=past, logits_to_keep=logits_to_keep)
+        return logits, captured, grad_targets
+
+    def _active_ivs(self, interventions: Any) -> list[Intervention]:
+        return [iv for group in self._active for iv in group] + as_interventions(interventions)
+
+    # ------------------------------------------------------------------ public runs
+    def forward(self, inputs: Any, *, interventions: Any = None, logits: str | None = "all",
+                **tokenize_kw: Any) -> torch.Tensor | None:
+        """Run the model; return logits (``"all"``: ``[batch, seq, vocab]``; ``"last"``: ``[batch, vocab]``
+        at each row's last real token; ``None``: skip the unembedding where the backend allows)."""
+        return self._forward_capture(inputs, [], interventions=interventions, logits=logits, **tokenize_kw)[0]
+
+    __call__ = forward
+
+    def _forward_capture(self, inputs: Any, captures: list[_Capture], *, interventions: Any, logits: str | None,
+                         grad: bool = False, **tokenize_kw: Any):
+        tokens = self.tokenize(inputs, **tokenize_kw)
+        planned = self._plan(self._active_ivs(interventions), tokens)
+        if logits not in ("all", "last", None):
+            raise ValueError(f"logits must be 'all', 'last' or None, got {logits!r}")
+        keep = 1 if (logits in ("last", None) and tokens.is_uniform_last) else None
+        out, captured, targets = self._run(tokens.input_ids, tokens.attention_mask, tokens.position_ids,
+                                           planned=planned, captures=captures, logits_to_keep=keep, grad=grad)
+        if logits == "last":
+            out = out[:, -1] if keep else out[torch.arange(len(tokens)), tokens.last_index]
+        elif logits is None:
+            out = None
+        return out, captured, targets, tokens
+
+    def run_with_cache(self, inputs: Any, sites: Iterable[SiteLike], *, positions: PositionSpec = "all",
+                       dtype: torch.dtype | None = None, device: Any = None, interventions: Any = None,
+                       logits: str | None = "all", **tokenize_kw: Any) -> tuple[torch.Tensor | None, ActivationCache]:
+        """Forward pass that records ``sites``.
+
+        ``positions="all"`` keeps the padded ``[batch, seq, ...]`` tensors; ``"last"`` keeps
+        ``[batch, ...]`` at each row's last real token. Activations are recorded after any
+        intervention at the same site. ``dtype``/``device`` convert what is stored (default: as
+        computed, on the model's device).
+        """
+        tokens = self.tokenize(inputs, **tokenize_kw)
+        caps = [self._capture_spec(s, positions, tokens, dtype, device) for s in sites]
+        out, captured, _, tokens = self._forward_capture(tokens, caps, interventions=interventions, logits=logits)
+        return out, ActivationCache(self._order_captured(captured, caps), tokens, "all" if positions == "all" else positions)
+
+    def _capture_spec(self, s: SiteLike, positions: PositionSpec, tokens: Tokens, dtype, device,
+                      keep_graph: bool = False) -> _Capture:
+        site = self.check_site(s).whole
+        select = None
+        if positions != "all":
+            if positions != "last":
+                raise PositionError("run_with_cache stores positions='all' (padded) or 'last'; index the cache for others")
+            idx = tokens.last_index
+            rows = torch.arange(len(tokens), device=idx.device)
+            if site.kind == "pattern":
+                select = lambda x, idx=idx, rows=rows: x[rows, :, idx.to(x.device)]  # noqa: E731
+            else:
+                select = lambda x, idx=idx, rows=rows: x[rows, idx.to(x.device)]  # noqa: E731
+        return _Capture(site, select, dtype, device, keep_graph)
+
+    @staticmethod
+    def _order_captured(captured: dict, caps: list[_Capture]) -> dict[Site, torch.Tensor]:
+        out = {}
+        for c in caps:
+            if c.site not in captured:
+                raise RuntimeError(f"site {c.site.name} was requested but never captured")
+            out[c.site] = captured[c.site]
+        return out
+
+    def gradients(self, inputs: Any, sites: Iterable[SiteLike], metric: Callable[[torch.Tensor, Tokens], torch.Tensor],
+                  *, interventions: Any = None, **tokenize_kw: Any) -> GradientResult:
+        """Activations at ``sites`` and the gradient of a scalar ``metric(logits, tokens)`` with respect to
+        them (one forward and one backward; attribution patching builds on this).
+
+        For ``head_out`` the gradient is ``d metric / d attn_out`` for every head (each head's output is
+        added to the residual unchanged)."""
+        tokens = self.tokenize(inputs, **tokenize_kw)
+        site_list = [self.check_site(s).whole for s in sites]
+        caps = [_Capture(s, keep_graph=True) for s in site_list]
+        logits, captured, targets, tokens = self._forward_capture(tokens, caps, interventions=interventions,
+                                                                  logits="all", grad=True)
+        with torch.enable_grad():
+            value = metric(logits, tokens)
+            if value.ndim != 0:
+                raise ValueError(f"metric must return a scalar tensor, got shape {tuple(value.shape)}")
+            wrt = [targets[s] for s in site_list]
+            grads = torch.autograd.grad(value, wrt, allow_unused=True)
+        acts, gr = {}, {}
+        for s, g, a in zip(site_list, grads, wrt):
+            act = captured[s]
+            if g is None:
+                g = torch.zeros_like(a)
+            if s.kind == "head_out":
+                g = g.unsqueeze(2).expand_as(act)
+            acts[s] = act.detach()
+            gr[s] = g.detach()
+        return GradientResult(float(value.detach()), ActivationCache(acts, tokens), ActivationCache(gr, tokens),
+                              logits.detach())
+
+    @contextlib.contextmanager
+    def hooks(self, interventions: Any) -> Iterator["HookedModel"]:
+        """Keep ``interventions`` active for every forward / cache / generate call inside the block."""
+        group = as_interventions(interventions)
+        for iv in group:
+            self.check_site(iv.site)
+            iv.validate(self.facts)
+        self._active.append(group)
+        try:
+            yield self
+        finally:
+            self._active.remove(group)
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, prompts: Prompt | Sequence[Prompt], *, max_new_tokens: int = 32, interventions: Any = None,
+                 do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, seed: int = 0, stop_at_eos: bool = True,
+                 batch_size: int = 16, progress: bool = False, chat: bool = False, system: str | None = None,
+                 assistant_prefix: str | None = None, prepend_bos: bool | None = None) -> Generation:
+        """Generate continuations with a KV cache, interventions active on their position policy.
+
+        Greedy by default; ``do_sample=True`` samples with ``temperature``/``top_k``/``top_p`` from a
+        generator seeded with ``seed`` (same seed, same samples). Prompts run in batches of
+        ``batch_size``, sorted by length to limit padding; outputs keep the input order.
+        """
+        if isinstance(prompts, Tokens):
+            raise TypeError("generate takes prompts (strings or chat messages), not Tokens; it left-pads them itself")
+        single = isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], dict))
+        items = [prompts] if single else list(prompts)
+        ivs = self._active_ivs(interventions)
+        for iv in ivs:
+            pos = iv.positions
+            if isinstance(pos, str) and pos in ("generated", "all") and isinstance(iv.value, torch.Tensor) \
+                    and iv.value.ndim >= 3:
+                raise InterventionError(
+                    f"{iv.site.name}: a full-activation value covers prompt positions only; use "
+                    "positions='prompt' or an index spec in generate()"
+                )
+        kw = dict(chat=chat, system=system, assistant_prefix=assistant_prefix, prepend_bos=prepend_bos)
+        lengths = [len(self.tokenize(p, **kw).real_tokens(0)) for p in items]
+        order = sorted(range(len(items)), key=lambda i: -lengths[i])
+        texts: list[str] = [""] * len(items)
+        comps: list[str] = [""] * len(items)
+        comp_ids: list[list[int]] = [[] for _ in items]
+        reasons: list[str] = [""] * len(items)
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        it = batches
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(batches, desc=f"generate ({self.name})", unit="batch")
+        for idx in it:
+            tokens = self.tokenize([items[i] for i in idx], padding_side="left", **kw)
+            ids, reason = self._generate_batch(tokens, ivs, max_new_tokens, do_sample, temperature, top_k, top_p,
+                                               gen, stop_at_eos)
+            for j, i in enumerate(idx):
+                texts[i] = tokens.texts[j]
+                comp_ids[i] = ids[j]
+                comps[i] = self.tokenizer.decode(ids[j], skip_special_tokens=True)
+                reasons[i] = reason[j]
+        settings = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
+                        top_p=top_p, seed=seed, stop_at_eos=stop_at_eos, chat=chat, system=system,
+                        assistant_prefix=assistant_prefix, backend=self.backend_name,
+                        interventions=[_describe_iv(iv) for iv in ivs])
+        return Generation(items, texts, comps, comp_ids, reasons, settings,
+                          self.provenance(seed=seed, extra={"generation": settings}))
+
+    def _generate_batch(self, tokens: Tokens, ivs: list[Intervention], max_new_tokens: int, do_sample: bool,
+                        temperature: float, top_k: int | None, top_p: float | None, gen: torch.Generator,
+                        stop_at_eos: bool) -> tuple[list[list[int]], list[str]]:
+        if tokens.padding_side != "left" and not bool((tokens.attention_mask == 1).all()):
+            raise PaddingError("generation needs left padding (right-padded rows would continue from padding)")
+        from transformers import DynamicCache
+
+        B, T0 = tokens.shape
+        cache = DynamicCache(config=self._hf_config)
+        prefill = []
+        for iv in ivs:
+            site = self.check_site(iv.site)
+            if site != iv.site:
+                iv = Intervention(site, iv.op, iv.value, iv.alpha, iv.positions, iv.heads, iv.fn, iv.label, iv.meta)
+            iv.validate(self.facts)
+            pos = iv.positions
+            if pos == "generated":
+                mask = torch.zeros(B, T0, dtype=torch.bool, device=tokens.input_ids.device)
+                mask[:, -1] = True
+            elif pos in ("all", "prompt"):
+                mask = tokens.attention_mask.bool()
+            else:
+                mask = resolve_positions(pos, tokens)
+            if mask.any():
+                prefill.append(_Planned(iv, mask, slice(0, T0)))
+        decode_ivs = [iv for iv in ivs if iv.positions in ("generated", "all")]
+        logits = self._run(tokens.input_ids, tokens.attention_mask, tokens.position_ids, planned=prefill,
+                           captures=[], past=cache, logits_to_keep=1)[0]
+        am = tokens.attention_mask
+        pos_ids = tokens.position_ids[:, -1:]
+        eos = self.facts.eos_token_id
+        out = torch.zeros(B, 0, dtype=torch.long, device=am.device)
+        finished = torch.zeros(B, dtype=torch.bool, device=am.device)
+        reasons = ["length"] * B
+        for step in range(max_new_tokens):
+            nxt = self._choose(logits[:, -1], do_sample, temperature, top_k, top_p, gen)
+            if stop_at_eos and eos is not None:
+                nxt = torch.where(finished, torch.full_like(nxt, eos), nxt)
+            out = torch.cat([out, nxt[:, None]], dim=1)
+            if stop_at_eos and eos is not None:
+                newly = (nxt == eos) & ~finished
+                for b in torch.nonzero(newly).flatten().tolist():
+                    reasons[b] = "eos"
+                finished |= nxt == eos
+                if bool(finished.all()):
+                    break
+            if step == max_new_tokens - 1:
+                break
+            am = torch.cat([am, torch.ones(B, 1, dtype=am.dtype, device=am.device)], dim=1)
+            pos_ids = pos_ids + 1
+            step_mask = torch.ones(B, 1, dtype=torch.bool, device=am.device)
+            planned = []
+            for iv in decode_ivs:
+                site = self.check_site(iv.site)
+                if site != iv.site:
+                    iv = Intervention(site, iv.op, iv.value, iv.alpha, iv.positions, iv.heads, iv.fn, iv.label, iv.meta)
+                planned.append(_Planned(iv, step_mask, None))
+            logits = self._run(nxt[:, None], am, pos_ids, planned=planned, captures=[], past=cache,
+                               logits_to_keep=1)[0]
+        ids = []
+        for b in range(B):
+            row = out[b].tolist()
+            if stop_at_eos and eos is not None and eos in row:
+                row = row[:row.index(eos)]
+            ids.append(row)
+        return ids, reasons
+
+    @staticmethod
+    def _choose(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int | None,
+                top_p: float | None, gen: torch.Generator) -> torch.Tensor:
+        if not do_sample:
+            return logits.argmax(-1)
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0 when sampling (use do_sample=False for greedy)")
+        x = logits.float() / temperature
+        if top_k is not None:
+            kth = x.topk(min(int(top_k), x.shape[-1]), dim=-1).values[:, -1:]
+            x = x.masked_fill(x < kth, -math.inf)
+        if top_p is not None:
+            sx, si = x.sort(dim=-1, descending=True)
+            cp = sx.softmax(-1).cumsum(-1)
+            drop = cp - sx.softmax(-1) > top_p
+            sx = sx.masked_fill(drop, -math.inf)
+            x = torch.full_like(x, -math.inf).scatter(-1, si, sx)
+        probs = x.softmax(-1).cpu()
+        return torch.multinomial(probs, 1, generator=gen).flatten().to(logits.device)
+
+
+def _describe_iv(iv: Intervention) -> dict:
+    d = {"site": iv.site.name, "op": iv.op, "alpha": iv.alpha, "positions": str(iv.positions),
+         "heads": list(iv.heads) if iv.heads else None, "label": iv.label}
+    if isinstance(iv.value, torch.Tensor):
+        d["value_shape"] = list(iv.value.shape)
+        d["value_norm"] = float(iv.value.float().norm())
+    return d
