@@ -125,10 +125,12 @@ class Site:
 SiteLike = Union[Site, str, tuple]
 
 
-def _unknown_kind_message(kind: str) -> str:
-    close = difflib.get_close_matches(kind, SITE_KINDS + tuple(_TL_KIND), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(_TL_KIND.get(c, c)) for c in close)}?" if close else ""
-    return f"unknown site kind {kind!r}.{hint} Valid kinds: {', '.join(SITE_KINDS)}."
+def _unknown_kind_message(kind: str, suffix: str = "") -> str:
+    close = difflib.get_close_matches(kind, SITE_KINDS + tuple(_TL_KIND), n=4, cutoff=0.5)
+    names = list(dict.fromkeys(_TL_KIND.get(c, c) + suffix for c in close))[:3]
+    hint = f" Did you mean {', '.join(repr(n) for n in names)}?" if names else ""
+    what = f"site {kind + suffix!r}" if suffix else f"site kind {kind!r}"
+    return f"unknown {what}.{hint} Valid kinds: {', '.join(SITE_KINDS)}."
 
 
 def parse_site(spec: SiteLike) -> Site:
@@ -146,6 +148,8 @@ def parse_site(spec: SiteLike) -> Site:
     m = _CANON.match(s)
     if m:
         kind, layer, head = m.group(1), int(m.group(2)), m.group(3)
+        if kind not in SITE_KINDS:
+            raise SiteError(_unknown_kind_message(kind, s[len(kind):]))
         return Site(kind, layer, None if head is None else int(head))
     m = _TL_ALIAS.match(s)
     if m and m.group(2) in _TL_KIND:

@@ -25,7 +25,8 @@ import torch
 from ..sites import Site, tl_hook_name
 from .arch import ArchSpec
 
-__all__ = ["Backend", "TLBackend", "NNsightBackend", "HookFiringError"]
+__all__ = ["Backend", "TLBackend", "NNsightBackend", "HookFiringError", "site_access", "plan_access",
+           "apply_at_access"]
 
 HookFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -107,6 +108,75 @@ _AP_ORDER = {"resid_pre": 0, "qkv": 1, "q": 1, "k": 2, "v": 3, "z": 5, "attn": 7
              "mlp_out": 9, "resid_post": 10}
 
 
+def site_access(arch: ArchSpec, s: Site) -> tuple[_Access, str]:
+    """Where a site is read in the HF module tree, and how to turn it into canonical shape
+    (``"plain"``, ``"heads"``: last dim split into heads, ``"fused"``: split from a fused qkv)."""
+    L, lp, k = s.layer, arch.layer_path, s.kind
+    if k == "resid_pre":
+        return _Access((L, 0), lp(L), "input", None), "plain"
+    if k == "resid_post":
+        return _Access((L, 10), lp(L), "output", None), "plain"
+    if k == "attn_out":
+        return _Access((L, 7), lp(L, arch.attn), "output", 0), "plain"
+    if k == "pattern":
+        return _Access((L, 7), lp(L, arch.attn), "output", 1), "plain"
+    if k == "resid_mid":
+        return _Access((L, 8), lp(L, arch.ln2), "input", None), "plain"
+    if k == "mlp_out":
+        return _Access((L, 9), lp(L, arch.mlp), "output", None), "plain"
+    if k == "z":
+        return _Access((L, 5), lp(L, arch.o), "input", None), "heads"
+    if k in ("q", "k", "v"):
+        if arch.qkv == "separate":
+            path = {"q": arch.q, "k": arch.k, "v": arch.v}[k]
+            return _Access((L, _AP_ORDER[k]), lp(L, path), "output", None), "heads"
+        return _Access((L, 1), lp(L, arch.q), "output", None), "fused"
+    raise ValueError(f"{s.kind!r} is not reached directly in the module tree")
+
+
+def plan_access(arch: ArchSpec, hooks: dict[Site, HookFn]) -> list[tuple[tuple, list[tuple[_Access, list]]]]:
+    """Group site functions by module access point, in execution order."""
+    plan: dict[_Access, list] = {}
+    for s, fn in hooks.items():
+        acc, mode = site_access(arch, s)
+        plan.setdefault(acc, []).append((s, mode, fn))
+    groups: dict[tuple, list[tuple[_Access, list]]] = {}
+    for acc, items in plan.items():
+        groups.setdefault((acc.order, acc.path, acc.io), []).append((acc, items))
+    for accs in groups.values():
+        accs.sort(key=lambda a: -1 if a[0].index is None else a[0].index)
+    return sorted(groups.items(), key=lambda kv: kv[0][0])
+
+
+def apply_at_access(arch: ArchSpec, facts: Any, native: Any, items: list[tuple[Site, str, HookFn]],
+                    index: int | None) -> Any:
+    """Apply the site functions of one access point to its native value; return the new value."""
+    f = facts
+    elem = native[index] if index is not None else native
+    if isinstance(elem, tuple):  # decoder layers that return tuples
+        elem = elem[0]
+    new = elem
+    fused = [it for it in items if it[1] == "fused"]
+    for s, mode, fn in items:
+        if mode == "plain":
+            new = fn(new)
+        elif mode == "heads":
+            n = f.n_heads if s.kind in ("q", "z") else f.n_kv_heads
+            canon = new.reshape(*new.shape[:-1], n, f.d_head)
+            new = fn(canon).reshape(new.shape)
+    if fused:
+        q, k, v = arch.split_qkv(new, f.n_heads, f.n_kv_heads, f.d_head)
+        parts = {"q": q, "k": k, "v": v}
+        for s, _, fn in fused:
+            parts[s.kind] = fn(parts[s.kind])
+        new = arch.merge_qkv(parts["q"], parts["k"], parts["v"])
+    if index is not None:
+        return tuple(new if i == index else x for i, x in enumerate(native))
+    if isinstance(native, tuple):
+        return (new,) + tuple(native[1:])
+    return new
+
+
 class NNsightBackend(Backend):
     """Runs through an nnsight 0.8 ``TransformersModel`` wrapping the HF model."""
 
@@ -118,75 +188,14 @@ class NNsightBackend(Backend):
         self.arch = arch
         self.facts = facts
 
-    # -- planning -------------------------------------------------------------------
-    def _access(self, s: Site) -> tuple[_Access, str]:
-        a, L = self.arch, s.layer
-        lp = a.layer_path
-        k = s.kind
-        if k == "resid_pre":
-            return _Access((L, 0), lp(L), "input", None), "plain"
-        if k == "resid_post":
-            return _Access((L, 10), lp(L), "output", None), "plain"
-        if k == "attn_out":
-            return _Access((L, 7), lp(L, a.attn), "output", 0), "plain"
-        if k == "pattern":
-            return _Access((L, 7), lp(L, a.attn), "output", 1), "plain"
-        if k == "resid_mid":
-            return _Access((L, 8), lp(L, a.ln2), "input", None), "plain"
-        if k == "mlp_out":
-            return _Access((L, 9), lp(L, a.mlp), "output", None), "plain"
-        if k == "z":
-            return _Access((L, 5), lp(L, a.o), "input", None), "heads"
-        if k in ("q", "k", "v"):
-            if a.qkv == "separate":
-                path = {"q": a.q, "k": a.k, "v": a.v}[k]
-                return _Access((L, _AP_ORDER[k]), lp(L, path), "output", None), "heads"
-            return _Access((L, 1), lp(L, a.q), "output", None), "fused"
-        raise ValueError(f"nnsight backend cannot reach {s.kind!r} directly")
-
     def _envoy(self, path: str) -> Any:
         env = self.nn
         for part in path.split("."):
             env = env[int(part)] if part.isdigit() else getattr(env, part)
         return env
 
-    def _apply(self, native: Any, items: list[tuple[Site, str, HookFn]], index: int | None) -> Any:
-        """Apply the site functions of one access point to its native value; return the new value."""
-        f = self.facts
-        elem = native[index] if index is not None else native
-        if isinstance(elem, tuple):  # decoder layers that return tuples
-            elem = elem[0]
-        new = elem
-        fused = [it for it in items if it[1] == "fused"]
-        for s, mode, fn in items:
-            if mode == "plain":
-                new = fn(new)
-            elif mode == "heads":
-                n = f.n_heads if s.kind in ("q", "z") else f.n_kv_heads
-                canon = new.reshape(*new.shape[:-1], n, f.d_head)
-                new = fn(canon).reshape(new.shape)
-        if fused:
-            q, k, v = self.arch.split_qkv(new, f.n_heads, f.n_kv_heads, f.d_head)
-            parts = {"q": q, "k": k, "v": v}
-            for s, _, fn in fused:
-                parts[s.kind] = fn(parts[s.kind])
-            new = self.arch.merge_qkv(parts["q"], parts["k"], parts["v"])
-        if index is not None:
-            return tuple(new if i == index else x for i, x in enumerate(native))
-        if isinstance(native, tuple):
-            return (new,) + tuple(native[1:])
-        return new
-
     def run(self, input_ids, attention_mask, position_ids, hooks, *, past_key_values=None, logits_to_keep=None):
-        plan: dict[_Access, list] = {}
-        for s, fn in hooks.items():
-            acc, mode = self._access(s)
-            plan.setdefault(acc, []).append((s, mode, fn))
-        # Group a module's tuple elements (attn_out and pattern) into one access.
-        groups: dict[tuple, list[tuple[_Access, list]]] = {}
-        for acc, items in plan.items():
-            groups.setdefault((acc.order, acc.path, acc.io), []).append((acc, items))
-        ordered = sorted(groups.items(), key=lambda kv: kv[0][0])
+        ordered = plan_access(self.arch, hooks)
         counts: Counter = Counter()
         handles = []
         for (_order, path, _io), accs in ordered:
@@ -204,8 +213,8 @@ class NNsightBackend(Backend):
                     env = self._envoy(path)
                     native = env.output if io == "output" else env.input
                     new = native
-                    for acc, items in sorted(accs, key=lambda a: -1 if a[0].index is None else a[0].index):
-                        new = self._apply(new, items, acc.index)
+                    for acc, items in accs:
+                        new = apply_at_access(self.arch, self.facts, new, items, acc.index)
                     if io == "output":
                         env.output = new
                     else:

@@ -98,7 +98,7 @@ def verify_sha256(path: Path, expected: str) -> str:
     return got
 
 
-def dequantised_dir(gguf_path: Path, *, expected_sha256: str | None, cache: Path, name: str) -> Path:
+def dequantised_dir(gguf_path: Path, *, expected_sha256: str | None, cache: Path) -> Path:
     """HF directory holding the dequantised float32 weights of ``gguf_path``, built once.
 
     The cache entry records the GGUF's sha256 and is only used when it matches. Building writes
@@ -107,7 +107,7 @@ def dequantised_dir(gguf_path: Path, *, expected_sha256: str | None, cache: Path
     if not gguf_path.exists():
         raise ModelFileError(f"GGUF file not found: {gguf_path}")
     sha = verify_sha256(gguf_path, expected_sha256) if expected_sha256 else file_sha256(gguf_path)
-    target = cache / "models" / f"{name}-{sha[:12]}"
+    target = cache / "models" / f"gguf-{sha[:16]}"  # keyed by content: any path to the same file shares it
     meta_file = target / "workbench_source.json"
     if meta_file.exists():
         try:

@@ -167,6 +167,11 @@ class HookedModel:
         self._o_modules = [arch.get(hf_model, arch.layer_path(i, arch.o)) for i in range(len(self._layers))]
         self._rotary = arch.get(hf_model, arch.rotary) if arch.rotary else None
         self._pos_embed = arch.get(hf_model, arch.pos_embed) if arch.pos_embed else None
+        self._refs: dict[str, torch.nn.Module] = {}
+        for i in range(len(self._layers)):
+            rels = [r for r in (arch.attn, arch.q, arch.k, arch.v, arch.o, arch.ln1, arch.ln2, arch.mlp) if r]
+            for path in [arch.layer_path(i)] + [arch.layer_path(i, r) for r in rels]:
+                self._refs[path] = arch.get(hf_model, path)
         f = arch.facts(hf_model.config)
         self._tokenizer_adds_bos = self._detect_tokenizer_bos()
         self.prepend_bos = self._tokenizer_adds_bos if prepend_bos is None else bool(prepend_bos)
@@ -275,6 +280,12 @@ class HookedModel:
         """``[n_heads, d_head, d_model]`` output weights of layer ``layer`` (``head_out = z[h] @ W_O[h]``)."""
         return self.arch.W_O(self._o_modules[layer], self.facts.n_heads, self.facts.d_head)
 
+    def _module_ref(self, path: str) -> torch.nn.Module:
+        """The original module at an HF path (as it was before a backend wrapped the tree)."""
+        if path not in self._refs:
+            raise KeyError(f"no saved module reference for {path!r}")
+        return self._refs[path]
+
     @property
     def W_U(self) -> torch.Tensor:
         """Unembedding ``[d_model, d_vocab]``."""
@@ -336,6 +347,9 @@ class HookedModel:
         """
         if isinstance(prompts, Tokens):
             return prompts
+        if isinstance(prompts, (list, tuple)) and prompts and isinstance(prompts[0], Tokens):
+            rows = [t.real_tokens(0) for t in prompts]
+            return self._pad(rows, padding_side, [t.texts[0] if t.texts else None for t in prompts], {})
         if isinstance(prompts, torch.Tensor):
             ids = prompts if prompts.ndim == 2 else prompts.unsqueeze(0)
             return Tokens(ids.long(), torch.ones_like(ids), padding_side)
@@ -371,6 +385,10 @@ class HookedModel:
                 f"prompt {i} has {n} tokens, more than {self.name}'s context of {self.facts.n_ctx}; "
                 f"truncate or split it ({len(too_long)} prompt(s) too long)"
             )
+        return self._pad(ids_list, padding_side, texts,
+                         {"chat": chat, "system": system, "assistant_prefix": assistant_prefix})
+
+    def _pad(self, ids_list: list[list[int]], padding_side: str, texts: list, meta: dict) -> Tokens:
         T = max(len(x) for x in ids_list)
         pad = self.facts.pad_token_id if self.facts.pad_token_id is not None else 0
         input_ids = torch.full((len(ids_list), T), pad, dtype=torch.long)
@@ -382,8 +400,7 @@ class HookedModel:
             else:
                 input_ids[i, :len(x)] = torch.tensor(x)
                 mask[i, :len(x)] = 1
-        return Tokens(input_ids.to(self.device), mask.to(self.device), padding_side, texts,
-                      {"chat": chat, "system": system, "assistant_prefix": assistant_prefix})
+        return Tokens(input_ids.to(self.device), mask.to(self.device), padding_side, texts, meta)
 
     def to_str_tokens(self, prompt: str | Tokens, row: int = 0, **kw: Any) -> list[str]:
         """The tokens of a prompt as strings (real tokens only)."""
@@ -600,9 +617,15 @@ class HookedModel:
         ``batch_size``, sorted by length to limit padding; outputs keep the input order.
         """
         if isinstance(prompts, Tokens):
-            raise TypeError("generate takes prompts (strings or chat messages), not Tokens; it left-pads them itself")
-        single = isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], dict))
-        items = [prompts] if single else list(prompts)
+            if prompts.padding_side != "left" and not bool((prompts.attention_mask == 1).all()):
+                raise PaddingError(
+                    "generate() needs left-padded tokens: with right padding the shorter rows would continue "
+                    "from their padding. Tokenize with padding_side='left' (the default) or pass the prompts."
+                )
+            items = [prompts.select([i]) for i in range(len(prompts))]
+        else:
+            single = isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], dict))
+            items = [prompts] if single else list(prompts)
         ivs = self._active_ivs(interventions)
         for iv in ivs:
             pos = iv.positions
@@ -631,7 +654,8 @@ class HookedModel:
             ids, reason = self._generate_batch(tokens, ivs, max_new_tokens, do_sample, temperature, top_k, top_p,
                                                gen, stop_at_eos)
             for j, i in enumerate(idx):
-                texts[i] = tokens.texts[j]
+                texts[i] = (tokens.texts[j] if tokens.texts and tokens.texts[j] is not None
+                            else self.tokenizer.decode(tokens.real_tokens(j)))
                 comp_ids[i] = ids[j]
                 comps[i] = self.tokenizer.decode(ids[j], skip_special_tokens=True)
                 reasons[i] = reason[j]

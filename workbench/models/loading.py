@@ -179,7 +179,7 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
         display = name or (entry.name if entry else s)
         if path.exists():
             if path.is_file() and path.suffix == ".gguf":
-                path = dequantised_dir(path, expected_sha256=None, cache=cache, name=path.stem)
+                path = dequantised_dir(path, expected_sha256=None, cache=cache)
                 notes = notes or "dequantised from a GGUF file: quantised weights"
             check_local_dir(path)
             if tokenizer is None and not _has_tokenizer(path):

@@ -68,8 +68,7 @@ def list_models() -> list[ModelEntry]:
 def _smollm_dir(cache: Path) -> Path:
     from .gguf import DEFAULT_GGUF, dequantised_dir, locate_packaged_gguf
 
-    return dequantised_dir(locate_packaged_gguf(DEFAULT_GGUF), expected_sha256=DEFAULT_GGUF.sha256,
-                           cache=cache, name="smollm2-135m-instruct")
+    return dequantised_dir(locate_packaged_gguf(DEFAULT_GGUF), expected_sha256=DEFAULT_GGUF.sha256, cache=cache)
 
 
 def _tiny(arch: str) -> Callable[[Path], Path]:

