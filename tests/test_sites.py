@@ -44,7 +44,7 @@ def test_model_checks_layer_and_head_range(tiny_model):
     m = tiny_model("llama")
     with pytest.raises(SiteError, match=r"layer 7 is out of range .*\(2 layers: 0\.\.1\)"):
         m.check_site("resid_post.7")
-    with pytest.raises(SiteError, match=r"head 2 is out of range for k .* 2 heads"):
+    with pytest.raises(SiteError, match=r"head 2 is out of range for k .*\(2 heads: 0\.\.1\)"):
         m.check_site("k.0.h2")  # 2 KV heads under grouped-query attention
     assert m.check_site("q.0.h3") == Site("q", 0, 3)
     assert m.check_site("resid_post.-1") == Site("resid_post", 1)
