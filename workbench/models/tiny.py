@@ -143,11 +143,14 @@ def tiny_model_dir(arch: str, seed: int, cache_root: Path) -> Path:
     directory = cache_root / f"tiny-{arch}-seed{seed}"
     marker = directory / "workbench_tiny.json"
     if not marker.exists():
-        tmp = directory.with_name(directory.name + ".partial")
+        import os
         import shutil
 
+        tmp = directory.with_name(f"{directory.name}.partial-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         build_tiny_model(arch, tmp, seed)
-        shutil.rmtree(directory, ignore_errors=True)
-        tmp.rename(directory)
+        try:
+            os.rename(tmp, directory)
+        except OSError:  # another process finished first: keep its copy
+            shutil.rmtree(tmp, ignore_errors=True)
     return directory
