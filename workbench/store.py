@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 __all__ = [
     "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_tensors", "ShardSet",
-    "ActivationStore", "collect_activations", "StoreMismatchError", "length_buckets",
+    "ActivationStore", "collect_activations", "write_activation_store", "StoreMismatchError", "length_buckets",
 ]
 
 
@@ -341,5 +341,56 @@ def collect_activations(model: Any, prompts: Sequence[Any], sites: Iterable[Any]
         "n_prompts": len(prompts), "model": model.name, "model_hash": model.weights_hash, "data_hash": dhash,
         "shards": [{"file": shards.path(b).name, "n_prompts": len(idx)} for b, idx in enumerate(batches)],
         "complete": True, "seconds_last_run": round(time.time() - t0, 3), "tokens_last_run": n_tokens,
+    })
+    return ActivationStore(out)
+
+
+def write_activation_store(out_dir: str | Path, arrays: dict[str, Any], *, rows_per_shard: int = 1024,
+                           dtype: Any = None, model: str = "arrays", model_hash: str = "",
+                           row_meta: Sequence[dict] | None = None) -> ActivationStore:
+    """Write per-prompt arrays (``{site_name: [n_prompts, ...]}``, positions='last') as a store.
+
+    For activations computed elsewhere, or synthetic ones (benchmarks, planted-direction tests).
+    ``arrays`` values may be numpy arrays or tensors; they are written ``rows_per_shard`` rows at a
+    time, so a memory-mapped numpy array never needs to fit in memory.
+    """
+    import numpy as np
+    import torch
+
+    from .results import data_hash
+    from .sites import parse_site
+
+    names = [parse_site(k).name for k in arrays]
+    cols = list(arrays.values())
+    n = len(cols[0])
+    if any(len(c) != n for c in cols):
+        raise ValueError(f"all arrays need the same number of rows; got {[len(c) for c in cols]}")
+    if row_meta is not None and len(row_meta) != n:
+        raise ValueError(f"row_meta has {len(row_meta)} rows for {n} arrays rows")
+    out = Path(out_dir)
+    (out / "index.json").unlink(missing_ok=True)
+    shard_dir = out / "shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    for old in shard_dir.glob("shard-*.safetensors"):
+        old.unlink()
+    tdtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    shards = []
+    for b, a in enumerate(range(0, n, rows_per_shard)):
+        z = min(n, a + rows_per_shard)
+        tensors = {"prompt_index": torch.arange(a, z, dtype=torch.long)}
+        for name, col in zip(names, cols):
+            t = torch.as_tensor(np.asarray(col[a:z])) if not isinstance(col, torch.Tensor) else col[a:z]
+            tensors[name] = t.to(tdtype) if tdtype is not None else t
+        fname = f"shard-{b:06d}.safetensors"
+        atomic_save_tensors(shard_dir / fname, tensors)
+        shards.append({"file": fname, "n_prompts": z - a})
+    meta_rows = [{"index": i, "n_tokens": 1, **(row_meta[i] if row_meta is not None else {})} for i in range(n)]
+    atomic_write_text(out / "prompts.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in meta_rows))
+    first = {name: (col[:1] if isinstance(col, torch.Tensor) else np.asarray(col[:1])) for name, col in zip(names, cols)}
+    atomic_write_json(out / "index.json", {
+        "sites": names, "positions": "last", "dtype": str(tdtype or next(iter(first.values())).dtype).replace("torch.", ""),
+        "n_prompts": n, "model": model, "model_hash": model_hash,
+        "data_hash": data_hash(n, names, [str(getattr(c, "shape", len(c))) for c in cols]),
+        "shards": shards, "complete": True,
     })
     return ActivationStore(out)
