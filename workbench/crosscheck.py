@@ -345,7 +345,7 @@ def _verdict(
     p = c.p_value if c.p_value is not None else 1.0
     a = f"{alpha:.3g}"
     if -band < c.ci_low and c.ci_high < band:
-        return "disagree", f"negligible association: the CI lies within +-{band:g} (null_band)"
+        return "disagree", f"negligible association: the CI lies within ±{band:g} (null_band)"
     pos, neg = c.ci_low > 0, c.ci_high < 0
     expected, opposite = (pos, neg) if expected_sign > 0 else (neg, pos)
     sign_word = "positive" if expected_sign > 0 else "negative"
@@ -359,6 +359,6 @@ def _verdict(
     if opposite:
         return "disagree", f"opposite sign: the CI excludes 0 on the wrong side ({sign_word} expected), p < {a}"
     return "inconclusive", (
-        f"the CI includes 0 and extends beyond +-{band:g}: neither agreement nor a negligible "
+        f"the CI includes 0 and extends beyond ±{band:g}: neither agreement nor a negligible "
         f"association is established with n={n}; more {unit_name}s needed"
     )

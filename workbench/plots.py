@@ -36,6 +36,12 @@ def _figure_and_ax(ax: "Axes | None", figsize: tuple[float, float]) -> tuple["Fi
     return fig, fig.add_subplot()
 
 
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
 def plot_crosscheck(result: "CrossCheck", ax: "Axes | None" = None) -> "Figure":
     """Scatter of the internal vs the behavioural measurement, one point per unit.
 
@@ -74,9 +80,9 @@ def plot_crosscheck(result: "CrossCheck", ax: "Axes | None" = None) -> "Figure":
     if result.kappa is not None:
         stat_line += f", \u03ba = {result.kappa.value:.2f}"
     ax.set_title(f"{result.verdict.upper()}\n{stat_line}", color=colour, fontsize=10)
-    ax.text(
-        0.01, 0.01, result.reason, transform=ax.transAxes, fontsize=6.5, color="0.35",
-        va="bottom", ha="left", wrap=True,
+    ax.annotate(  # the verdict's reason, under the x label (kept inside the layout)
+        _wrap(result.reason, 78), xy=(0.0, 0.0), xycoords="axes fraction", xytext=(-30, -36),
+        textcoords="offset points", fontsize=7, color="0.35", va="top", ha="left",
     )
     ax.grid(alpha=0.25, zorder=0)
     return fig

@@ -139,9 +139,13 @@ class Estimate:
     def __post_init__(self) -> None:
         for name in ("value", "ci_low", "ci_high"):
             v = getattr(self, name)
-            if v is None or (isinstance(v, float) and math.isnan(v)):
+            try:
+                fv = float(v)
+            except (TypeError, ValueError):
+                fv = float("nan")
+            if math.isnan(fv):
                 raise StatsError(f"Estimate.{name} is {v!r}; an Estimate is never NaN or None.")
-            object.__setattr__(self, name, float(v))
+            object.__setattr__(self, name, fv)
         if self.ci_low > self.ci_high:
             raise StatsError(
                 f"Estimate interval is reversed: ci_low={self.ci_low} > ci_high={self.ci_high}."
@@ -521,7 +525,7 @@ def bootstrap(
         strata: a stratum per item (constant within a cluster); each stratum is resampled
             separately, keeping its size (e.g. classes for AUROC).
         vectorized: whether ``statistic`` accepts ``axis=-1`` on a (resamples, n) array. By
-            default True for numpy's mean/median/sum/std/var/min/max on 1-D data.
+            default True for numpy's mean/median/sum/std/var/min/max on one 1-D array.
         max_degenerate: fraction of resamples allowed to give a non-finite statistic (they
             are dropped and reported in ``notes``); above it a StatsError is raised.
 
@@ -549,7 +553,7 @@ def bootstrap(
         raise StatsError(f"statistic is {point} on the full data; a bootstrap interval is undefined.")
 
     if vectorized is None:
-        vectorized = statistic in _VECTORIZABLE and all(a.ndim == 1 for a in arrays)
+        vectorized = statistic in _VECTORIZABLE and len(arrays) == 1 and arrays[0].ndim == 1
 
     def on_items(item_idx_rows: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         if vectorized and isinstance(item_idx_rows, np.ndarray):
@@ -832,6 +836,12 @@ def _kendall_weighted(xa: np.ndarray, ya: np.ndarray, w: np.ndarray) -> np.ndarr
     return np.clip(out, -1.0, 1.0)
 
 
+def _untied_pairs(v: np.ndarray) -> float:
+    """n(n-1)/2 minus the pairs tied in ``v``."""
+    counts = np.unique(v, return_counts=True)[1].astype(float)
+    return v.size * (v.size - 1) / 2.0 - float(np.sum(counts * (counts - 1) / 2.0))
+
+
 def _kendall_s_permuted(xr: np.ndarray, yr: np.ndarray, perms: np.ndarray) -> np.ndarray:
     """S = sum_{i<j} sign(x_j - x_i) sign(y_p(j) - y_p(i)) for each permutation row ``p``.
 
@@ -916,10 +926,8 @@ def kendall_tau_b(
         batch, tau, n, n_resamples=n_resamples, confidence=confidence, rng=boot_rng,
         method=ci_method, max_degenerate=max_degenerate, degenerate_hint=": x or y constant in the resample",
     )
-    denom = math.sqrt(
-        float(np.count_nonzero(xr[:, None] != xr[None, :])) / 2.0
-        * float(np.count_nonzero(yr[:, None] != yr[None, :])) / 2.0
-    )  # the tau-b denominator does not change when y is permuted against x
+    # the tau-b denominator does not change when y is permuted against x
+    denom = math.sqrt(_untied_pairs(xr) * _untied_pairs(yr))
 
     def perm(p: np.ndarray) -> np.ndarray:
         return _kendall_s_permuted(xr, yr, p) / denom

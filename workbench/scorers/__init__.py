@@ -7,6 +7,8 @@ that need the model (A/B choice from next-token logits, target log-prob) live in
 ``ab.py`` / ``logprob.py`` and register themselves the same way.
 """
 
+from __future__ import annotations
+
 from workbench.scorers.asr import ASRScorer, attack_success_rate
 from workbench.scorers.base import (
     Scorer,
