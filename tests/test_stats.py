@@ -313,9 +313,9 @@ def test_monte_carlo_permutation_p_matches_scipy_permutation_test():
     ours = S.spearman(x, y, n_permutations=4000, n_resamples=100, seed=0)
     ref = ss.permutation_test(
         (y,), lambda v: ss.spearmanr(x, v).statistic, permutation_type="pairings",
-        n_resamples=4000, rng=np.random.default_rng(1),
+        n_resamples=2000, rng=np.random.default_rng(1),
     )
-    assert abs(ours.p_value - ref.pvalue) < 0.03  # two Monte Carlo estimates, SE ~0.007
+    assert abs(ours.p_value - ref.pvalue) < 0.04  # two Monte Carlo estimates, SE of difference ~0.01
     strong = S.spearman(np.arange(30.0), np.arange(30.0) ** 3, n_permutations=999, n_resamples=100)
     assert strong.p_value == pytest.approx(1 / 1000)  # add-one: never 0
     assert "add-one" in strong.notes[-1]
