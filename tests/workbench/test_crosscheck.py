@@ -208,4 +208,4 @@ def test_import_has_no_side_effects():
         "heavy = [m for m in ('matplotlib', 'pandas', 'scipy', 'sklearn', 'torch') if m in sys.modules];"
         "assert not heavy, heavy"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
