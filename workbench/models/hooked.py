@@ -512,7 +512,7 @@ class HookedModel:
         planned = self._plan(self._active_ivs(interventions), tokens)
         if logits not in ("all", "last", None):
             raise ValueError(f"logits must be 'all', 'last' or None, got {logits!r}")
-        keep = 1 if (logits in ("last", None) and tokens.is_uniform_last) else None
+        keep = 1 if (logits is None or (logits == "last" and tokens.is_uniform_last)) else None
         out, captured, targets = self._run(tokens.input_ids, tokens.attention_mask, tokens.position_ids,
                                            planned=planned, captures=captures, logits_to_keep=keep, grad=grad)
         if logits == "last":
