@@ -351,8 +351,10 @@ def test_registry_lists_builds_and_suggests():
     assert isinstance(get_scorer("asr"), ASRScorer)
     with pytest.raises(sc.UnknownScorerError, match="no scorer named 'refusl'. Did you mean 'refusal'"):
         get_scorer("refusl")
-    with pytest.raises(sc.UnknownScorerError, match="Registered scorers: asr, refusal, trait"):
+    with pytest.raises(sc.UnknownScorerError, match="Registered scorers: ") as err:
         get_scorer("zzz_nothing_like_it")
+    listed = str(err.value).split("Registered scorers: ")[1].rstrip(".").split(", ")
+    assert listed == sorted(list_scorers()) and {"ab", "asr", "logprob", "refusal", "trait"} <= set(listed)
 
 
 def test_registry_register_duplicate_and_overwrite():
