@@ -1,0 +1,206 @@
+"""Train the shipped 2-layer attention-only induction model (seeded, CPU, a few minutes).
+
+Usage::
+
+    python -m circuits.train_induction --out circuits/assets/induction-2l   # the shipped model
+    python -m circuits.train_induction --out /tmp/x --steps 50              # a quick smoke run
+
+The model
+---------
+A GPT-2 configuration (a family both backends support) with 2 layers, 4 heads of width 16
+(d_model 64), learned positions (256), tied embeddings and the byte-level tokenizer of
+:mod:`workbench.models.tiny` (256 byte tokens + 4 specials, vocabulary 260).
+
+"Attention-only" is realised exactly: every MLP has width ``n_inner = 4`` and its output
+projection (``mlp.c_proj`` weight *and* bias) is zero and frozen (``requires_grad=False``), so
+``mlp_out == 0`` at every layer and position for any input (the test checks it on both
+backends). The MLP input projection is zero too (so nothing in the file is random noise). The
+blocks still apply ``ln_2`` before the (null) MLP, which is harmless: its output is discarded.
+
+The data
+--------
+Each training sequence is ``[BOS] + 127`` tokens drawn uniformly from the 256 byte tokens, in
+which one segment (length 8..63) is copied to a second, later place at a random offset (the gap
+between the copies is random, including zero), so the second copy can only be predicted by
+looking back at what followed the same token earlier: no positional shortcut solves it. The
+loss is the ordinary next-token cross-entropy over all positions; random tokens are
+unpredictable (loss ln 256 = 5.545), repeated ones become predictable once a previous-token
+head (layer 0) and an induction head (layer 1) form (Olsson et al. 2022, "In-context Learning
+and Induction Heads", section on two-layer attention-only models).
+
+Reproducibility
+---------------
+Everything is drawn from ``torch.Generator`` objects seeded from ``--seed``; training runs on
+the CPU with ``torch.use_deterministic_algorithms(True)`` and ``--threads`` (default 1) intra-op
+threads. With the same torch build and thread count the weights reproduce bit for bit; across
+builds/thread counts floating-point reduction order differs and they agree to roughly 1e-4
+(the head structure and the evaluation numbers in ``training.json`` are what to compare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["INDUCTION_CONFIG", "build_model", "make_batch", "train", "main"]
+
+VOCAB_DATA = 256  # byte tokens the data is drawn from
+SEQ_LEN = 128
+BOS = 256
+INDUCTION_CONFIG = dict(n_layer=2, n_head=4, n_embd=64, n_inner=4, n_positions=256)
+
+
+def build_model(seed: int, arch: str = "llama"):
+    """The untrained model with zeroed, frozen MLPs (see the module docstring)."""
+    if arch == "gpt2":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        config = GPT2Config(
+            vocab_size=260, bos_token_id=BOS, eos_token_id=BOS, pad_token_id=259,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.02,
+            tie_word_embeddings=True, n_layer=2, n_head=4, n_embd=64, n_inner=4, n_positions=256,
+        )
+        cls = GPT2LMHeadModel
+    elif arch == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        config = LlamaConfig(
+            vocab_size=260, bos_token_id=BOS, eos_token_id=BOS, pad_token_id=259, hidden_size=64,
+            intermediate_size=4, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+            max_position_embeddings=256, initializer_range=0.02, tie_word_embeddings=True, rms_norm_eps=1e-5,
+        )
+        cls = LlamaForCausalLM
+    else:
+        raise ValueError(f"arch must be 'llama' or 'gpt2', got {arch!r}")
+    config.attention_only = True  # informational: recorded in config.json
+    torch.manual_seed(seed)
+    model = cls(config)
+    layers = model.transformer.h if arch == "gpt2" else model.model.layers
+    with torch.no_grad():
+        for block in layers:
+            for p in block.mlp.parameters():
+                p.zero_()
+                p.requires_grad_(False)
+    return model
+
+
+def _mlp_out_weights(model) -> list[torch.Tensor]:
+    layers = model.transformer.h if hasattr(model, "transformer") else model.model.layers
+    return [p for block in layers for p in block.mlp.parameters()]
+
+
+def make_batch(gen: torch.Generator, batch: int, seq_len: int = SEQ_LEN) -> torch.Tensor:
+    """``[batch, seq_len]`` token ids: BOS, random bytes, one segment repeated at a random offset.
+
+    Half the rows repeat the segment immediately after a random-length random prefix (the dense signal of
+    the repeated-random-tokens protocol), half repeat it after a random gap.
+    """
+    body = seq_len - 1
+    x = torch.randint(0, VOCAB_DATA, (batch, body), generator=gen)
+    for b in range(batch):
+        L = int(torch.randint(8, body // 2, (1,), generator=gen))
+        a = int(torch.randint(0, body - 2 * L + 1, (1,), generator=gen))
+        if bool(torch.rand((), generator=gen) < 0.5):
+            c = a + L
+        else:
+            c = int(torch.randint(a + L, body - L + 1, (1,), generator=gen))
+        x[b, c:c + L] = x[b, a:a + L]
+    return torch.cat([torch.full((batch, 1), BOS, dtype=torch.long), x], dim=1)
+
+
+@torch.no_grad()
+def evaluate(model, seed: int = 12345, n: int = 64, half: int = 50) -> dict:
+    """Loss on the repeated half of ``[BOS] + s + s`` (``s``: ``half`` random bytes) and on the first half."""
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.randint(0, VOCAB_DATA, (n, half), generator=gen)
+    ids = torch.cat([torch.full((n, 1), BOS, dtype=torch.long), s, s], dim=1)
+    logits = model(ids).logits
+    lp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
+    # lp[:, t] is log p(token t+1); tokens 1..half are the first copy, half+1..2*half the second
+    first = -lp[:, 1:half].mean()   # predicting first-copy tokens 2..half (unpredictable)
+    second = -lp[:, half + 1:].mean()  # predicting second-copy tokens 2..half (predictable by induction)
+    return {"loss_first_half": float(first), "loss_second_half": float(second), "ln_256": math.log(256)}
+
+
+def train(out: str | Path, *, seed: int = 0, steps: int = 3000, batch: int = 32, lr: float = 3e-3,
+          warmup: int = 100, threads: int = 1, arch: str = "llama", progress: bool = True) -> dict:
+    """Train and save the model (HF layout + tokenizer + ``training.json``) to ``out``."""
+    from workbench.models.tiny import build_tiny_tokenizer
+
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    model = build_model(seed, arch)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    decay_from = int(0.6 * steps)  # linear warmup, constant, then cosine decay over the last 40%
+
+    def lr_at(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / warmup
+        if s < decay_from:
+            return 1.0
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (s - decay_from) / max(1, steps - decay_from)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    gen = torch.Generator().manual_seed(seed + 1)
+    log = []
+    t0 = time.time()
+    it = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="train induction model", mininterval=5)
+    for step in it:
+        ids = make_batch(gen, batch)
+        loss = model(ids, labels=ids).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            log.append({"step": step, "loss": round(float(loss.detach()), 5)})
+            if not progress:
+                print(json.dumps(log[-1]), flush=True)
+    model.eval()
+    for p in _mlp_out_weights(model):  # attention-only must still hold exactly
+        assert float(p.abs().sum()) == 0.0
+    metrics = evaluate(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    build_tiny_tokenizer(out)
+    info = {
+        "script": "circuits/train_induction.py", "seed": seed, "steps": steps, "batch": batch, "lr": lr,
+        "warmup": warmup, "threads": threads, "arch": arch, "seq_len": SEQ_LEN, "torch": torch.__version__,
+        "config": INDUCTION_CONFIG, "seconds": round(time.time() - t0, 1), "eval": metrics, "log": log,
+        "attention_only": "MLP c_fc/c_proj weights and biases are zero and frozen: mlp_out == 0 exactly",
+    }
+    (out / "training.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--arch", default="llama", choices=["llama", "gpt2"])
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    info = train(a.out, seed=a.seed, steps=a.steps, batch=a.batch, lr=a.lr, threads=a.threads, arch=a.arch,
+                 progress=not a.no_progress)
+    print(json.dumps(info["eval"]), f"seconds={info['seconds']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
