@@ -121,11 +121,10 @@ class _Capture:
 
 @dataclass
 class _Planned:
-    """An intervention resolved for one forward chunk."""
+    """An intervention with its position mask for one forward pass."""
 
     iv: Intervention
     mask: torch.Tensor
-    pos_slice: slice | None = None
 
 
 def _default_device() -> str:
@@ -158,8 +157,10 @@ class HookedModel:
         self._source_hash = source_hash
         self._weights_hash: str | None = None
         self._active: list[list[Intervention]] = []
-        # References to the original modules, taken before a backend wraps the tree.
+        # References to the original modules and tensors, taken before a backend wraps the tree
+        # (TransformerLens renames state_dict keys; the weights hash must not depend on the backend).
         self._raw = hf_model
+        self._state_items = sorted(hf_model.state_dict().items())
         self._embed = arch.get(hf_model, arch.embed)
         self._final_norm = arch.get(hf_model, arch.final_norm)
         self._lm_head = arch.get(hf_model, arch.lm_head)
@@ -224,7 +225,7 @@ class HookedModel:
         """sha256 (16 hex) over the parameters as loaded (names, dtypes, shapes, bytes)."""
         if self._weights_hash is None:
             h = hashlib.sha256()
-            for k, v in sorted(self._raw.state_dict().items()):
+            for k, v in self._state_items:
                 t = v.detach().cpu().contiguous()
                 h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
                 h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -424,7 +425,7 @@ class HookedModel:
             if isinstance(pos, str) and pos in GENERATION_POLICIES:
                 pos = "all"
             mask = resolve_positions(pos, tokens)
-            out.append(_Planned(iv, mask, slice(0, tokens.shape[1])))
+            out.append(_Planned(iv, mask))
         return out
 
     def _run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, *,
@@ -455,7 +456,7 @@ class HookedModel:
             if p.iv.site.kind == "head_out":
                 head_out[p.iv.site.layer]["ivs"].append(p)
             else:
-                hooks[p.iv.site].append(lambda x, p=p: p.iv.apply(x, p.mask, p.pos_slice))
+                hooks[p.iv.site].append(lambda x, p=p: p.iv.apply(x, p.mask))
         for c in captures:
             if c.site.kind == "head_out":
                 head_out[c.site.layer]["caps"].append(c)
@@ -470,7 +471,7 @@ class HookedModel:
                 ho = torch.einsum("bthd,hdm->bthm", scratch["z"], W_O.to(x.dtype))
                 new = ho
                 for p in spec["ivs"]:
-                    new = p.iv.apply(new, p.mask, p.pos_slice)
+                    new = p.iv.apply(new, p.mask)
                 for c in spec["caps"]:
                     capture_fn(c)(new)
                     if c.keep_graph:  # d metric / d head_out[h] = d metric / d attn_out, for every h
@@ -513,7 +514,7 @@ class HookedModel:
         planned = self._plan(self._active_ivs(interventions), tokens)
         if logits not in ("all", "last", None):
             raise ValueError(f"logits must be 'all', 'last' or None, got {logits!r}")
-        keep = 1 if (logits in ("last", None) and tokens.is_uniform_last) else None
+        keep = 1 if (logits is None or (logits == "last" and tokens.is_uniform_last)) else None
         out, captured, targets = self._run(tokens.input_ids, tokens.attention_mask, tokens.position_ids,
                                            planned=planned, captures=captures, logits_to_keep=keep, grad=grad)
         if logits == "last":
@@ -690,7 +691,7 @@ class HookedModel:
             else:
                 mask = resolve_positions(pos, tokens)
             if mask.any():
-                prefill.append(_Planned(iv, mask, slice(0, T0)))
+                prefill.append(_Planned(iv, mask))
         decode_ivs = [iv for iv in ivs if iv.positions in ("generated", "all")]
         logits = self._run(tokens.input_ids, tokens.attention_mask, tokens.position_ids, planned=prefill,
                            captures=[], past=cache, logits_to_keep=1)[0]
@@ -722,7 +723,7 @@ class HookedModel:
                 site = self.check_site(iv.site)
                 if site != iv.site:
                     iv = Intervention(site, iv.op, iv.value, iv.alpha, iv.positions, iv.heads, iv.fn, iv.label, iv.meta)
-                planned.append(_Planned(iv, step_mask, None))
+                planned.append(_Planned(iv, step_mask))
             logits = self._run(nxt[:, None], am, pos_ids, planned=planned, captures=[], past=cache,
                                logits_to_keep=1)[0]
         ids = []
