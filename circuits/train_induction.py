@@ -52,6 +52,7 @@ __all__ = ["INDUCTION_CONFIG", "build_model", "make_batch", "train", "main"]
 VOCAB_DATA = 256  # byte tokens the data is drawn from
 SEQ_LEN = 128
 BOS = 256
+POS_INIT_SCALE = 0.03
 INDUCTION_CONFIG = dict(n_layer=2, n_head=4, n_embd=64, n_inner=4, n_positions=256)
 
 
@@ -81,6 +82,14 @@ def build_model(seed: int, arch: str = "llama"):
     torch.manual_seed(seed)
     model = cls(config)
     layers = model.transformer.h if arch == "gpt2" else model.model.layers
+    if arch == "gpt2":  # sinusoidal initialisation of the (still learned) positions: relative offsets are linear maps
+        with torch.no_grad():
+            n, d = model.transformer.wpe.weight.shape
+            pos = torch.arange(n, dtype=torch.float32)[:, None]
+            freq = torch.exp(-math.log(10000.0) * torch.arange(0, d, 2, dtype=torch.float32) / d)
+            pe = torch.zeros(n, d)
+            pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+            model.transformer.wpe.weight.copy_(POS_INIT_SCALE * pe)
     with torch.no_grad():
         for block in layers:
             for p in block.mlp.parameters():
