@@ -242,17 +242,17 @@ def lens_from_residuals(model: Any, tokens: Any, resid: torch.Tensor, final_logi
             lg = folded.logits(h) if folded is not None else model.unembed(h).float()
             lg = lg.cpu()
             flp = final_logp.reshape(B * T, -1)[j.to(final_logp.device)].cpu()
-            kl.view(-1)[j] = _kl_final(lg, flp)
-            agree.view(-1)[j] = (lg.argmax(-1) == final_top.reshape(-1)[j.to(final_top.device)].cpu()).float()
+            kl[s].view(-1)[j] = _kl_final(lg, flp)
+            agree[s].view(-1)[j] = (lg.argmax(-1) == final_top.reshape(-1)[j.to(final_top.device)].cpu()).float()
             p = lg.softmax(-1)
             v, ii = p.topk(k, dim=-1)
-            tk_ids.view(-1, k)[j], tk_p.view(-1, k)[j] = ii, v
+            tk_ids[s].view(-1, k)[j], tk_p[s].view(-1, k)[j] = ii, v
             if tgt is not None:
                 b_of = (j // T)
                 tt = tgt[b_of]
-                tprob.view(-1)[j] = p[torch.arange(len(j)), tt]
+                tprob[s].view(-1)[j] = p[torch.arange(len(j)), tt]
                 tl = lg[torch.arange(len(j)), tt]
-                trank.view(-1)[j] = (lg > tl[:, None]).sum(-1)
+                trank[s].view(-1)[j] = (lg > tl[:, None]).sum(-1)
     kl[:, ~mask] = float("nan")
     str_tokens = [[model.tokenizer.decode([int(t)]) for t in tokens.input_ids[b]] for b in range(B)]
     topk_strs = []

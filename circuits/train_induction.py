@@ -137,7 +137,8 @@ def evaluate(model, seed: int = 12345, n: int = 64, half: int = 50) -> dict:
 
 
 def train(out: str | Path, *, seed: int = 0, steps: int = 3000, batch: int = 32, lr: float = 3e-3,
-          warmup: int = 100, threads: int = 1, arch: str = "llama", progress: bool = True) -> dict:
+          warmup: int = 100, threads: int = 1, arch: str = "gpt2", seq_len: int = SEQ_LEN,
+          progress: bool = True) -> dict:
     """Train and save the model (HF layout + tokenizer + ``training.json``) to ``out``."""
     from workbench.models.tiny import build_tiny_tokenizer
 
@@ -165,7 +166,7 @@ def train(out: str | Path, *, seed: int = 0, steps: int = 3000, batch: int = 32,
 
         it = tqdm(it, desc="train induction model", mininterval=5)
     for step in it:
-        ids = make_batch(gen, batch)
+        ids = make_batch(gen, batch, seq_len)
         loss = model(ids, labels=ids).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -179,14 +180,14 @@ def train(out: str | Path, *, seed: int = 0, steps: int = 3000, batch: int = 32,
     model.eval()
     for p in _mlp_out_weights(model):  # attention-only must still hold exactly
         assert float(p.abs().sum()) == 0.0
-    metrics = evaluate(model)
+    metrics = evaluate(model, half=min(50, (seq_len - 1) // 2))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     build_tiny_tokenizer(out)
     info = {
         "script": "circuits/train_induction.py", "seed": seed, "steps": steps, "batch": batch, "lr": lr,
-        "warmup": warmup, "threads": threads, "arch": arch, "seq_len": SEQ_LEN, "torch": torch.__version__,
+        "warmup": warmup, "threads": threads, "arch": arch, "seq_len": seq_len, "torch": torch.__version__,
         "config": INDUCTION_CONFIG, "seconds": round(time.time() - t0, 1), "eval": metrics, "log": log,
         "attention_only": "MLP c_fc/c_proj weights and biases are zero and frozen: mlp_out == 0 exactly",
     }
@@ -202,10 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--arch", default="llama", choices=["llama", "gpt2"])
+    ap.add_argument("--arch", default="gpt2", choices=["llama", "gpt2"])
+    ap.add_argument("--seq-len", type=int, default=SEQ_LEN)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    info = train(a.out, seed=a.seed, steps=a.steps, batch=a.batch, lr=a.lr, threads=a.threads, arch=a.arch,
+    info = train(a.out, seed=a.seed, steps=a.steps, batch=a.batch, lr=a.lr, threads=a.threads, arch=a.arch, seq_len=a.seq_len,
                  progress=not a.no_progress)
     print(json.dumps(info["eval"]), f"seconds={info['seconds']}")
     return 0
