@@ -136,6 +136,55 @@ def evaluate(model, seed: int = 12345, n: int = 64, half: int = 50) -> dict:
     return {"loss_first_half": float(first), "loss_second_half": float(second), "ln_256": math.log(256)}
 
 
+@torch.no_grad()
+def identify_heads(model, seed: int = 4321, n: int = 32, half: int = 25) -> dict:
+    """Which heads do what, read from the trained model with plain Hugging Face code (no circuits code).
+
+    On ``[BOS] + s + s``: each head's mean attention to the previous position, and to the position after the
+    previous occurrence of the current token (second copy only); the previous-token head is the layer-0 head
+    with the most previous-position attention, the induction head the layer-1 head with the most induction
+    attention. Each head's zero-ablation effect on the repeated-half loss is recorded too.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.randint(0, VOCAB_DATA, (n, half), generator=gen)
+    ids = torch.cat([torch.full((n, 1), BOS, dtype=torch.long), s, s], dim=1)
+    T = ids.shape[1]
+    att = model(ids, output_attentions=True).attentions  # per layer [n, H, T, T]
+    prev = [a[:, :, torch.arange(1, T), torch.arange(0, T - 1)].mean((0, 2)) for a in att]
+    q = torch.arange(half + 2, T)  # second-copy positions whose token has an earlier occurrence at q - half
+    ind = [a[:, :, q, q - half + 1].mean((0, 2)) for a in att]
+    layers = model.transformer.h if hasattr(model, "transformer") else model.model.layers
+    H = prev[0].shape[0]
+    dh = model.config.hidden_size // H if hasattr(model.config, "hidden_size") else model.config.n_embd // H
+
+    def loss_with(layer=None, head=None):
+        handle = None
+        if layer is not None:
+            o = layers[layer].attn.c_proj if hasattr(layers[layer], "attn") else layers[layer].self_attn.o_proj
+
+            def pre(mod, args):
+                x = args[0].clone()
+                x[..., head * dh:(head + 1) * dh] = 0
+                return (x,)
+            handle = o.register_forward_pre_hook(pre)
+        try:
+            lp = model(ids).logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
+        finally:
+            if handle is not None:
+                handle.remove()
+        return float(-lp[:, half + 1:].mean())
+    ablation = {f"{L}.{h}": round(loss_with(L, h), 4) for L in range(len(att)) for h in range(H)}
+    return {
+        "previous_token_head": [0, int(prev[0].argmax())],
+        "induction_head": [1, int(ind[1].argmax())],
+        "previous_token_attention": [[round(float(x), 4) for x in p] for p in prev],
+        "induction_attention": [[round(float(x), 4) for x in i] for i in ind],
+        "repeated_half_loss": round(loss_with(), 4),
+        "repeated_half_loss_zero_ablating_head": ablation,
+        "protocol": f"{n} sequences [BOS] + s + s, |s| = {half}, seed {seed}",
+    }
+
+
 def train(out: str | Path, *, seed: int = 0, steps: int = 3000, batch: int = 32, lr: float = 3e-3,
           warmup: int = 100, threads: int = 1, arch: str = "gpt2", seq_len: int = SEQ_LEN,
           progress: bool = True) -> dict:
@@ -181,6 +230,7 @@ def train(out: str | Path, *, seed: int = 0, steps: int = 3000, batch: int = 32,
     for p in _mlp_out_weights(model):  # attention-only must still hold exactly
         assert float(p.abs().sum()) == 0.0
     metrics = evaluate(model, half=min(50, (seq_len - 1) // 2))
+    truth = identify_heads(model, half=min(25, (seq_len - 1) // 2 - 1))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
@@ -188,7 +238,8 @@ def train(out: str | Path, *, seed: int = 0, steps: int = 3000, batch: int = 32,
     info = {
         "script": "circuits/train_induction.py", "seed": seed, "steps": steps, "batch": batch, "lr": lr,
         "warmup": warmup, "threads": threads, "arch": arch, "seq_len": seq_len, "torch": torch.__version__,
-        "config": INDUCTION_CONFIG, "seconds": round(time.time() - t0, 1), "eval": metrics, "log": log,
+        "config": INDUCTION_CONFIG, "seconds": round(time.time() - t0, 1), "eval": metrics, "ground_truth": truth,
+        "log": log,
         "attention_only": "MLP c_fc/c_proj weights and biases are zero and frozen: mlp_out == 0 exactly",
     }
     (out / "training.json").write_text(json.dumps(info, indent=1))

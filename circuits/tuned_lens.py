@@ -7,7 +7,8 @@ a text set. The model is frozen; the last stage (``resid_post`` of the last laye
 output and its translator stays the identity.
 
 Training details (ours, stated because they differ from the paper's SGD-Nesterov recipe): Adam on
-minibatches of tokens, all stages trained together from one shared final distribution per minibatch;
+minibatches of tokens (the bias parametrised in units of the stage's residual RMS, ``A``'s learning rate
+divided by ``sqrt(d_model)``), all stages trained together from one shared final distribution per minibatch;
 per stage, the parameters with the lowest KL on a validation split of the *training* texts are kept
 (step 0 = the logit lens is a candidate), so a stage can never end worse than the logit lens on the
 validation split. Evaluate on held-out text (:func:`compare_lenses`).
@@ -149,7 +150,8 @@ def _kl(lens_logits: torch.Tensor, final_logp: torch.Tensor) -> torch.Tensor:
 
 def train_tuned_lens(model: Any, texts: Sequence[str], *, steps: int = 100, batch_tokens: int = 64, lr: float = 1e-3,
                      val_fraction: float = 0.15, eval_every: int = 10, seed: int = 0, max_tokens_per_text: int = 64,
-                     stages: Sequence[int] | None = None, progress: bool = False) -> TunedLensTraining:
+                     stages: Sequence[int] | None = None, max_val_tokens: int = 256,
+                     progress: bool = False) -> TunedLensTraining:
     """Train a :class:`TunedLens` on ``texts`` (keep held-out text for :func:`compare_lenses`).
 
     Args:
@@ -157,6 +159,7 @@ def train_tuned_lens(model: Any, texts: Sequence[str], *, steps: int = 100, batc
         steps: optimisation steps; each uses ``batch_tokens`` tokens for every stage.
         lr: Adam learning rate.
         stages: which stages to train (default all but the last, whose lens is exact).
+        max_val_tokens: validation tokens used for model selection (a random subset when there are more).
         seed: token sampling and the validation split.
     """
     t0 = time.time()
@@ -175,15 +178,25 @@ def train_tuned_lens(model: Any, texts: Sequence[str], *, steps: int = 100, batc
     def lens_logits(h):
         return head(norm(h)).float()
 
+    if va.resid.shape[1] > max_val_tokens:  # bound the cost of model selection (full-vocabulary KL)
+        keep = torch.randperm(va.resid.shape[1], generator=gen)[:max_val_tokens]
+        va = _Residuals(va.resid[:, keep], va.groups[keep.numpy()])
     with torch.no_grad():
         va_final_logp = lens_logits(va.resid[-1]).log_softmax(-1)
+    # Scale-free parametrisation: b_s = r_s * c_s with r_s the stage's residual RMS, and A's learning rate
+    # divided by sqrt(d_model), so one Adam step changes the translated residual by a similar *relative* amount
+    # at every depth (residual norms grow by orders of magnitude through the network).
+    rms = {s: float(tr.resid[s].pow(2).mean().sqrt()) for s in train_stages}
     params = {s: (torch.zeros(d, d, requires_grad=True), torch.zeros(d, requires_grad=True)) for s in train_stages}
-    opt = torch.optim.Adam([p for ab in params.values() for p in ab], lr=lr)
+    opt = torch.optim.Adam([{"params": [params[s][0] for s in train_stages], "lr": lr / math.sqrt(d)},
+                            {"params": [params[s][1] for s in train_stages], "lr": lr}])
+
+    def affine(s, h, A, c):
+        return h + h @ A + rms[s] * c
 
     @torch.no_grad()
-    def val_kl(s, A, b):
-        h = va.resid[s]
-        return float(_kl(lens_logits(h + h @ A + b), va_final_logp).mean())
+    def val_kl(s, A, c):
+        return float(_kl(lens_logits(affine(s, va.resid[s], A, c)), va_final_logp).mean())
 
     best = {s: (val_kl(s, *params[s]), 0, params[s][0].detach().clone(), params[s][1].detach().clone())
             for s in train_stages}
@@ -201,9 +214,7 @@ def train_tuned_lens(model: Any, texts: Sequence[str], *, steps: int = 100, batc
                 target = lens_logits(tr.resid[-1, idx]).log_softmax(-1)
             opt.zero_grad(set_to_none=True)
             for s in train_stages:
-                A, b = params[s]
-                h = tr.resid[s, idx]
-                loss = _kl(lens_logits(h + h @ A + b), target).mean()
+                loss = _kl(lens_logits(affine(s, tr.resid[s, idx], *params[s])), target).mean()
                 loss.backward()
             opt.step()
             if step % eval_every == 0 or step == steps:
@@ -212,8 +223,8 @@ def train_tuned_lens(model: Any, texts: Sequence[str], *, steps: int = 100, batc
                     if v < best[s][0]:
                         best[s] = (v, step, params[s][0].detach().clone(), params[s][1].detach().clone())
     for s in train_stages:
-        lens.A[s], lens.b[s] = best[s][2], best[s][3]
-    settings = dict(steps=steps, batch_tokens=batch_tokens, lr=lr, val_fraction=val_fraction, seed=seed,
+        lens.A[s], lens.b[s] = best[s][2], rms[s] * best[s][3]
+    settings = dict(steps=steps, batch_tokens=batch_tokens, lr=lr, lr_A=lr / math.sqrt(d), val_fraction=val_fraction, seed=seed,
                     max_tokens_per_text=max_tokens_per_text, n_train_tokens=int(n_tr),
                     n_val_tokens=int(va.resid.shape[1]), train_texts_hash=data_hash(list(texts)))
     lens.meta = settings
