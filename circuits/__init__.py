@@ -9,7 +9,7 @@ has one figure function per result. See ``circuits/AGENTS.md`` for the file map.
 from __future__ import annotations
 
 from .ablation import (ICLScore, InductionProtocolResult, head_ablation, icl_score, induction_protocol,
-                       repeated_half_loss, rounding_rule, top_heads_per_layer)
+                       copy_task, repeated_half_loss, rounding_rule, top_heads_per_layer)
 from .attribution import AgreementReport, AttributionResult, attribution_agreement, attribution_patching
 from .corruption import CorruptionError, NoiseCorruption, check_pair, embedding_noise, token_replacement
 from .heads import (CopyingScores, HeadScores, copying_scores, detection_pattern, head_scores, pattern_scores,
@@ -41,7 +41,7 @@ __all__ = [
     "attribution_patching", "AttributionResult", "attribution_agreement", "AgreementReport",
     "head_scores", "HeadScores", "repeated_random_tokens", "detection_pattern", "pattern_scores", "copying_scores",
     "CopyingScores", "head_ablation", "icl_score", "ICLScore", "repeated_half_loss", "induction_protocol",
-    "InductionProtocolResult", "rounding_rule", "top_heads_per_layer",
+    "InductionProtocolResult", "rounding_rule", "top_heads_per_layer", "copy_task",
     "induction_model_dir", "load_induction_model", "induction_model_info",
     "run_logit_lens", "run_patching_sweep", "run_path_patching", "run_attribution_patching", "run_head_scores",
     "run_induction_protocol", "run_train_tuned_lens", "run_compare_lenses",

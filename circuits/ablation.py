@@ -21,7 +21,8 @@ Enough" (2025) ablates the top 2% induction heads *per layer* and compares with 
 3. ablate them, and ``n_random`` matched random sets (the same number per layer, drawn uniformly from the
    layer's heads excluding the targeted ones where the layer has enough heads);
 4. measure the loss on the repeated half of fresh repeated-random-token sequences (the behaviour induction
-   heads implement), the copy accuracy there, and the ICL score on given text;
+   heads implement), the copy accuracy there, the per-token log-prob of a repeated random *text* through the
+   shared scorer ``workbench.scorers.logprob.target_logprob``, and the ICL score on given text;
 5. report the targeted and random effects per sequence and the paired difference (targeted minus the mean
    over random sets) with bootstrap CIs over sequences.
 """
@@ -42,7 +43,7 @@ from workbench.sites import Site
 from ._stats import Estimate, mean_estimate
 from .heads import HeadScores, head_scores, repeated_random_tokens
 
-__all__ = ["head_ablation", "ICLScore", "icl_score", "repeated_half_loss", "InductionProtocolResult",
+__all__ = ["copy_task", "head_ablation", "ICLScore", "icl_score", "repeated_half_loss", "InductionProtocolResult",
            "induction_protocol", "top_heads_per_layer", "rounding_rule"]
 
 Head = tuple[int, int]
@@ -167,6 +168,31 @@ def icl_score(model: Any, texts: Any, *, early: int = 50, late: int = 500, inter
     return ICLScore(early, late, d.float(), le, ll, est, prov)
 
 
+def copy_task(model: Any, n: int = 20, length: int = 24, *, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Text prompts for the shared log-prob scorer: ``s + s[:1]`` -> continuation ``s[1:]`` (a repeated random string).
+
+    Byte-level models get random ASCII letters (one token each); larger vocabularies get random words drawn from
+    the tokenizer's vocabulary (ids 1000-20000, decoded), so the second copy is predictable only by copying.
+    """
+    rng = np.random.default_rng(seed)
+    prompts, conts = [], []
+    for _ in range(n):
+        if model.facts.d_vocab < 1000:
+            letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+            s = "".join(rng.choice(list(letters), size=length))
+            prompts.append(s + s[0])
+            conts.append(s[1:])
+        else:
+            words = []
+            while len(words) < length:
+                w = model.tokenizer.decode([int(rng.integers(1000, min(20000, model.facts.d_vocab)))]).strip()
+                if w.isalpha():
+                    words.append(w)
+            prompts.append(" ".join(words) + "\n" + words[0])
+            conts.append(" " + " ".join(words[1:]))
+    return prompts, conts
+
+
 def rounding_rule(k_percent: float, n_heads: int) -> int:
     """Heads per layer for the top-``k_percent`` selection: ``max(1, ceil(k% x n_heads))``."""
     return max(1, math.ceil(k_percent / 100.0 * n_heads - 1e-9))
@@ -207,6 +233,7 @@ class InductionProtocolResult:
     effect_random: Estimate
     targeted_minus_random: Estimate
     head_scores: HeadScores
+    behaviour: dict | None = None  # shared scorer (workbench.scorers.logprob) on the copy task, per condition
     icl_clean: ICLScore | None = None
     icl_targeted: ICLScore | None = None
     icl_random: list[ICLScore] | None = None
@@ -239,7 +266,8 @@ class InductionProtocolResult:
 def induction_protocol(model: Any, *, k_percent: float = 2.0, n_random: int = 10, method: str = "zero",
                        n_seqs: int = 20, half: int = 50, seed: int = 0, score_seqs: int = 10,
                        icl_texts: Any = None, icl_early: int = 50, icl_late: int = 500,
-                       scores: HeadScores | None = None, progress: bool = False) -> InductionProtocolResult:
+                       scores: HeadScores | None = None, scorer: bool = True, progress: bool = False
+                       ) -> InductionProtocolResult:
     """Targeted (top-k% induction heads per layer) vs matched random head ablation.
 
     Head scores are computed on ``score_seqs`` repeated-random-token sequences (seed ``seed``); the
@@ -285,6 +313,20 @@ def induction_protocol(model: Any, *, k_percent: float = 2.0, n_random: int = 10
     er = (lr_t.mean(0) - l0).double().numpy()
     e_t, e_r = mean_estimate(et, seed=seed), mean_estimate(er, seed=seed)
     diff = mean_estimate(et - er, seed=seed)
+    behaviour = None
+    if scorer:  # the behavioural effect through the shared scorer: per-token log-prob of the repeated half
+        from workbench.scorers.logprob import target_logprob
+
+        prompts, conts = copy_task(model, n_seqs, min(half, 24), seed=seed + 2)
+        kw = dict(per_token=True, seed=seed, prepend_bos=model.facts.bos_token_id is not None and model.facts.d_vocab < 1000)
+        clean_s = target_logprob(model, prompts, conts, **kw)
+        targ_s = target_logprob(model, prompts, conts, interventions=head_ablation(model, targeted, "zero"), **kw)
+        rand_s = [target_logprob(model, prompts, conts, interventions=head_ablation(model, hs, "zero"), **kw)
+                  for hs in random_sets]
+        rv = np.mean([r.values for r in rand_s], axis=0)
+        behaviour = {"clean": clean_s, "targeted": targ_s, "random": rand_s,
+                     "targeted_minus_random_logprob": mean_estimate(np.asarray(targ_s.values) - rv, seed=seed),
+                     "scorer": "workbench.scorers.logprob.target_logprob (per-token mean log-prob of the repeated half)"}
     icl0 = icl_t = None
     icl_r = None
     if icl_texts is not None:
@@ -298,4 +340,4 @@ def induction_protocol(model: Any, *, k_percent: float = 2.0, n_random: int = 10
                                    "n_random": n_random, "n_seqs": n_seqs, "half": half,
                                    "rounding": "max(1, ceil(k% x n_heads)) per layer"})
     return InductionProtocolResult(k_percent, n, "max(1, ceil(k% x n_heads)) per layer", targeted, random_sets, method,
-                                   l0, lt, lr_t, a0, at, ar_t, e_t, e_r, diff, scores, icl0, icl_t, icl_r, prov)
+                                   l0, lt, lr_t, a0, at, ar_t, e_t, e_r, diff, scores, behaviour, icl0, icl_t, icl_r, prov)

@@ -79,6 +79,7 @@ def build_model(seed: int, arch: str = "llama"):
     else:
         raise ValueError(f"arch must be 'llama' or 'gpt2', got {arch!r}")
     config.attention_only = True  # informational: recorded in config.json
+    config._attn_implementation = "eager"  # attention probabilities are returned (warm start, head identification)
     torch.manual_seed(seed)
     model = cls(config)
     layers = model.transformer.h if arch == "gpt2" else model.model.layers
@@ -185,9 +186,34 @@ def identify_heads(model, seed: int = 4321, n: int = 32, half: int = 25) -> dict
     }
 
 
+def warm_start_previous_token_head(model, gen: torch.Generator, *, steps: int, batch: int, seq_len: int,
+                                   lr: float, head: int = 0) -> list[dict]:
+    """Stage 1: train only layer 0's positions, first norm and Q/K projections so that ``head`` attends to the
+    previous token (cross-entropy on its attention pattern). Nothing about layer 1 or the task is planted."""
+    if not hasattr(model, "transformer"):
+        raise ValueError("the warm start is implemented for the GPT-2 construction")
+    blk = model.transformer.h[0]
+    params = [model.transformer.wpe.weight, blk.ln_1.weight, blk.ln_1.bias, blk.attn.c_attn.weight, blk.attn.c_attn.bias]
+    opt = torch.optim.Adam(params, lr=lr)
+    log = []
+    for step in range(steps):
+        ids = make_batch(gen, batch, seq_len)
+        att = model(ids, output_attentions=True).attentions[0][:, head]  # [B, T, T]
+        T = ids.shape[1]
+        p = att[:, torch.arange(1, T), torch.arange(0, T - 1)]
+        loss = -(p.clamp_min(1e-9).log()).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == steps - 1:
+            log.append({"stage": 1, "step": step, "prev_token_attention": round(float(p.detach().mean()), 4)})
+    model.zero_grad(set_to_none=True)
+    return log
+
+
 def train(out: str | Path, *, seed: int = 0, steps: int = 3000, batch: int = 32, lr: float = 3e-3,
           warmup: int = 100, threads: int = 1, arch: str = "gpt2", seq_len: int = SEQ_LEN,
-          progress: bool = True) -> dict:
+          warm_start_steps: int = 0, progress: bool = True) -> dict:
     """Train and save the model (HF layout + tokenizer + ``training.json``) to ``out``."""
     from workbench.models.tiny import build_tiny_tokenizer
 
@@ -195,6 +221,12 @@ def train(out: str | Path, *, seed: int = 0, steps: int = 3000, batch: int = 32,
     torch.use_deterministic_algorithms(True)
     model = build_model(seed, arch)
     model.train()
+    gen = torch.Generator().manual_seed(seed + 1)
+    log = []
+    if warm_start_steps:
+        log += warm_start_previous_token_head(model, gen, steps=warm_start_steps, batch=batch, seq_len=seq_len, lr=lr)
+        if not progress:
+            print(json.dumps(log[-1]), flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     decay_from = int(0.6 * steps)  # linear warmup, constant, then cosine decay over the last 40%
@@ -206,8 +238,6 @@ def train(out: str | Path, *, seed: int = 0, steps: int = 3000, batch: int = 32,
             return 1.0
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (s - decay_from) / max(1, steps - decay_from)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    gen = torch.Generator().manual_seed(seed + 1)
-    log = []
     t0 = time.time()
     it = range(steps)
     if progress:
@@ -237,7 +267,7 @@ def train(out: str | Path, *, seed: int = 0, steps: int = 3000, batch: int = 32,
     build_tiny_tokenizer(out)
     info = {
         "script": "circuits/train_induction.py", "seed": seed, "steps": steps, "batch": batch, "lr": lr,
-        "warmup": warmup, "threads": threads, "arch": arch, "seq_len": seq_len, "torch": torch.__version__,
+        "warmup": warmup, "threads": threads, "arch": arch, "seq_len": seq_len, "warm_start_steps": warm_start_steps, "torch": torch.__version__,
         "config": INDUCTION_CONFIG, "seconds": round(time.time() - t0, 1), "eval": metrics, "ground_truth": truth,
         "log": log,
         "attention_only": "MLP c_fc/c_proj weights and biases are zero and frozen: mlp_out == 0 exactly",
@@ -256,9 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--arch", default="gpt2", choices=["llama", "gpt2"])
     ap.add_argument("--seq-len", type=int, default=SEQ_LEN)
+    ap.add_argument("--warm-start-steps", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    info = train(a.out, seed=a.seed, steps=a.steps, batch=a.batch, lr=a.lr, threads=a.threads, arch=a.arch, seq_len=a.seq_len,
+    info = train(a.out, seed=a.seed, steps=a.steps, batch=a.batch, lr=a.lr, threads=a.threads, arch=a.arch, seq_len=a.seq_len, warm_start_steps=a.warm_start_steps,
                  progress=not a.no_progress)
     print(json.dumps(info["eval"]), f"seconds={info['seconds']}")
     return 0
