@@ -12,7 +12,12 @@ from circuits import (copying_scores, head_ablation, head_scores, induction_mode
                       induction_protocol, load_induction_model, repeated_half_loss, repeated_random_tokens)
 from circuits.train_induction import BOS
 
-HALF = 25  # the model was trained on 64-token sequences: [BOS] + 2 x 25 stays inside that context
+HALF = 25  # the model is trained on 64-token sequences: [BOS] + 2 x 25 stays inside that context
+
+try:
+    induction_model_dir()
+except FileNotFoundError as e:  # not shipped yet: say so in every run instead of passing vacuously
+    pytest.skip(f"the induction model is not shipped in this checkout: {e}", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")

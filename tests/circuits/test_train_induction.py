@@ -42,6 +42,7 @@ def test_shipped_weights_reproduce(tmp_path):
     train(out, seed=info["seed"], steps=info["steps"], batch=info["batch"], lr=info["lr"], warmup=info["warmup"],
           threads=info["threads"], arch=info["arch"], seq_len=info["seq_len"],
           warm_start_steps=info["warm_start_steps"], induction_warm_start_steps=info["induction_warm_start_steps"],
+          induction_warm_start_lr=info["induction_warm_start_lr"],
           progress=False)
     new = load_file(str(out / "model.safetensors"))
     old = load_file(str(induction_model_dir() / "model.safetensors"))
