@@ -1,0 +1,48 @@
+"""circuits: where in the model does this happen?
+
+Logit lens and tuned lens, activation patching (batched, exact fast path), attribution patching,
+head detectors, ablations and the induction protocol, on :class:`workbench.models.HookedModel`.
+Every method returns a typed result with ``to_dataframe()`` and ``provenance``; ``circuits.plots``
+has one figure function per result. See ``circuits/AGENTS.md`` for the file map.
+"""
+
+from __future__ import annotations
+
+from .ablation import (ICLScore, InductionProtocolResult, head_ablation, icl_score, induction_protocol,
+                       copy_task, repeated_half_loss, rounding_rule, top_heads_per_layer)
+from .attribution import AgreementReport, AttributionResult, attribution_agreement, attribution_patching
+from .corruption import CorruptionError, NoiseCorruption, check_pair, embedding_noise, token_replacement
+from .heads import (CopyingScores, HeadScores, copying_scores, detection_pattern, head_scores, pattern_scores,
+                    repeated_random_tokens)
+from .induction_model import induction_model_dir, induction_model_info, load_induction_model
+from .lens import (DLAResult, FoldedUnembed, LensResult, direct_logit_attribution, fold_unembed, lens_from_residuals,
+                   logit_lens)
+from .metrics import KLFromClean, LogitDiff, PatchMetric, TargetLogProb, TargetProb, single_token_ids
+from .patching import (PATCH_KINDS, DirectPathResult, PatchingError, PatchingResult, path_patching,
+                       patching_sweep)
+from .tuned_lens import LensComparison, TunedLens, TunedLensTraining, compare_lenses, train_tuned_lens
+
+# entry points for the experiments package (each returns a typed result)
+run_logit_lens = logit_lens
+run_patching_sweep = patching_sweep
+run_path_patching = path_patching
+run_attribution_patching = attribution_patching
+run_head_scores = head_scores
+run_induction_protocol = induction_protocol
+run_train_tuned_lens = train_tuned_lens
+run_compare_lenses = compare_lenses
+
+__all__ = [
+    "logit_lens", "lens_from_residuals", "LensResult", "fold_unembed", "FoldedUnembed", "direct_logit_attribution",
+    "DLAResult", "TunedLens", "train_tuned_lens", "TunedLensTraining", "compare_lenses", "LensComparison",
+    "patching_sweep", "PatchingResult", "PATCH_KINDS", "PatchingError", "path_patching", "DirectPathResult",
+    "LogitDiff", "TargetProb", "TargetLogProb", "KLFromClean", "PatchMetric", "single_token_ids",
+    "check_pair", "token_replacement", "embedding_noise", "NoiseCorruption", "CorruptionError",
+    "attribution_patching", "AttributionResult", "attribution_agreement", "AgreementReport",
+    "head_scores", "HeadScores", "repeated_random_tokens", "detection_pattern", "pattern_scores", "copying_scores",
+    "CopyingScores", "head_ablation", "icl_score", "ICLScore", "repeated_half_loss", "induction_protocol",
+    "InductionProtocolResult", "rounding_rule", "top_heads_per_layer", "copy_task",
+    "induction_model_dir", "load_induction_model", "induction_model_info",
+    "run_logit_lens", "run_patching_sweep", "run_path_patching", "run_attribution_patching", "run_head_scores",
+    "run_induction_protocol", "run_train_tuned_lens", "run_compare_lenses",
+]

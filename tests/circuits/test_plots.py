@@ -1,0 +1,36 @@
+"""Every result has a plot function that returns a Figure (no pyplot state) and saves a real PNG."""
+
+from __future__ import annotations
+
+import matplotlib
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from circuits import (LogitDiff, attribution_agreement, attribution_patching, direct_logit_attribution, head_scores,
+                      logit_lens, path_patching, patching_sweep, repeated_random_tokens)
+from circuits import plots
+
+
+def test_plots_return_figures_and_save(tiny_model, tmp_path):
+    backend = matplotlib.get_backend()
+    model = tiny_model("gpt2", "tl")
+    metric = LogitDiff([ord("a"), ord("b")], [ord("c"), ord("d")])
+    clean, corrupt = ["a cat sat", "a dog ran"], ["a cow sat", "a dog run"]
+    pr = patching_sweep(model, clean, corrupt, "resid_pre", metric=metric)
+    ph = patching_sweep(model, clean, corrupt, "z", metric=metric, per_position=True)
+    ex = patching_sweep(model, clean, corrupt, "z", metric=metric)
+    at = attribution_patching(model, clean, corrupt, "head", metric=metric)
+    rep = attribution_agreement(at, ex, k=3)
+    lens = logit_lens(model, ["hello world", "abc"], targets="o")
+    hs = head_scores(model, repeated_random_tokens(model, 3, 6))
+    dla = direct_logit_attribution(model, clean, "a", "c")
+    dp = path_patching(model, clean, corrupt, (0, 1), metric=metric)
+    figs = [plots.plot_patching(pr), plots.plot_patching(ph), plots.plot_patching(ex, normalized=False),
+            plots.plot_lens(lens), plots.plot_lens_table(lens), plots.plot_head_scores(hs),
+            plots.plot_attribution_agreement(at, ex, rep), plots.plot_dla(dla), plots.plot_direct_path(dp)]
+    for i, f in enumerate(figs):
+        assert isinstance(f, Figure)
+        p = plots.save_figure(f, tmp_path / f"f{i}.png")
+        assert p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG"
+    assert matplotlib.get_backend() == backend  # no backend switching

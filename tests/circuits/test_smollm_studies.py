@@ -1,0 +1,93 @@
+"""SmolLM2 studies (slow): induction-score grid, tuned vs logit lens, attribution vs exact patching, ICL.
+
+Run with ``pytest -m slow tests/circuits/test_smollm_studies.py -s`` (about 15-30 minutes on 2 CPU cores).
+Figures and a JSON summary go to ``$CIRCUITS_FIGURES`` (default: pytest's tmp dir); the numbers are printed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from circuits import icl_score, induction_protocol
+from circuits.reports import (attribution_vs_exact, factual_recall_batch, induction_grid, ioi_batch, paris_logit_lens,
+                              tuned_vs_logit_lens, write_summary)
+from circuits.text import PERSONA_HELDOUT_TRAITS, PERSONA_TRAIN_TRAITS, long_texts, persona_statements
+
+pytestmark = [pytest.mark.slow, pytest.mark.smollm]
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+    d = os.environ.get("CIRCUITS_FIGURES")
+    return Path(d) if d else tmp_path_factory.mktemp("circuits_figures")
+
+
+def _fmt(e):
+    return f"{e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]"
+
+
+def test_induction_grid_all_heads(smollm, out_dir):
+    res, paths = induction_grid(smollm, out_dir, n_seqs=10, half=50)
+    s = res.get("induction", "target")
+    assert s.shape == (30, 9) and bool(torch.isfinite(s).all())
+    top = res.top("induction", 5)
+    print("\nSmolLM2 top induction heads (layer, head, score):", [(a, b, round(c, 3)) for a, b, c in top])
+    print("SmolLM2 top previous-token heads:", [(a, b, round(c, 3)) for a, b, c in res.top("previous_token", 5)])
+    assert top[0][2] > 0.3 and all(p.exists() for p in paths)
+    write_summary(out_dir / "induction_grid.json", {"top_induction": top, "top_previous": res.top("previous_token", 5),
+                                                    "scores": s})
+
+
+def test_paris_figure(smollm, out_dir):
+    res, paths = paris_logit_lens(smollm, out_dir)
+    p = res.target_prob[:, 0, -1]
+    print("\np(' Paris') at the last token per stage:", [round(float(x), 3) for x in p])
+    assert float(p[-1]) > 0.1 and all(x.exists() for x in paths)
+
+
+def test_tuned_lens_beats_logit_lens_heldout(smollm, shared_data, out_dir):
+    train = persona_statements(PERSONA_TRAIN_TRAITS, n_per_trait=40, data_dir=shared_data)
+    heldout = persona_statements(PERSONA_HELDOUT_TRAITS, n_per_trait=20, seed=1, data_dir=shared_data)
+    assert not set(train) & set(heldout)
+    tr, cmp, paths = tuned_vs_logit_lens(smollm, out_dir, train, heldout, steps=60, batch_tokens=48, lr=1e-3)
+    rows = [(s, round(cmp.kl_logit[i].value, 3), round(cmp.kl_tuned[i].value, 3), _fmt(cmp.kl_diff[i]))
+            for i, s in enumerate(cmp.stages)]
+    print("\nheld-out KL per stage (stage, logit, tuned, tuned-logit [95% CI]):")
+    for r in rows:
+        print("  ", r)
+    write_summary(out_dir / "tuned_lens.json", {"rows": rows, "n_texts": cmp.n_texts, "n_tokens": cmp.n_tokens,
+                                                "train_seconds": tr.seconds})
+    assert all(cmp.kl_tuned[i].value < cmp.kl_logit[i].value for i in range(len(cmp.stages) - 1))
+    assert cmp.tuned_better_everywhere()
+
+
+@pytest.mark.parametrize("task", ["factual", "ioi"])
+def test_attribution_agreement_with_exact_patching(smollm, out_dir, task):
+    clean, corrupt, metric = (factual_recall_batch if task == "factual" else ioi_batch)(smollm)
+    study = attribution_vs_exact(smollm, out_dir, task, clean, corrupt, metric, k=10)
+    rep = study.report
+    print(f"\n{task}: clean logit diff {float(study.exact.clean_value.mean()):.3f}, corrupt "
+          f"{float(study.exact.corrupt_value.mean()):.3f}; {rep.summary()}; exact top heads {rep.exact_top[:5]}; "
+          f"exact patching {study.exact.seconds:.1f} s, AtP {study.attribution.seconds:.1f} s")
+    write_summary(out_dir / f"attribution_{task}.json", {"spearman": rep.spearman, "recall": rep.recall_at_k,
+                                                         "exact_top": rep.exact_top, "atp_top": rep.attribution_top})
+    assert rep.n_nodes == 270 and rep.spearman.value > 0
+
+
+def test_icl_score_and_protocol(smollm, shared_data, out_dir):
+    texts = long_texts(smollm, 6, 501, data_dir=shared_data)
+    icl = icl_score(smollm, texts, early=50, late=500, window=5)
+    print(f"\nSmolLM2 ICL score (loss at token 500 - token 50, +-5 token window, {len(texts)} HH-RLHF texts): "
+          f"{_fmt(icl.estimate)}")
+    assert icl.estimate.value < 0
+    res = induction_protocol(smollm, k_percent=2, n_random=5, n_seqs=10, half=50, icl_texts=texts[:3], icl_early=50,
+                             icl_late=500)
+    print("SmolLM2 induction protocol:", res.summary())
+    write_summary(out_dir / "induction_protocol_smollm.json", {"icl": icl.estimate, "summary": res.summary()})
+    assert res.heads_per_layer == 1 and len(res.targeted) == 30
