@@ -186,7 +186,8 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
             :class:`~workbench.store.ActivationStore` or a :class:`~probe.features.FeatureSource`.
         y: class indices ``[n]`` or ``[P, n]`` (one row per problem).
         weights: ``[n]`` or ``[P, n]``; 0 excludes an example from that problem's training set.
-        C: inverse regularisation strength, as in scikit-learn (scalar or one per problem).
+        C: inverse regularisation strength, as in scikit-learn: a scalar, one per problem ``[P]``,
+            or one per (layer, problem) ``[L, P]``.
         n_classes: number of classes (default: max label + 1).
         max_iter: L-BFGS iterations (each costs about one pass over the features).
         tol: a probe has converged when the largest entry of its gradient (objective divided by
@@ -205,10 +206,13 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
         wt, _ = _balance(yt, wt, K)
     elif class_weight is not None:
         raise ProbeFitError(f"class_weight must be 'balanced' or None; got {class_weight!r}")
-    Cn = np.broadcast_to(np.asarray(C, dtype=np.float64), (P,)).copy()
+    Cn = np.asarray(C, dtype=np.float64)
+    Cn = np.broadcast_to(Cn if Cn.ndim < 2 else Cn, (feats.n_layers, P) if Cn.ndim == 2 else (P,)).copy()
     if (Cn <= 0).any():
         raise ProbeFitError(f"C must be > 0; got {Cn.tolist()}")
     Ct = torch.as_tensor(Cn, dtype=torch.float64, device=device)
+    if Ct.ndim == 1:
+        Ct = Ct[None, :].expand(feats.n_layers, P)
     chunk = chunk_rows or _auto_chunk(feats.n_layers, feats.d, device)
     if stats is None:
         stats = fit_stats(feats, yt, wt, K, device, chunk)
@@ -216,7 +220,7 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
     k = 1 if K == 2 else K
     Wsum = wt.sum(1).double()  # [P]
     wn = (wt / wt.sum(1, keepdim=True)).float()  # per-row weight, sums to 1 per problem
-    lam = (1.0 / (Ct * Wsum))[None, :]  # [1, P]: penalty 0.5 * lam * ||V||^2
+    lam = 1.0 / (Ct * Wsum[None, :])  # [L, P]: penalty 0.5 * lam * ||V||^2
     mu, sd = stats.mean, stats.std
     yf = yt.float()
     onehot = torch.nn.functional.one_hot(yt, K).float() if k > 1 else None

@@ -3,7 +3,9 @@
 Probing results leak when near-duplicate prompts sit on both sides of a split: two halves of
 a contrastive pair, two fillings of one template, two prompts from one source. Every split
 here takes ``groups`` (one id per example) and keeps each group whole on one side. Splits are
-stratified by label where that is possible, so both classes appear in train and test.
+stratified by label where that is possible (greedy assignment of whole groups to folds, as in
+scikit-learn's ``StratifiedGroupKFold`` but O(groups x folds)), so both classes appear in train
+and test.
 
 Conventions: a split is a pair of boolean masks ``(train, test)`` over the examples. Errors
 say which class or group is missing and what to do.
@@ -47,16 +49,35 @@ def _check_labels(labels: Any) -> np.ndarray:
     return y
 
 
+def _stratified_group_folds(y: np.ndarray, g: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold id per example: groups whole, class proportions balanced across folds (greedy:
+    groups in random order, largest first, each to the fold it brings closest to the target
+    class counts). Deterministic for a seed; O(groups x folds)."""
+    _, ginv = np.unique(g, return_inverse=True)
+    G = int(ginv.max()) + 1
+    K = int(y.max()) + 1
+    H = np.zeros((G, K))
+    np.add.at(H, (ginv, y), 1)
+    order = np.random.default_rng(seed).permutation(G)
+    order = order[np.argsort(-H[order].sum(1), kind="stable")]
+    target = H.sum(0) / k
+    F = np.zeros((k, K))
+    fold_of = np.empty(G, dtype=np.int64)
+    for gi in order:
+        cost = np.abs(F + H[gi] - target).sum(1) - np.abs(F - target).sum(1)
+        f = int(np.argmin(cost + 1e-9 * F.sum(1)))
+        F[f] += H[gi]
+        fold_of[gi] = f
+    return fold_of[ginv]
+
+
 def train_test_split(labels: Any, groups: Sequence[Any] | None = None, *, test_size: float = 0.25,
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One stratified, group-aware split: ``(train_mask, test_mask)``.
 
-    Groups go whole to one side (scikit-learn's ``StratifiedGroupKFold`` with
-    ``n_splits = round(1 / test_size)``; its first fold is the test set). Raises
-    :class:`SplitError` if either side lacks a class.
+    Groups go whole to one side: ``round(1 / test_size)`` stratified group folds, the first is
+    the test set. Raises :class:`SplitError` if either side lacks a class.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
-
     y = _check_labels(labels)
     g = as_groups(groups, len(y))
     if not 0.0 < test_size < 1.0:
@@ -66,10 +87,8 @@ def train_test_split(labels: Any, groups: Sequence[Any] | None = None, *, test_s
     if n_groups < k:
         raise SplitError(f"a {test_size:.0%} test split needs at least {k} groups; got {n_groups}. "
                          "Use fewer, larger test sets (test_size=0.5) or more groups.")
-    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    _, test_idx = next(cv.split(np.zeros(len(y)), y, g))
-    test = np.zeros(len(y), dtype=bool)
-    test[test_idx] = True
+    yi = np.unique(y, return_inverse=True)[1]
+    test = _stratified_group_folds(yi, g, k, seed) == 0
     _check_both_sides(y, ~test, test, "train_test_split")
     return ~test, test
 
@@ -78,21 +97,15 @@ def group_kfold(labels: Any, groups: Sequence[Any] | None, k: int = 5, *, seed: 
                 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``k`` stratified group folds as ``[(train_mask, test_mask), ...]``; every example is in
     exactly one test fold. ``k`` is capped at the number of groups."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
     y = _check_labels(labels)
     g = as_groups(groups, len(y))
     n_groups = np.unique(g).size
     k = min(int(k), n_groups)
     if k < 2:
         raise SplitError(f"cross-validation over groups needs at least 2 groups; got {n_groups}")
-    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    folds = []
-    for _, te in cv.split(np.zeros(len(y)), y, g):
-        test = np.zeros(len(y), dtype=bool)
-        test[te] = True
-        folds.append((~test, test))
-    return folds
+    yi = np.unique(y, return_inverse=True)[1]
+    fold = _stratified_group_folds(yi, g, k, seed)
+    return [(fold != f, fold == f) for f in range(k) if np.any(fold == f)]
 
 
 def _check_both_sides(y: np.ndarray, train: np.ndarray, test: np.ndarray, what: str) -> None:
