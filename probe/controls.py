@@ -1,0 +1,177 @@
+"""The token-artifact control: how much of a probe's score is a label-correlated token?
+
+Nguyen et al. (2025) warn that answer-format tokens such as "(A)" let a probe read a token
+instead of a concept. This control measures it on any labelled set:
+
+1. *with artifact*: a token correlated with the label is appended (``artifact[label]``, e.g.
+   "(A)" for class 1 and "(B)" for class 0) and read at that token; a probe is trained on the
+   training split and tested on the test split;
+2. *artifact removed*: the same probe scores the test prompts without the token (read at the
+   last prompt token);
+3. *artifact swapped*: the same probe scores the test prompts with the other class's token (a
+   probe that reads the token is pushed below chance);
+4. *clean*: a probe trained and tested without the token (the concept's own signal).
+
+``explained = (AUROC_with - AUROC_removed) / (AUROC_with - 0.5)`` is the share of the probe's
+above-chance score that disappears with the token (1: all of it is the token; 0: none), with a
+paired bootstrap CI over test examples (clusters kept whole).
+
+For sets whose contrast already *is* an appended answer (the evaluation-awareness contrastive
+set, CAA pairs), pass ``artifact=None``: the outputs are the artifact, "removed" reads the last
+prompt token (both examples of a pair then share their activations), and "swapped" is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from workbench.results import Provenance
+from workbench.stats import Estimate, StatsError, bootstrap
+
+from .activations import collect
+from .batched import fit_logistic_batched, project
+from .datasets import LabelledPromptSet
+from .metrics import _IndexAUC, auroc_estimate
+from .splits import as_groups, train_test_split
+
+__all__ = ["TokenArtifactResult", "token_artifact_control", "artifact_effect"]
+
+CONDITIONS = ("with_artifact", "artifact_removed", "artifact_swapped", "clean")
+
+
+@dataclass
+class TokenArtifactResult:
+    """Per-layer AUROC under each condition and the explained fraction (all with CIs)."""
+
+    layers: list[int]
+    site_kind: str
+    artifact: tuple[str, ...] | None
+    auroc: dict[str, list[Estimate]]
+    explained: list[Estimate | None]
+    n_train: int
+    n_test: int
+    provenance: Provenance
+    notes: list[str] = field(default_factory=list)
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        rows = []
+        for i, L in enumerate(self.layers):
+            for cond, ests in self.auroc.items():
+                e = ests[i]
+                rows.append({"layer": L, "quantity": f"auroc_{cond}", "value": e.value, "ci_low": e.ci_low,
+                             "ci_high": e.ci_high, "n": e.n, "method": e.method})
+            e = self.explained[i]
+            if e is not None:
+                rows.append({"layer": L, "quantity": "explained_fraction", "value": e.value, "ci_low": e.ci_low,
+                             "ci_high": e.ci_high, "n": e.n, "method": e.method})
+        return pd.DataFrame(rows)
+
+    def summary(self) -> str:
+        lines = [f"token-artifact control ({self.artifact or 'existing outputs'}), {self.n_train} train / "
+                 f"{self.n_test} test"]
+        for i, L in enumerate(self.layers):
+            parts = [f"{c}={self.auroc[c][i].value:.3f}" for c in self.auroc]
+            ex = self.explained[i]
+            parts.append(f"explained={ex}" if ex is not None else "explained=n/a")
+            lines.append(f"  layer {L}: " + ", ".join(parts))
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+
+def artifact_effect(with_scores: Any, removed_scores: Any, labels: Any, groups: Sequence[Any] | None = None, *,
+                    n_resamples: int = 2000, seed: int = 0) -> Estimate:
+    """``(AUROC_with - AUROC_removed) / (AUROC_with - 0.5)`` with a paired bootstrap CI (the same
+    resampled test examples score both)."""
+    s1, s0 = np.asarray(with_scores, float), np.asarray(removed_scores, float)
+    y = np.asarray(labels).astype(int)
+    a1, a0 = _IndexAUC(s1, y), _IndexAUC(s0, y)
+
+    def frac(idx, axis=-1):
+        w, r = a1(idx), a0(idx)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(np.abs(w - 0.5) > 1e-12, (w - r) / (w - 0.5), np.nan)
+
+    g = np.asarray(groups) if groups is not None else None
+    clusters = g is not None and np.unique(g).size < g.size
+    est = bootstrap(np.arange(y.size), frac, groups=list(g) if clusters else None, n_resamples=n_resamples,
+                    seed=seed, vectorized=True, max_degenerate=0.2)
+    return dataclasses.replace(est, statistic="explained_fraction")
+
+
+def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: Sequence[str] | None = ("(B)", "(A)"),
+                           layers: Any = None, site_kind: str = "resid_post", C: float = 0.1,
+                           test_size: float = 0.3, seed: int = 0, device: Any = None, batch_size: int = 16,
+                           n_resamples: int = 2000, progress: bool = False) -> TokenArtifactResult:
+    """Measure how much of a probe's score a label-correlated token explains (module docstring).
+
+    Args:
+        model: HookedModel.
+        dataset: a binary labelled set. With ``artifact`` given its prompts are used (any
+            existing output is replaced by the artifact token); with ``artifact=None`` its outputs
+            are the artifact.
+        artifact: ``artifact[label]`` is appended to each prompt (default: "(B)" for class 0,
+            "(A)" for class 1).
+        layers: layers to probe (default all). C: logistic regularisation (fixed; no CV here).
+    """
+    if dataset.n_classes != 2:
+        raise ValueError(f"the token-artifact control needs a binary set; {dataset.name} has {dataset.n_classes} classes")
+    y = dataset.labels
+    g = as_groups(dataset.groups, len(y))
+    train, test = train_test_split(y, g, test_size=test_size, seed=seed)
+    kw = dict(layers=layers, site_kind=site_kind, batch_size=batch_size, progress=progress)
+    notes = []
+    if artifact is not None:
+        if len(artifact) != 2:
+            raise ValueError(f"artifact must give one token per class (2); got {artifact!r}")
+        base = dataclasses.replace(dataset, examples=[dataclasses.replace(e, output=None) for e in dataset.examples],
+                                   read="last_prompt")
+        with_art = dataclasses.replace(base, examples=[dataclasses.replace(e, output=artifact[int(e.label)])
+                                                       for e in base.examples], read="last")
+        swapped = dataclasses.replace(base, examples=[dataclasses.replace(e, output=artifact[1 - int(e.label)])
+                                                      for e in base.examples], read="last")
+        acts = {"with_artifact": collect(model, with_art, **kw), "artifact_removed": collect(model, base, **kw),
+                "artifact_swapped": collect(model, swapped, **kw)}
+    else:
+        if any(not e.output for e in dataset.examples):
+            raise ValueError("artifact=None uses the set's outputs as the artifact, but some examples have none")
+        acts = {"with_artifact": collect(model, dataset.with_read("last"), **kw),
+                "artifact_removed": collect(model, dataset.with_read("last_prompt"), **kw)}
+        notes.append("artifact = the set's own outputs; 'removed' reads the last prompt token")
+    acts["clean"] = acts["artifact_removed"]
+    Ls = acts["with_artifact"].layers
+    w = train.astype(np.float32)
+    fit_art = fit_logistic_batched(acts["with_artifact"], y, w, C=C, device=device)
+    fit_clean = fit_logistic_batched(acts["clean"], y, w, C=C, device=device)
+    dec = {}
+    for cond, a in acts.items():
+        f = fit_clean if cond == "clean" else fit_art
+        dec[cond] = project(a, fit=f, device=device, rows=test)["logit"][:, 0, :, 0].numpy()  # [L, n_test]
+    yte, gte = y[test], g[test]
+    auroc: dict[str, list[Estimate]] = {c: [] for c in CONDITIONS if c in dec}
+    explained: list[Estimate | None] = []
+    for li, L in enumerate(Ls):
+        for c in auroc:
+            s = dec[c][li]
+            if np.all(s == s[0]) or np.ptp(s) < 1e-9 * max(1.0, np.abs(s).max()):
+                auroc[c].append(Estimate(0.5, 0.5, 0.5, n=s.size, method="constant scores", statistic="auroc",
+                                         notes=("every test example gets the same score: AUROC is 0.5 exactly",)))
+                continue
+            auroc[c].append(auroc_estimate(s, yte, gte, n_resamples=n_resamples, seed=seed))
+        try:
+            explained.append(artifact_effect(dec["with_artifact"][li], dec["artifact_removed"][li], yte, gte,
+                                             n_resamples=n_resamples, seed=seed))
+        except StatsError as e:
+            explained.append(None)
+            notes.append(f"layer {L}: explained fraction undefined ({e})")
+    prov = model.provenance(data_hash=dataset.data_hash(), seed=seed,
+                            sites=tuple(f"{site_kind}.{L}" for L in Ls),
+                            extra={"method": "token_artifact_control", "artifact": list(artifact) if artifact else None,
+                                   "C": C})
+    return TokenArtifactResult(list(Ls), site_kind, tuple(artifact) if artifact else None, auroc, explained,
+                               int(train.sum()), int(test.sum()), prov, notes)
