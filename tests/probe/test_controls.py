@@ -1,0 +1,28 @@
+import numpy as np
+
+from probe.controls import artifact_effect, token_artifact_control
+from probe.datasets import Example, LabelledPromptSet
+
+
+def test_token_artifact_explains_a_random_models_score(tiny_model):
+    """A random tiny model cannot read the (random) labels from content; appending a
+    label-correlated token makes the probe near-perfect, and removing it returns it to chance."""
+    m = tiny_model("llama")
+    rng = np.random.default_rng(0)
+    words = ["apple", "river", "stone", "cloud", "green", "music", "table", "light", "paper", "glass"]
+    ds = LabelledPromptSet("rand", [Example(" ".join(rng.choice(words, 5)), int(i % 2)) for i in range(120)], chat=False)
+    r = token_artifact_control(m, ds, n_resamples=500)
+    for i in range(len(r.layers)):
+        assert r.auroc["with_artifact"][i].value > 0.85
+        assert r.auroc["artifact_removed"][i].contains(0.5)
+        assert r.auroc["artifact_swapped"][i].value < 0.2
+        assert r.explained[i].ci_low > 0.6
+    assert set(r.to_dataframe().quantity) >= {"auroc_with_artifact", "explained_fraction"}
+
+
+def test_artifact_effect_zero_when_removal_changes_nothing():
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 100)
+    s = rng.normal(size=200) + y
+    est = artifact_effect(s, s, y)
+    assert est.value == 0 and est.contains(0)
