@@ -235,7 +235,10 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
     signT = (2.0 * yf - 1.0).T.contiguous() if k == 1 else None  # [n, P]
     ohT = onehot.permute(1, 0, 2).contiguous() if k > 1 else None  # [n, P, K]
 
-    def evaluate(V: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+    sub_rows = 512 if device.type == "cpu" else None  # CPU: a sub-chunk stays in cache between forward and gradient
+
+    def evaluate(V: torch.Tensor, c: torch.Tensor, lay: Sequence[int]) -> tuple[torch.Tensor, tuple]:
+        """Objective and gradient for the layers ``lay`` (rows of the outputs for other layers are 0)."""
         W, b = raw(V, c)
         Wm = W.permute(0, 2, 1, 3).reshape(L, d, P * k).contiguous()
         bm = b.reshape(L, P * k)
@@ -244,24 +247,26 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
         gb = torch.zeros(L, P * k, device=device)
         for idx, x in feats.chunks(device, chunk):
             nb = x.shape[1]
-            z = torch.empty(L, nb, P * k, device=device)
-            for layer in range(L):  # per-layer GEMM: far faster than bmm when P * k is small
-                torch.addmm(bm[layer], x[layer], Wm[layer], out=z[layer])
-            wc = wnT[idx]  # [b, P]
-            if k == 1:
-                s = signT[idx]
-                mz = z * s
-                loss = torch.nn.functional.softplus(-mz)
-                r = torch.sigmoid(-mz).mul_(s).mul_(wc).neg_()  # [L, b, P]
-            else:
-                zz = z.view(L, nb, P, k)
-                oh = ohT[idx]  # [b, P, K]
-                loss = torch.logsumexp(zz, -1) - (zz * oh).sum(-1)
-                r = ((torch.softmax(zz, -1) - oh) * wc[..., None]).reshape(L, nb, P * k)
-            f += (loss * wc).sum(1)
-            for layer in range(L):
-                gW[layer].addmm_(x[layer].T, r[layer])
-            gb += r.sum(1)
+            step = sub_rows or nb
+            for a0 in range(0, nb, step):
+                rows = idx[a0:a0 + step]
+                wc = wnT[rows]  # [b, P]
+                s = signT[rows] if k == 1 else None
+                oh = ohT[rows] if k > 1 else None
+                for layer in lay:
+                    xs = x[layer, a0:a0 + step]
+                    z = torch.addmm(bm[layer], xs, Wm[layer])  # [b, P*k]
+                    if k == 1:
+                        mz = z * s
+                        loss = torch.nn.functional.softplus(-mz)
+                        r = torch.sigmoid(-mz).mul_(s).mul_(wc).neg_()
+                    else:
+                        zz = z.view(-1, P, k)
+                        loss = torch.logsumexp(zz, -1) - (zz * oh).sum(-1)
+                        r = ((torch.softmax(zz, -1) - oh) * wc[..., None]).reshape(-1, P * k)
+                    f[layer] += (loss * wc).sum(0)
+                    gW[layer].addmm_(xs.T, r)
+                    gb[layer] += r.sum(0)
         gW = gW.double().view(L, d, P, k).permute(0, 2, 1, 3)
         gb = gb.double().view(L, P, k)
         gV = (gW - mu.double()[..., None] * gb[:, :, None, :]) / sd.double()[..., None] + lam[..., None, None] * V
@@ -274,8 +279,10 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
     def split(th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return th[..., :d * k].reshape(L, P, d, k), th[..., d * k:]
 
-    def fg(th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f, (gV, gc) = evaluate(*split(th))
+    all_layers = list(range(L))
+
+    def fg(th: torch.Tensor, lay: Sequence[int] = all_layers) -> tuple[torch.Tensor, torch.Tensor]:
+        f, (gV, gc) = evaluate(*split(th), lay)
         return f, torch.cat([gV.reshape(L, P, d * k), gc], -1)
 
     f, g = fg(theta)
@@ -307,13 +314,17 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
             gd = (g * direction).sum(-1)
         direction = direction.masked_fill(~active[..., None], 0.0)
         t = torch.ones(L, P, device=device, dtype=torch.float64)
+        th_new = theta + direction
+        fn, gn = fg(th_new)
         for _ in range(30):
-            th_new = theta + t[..., None] * direction
-            fn, gn = fg(th_new)
             ok = (fn <= f + 1e-4 * t * gd) | ~active
             if bool(ok.all()):
                 break
             t = torch.where(ok, t, 0.5 * t)
+            th_new = theta + t[..., None] * direction
+            redo = torch.nonzero(~ok.all(1)).flatten().tolist()  # only layers with a failing probe
+            f2, g2 = fg(th_new, redo)
+            fn[redo], gn[redo] = f2[redo], g2[redo]
         # Problems whose line search failed are at the float32 noise floor: keep their old point.
         stuck = ~ok
         if bool(stuck.any()):
