@@ -1,0 +1,1 @@
+"""Built-in experiments (registered when the registry is first read)."""

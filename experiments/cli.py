@@ -1,0 +1,122 @@
+"""The ``workbench`` command line.
+
+    workbench models                       registered models
+    workbench experiments                  built-in experiments and what they do
+    workbench config EXPERIMENT            an experiment's default config, as TOML
+    workbench run EXPERIMENT [--model NAME|PATH] [--backend tl|nnsight] [--device D] [--dtype T]
+                  [--out DIR] [--config FILE] [--set key=value ...] [--seed N] [--resume | --overwrite]
+                  [--executor local|ray] [--ray-address ADDR] [--quiet]
+    workbench report RUN_DIR               (re)write RUN_DIR/report.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser", "run_experiment"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description="interp-workbench: interpretability investigations "
+                                "that cross-check internal findings against behaviour.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("models", help="list registered models")
+    sub.add_parser("experiments", help="list built-in experiments")
+    c = sub.add_parser("config", help="print an experiment's default config as TOML")
+    c.add_argument("experiment")
+    r = sub.add_parser("run", help="run an experiment and write a run directory with a report")
+    r.add_argument("experiment")
+    r.add_argument("--model", help="registered name, local HF directory, .gguf file or hub id")
+    r.add_argument("--backend", choices=["tl", "nnsight"])
+    r.add_argument("--device", help="cpu, cuda, cuda:1, auto")
+    r.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    r.add_argument("--out", help="run directory (default runs/<experiment>)")
+    r.add_argument("--config", help="TOML config file")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set probe.layers=[3,6]")
+    r.add_argument("--seed", type=int)
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue a run, reusing finished steps and shards")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    r.add_argument("--executor", choices=["local", "ray"], default="local")
+    r.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+    r.add_argument("--quiet", action="store_true", help="no progress output")
+    rep = sub.add_parser("report", help="(re)write a run directory's report.html")
+    rep.add_argument("run_dir")
+    return p
+
+
+def run_experiment(name: str, *, out: str | Path | None = None, config_file: str | None = None,
+                   overrides: list[str] | None = None, resume: bool = False, overwrite: bool = False,
+                   executor: str = "local", ray_address: str | None = None, progress: bool = True,
+                   argv: list[str] | None = None) -> Path:
+    """Run a registered experiment; returns the path of its report. (The CLI's ``run``.)"""
+    from .config import load_config
+    from .executors import make_executor
+    from .registry import get_experiment
+    from .run import RunContext
+
+    exp = get_experiment(name)
+    cfg = load_config(exp.config_cls, config_file, overrides)
+    ex = make_executor(executor, ray_address)
+    try:
+        ctx = RunContext(out or Path("runs") / name, name, cfg, resume=resume, overwrite=overwrite, executor=ex,
+                         progress=progress, argv=argv)
+        exp.run(ctx, cfg)
+        return ctx.finish()
+    finally:
+        ex.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "models":
+        from workbench.models import DEFAULT_MODEL, list_models
+
+        for e in list_models():
+            star = "*" if e.name == DEFAULT_MODEL else " "
+            print(f"{star} {e.name:<24} {e.description}")
+            if e.hub_id:
+                print(f"  {'':<24} original release: {e.hub_id}")
+        print("\n* default model. Also accepted: a local HF directory, a .gguf file, a hub id 'org/name'.")
+        return 0
+    if args.command == "experiments":
+        from .registry import list_experiments
+
+        for e in list_experiments():
+            print(f"{e.name:<24} {e.description}")
+        return 0
+    if args.command == "config":
+        from .config import to_toml
+        from .registry import get_experiment
+
+        print(to_toml(get_experiment(args.experiment).config_cls()), end="")
+        return 0
+    if args.command == "report":
+        from .report import write_report
+
+        print(write_report(args.run_dir))
+        return 0
+    overrides = list(args.set)
+    for flag, key in (("model", "model.name"), ("backend", "model.backend"), ("device", "model.device"),
+                      ("dtype", "model.dtype")):
+        val = getattr(args, flag)
+        if val is not None:
+            overrides.append(f'{key}="{val}"')
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    try:
+        path = run_experiment(args.experiment, out=args.out, config_file=args.config, overrides=overrides,
+                              resume=args.resume, overwrite=args.overwrite, executor=args.executor,
+                              ray_address=args.ray_address, progress=not args.quiet, argv=sys.argv)
+    except (KeyError, ValueError, FileExistsError, FileNotFoundError) as e:
+        print(f"workbench: error: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Declarative experiment configs: dataclasses, loaded from TOML and validated strictly.
+
+Every experiment declares its config as a dataclass (sections are nested dataclasses). A TOML
+file or ``--set section.key=value`` overrides fill it in; an unknown key is an error that lists
+the valid keys, and a value of the wrong type is an error that names the key and the expected
+type. ``workbench config EXPERIMENT`` prints the defaults as TOML to start a file from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+__all__ = ["ConfigError", "config_from_dict", "load_config", "config_to_dict", "to_toml", "apply_overrides",
+           "ModelSection"]
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclasses.dataclass
+class ModelSection:
+    """Which model to run and where (shared by every experiment)."""
+
+    name: str = "smollm2-135m-instruct"
+    backend: Literal["tl", "nnsight"] = "tl"
+    device: str = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) in (list, tuple):
+        args = get_args(tp)
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if get_origin(tp) is Union:
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Union:
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            close = difflib.get_close_matches(str(value), [str(a) for a in get_args(tp)], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: {value!r} is not one of {_type_name(tp)}{hint}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (inner,) = get_args(tp)[:1] or (Any,)
+        items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table (section) of {tp.__name__} settings, got {value!r}")
+        return config_from_dict(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def config_from_dict(cls: type, data: dict, where: str = "config") -> Any:
+    """Build ``cls`` from a (nested) dict, rejecting unknown keys with the valid ones listed."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        k = unknown[0]
+        close = difflib.get_close_matches(k, list(fields), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown key {k!r} in [{where}].{hint} Valid keys: {', '.join(fields)}.")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"[{where}]: {e}") from e
+
+
+def _read_toml(path: Path) -> dict:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from e
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | None = None) -> Any:
+    """Defaults of ``cls``, updated from a TOML file and ``key=value`` overrides, validated."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file not found: {p}")
+        data = _read_toml(p)
+    data = apply_overrides(data, overrides or [])
+    return config_from_dict(cls, data)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` strings (value parsed as TOML, else taken as a string)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = _read_toml_value(raw)
+        except Exception:
+            value = raw
+        parts = key.strip().split(".")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p!r} is not a section")
+        node[parts[-1]] = value
+    return out
+
+
+def _read_toml_value(raw: str) -> Any:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib.loads(f"v = {raw}")["v"]
+
+
+def config_to_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if v is None:
+        return '""'
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def to_toml(obj: Any) -> str:
+    """The config as TOML (scalars first, then one table per section)."""
+    d = config_to_dict(obj)
+    lines, tables = [], []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif v is not None:
+            lines.append(f"{k} = {_toml_value(v)}")
+    for name, t in tables:
+        lines.append(f"\n[{name}]")
+        for k, v in t.items():
+            if v is not None and not isinstance(v, dict):
+                lines.append(f"{k} = {_toml_value(v)}")
+    return "\n".join(lines) + "\n"
