@@ -25,7 +25,7 @@ def _sk(X, y, C):
 @pytest.mark.parametrize("K", [2, 3])
 def test_matches_sklearn_per_layer(K):
     X, y = _data(K)
-    fit = fit_logistic_batched(X, y, C=0.3, device="cpu", tol=1e-7, ftol=1e-13)
+    fit = fit_logistic_batched(X, y, C=0.3, device="cpu", tol=1e-6)
     assert fit.converged
     for l in range(X.shape[0]):
         coef, b = _sk(X[l], y, 0.3)
@@ -50,7 +50,7 @@ def test_problems_are_independent_weights_select_rows():
     w[0, :150] = 1
     w[1, 150:] = 1
     C = np.array([0.1, 1.0])
-    fit = fit_logistic_batched(X, y, w, C=C, device="cpu", tol=1e-7, ftol=1e-13)
+    fit = fit_logistic_batched(X, y, w, C=C, device="cpu", tol=1e-6)
     for p, rows in enumerate((slice(0, 150), slice(150, None))):
         coef, _ = _sk(X[1, rows], y[rows], C[p])
         assert np.abs(fit.coef[1, p, :, 0].numpy() - coef[:, 0]).max() / np.abs(coef).max() < 1e-2  # float32 floor
