@@ -118,8 +118,12 @@ def fit_logistic(X: Any, y: Any, *, C: float | str = "cv", Cs: Sequence[float] =
     Z = sc.transform(X)
     if C == "cv":
         folds = [(np.flatnonzero(tr), np.flatnonzero(te)) for tr, te in group_kfold(yi, groups, cv, seed=seed)]
-        model = LogisticRegressionCV(Cs=list(Cs), cv=folds, class_weight="balanced", max_iter=max_iter,
-                                     scoring="roc_auc" if classes.size == 2 else "accuracy").fit(Z, yi)
+        import warnings
+
+        with warnings.catch_warnings():  # scikit-learn >= 1.8 announces a change of C_'s shape; we ravel it
+            warnings.filterwarnings("ignore", message=".*use_legacy_attributes.*", category=FutureWarning)
+            model = LogisticRegressionCV(Cs=list(Cs), cv=folds, class_weight="balanced", max_iter=max_iter,
+                                         scoring="roc_auc" if classes.size == 2 else "accuracy").fit(Z, yi)
         chosen = float(np.ravel(model.C_)[0])
     else:
         model = LogisticRegression(C=float(C), class_weight="balanced", max_iter=max_iter).fit(Z, yi)

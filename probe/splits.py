@@ -25,14 +25,19 @@ class SplitError(ValueError):
 
 
 def as_groups(groups: Sequence[Any] | None, n: int) -> np.ndarray:
-    """Groups as an int array of length ``n`` (each example its own group when ``None``)."""
+    """Groups as an int array of length ``n`` (each example its own group when ``None``),
+    numbered in order of first appearance: splits depend on the partition of the examples and
+    their order, never on how the ids are spelled (ids 0, 1, 10 and "0", "1", "10" give the
+    same split; sorted strings would not)."""
     if groups is None:
         return np.arange(n)
     g = np.asarray(groups)
     if g.ndim != 1 or len(g) != n:
         raise SplitError(f"groups must be 1-D with one id per example ({n}); got shape {g.shape}")
-    _, inv = np.unique(g.astype(str) if g.dtype == object else g, return_inverse=True)
-    return inv.astype(np.int64)
+    _, first, inv = np.unique(g.astype(str) if g.dtype == object else g, return_index=True, return_inverse=True)
+    rank = np.empty(first.size, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+    return rank[inv.reshape(-1)]
 
 
 def _check_labels(labels: Any) -> np.ndarray:

@@ -110,16 +110,25 @@ class LayerSweepResult:
     def conditions(self) -> list[str]:
         return [c for c in CONDITIONS if any(s.condition == c for s in self.scores)]
 
-    def controls_at_chance(self, method: str = "logistic") -> dict[str, bool]:
-        """For each control condition: does every layer's AUROC CI contain 0.5?"""
+    def controls_at_chance(self, method: str = "logistic", alpha: float = 0.05) -> dict[str, bool]:
+        """Is the label-shuffle control at chance? True when no layer's control AUROC differs
+        from 0.5 after Holm's correction across layers (each layer's interval alone would
+        exclude 0.5 somewhere in 30 layers most of the time by chance). The random-direction
+        control is a baseline, not a null (oriented directions beat 0.5 when the classes differ
+        along many directions); compare the probe with it via :meth:`estimates`."""
         out = {}
-        for c in ("label_shuffle", "random_direction"):
-            try:
-                ests = self.estimates("random" if c == "random_direction" else method, c, "auroc")
-            except KeyError:
-                continue
-            out[c] = all(e.contains(0.5) for e in ests)
+        try:
+            ests = self.estimates(method, "label_shuffle", "auroc")
+        except KeyError:
+            return out
+        p = np.array([e.p_value if e.p_value is not None else 1.0 for e in ests])
+        out["label_shuffle"] = not bool(holm(p, alpha=alpha).reject.any()) if len(p) else True
         return out
+
+    def layers_with_ci_containing(self, value: float = 0.5, method: str = "logistic",
+                                  condition: str = "label_shuffle", metric: str = "auroc") -> list[int]:
+        """Layers whose interval for (method, condition, metric) contains ``value``."""
+        return [L for L, e in zip(self.layers, self.estimates(method, condition, metric)) if e.contains(value)]
 
     def to_dataframe(self):
         """One row per (layer, method, condition, metric): value, CI, stderr, n, p-value, and the
@@ -139,6 +148,28 @@ class LayerSweepResult:
                 df.loc[p[ok].index, "p_holm"] = holm(p[ok].to_numpy()).p_adjusted
         return df
 
+    def layer_table(self, method: str = "logistic", digits: int = 3):
+        """One row per layer: AUROC ``value [low, high]`` of the probe (main split), held-out
+        templates, the label-shuffle control and the random-direction baseline, plus the main
+        AUROC's p-value after Holm across layers."""
+        import pandas as pd
+
+        def fmt(e):
+            return f"{e.value:.{digits}f} [{e.ci_low:.{digits}f}, {e.ci_high:.{digits}f}]"
+
+        cols = {"main": (method, "main"), "held_out_templates": (method, "held_out_templates"),
+                "label_shuffle": (method, "label_shuffle"), "random_direction": ("random", "random_direction")}
+        out = {"layer": self.layers}
+        for name, (m, c) in cols.items():
+            try:
+                out[name] = [fmt(e) for e in self.estimates(m, c)]
+            except KeyError:
+                continue
+        main = self.estimates(method)
+        p = np.array([e.p_value if e.p_value is not None else 1.0 for e in main])
+        out["p_holm_main"] = holm(p).p_adjusted
+        return pd.DataFrame(out)
+
     def summary(self, method: str = "logistic") -> str:
         """A short text table: best layer, its AUROC, and the controls there."""
         L = self.best_layer(method)
@@ -154,6 +185,11 @@ class LayerSweepResult:
                 lines.append(f"  {c}: {self.estimates(m, c)[i]}")
             except KeyError:
                 pass
+        ctl = self.controls_at_chance(method)
+        if "label_shuffle" in ctl:
+            inside = self.layers_with_ci_containing(0.5, method, "label_shuffle")
+            lines.append(f"  label-shuffle control at chance (Holm across layers): {ctl['label_shuffle']}; "
+                         f"CI contains 0.5 at {len(inside)}/{len(self.layers)} layers")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -239,7 +275,7 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
                 C: float | str = "cv", Cs: Sequence[float] = DEFAULT_CS, test_size: float = 0.25,
                 split: tuple[np.ndarray, np.ndarray] | None = None, n_random_directions: int = 20, n_shuffles: int = 5,
                 template_folds: int = 5, inner_folds: int = 3, seed: int = 0, device: Any = None,
-                ci: str = "auto", n_resamples: int = 2000, max_iter: int = 300, layers: Sequence[int] | None = None,
+                ci: str = "delong", headline_ci: str = "bootstrap", n_resamples: int = 2000, max_iter: int = 300, layers: Sequence[int] | None = None,
                 site_kind: str = "resid_post", provenance: Provenance | None = None,
                 progress: bool = False) -> LayerSweepResult:
     """Probe every layer and run the controls (see the module docstring).
@@ -258,7 +294,10 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
         test_size: fraction of groups held out for the main test split (stratified).
         split: explicit ``(train_mask, test_mask)`` instead.
         device: torch device for the batched fit (default: CUDA when available).
-        ci: AUROC interval, ``"auto"``/``"bootstrap"``/``"delong"`` (see :func:`probe.metrics.auroc_estimate`).
+        ci: interval for every (layer, method, condition) number: ``"delong"`` (default; analytic,
+            cluster-robust when groups cluster) or ``"bootstrap"`` (see :mod:`probe.metrics`).
+        headline_ci: interval for the headline numbers, the best layer's main and
+            held-out-template AUROC (default ``"bootstrap"`` with ``n_resamples`` resamples).
 
     Returns:
         :class:`LayerSweepResult`.
@@ -350,94 +389,108 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
         sign[sign == 0] = 1
     out = project(feats, fit=fit, directions=dirs, shared_directions=R, device=device)
 
-    # ---- metrics
+    # ---- metrics: analytic intervals for the whole grid, bootstrap for the headline numbers
     scores: list[LayerScore] = []
     test_scores: dict[str, np.ndarray] = {}
     probes: dict[str, dict[int, LinearProbe]] = {}
     yte, gte = y[test], g[test]
     Ls = feats.layers
+    pnames = [q[0] for q in problems]
+    sh = [p for p, q in enumerate(pnames) if q.startswith("label_shuffle")]
+    tf_idx = [pnames.index(f"template_fold{f}") for f in range(len(tfolds))]
     it = range(len(Ls))
     if progress:
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="layer metrics", unit="layer")
 
+    def auroc_of(dec: np.ndarray, yy: np.ndarray, gg: np.ndarray, how: str) -> Estimate:
+        if K == 2:
+            return auroc_estimate(dec, yy, gg, ci=how, n_resamples=n_resamples, seed=seed)
+        probs = torch.softmax(torch.as_tensor(dec), -1).numpy()
+        return macro_auroc_estimate(probs, yy, gg, ci="delong" if how == "delong" else "bootstrap",
+                                    n_resamples=min(n_resamples, 1000), seed=seed)
+
     def evaluate(dec: np.ndarray, yy: np.ndarray, gg: np.ndarray, method: str, cond: str, layer: int,
-                 bias: float = 0.0) -> dict[str, np.ndarray]:
+                 bias: float = 0.0) -> np.ndarray:
         """dec: [m] (binary) or [m, K]. Adds auroc/accuracy rows; returns per-example correctness."""
         try:
-            if K == 2:
-                est = auroc_estimate(dec, yy, gg, ci=ci, n_resamples=n_resamples, seed=seed)
-                pred = (dec + bias > 0).astype(int)
-            else:
-                est = macro_auroc_estimate(torch.softmax(torch.as_tensor(dec), -1).numpy(), yy, gg,
-                                           n_resamples=min(n_resamples, 1000), seed=seed)
-                pred = dec.argmax(-1)
-            scores.append(LayerScore(layer, method, cond, "auroc", est))
+            scores.append(LayerScore(layer, method, cond, "auroc", auroc_of(dec, yy, gg, ci)))
         except StatsError as e:
             notes.append(f"layer {layer} {method} {cond}: AUROC undefined ({e})")
-            pred = (dec + bias > 0).astype(int) if K == 2 else dec.argmax(-1)
+        pred = (dec + bias > 0).astype(int) if K == 2 else dec.argmax(-1)
         correct = (pred == yy).astype(float)
-        scores.append(LayerScore(layer, method, cond, "accuracy", accuracy_estimate(correct, gg, seed=seed)))
+        scores.append(LayerScore(layer, method, cond, "accuracy", accuracy_estimate(correct, gg)))
         return correct
 
+    pooled_all: dict[str, np.ndarray] = {}
     for li in it:
         L = Ls[li]
         for method in methods:
             if method == "logistic":
                 z = out["logit"][li]  # [P, n, k]
-                main_dec = z[0, test].numpy()
-                main_dec = main_dec[:, 0] if K == 2 else main_dec
-                bias = 0.0
+                z = z[..., 0] if K == 2 else z
+                bias = np.zeros(P)
             else:
                 z = out["dir"][li]  # [P, n]
-                main_dec = z[0, test].numpy()
-                bias = float(md_bias[li, 0])
-            test_scores.setdefault(method, np.zeros((len(Ls), int(test.sum())) + ((K,) if K > 2 and method == "logistic" else ())))
-            test_scores[method][li] = main_dec + bias
-            c_main = evaluate(main_dec, yte, gte, method, "main", L, bias)
-            sh = [p for p, q in enumerate(problems) if q[0].startswith("label_shuffle")]
+                bias = md_bias[li].cpu().numpy()
+            main_dec = z[0, test].numpy()
+            test_scores.setdefault(method, np.zeros((len(Ls), int(test.sum())) + (main_dec.shape[1:])))
+            test_scores[method][li] = main_dec + bias[0]
+            c_main = evaluate(main_dec, yte, gte, method, "main", L, bias[0])
             if sh:
                 D = z[sh][:, test].numpy()
-                if method == "logistic":
-                    D = D[..., 0] if K == 2 else D
-                else:
-                    D = D + md_bias[li, sh].cpu().numpy()[:, None]
+                Db = D + bias[sh].reshape((-1,) + (1,) * (D.ndim - 1))
+                pred = (Db > 0).astype(int) if K == 2 else D.argmax(-1)
+                c_sh = (pred == yte[None]).mean(0)  # per test example: fraction of shuffled probes correct
                 try:
                     if K == 2:
                         scores.append(LayerScore(L, method, "label_shuffle", "auroc", mean_auroc_estimate(
-                            D, yte, gte, n_resamples=n_resamples, seed=seed, statistic="auroc")))
-                    pred = (D > 0).astype(int) if K == 2 else D.argmax(-1)
-                    c_sh = (pred == yte[None]).mean(0)
-                    scores.append(LayerScore(L, method, "label_shuffle", "accuracy", dataclasses.replace(
-                        paired_difference(c_sh, np.zeros_like(c_sh), gte, n_resamples=n_resamples, seed=seed),
-                        statistic="accuracy")))
-                    scores.append(LayerScore(L, method, "main", "selectivity", paired_difference(
-                        c_main, c_sh, gte, n_resamples=n_resamples, seed=seed, statistic="selectivity")))
+                            D, yte, gte, statistic="auroc")))
                 except StatsError as e:
-                    notes.append(f"layer {L} {method}: label-shuffle control undefined ({e})")
+                    notes.append(f"layer {L} {method}: label-shuffle AUROC undefined ({e})")
+                scores.append(LayerScore(L, method, "label_shuffle", "accuracy", paired_difference(
+                    c_sh, np.zeros_like(c_sh), gte, statistic="accuracy")))
+                scores.append(LayerScore(L, method, "main", "selectivity", paired_difference(
+                    c_main, c_sh, gte, statistic="selectivity")))
             if tfolds:
-                pooled = np.zeros((n,) + ((K,) if (K > 2 and method == "logistic") else ()))
+                pooled = np.zeros((n,) + z.shape[2:])
                 for f, (tr, te) in enumerate(tfolds):
-                    p = [q[0] for q in problems].index(f"template_fold{f}")
-                    d_ = z[p, te].numpy()
-                    if method == "logistic":
-                        d_ = d_[:, 0] if K == 2 else d_
-                    else:
-                        d_ = d_ + float(md_bias[li, p])
-                    pooled[te] = d_
+                    pooled[te] = z[tf_idx[f], te].numpy() + bias[tf_idx[f]]
+                pooled_all.setdefault(method, np.zeros((len(Ls), n) + z.shape[2:]))[li] = pooled
                 evaluate(pooled, y, g, method, "held_out_templates", L)
         if R is not None:
-            proj = (out["shared"][li] * sign[li][:, None]).numpy()  # [Q, n]
+            proj = (out["shared"][li] * sign[li][:, None]).numpy()  # [Q, n], oriented on the training split
             try:
-                est = mean_auroc_estimate(proj[:, test], yte, gte, n_resamples=n_resamples, seed=seed, statistic="auroc")
-                spread = np.percentile(auc_rows(proj[:, test], np.broadcast_to(yte == 1, proj[:, test].shape)), [2.5, 97.5])
+                est = mean_auroc_estimate(proj[:, test], yte, gte, statistic="auroc")
                 est = dataclasses.replace(est, notes=est.notes + (
-                    f"random unit directions oriented on the training set; single-direction AUROC range "
-                    f"{spread[0]:.3f}-{spread[1]:.3f}",))
+                    "random unit directions, each oriented on the training split (a baseline: above 0.5 when the "
+                    "classes differ along many directions)",))
                 scores.append(LayerScore(L, "random", "random_direction", "auroc", est))
             except StatsError as e:
                 notes.append(f"layer {L}: random-direction control undefined ({e})")
+
+    # ---- headline numbers: the best layer's main and held-out-template AUROC, bootstrapped
+    if headline_ci != ci:
+        for method in methods:
+            have = {s.layer: s.estimate.value for s in scores
+                    if s.method == method and s.condition == "main" and s.metric == "auroc"}
+            if not have:
+                continue
+            Lb = max(have, key=lambda k: (have[k], -k))
+            li = Ls.index(Lb)
+            redo = [("main", test_scores[method][li], yte, gte)]
+            if method in pooled_all:
+                redo.append(("held_out_templates", pooled_all[method][li], y, g))
+            for cond, dec, yy, gg in redo:
+                try:
+                    est = auroc_of(dec, yy, gg, headline_ci)
+                except StatsError:
+                    continue
+                est = dataclasses.replace(est, notes=est.notes + ("headline number (best layer): bootstrap interval",))
+                for i, s_ in enumerate(scores):
+                    if (s_.layer, s_.method, s_.condition, s_.metric) == (Lb, method, cond, "auroc"):
+                        scores[i] = LayerScore(Lb, method, cond, "auroc", est)
 
     # ---- probes of the main problem
     for method in methods:
@@ -458,7 +511,7 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
         "test_size": test_size, "seed": seed, "n_train": int(train.sum()), "n_test": int(test.sum()),
         "n_classes": K, "n_problems": P, "n_shuffles": n_shuffles if controls else 0, "problems": [p[0] for p in problems], "device": str(device),
         "streamed": feats.streamed, "n_random_directions": n_random_directions if R is not None else 0,
-        "template_folds": len(tfolds), "ci": ci, "n_resamples": n_resamples,
+        "template_folds": len(tfolds), "ci": ci, "headline_ci": headline_ci, "n_resamples": n_resamples,
     }
     if fit is not None:
         settings.update(solver_iterations=fit.n_iter, solver_converged=fit.converged, solver_grad_max=fit.grad_max)

@@ -40,3 +40,48 @@ def test_mean_auroc_of_null_scores_contains_half():
 def test_analytic_auroc():
     assert abs(analytic_auroc_gaussian(0.0) - 0.5) < 1e-12
     assert abs(analytic_auroc_gaussian(np.sqrt(2.0)) - 0.8413447) < 1e-6
+
+
+def test_delong_matches_workbench_and_clustered_form_reduces_to_it():
+    from workbench.stats import auroc
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 300)
+    s = rng.normal(size=300) + 0.8 * y
+    ref = auroc(s, y, pos_label=1, ci_method="delong")
+    est = auroc_estimate(s, y)
+    assert abs(est.value - ref.value) < 1e-12 and abs(est.stderr - ref.stderr) < 1e-12
+    # singleton clusters: Obuchowski's estimator is DeLong's up to the (G-1)/G vs (n-1) factors
+    from probe.metrics import _delong_variance, delong_placements
+
+    v10, v01, a = delong_placements(s, y)
+    clu = _delong_variance(v10, v01, a, y, np.arange(300))
+    assert abs(np.sqrt(clu) / ref.stderr - 1) < 0.01
+
+
+def test_clustered_delong_covers_like_the_cluster_bootstrap():
+    """Pairs that share a random offset: the analytic clustered interval and the cluster
+    bootstrap agree, and both are wider than the naive one."""
+    rng = np.random.default_rng(5)
+    n = 200
+    off = np.repeat(rng.normal(size=n) * 1.5, 2)
+    y = np.tile([0, 1], n)
+    s = off + rng.normal(size=2 * n) + 0.7 * y
+    g = np.repeat(np.arange(n), 2)
+    naive = auroc_estimate(s, y)
+    clu = auroc_estimate(s, y, g)
+    boot = auroc_estimate(s, y, g, ci="bootstrap", n_resamples=1000)
+    assert abs(clu.width / boot.width - 1) < 0.2
+    assert clu.width < naive.width  # pairing removes the shared offset's variance from within-pair contrasts
+
+
+def test_macro_auroc_analytic_agrees_with_bootstrap():
+    from probe.metrics import macro_auroc_estimate
+
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 3, 300)
+    P = rng.normal(size=(300, 3)) + np.eye(3)[y]
+    a = macro_auroc_estimate(P, y)
+    b = macro_auroc_estimate(P, y, ci="bootstrap", n_resamples=1000)
+    assert abs(a.value - b.value) < 1e-12
+    assert abs(a.width / b.width - 1) < 0.25
