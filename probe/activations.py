@@ -32,7 +32,8 @@ from workbench.results import Provenance
 
 from .datasets import READ_POSITIONS, DatasetError, Example, LabelledPromptSet
 
-__all__ = ["Activations", "Encoded", "encode_example", "collect", "collect_to_store", "resolve_layers"]
+__all__ = ["Activations", "Encoded", "encode_example", "collect", "collect_cached", "collect_to_store",
+           "resolve_layers"]
 
 
 @dataclass
@@ -94,6 +95,41 @@ class Activations:
                              "group": self.groups if self.groups is not None else None,
                              "template": self.templates if self.templates is not None else None,
                              **{f"norm_L{L}": self.x[i].norm(dim=-1).numpy() for i, L in enumerate(self.layers)}})
+
+    def save(self, path: str | Path) -> Path:
+        """Write as safetensors (``x``) with JSON metadata (labels, groups, templates, layers,
+        read position, provenance); never pickle. Atomic."""
+        import json
+
+        from workbench.results import to_jsonable
+        from workbench.store import atomic_save_tensors
+
+        meta = {"layers": self.layers, "site_kind": self.site_kind, "labels": self.labels.tolist(),
+                "groups": None if self.groups is None else [str(v) for v in self.groups],
+                "templates": None if self.templates is None else [str(v) for v in self.templates],
+                "read": self.read, "dataset": self.dataset, "label_names": list(self.label_names),
+                "provenance": self.provenance.to_dict(), "notes": list(self.notes)}
+        path = Path(path)
+        atomic_save_tensors(path, {"x": self.x.contiguous()}, metadata={"activations": json.dumps(to_jsonable(meta))})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Activations":
+        """Read what :meth:`save` wrote."""
+        import json
+
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["activations"])
+            x = f.get_tensor("x")
+        prov = meta["provenance"]
+        return cls(x, list(meta["layers"]), meta["site_kind"], np.asarray(meta["labels"], dtype=np.int64),
+                   None if meta["groups"] is None else np.asarray(meta["groups"], dtype=object),
+                   None if meta["templates"] is None else np.asarray(meta["templates"], dtype=object),
+                   meta["read"], meta["dataset"], tuple(meta["label_names"]),
+                   Provenance(prov.get("model"), prov.get("model_hash"), prov.get("data_hash"), prov.get("seed"),
+                              tuple(prov.get("sites") or ()), prov.get("extra") or {}), list(meta["notes"]))
 
     def to_store(self, out_dir: str | Path):
         """Write as an :class:`~workbench.store.ActivationStore` (one site per layer, positions
@@ -207,8 +243,19 @@ def collect(model: Any, dataset: LabelledPromptSet, *, layers: Any = None, site_
            for i, ex in enumerate(dataset.examples)]
     d = model.facts.d_model
     x = torch.zeros(len(Ls), len(enc), d, dtype=torch.float32)
-    lengths = [len(e.ids) for e in enc]
-    batches = length_buckets(lengths, batch_size=batch_size, max_tokens=max_tokens_per_batch)
+    # identical (ids, span) pairs are computed once (contrastive sets repeat each prompt per answer)
+    first: dict[tuple, int] = {}
+    uniq: list[int] = []
+    copy_from = np.empty(len(enc), dtype=np.int64)
+    for i, e in enumerate(enc):
+        key = (tuple(e.ids), e.span)
+        if key not in first:
+            first[key] = i
+            uniq.append(i)
+        copy_from[i] = first[key]
+    lengths = [len(enc[i].ids) for i in uniq]
+    batches = [[uniq[j] for j in b] for b in
+               length_buckets(lengths, batch_size=batch_size, max_tokens=max_tokens_per_batch)]
     last_only = all(e.span == (len(e.ids) - 1, len(e.ids)) for e in enc)
     it = batches
     if progress:
@@ -233,7 +280,12 @@ def collect(model: Any, dataset: LabelledPromptSet, *, layers: Any = None, site_
                     a, b = enc[i].span
                     x[li, i] = t[j, starts[j] + a:starts[j] + b].mean(0)
         del cache
+    dup = np.flatnonzero(copy_from != np.arange(len(enc)))
+    if dup.size:
+        x[:, torch.as_tensor(dup)] = x[:, torch.as_tensor(copy_from[dup])]
     notes = []
+    if dup.size:
+        notes.append(f"{dup.size} example(s) repeat another example's tokens exactly; computed once")
     split = sum(not e.joined for e in enc)
     if split:
         notes.append(f"{split} example(s): prompt and output tokenised separately (a joint tokenisation would "
@@ -276,3 +328,26 @@ def collect_to_store(model: Any, dataset: LabelledPromptSet, out_dir: str | Path
     kw = {"prepend_bos": False} if use_chat else {}
     return collect_activations(model, texts, sites, out_dir, positions="last", dtype=dtype, batch_size=batch_size,
                                resume=resume, progress=progress, row_meta=meta, **kw)
+
+
+def collect_cached(model: Any, dataset: LabelledPromptSet, cache_dir: str | Path | None, **kw: Any) -> Activations:
+    """:func:`collect`, or its saved result when ``cache_dir`` holds one for the same model
+    weights, data, read position, chat formatting, layers and site (the file name is a hash of
+    all of them, so a stale cache is never read). ``cache_dir=None``: no caching."""
+    if cache_dir is None:
+        return collect(model, dataset, **kw)
+    from workbench.results import data_hash
+
+    read = kw.get("read") or dataset.read
+    use_chat = _use_chat(model, dataset, kw.get("chat"))
+    system = kw.get("system") if kw.get("system") is not None else dataset.system
+    layers = resolve_layers(model, kw.get("layers"))
+    key = data_hash(model.weights_hash,
+                    dataset.data_hash(), read, use_chat, system, layers, kw.get("site_kind", "resid_post"))
+    path = Path(cache_dir) / f"{dataset.name}_{key}.safetensors"
+    if path.exists():
+        return Activations.load(path)
+    acts = collect(model, dataset, **kw)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    acts.save(path)
+    return acts

@@ -14,7 +14,15 @@ instead of a concept. This control measures it on any labelled set:
 
 ``explained = (AUROC_with - AUROC_removed) / (AUROC_with - 0.5)`` is the share of the probe's
 above-chance score that disappears with the token (1: all of it is the token; 0: none), with a
-paired bootstrap CI over test examples (clusters kept whole).
+paired bootstrap CI over test examples (clusters kept whole). Its precision is that of
+``AUROC_removed`` divided by ``AUROC_with - 0.5``: with ``m`` test examples per class the
+interval is about ``+-0.8 / sqrt(m)`` wide for a near-perfect artifact, so use at least ~50
+test examples per class for a clear answer.
+
+Cost: the artifact-free activations are the ordinary last-prompt-token reads, which a caller
+usually has already (pass ``removed=``); the with-artifact condition needs one forward pass per
+example and the swapped one only per test example. Per-condition AUROCs use analytic
+(clustered DeLong) intervals; only the explained fraction, a ratio, is bootstrapped.
 
 For sets whose contrast already *is* an appended answer (the evaluation-awareness contrastive
 set, CAA pairs), pass ``artifact=None``: the outputs are the artifact, "removed" reads the last
@@ -104,10 +112,20 @@ def artifact_effect(with_scores: Any, removed_scores: Any, labels: Any, groups: 
     return dataclasses.replace(est, statistic="explained_fraction")
 
 
+def _layer_rows(acts: Any, layers: list[int]) -> torch.Tensor:
+    """``[len(layers), n, d]`` rows of an :class:`~probe.activations.Activations` at ``layers``."""
+    missing = [L for L in layers if L not in acts.layers]
+    if missing:
+        raise ValueError(f"the given activations have layers {acts.layers[:6]}... but not {missing}; collect them "
+                         "with those layers (or pass layers= that they cover)")
+    return acts.x[[acts.layers.index(L) for L in layers]]
+
+
 def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: Sequence[str] | None = ("(B)", "(A)"),
                            layers: Any = None, site_kind: str = "resid_post", C: float = 0.1,
                            test_size: float = 0.3, seed: int = 0, device: Any = None, batch_size: int = 16,
-                           n_resamples: int = 2000, progress: bool = False) -> TokenArtifactResult:
+                           n_resamples: int = 2000, ci: str = "delong", removed: Any = None,
+                           present: Any = None, progress: bool = False) -> TokenArtifactResult:
     """Measure how much of a probe's score a label-correlated token explains (module docstring).
 
     Args:
@@ -118,14 +136,35 @@ def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: 
         artifact: ``artifact[label]`` is appended to each prompt (default: "(B)" for class 0,
             "(A)" for class 1).
         layers: layers to probe (default all). C: logistic regularisation (fixed; no CV here).
+        ci: interval of the per-condition AUROCs (``"delong"``: analytic, clustered by the set's
+            groups; ``"bootstrap"``). The explained fraction is a ratio: always a paired
+            (cluster) bootstrap with ``n_resamples``.
+        removed: activations of the prompts without the artifact, read at the last prompt token
+            (an :class:`~probe.activations.Activations` of this set covering ``layers``), when
+            the caller has them already: they are reused instead of collected again. Only the
+            artifact conditions then need forward passes (the swapped one on the test rows only).
+        present: with ``artifact=None``, the set's activations read at its outputs (``read="last"``)
+            when the caller has them (e.g. from its layer sweep).
     """
     if dataset.n_classes != 2:
         raise ValueError(f"the token-artifact control needs a binary set; {dataset.name} has {dataset.n_classes} classes")
+    from .activations import resolve_layers
+
     y = dataset.labels
     g = as_groups(dataset.groups, len(y))
     train, test = train_test_split(y, g, test_size=test_size, seed=seed)
-    kw = dict(layers=layers, site_kind=site_kind, batch_size=batch_size, progress=progress)
+    Ls = resolve_layers(model, layers)
+    kw = dict(layers=Ls, site_kind=site_kind, batch_size=batch_size, progress=progress)
     notes = []
+    if removed is not None:
+        if removed.n != len(dataset) or not np.array_equal(np.asarray(removed.labels), y):
+            raise ValueError(f"removed= has {removed.n} examples whose labels differ from {dataset.name}'s {len(y)}; "
+                             "pass the activations of this very set")
+        if removed.read != "last_prompt":
+            raise ValueError(f"removed= was read at {removed.read!r}; the artifact-free condition reads the last "
+                             "prompt token ('last_prompt')")
+        x_removed = _layer_rows(removed, Ls)
+    test_idx = np.flatnonzero(test)
     if artifact is not None:
         if len(artifact) != 2:
             raise ValueError(f"artifact must give one token per class (2); got {artifact!r}")
@@ -133,36 +172,48 @@ def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: 
                                    read="last_prompt")
         with_art = dataclasses.replace(base, examples=[dataclasses.replace(e, output=artifact[int(e.label)])
                                                        for e in base.examples], read="last")
-        swapped = dataclasses.replace(base, examples=[dataclasses.replace(e, output=artifact[1 - int(e.label)])
-                                                      for e in base.examples], read="last")
-        acts = {"with_artifact": collect(model, with_art, **kw), "artifact_removed": collect(model, base, **kw),
-                "artifact_swapped": collect(model, swapped, **kw)}
+        swapped = dataclasses.replace(base, examples=[dataclasses.replace(base.examples[i],
+                                                                          output=artifact[1 - int(y[i])])
+                                                      for i in test_idx], read="last")
+        x = {"with_artifact": collect(model, with_art, **kw).x,
+             "artifact_swapped_test": collect(model, swapped, **kw).x}
+        if removed is None:
+            x_removed = collect(model, base, **kw).x
     else:
         if any(not e.output for e in dataset.examples):
             raise ValueError("artifact=None uses the set's outputs as the artifact, but some examples have none")
-        acts = {"with_artifact": collect(model, dataset.with_read("last"), **kw),
-                "artifact_removed": collect(model, dataset.with_read("last_prompt"), **kw)}
+        if present is not None:
+            if present.n != len(dataset) or present.read != "last":
+                raise ValueError(f"present= has {present.n} examples read at {present.read!r}; expected "
+                                 f"{len(dataset)} read at the output ('last')")
+            x = {"with_artifact": _layer_rows(present, Ls)}
+        else:
+            x = {"with_artifact": collect(model, dataset.with_read("last"), **kw).x}
+        if removed is None:
+            x_removed = collect(model, dataset.with_read("last_prompt"), **kw).x
         notes.append("artifact = the set's own outputs; 'removed' reads the last prompt token")
-    acts["clean"] = acts["artifact_removed"]
-    Ls = acts["with_artifact"].layers
     w = train.astype(np.float32)
-    fit_art = fit_logistic_batched(acts["with_artifact"], y, w, C=C, device=device)
-    fit_clean = fit_logistic_batched(acts["clean"], y, w, C=C, device=device)
-    dec = {}
-    for cond, a in acts.items():
-        f = fit_clean if cond == "clean" else fit_art
-        dec[cond] = project(a, fit=f, device=device, rows=test)["logit"][:, 0, :, 0].numpy()  # [L, n_test]
+    fit_art = fit_logistic_batched(x["with_artifact"], y, w, C=C, device=device)
+    fit_clean = fit_logistic_batched(x_removed, y, w, C=C, device=device)
+    dec = {
+        "with_artifact": project(x["with_artifact"], fit=fit_art, device=device, rows=test)["logit"][:, 0, :, 0],
+        "artifact_removed": project(x_removed, fit=fit_art, device=device, rows=test)["logit"][:, 0, :, 0],
+    }
+    if artifact is not None:
+        dec["artifact_swapped"] = project(x["artifact_swapped_test"], fit=fit_art, device=device)["logit"][:, 0, :, 0]
+    dec["clean"] = project(x_removed, fit=fit_clean, device=device, rows=test)["logit"][:, 0, :, 0]
+    dec = {c: v.numpy() for c, v in dec.items()}  # [L, n_test] each, in test-row order
     yte, gte = y[test], g[test]
     auroc: dict[str, list[Estimate]] = {c: [] for c in CONDITIONS if c in dec}
     explained: list[Estimate | None] = []
     for li, L in enumerate(Ls):
         for c in auroc:
             s = dec[c][li]
-            if np.all(s == s[0]) or np.ptp(s) < 1e-9 * max(1.0, np.abs(s).max()):
+            if np.ptp(s) <= 1e-9 * max(1.0, float(np.abs(s).max())):
                 auroc[c].append(Estimate(0.5, 0.5, 0.5, n=s.size, method="constant scores", statistic="auroc",
                                          notes=("every test example gets the same score: AUROC is 0.5 exactly",)))
                 continue
-            auroc[c].append(auroc_estimate(s, yte, gte, n_resamples=n_resamples, seed=seed))
+            auroc[c].append(auroc_estimate(s, yte, gte, ci=ci, n_resamples=n_resamples, seed=seed))
         try:
             explained.append(artifact_effect(dec["with_artifact"][li], dec["artifact_removed"][li], yte, gte,
                                              n_resamples=n_resamples, seed=seed))
@@ -172,6 +223,6 @@ def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: 
     prov = model.provenance(data_hash=dataset.data_hash(), seed=seed,
                             sites=tuple(f"{site_kind}.{L}" for L in Ls),
                             extra={"method": "token_artifact_control", "artifact": list(artifact) if artifact else None,
-                                   "C": C})
+                                   "C": C, "ci": ci})
     return TokenArtifactResult(list(Ls), site_kind, tuple(artifact) if artifact else None, auroc, explained,
                                int(train.sum()), int(test.sum()), prov, notes)

@@ -288,8 +288,15 @@ def eval_awareness_probe(model: Any, dataset: LabelledPromptSet | None = None, *
                          method: str = "logistic", layer: int | None = None, controls: bool = True,
                          artifact: bool = True, artifact_layers: Any = None, C: float | str = "cv",
                          seed: int = 0, test_size: float = 0.25, batch_size: int = 16, device: Any = None,
-                         n_resamples: int = 2000, progress: bool = False) -> EvalAwarenessResult:
+                         n_resamples: int = 2000, activations: Any = None, cache_dir: Any = None,
+                         progress: bool = False) -> EvalAwarenessResult:
     """Train test-vs-deploy probes at every layer on raw prompts and report them with controls.
+
+    The activations (last prompt token, every requested layer) are collected once and reused by
+    every probe, control and split: the sweep (main split, label shuffles, random directions,
+    held-out templates) and the artifact-free condition of the token-artifact control. Grid
+    statistics are analytic (clustered DeLong); the best layer's AUROCs and the explained
+    fraction are bootstrapped with ``n_resamples`` (see :func:`probe.sweep.layer_sweep`).
 
     Args:
         model: HookedModel.
@@ -300,11 +307,23 @@ def eval_awareness_probe(model: Any, dataset: LabelledPromptSet | None = None, *
         artifact: run :func:`~probe.controls.token_artifact_control` ("(A)" appended to test
             prompts, "(B)" to deploy prompts) on ``artifact_layers`` (default: the sweep's
             best layer and the final layer).
+        activations: the set's activations, read at the last prompt token, if already collected.
+        cache_dir: where to keep collected activations between runs (see
+            :func:`probe.activations.collect_cached`).
     """
+    from .activations import collect_cached
+
     ds = dataset if dataset is not None else framing_set()
     if ds.n_classes != 2:
         raise ValueError(f"{ds.name}: evaluation awareness is binary (deploy=0, test=1); got {ds.n_classes} classes")
-    acts = collect(model, ds, layers=layers, batch_size=batch_size, progress=progress)
+    if activations is not None:
+        acts = activations
+        if acts.n != len(ds) or acts.read != "last_prompt":
+            raise ValueError(f"activations= has {acts.n} examples read at {acts.read!r}; expected {len(ds)} read at "
+                             "'last_prompt' (the raw prompts of this set)")
+    else:
+        acts = collect_cached(model, ds, cache_dir, layers=layers, read="last_prompt", batch_size=batch_size,
+                              progress=progress)
     sweep = layer_sweep(acts, controls=controls, C=C, seed=seed, test_size=test_size, device=device,
                         n_resamples=n_resamples, methods=("logistic", "mean_diff"))
     L = layer if layer is not None else sweep.best_layer(method)
@@ -317,7 +336,7 @@ def eval_awareness_probe(model: Any, dataset: LabelledPromptSet | None = None, *
     if artifact:
         al = artifact_layers if artifact_layers is not None else sorted({L, acts.layers[-1]})
         art = token_artifact_control(model, ds, artifact=("(B)", "(A)"), layers=al, seed=seed, device=device,
-                                     batch_size=batch_size, n_resamples=n_resamples, progress=progress)
+                                     batch_size=batch_size, n_resamples=n_resamples, removed=acts, progress=progress)
     prov = acts.provenance.replace(seed=seed, extra={**acts.provenance.extra, "method": "eval_awareness_probe",
                                                      "probe_method": method, "layer": L})
     return EvalAwarenessResult(sweep, art, L, method, probe, deploy_mean, test_mean, acts.read, ds.chat, ds.system,

@@ -84,3 +84,28 @@ def test_shared_eval_awareness_files_load(shared_data):
     assert len(con) == 408 and con.class_counts() == {"negative": 204, "positive": 204}
     ab = load_dataset(ea / "AB_ambiguous.json")
     assert len(ab) == 316 and ab.label_names == ("deploy", "test")
+
+
+def test_activations_save_load_and_cache(tiny_model, tmp_path):
+    from probe.activations import Activations, collect, collect_cached
+    from probe.datasets import Example, LabelledPromptSet
+
+    m = tiny_model("llama")
+    ds = LabelledPromptSet("s", [Example("a b c", 0, output="(A)", group="g0", template="t"),
+                                 Example("a b c", 1, output="(B)", group="g0", template="t"),
+                                 Example("d e", 0, output="(A)", group="g1", template="u"),
+                                 Example("d e", 1, output="(B)", group="g1", template="u")], chat=False)
+    a = collect(m, ds, read="last_prompt")  # the two examples of a pair share their prompt: computed once
+    assert any("computed once" in n for n in a.notes)
+    ref = collect(m, ds.subset([0, 2]), read="last_prompt")
+    torch.testing.assert_close(a.x[:, [0, 2]], ref.x)
+    torch.testing.assert_close(a.x[:, 1], a.x[:, 0])
+    b = Activations.load(a.save(tmp_path / "a.safetensors"))
+    torch.testing.assert_close(a.x, b.x)
+    assert list(b.groups) == list(a.groups) and b.read == a.read and b.provenance.model_hash == a.provenance.model_hash
+    c1 = collect_cached(m, ds, tmp_path / "cache", read="last_prompt")
+    c2 = collect_cached(m, ds, tmp_path / "cache", read="last_prompt")
+    torch.testing.assert_close(c1.x, c2.x)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    collect_cached(m, ds, tmp_path / "cache", read="last")  # another read position: another file
+    assert len(list((tmp_path / "cache").iterdir())) == 2
