@@ -426,18 +426,25 @@ def split_dialogue(text: str, where: str = "dialogue") -> tuple[list[dict], str]
     return msgs, turns[-1][1].strip()
 
 
-def load_preference_pairs(path: str | Path, *, name: str | None = None, limit: int | None = None,
+def load_preference_pairs(path: str | Path | None = None, *, records: Sequence[dict] | None = None,
+                          name: str | None = None, limit: int | None = None,
                           max_chars: int | None = None) -> LabelledPromptSet:
-    """HH-RLHF ``{chosen, rejected}`` pairs -> MRMBench-style examples: input = the dialogue
-    before the final assistant turn (chat messages), output = the final assistant turn,
-    label 1 for chosen and 0 for rejected, one group per pair. Pairs whose prefixes differ
-    are skipped (they are not a clean preference between two responses). ``max_chars`` skips
-    long dialogues; ``limit`` keeps the first pairs that pass."""
-    p = Path(path)
+    """HH-RLHF ``{chosen, rejected}`` pairs (a file, or ``records``) -> MRMBench-style examples:
+    input = the dialogue before the final assistant turn (chat messages), output = the final
+    assistant turn, label 1 for chosen and 0 for rejected, one group per pair. Pairs whose
+    prefixes differ are skipped (they are not a clean preference between two responses).
+    ``max_chars`` skips long dialogues; ``limit`` keeps the first pairs that pass."""
+    if (path is None) == (records is None):
+        raise DatasetError("give exactly one of path= and records=")
+    if records is None:
+        p = Path(path)
+        records, stem, source = read_records(p), p.stem, str(p)
+    else:
+        stem = source = name or "pairs"
     out = []
     kept = 0
-    for i, rec in enumerate(read_records(p)):
-        where = f"{p.name} record {i}"
+    for i, rec in enumerate(records):
+        where = f"{stem} record {i}"
         ch = _field(rec, "chosen", where)
         rj = _field(rec, "rejected", where)
         if max_chars is not None and max(len(ch), len(rj)) > max_chars:
@@ -446,14 +453,14 @@ def load_preference_pairs(path: str | Path, *, name: str | None = None, limit: i
         m2, o2 = split_dialogue(rj, where + " field 'rejected'")
         if m1 != m2 or not o1 or not o2 or o1 == o2:
             continue
-        g = f"{p.stem}#{i}"
+        g = f"{stem}#{i}"
         out += [Example(m1, 1, o1, g, None, {"record": i}), Example(m1, 0, o2, g, None, {"record": i})]
         kept += 1
         if limit is not None and kept >= limit:
             break
     if not out:
-        raise DatasetError(f"{p}: no usable chosen/rejected pairs")
-    return LabelledPromptSet(name or "harmlessness", out, ("rejected", "chosen"), read="last", source=str(p))
+        raise DatasetError(f"{source}: no usable chosen/rejected pairs")
+    return LabelledPromptSet(name or "harmlessness", out, ("rejected", "chosen"), read="last", source=source)
 
 
 def load_dataset(path: str | Path, **kw: Any) -> LabelledPromptSet:

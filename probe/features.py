@@ -22,7 +22,9 @@ class FeatureError(ValueError):
 
 
 class FeatureSource:
-    """Base class: ``n_layers``, ``n``, ``d``, ``layers`` and :meth:`chunks`."""
+    """Base class: ``n_layers``, ``n``, ``d``, ``layers`` and :meth:`chunks`, which yields
+    ``(row_index, x [n_layers, rows, d])`` float32 chunks covering every example once; a chunk
+    may be a view of a reused buffer, valid until the next chunk is requested."""
 
     n_layers: int
     n: int
@@ -101,13 +103,21 @@ class StoreFeatures(FeatureSource):
         return True
 
     def chunks(self, device: Any = "cpu", chunk_rows: int = 4096):
+        """One shard at a time, converted to float32 into one reused ``[n_layers, shard_rows, d]``
+        buffer (a fresh shard-sized tensor per shard would page-fault its memory in on every
+        pass). A yielded chunk is valid until the next one is requested."""
         iters = [self.store.iter_shards(s) for s in self.sites]
+        buf = None
         for parts in zip(*iters):
             idx = parts[0][0]
-            xs = [p[1] for p in parts]
-            x = torch.stack([t.to(device=device, dtype=torch.float32) for t in xs])
-            del xs
-            for a in range(0, x.shape[1], chunk_rows):
+            b = int(idx.numel())
+            if buf is None or buf.shape[1] < b:
+                buf = torch.empty(self.n_layers, b, self.d, dtype=torch.float32, device=device)
+            x = buf[:, :b]
+            for layer, (_, t) in enumerate(parts):
+                x[layer].copy_(t)
+            del parts
+            for a in range(0, b, chunk_rows):
                 yield idx[a:a + chunk_rows].to(device), x[:, a:a + chunk_rows]
 
 

@@ -252,13 +252,13 @@ def _cv_choose_C(feats, y, train, groups, Cs, K, device, seed, inner_folds, max_
             fold_of.append(f)
     fit = fit_logistic_batched(feats, np.stack(Y), np.stack(Wt), C=np.array(Cp), n_classes=K, device=device,
                                max_iter=min(max_iter, 100), tol=1e-4)  # model selection needs no tight optimum
-    out = project(feats, fit=fit, device=device)["logit"]  # [L, P, n, k]
+    out = project(feats, fit=fit, device=device, rows=train)["logit"]  # [L, P, n_train, k]
     L = feats.n_layers
     score = np.zeros((L, len(Cs)))
     for p in range(len(Y)):
-        te_rows = idx[folds[fold_of[p]][1]]
-        z = out[:, p, te_rows].numpy()
-        yt = y[te_rows]
+        te = folds[fold_of[p]][1]  # inner test rows, as a mask over the training rows
+        z = out[:, p, te].numpy()
+        yt = y[idx[te]]
         if K == 2:
             from .metrics import auc_rows
 
@@ -387,7 +387,11 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
         mdiff = (stats.class_means[:, 0, 1] - stats.class_means[:, 0, 0]).cpu()  # [L, d]
         sign = torch.sign(mdiff @ R.T)  # [L, Q]
         sign[sign == 0] = 1
-    out = project(feats, fit=fit, directions=dirs, shared_directions=R, device=device)
+    # decision values of the rows that are scored: the test split, or every row when template folds
+    # score each row with the probe that did not see its template (memory O(n_scored), not O(n))
+    out = project(feats, fit=fit, directions=dirs, shared_directions=R, device=device,
+                  rows=None if tfolds else test)
+    tcols = test if tfolds else slice(None)  # columns of `out` that are test rows
 
     # ---- metrics: analytic intervals for the whole grid, bootstrap for the headline numbers
     scores: list[LayerScore] = []
@@ -434,12 +438,12 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
             else:
                 z = out["dir"][li]  # [P, n]
                 bias = md_bias[li].cpu().numpy()
-            main_dec = z[0, test].numpy()
+            main_dec = z[0, tcols].numpy()
             test_scores.setdefault(method, np.zeros((len(Ls), int(test.sum())) + (main_dec.shape[1:])))
             test_scores[method][li] = main_dec + bias[0]
             c_main = evaluate(main_dec, yte, gte, method, "main", L, bias[0])
             if sh:
-                D = z[sh][:, test].numpy()
+                D = z[sh][:, tcols].numpy()
                 Db = D + bias[sh].reshape((-1,) + (1,) * (D.ndim - 1))
                 pred = (Db > 0).astype(int) if K == 2 else D.argmax(-1)
                 c_sh = (pred == yte[None]).mean(0)  # per test example: fraction of shuffled probes correct
@@ -462,7 +466,7 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
         if R is not None:
             proj = (out["shared"][li] * sign[li][:, None]).numpy()  # [Q, n], oriented on the training split
             try:
-                est = mean_auroc_estimate(proj[:, test], yte, gte, statistic="auroc")
+                est = mean_auroc_estimate(proj[:, tcols], yte, gte, statistic="auroc")
                 est = dataclasses.replace(est, notes=est.notes + (
                     "random unit directions, each oriented on the training split (a baseline: above 0.5 when the "
                     "classes differ along many directions)",))

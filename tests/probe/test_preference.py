@@ -39,3 +39,17 @@ def test_preference_probes_final_layer_protocol_on_tiny(tiny_model):
     assert r.sweeps["verbosity"].layers == [1, 2]      # final layer + after the final norm
     assert r.final["verbosity"].value > 0.8            # length is readable even by a random model
     assert len(r.summary_table()) == 2
+
+
+def test_hh_harmless_pairs_come_from_the_core_copy():
+    from workbench.datasets import hh_rlhf_harmless
+
+    from probe.preference import hh_harmless_set
+
+    ds = hh_harmless_set()
+    assert len(ds) == 600 and ds.class_counts() == {"worse": 300, "better": 300}
+    recs = [e.meta["record"] for e in ds.examples]
+    assert recs[0] == 0 and max(recs) == 385
+    raw = hh_rlhf_harmless(limit=1)[0]
+    assert ds.examples[0].output in raw["chosen"] and ds.examples[1].output in raw["rejected"]
+    assert "workbench.datasets" in ds.source
