@@ -95,8 +95,9 @@ class BatchedFit:
 
     ``n_iter``: iterations = passes over the features after the statistics pass;
     ``grad_max``: the largest per-row-scaled gradient entry over all problems at the end;
-    ``converged``: every problem reached ``tol`` (or stopped at the float32 noise floor with a
-    gradient below ``10 * tol``); ``problem_converged [L, P]`` says which.
+    ``converged``: every problem reached ``tol``, or stopped at the float32 noise floor (no
+    representable progress) with a gradient of at most ``max(tol, 1e-4)``;
+    ``problem_converged [L, P]`` says which.
     """
 
     coef: torch.Tensor
@@ -169,17 +170,23 @@ class _Rows:
     """The rows some problem trains on, as chunks ``(pos, x [L, b, d])`` with ``pos`` indexing
     ``0..n_used-1`` (a slice for in-memory features, an index tensor for a stream).
 
-    In-memory features are used in place, every row (a gathered copy of the training rows
-    costs more in page faults than the skipped rows cost in arithmetic); streamed chunks drop
-    the rows no problem uses."""
+    In-memory features where at most 80% of the rows are used (a sweep without templates
+    trains on its training split only) are gathered once into a contiguous copy of the used
+    rows (at most 1 GiB; otherwise every row is passed and unused rows get weight 0); streamed
+    chunks drop the unused rows as they arrive."""
 
     def __init__(self, feats: FeatureSource, used: torch.Tensor, device: torch.device, chunk_rows: int):
         self.feats, self.device, self.chunk = feats, device, chunk_rows
         used_cpu = used.cpu()
         self.x = None
         if isinstance(feats, TensorFeatures):
-            self.x = feats.x.to(device=device, dtype=torch.float32)
-            used_cpu = torch.ones_like(used_cpu)
+            x = feats.x
+            frac = float(used_cpu.float().mean())
+            if frac <= _GATHER_MAX_FRACTION and x.numel() * frac * 4 <= _GATHER_MAX_BYTES:
+                x = x.index_select(1, torch.nonzero(used_cpu).flatten())  # every pass skips the unused rows
+            else:
+                used_cpu = torch.ones_like(used_cpu)
+            self.x = x.to(device=device, dtype=torch.float32)
         self.used = used_cpu.to(device)
         self.n_used = int(used_cpu.sum())
         self.all = self.n_used == feats.n
@@ -210,6 +217,10 @@ class _Rows:
                 x = x[:, keep.to(x.device)]
                 p = p[keep]
             yield p.to(self.device), x
+
+
+_GATHER_MAX_FRACTION = 0.8  # gather the used rows of in-memory features when at most this fraction is used...
+_GATHER_MAX_BYTES = 1 << 30  # ...and the copy is at most this big
 
 
 def _auto_chunk(device: torch.device, feats: FeatureSource) -> int:

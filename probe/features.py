@@ -93,7 +93,9 @@ class StoreFeatures(FeatureSource):
         self.layers = [s.layer for s in parsed]
         self.n_layers = len(parsed)
         self.n = store.n_prompts
-        first = next(store.iter_shards(self.sites[0]))[1]
+        it = store.iter_shards(self.sites[0])
+        first = next(it)[1]
+        it.close()
         if first.ndim != 2:
             raise FeatureError(f"site {self.sites[0]} has rows of shape {tuple(first.shape[1:])}; probes need vectors [d]")
         self.d = int(first.shape[1])
@@ -106,17 +108,15 @@ class StoreFeatures(FeatureSource):
         """One shard at a time, converted to float32 into one reused ``[n_layers, shard_rows, d]``
         buffer (a fresh shard-sized tensor per shard would page-fault its memory in on every
         pass). A yielded chunk is valid until the next one is requested."""
-        iters = [self.store.iter_shards(s) for s in self.sites]
         buf = None
-        for parts in zip(*iters):
-            idx = parts[0][0]
+        for idx, parts in self.store.iter_shards_sites(self.sites):
             b = int(idx.numel())
             if buf is None or buf.shape[1] < b:
                 buf = torch.empty(self.n_layers, b, self.d, dtype=torch.float32, device=device)
             x = buf[:, :b]
-            for layer, (_, t) in enumerate(parts):
+            for layer, t in enumerate(parts):
                 x[layer].copy_(t)
-            del parts
+            del parts  # views of the mapped shard: released before the next shard is mapped
             for a in range(0, b, chunk_rows):
                 yield idx[a:a + chunk_rows].to(device), x[:, a:a + chunk_rows]
 

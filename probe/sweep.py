@@ -1,24 +1,33 @@
 """Layer sweeps with controls: where does the model represent a label, and is it real?
 
-:func:`layer_sweep` fits a probe at every layer (logistic regression, batched over layers on
-CPU or GPU, and the mean-difference direction) on a group-aware train split and reports test
-AUROC and accuracy with confidence intervals. Every sweep runs its controls in the same
-batched fit:
+:func:`layer_sweep` fits a probe at every layer (logistic regression, batched over layers and
+problems on CPU or GPU, and the mean-difference direction) on a group-aware train split and
+reports test AUROC and accuracy with confidence intervals. Every sweep runs its controls in the
+same batched fit:
 
 - ``label_shuffle``: the same probe trained on permuted training labels, scored against the
   true test labels (a control task in the sense of Hewitt & Liang 2019: a probe that reaches
-  high accuracy on shuffled labels memorises rather than reads). Selectivity = accuracy minus
-  control accuracy, with a paired bootstrap CI.
-- ``random_direction``: random unit directions, oriented on the training set, scored on the
-  test set: how well an arbitrary direction separates the classes.
+  high accuracy on shuffled labels memorises rather than reads). Reported as the mean over
+  ``n_shuffles`` shuffles, with an interval that includes the between-shuffle variance; the
+  control is "at chance" when no layer differs from 0.5 after Holm's correction across layers.
+  Selectivity = accuracy minus control accuracy, with a paired interval.
+- ``random_direction``: random unit directions, each oriented on the training set, scored on
+  the test set: how well an arbitrary direction separates the classes. A baseline, not a null:
+  it exceeds 0.5 when the classes differ along many directions.
 - ``held_out_templates``: cross-validation over templates (every example scored by a probe
   that never saw its template): a probe that reads template surface features rather than the
   concept collapses here (Nguyen et al. 2025: hold out templates).
 
+Statistics are proportionate (see :mod:`probe.metrics`): every (layer, method, condition)
+number gets an analytic interval (DeLong, cluster-robust per Obuchowski 1997 when groups such
+as contrastive pairs cluster); the headline numbers, the best layer's main and held-out-template
+AUROC, are recomputed with a (cluster) bootstrap of ``n_resamples`` resamples.
+
 The token-artifact control needs the model; see :func:`probe.controls.token_artifact_control`.
 
 The features may be in memory or in a disk-backed :class:`~workbench.store.ActivationStore`
-(streamed shard by shard: memory does not grow with the number of examples).
+(streamed shard by shard: memory does not grow with the number of examples, beyond a few
+numbers per example).
 """
 
 from __future__ import annotations
