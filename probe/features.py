@@ -99,20 +99,23 @@ class StoreFeatures(FeatureSource):
         if first.ndim != 2:
             raise FeatureError(f"site {self.sites[0]} has rows of shape {tuple(first.shape[1:])}; probes need vectors [d]")
         self.d = int(first.shape[1])
+        self._buf: torch.Tensor | None = None
 
     @property
     def streamed(self) -> bool:
         return True
 
     def chunks(self, device: Any = "cpu", chunk_rows: int = 4096):
-        """One shard at a time, converted to float32 into one reused ``[n_layers, shard_rows, d]``
-        buffer (a fresh shard-sized tensor per shard would page-fault its memory in on every
-        pass). A yielded chunk is valid until the next one is requested."""
-        buf = None
+        """One shard at a time, converted to float32 into one ``[n_layers, shard_rows, d]`` buffer
+        kept for the life of this source and reused by every pass (a fresh shard-sized tensor
+        per shard would page-fault its memory in each time). A yielded chunk is valid until the
+        next one is requested; do not interleave two passes over the same source."""
+        buf = self._buf if self._buf is not None and self._buf.device == torch.device(device) else None
         for idx, parts in self.store.iter_shards_sites(self.sites):
             b = int(idx.numel())
             if buf is None or buf.shape[1] < b:
-                buf = torch.empty(self.n_layers, b, self.d, dtype=torch.float32, device=device)
+                buf = self._buf = None  # drop the old buffer before allocating its successor
+                buf = self._buf = torch.empty(self.n_layers, b, self.d, dtype=torch.float32, device=device)
             x = buf[:, :b]
             for layer, t in enumerate(parts):
                 x[layer].copy_(t)
