@@ -119,7 +119,7 @@ def run_eval_awareness(job: EvalAwarenessJob, model=None) -> dict:
         sw = layer_sweep(acts, seed=job.seed, n_resamples=job.n_resamples)
         best = sw.best_layer()
         art = token_artifact_control(model, con, artifact=None, layers=sorted({best, final}), seed=job.seed,
-                                     n_resamples=job.n_resamples, removed=removed, present=acts)
+                                     n_resamples=job.n_resamples, removed=removed, present=acts, cache_dir=cache)
         print("\n== (1) Nguyen et al. contrastive set (../shared), read at the answer token ==")
         print(sw.layer_table().to_string(index=False))
         print(sw.summary())
@@ -136,7 +136,7 @@ def run_eval_awareness(job: EvalAwarenessJob, model=None) -> dict:
     fr_acts = collect_cached(model, ds, cache, read="last_prompt", **kw)
     stamp("framing set: activations")
     res = eval_awareness_probe(model, ds, activations=fr_acts, seed=job.seed, n_resamples=job.n_resamples,
-                               batch_size=job.batch_size)
+                               batch_size=job.batch_size, cache_dir=cache)
     print("\n== (2) project framing set, raw prompts (last prompt token) ==")
     print(res.sweep.layer_table().to_string(index=False))
     print(res.summary())
@@ -172,7 +172,8 @@ def run_eval_awareness(job: EvalAwarenessJob, model=None) -> dict:
               f"test-framed {norm[tr_acts.labels == 1].mean():.2f}, natural {norm[tr_acts.labels == 0].mean():.2f}")
         stamp("transfer: done")
         sh_qs = [r["question"] for r in recs][: job.n_shift]
-        fs = framing_shift(res, model, sh_qs, seed=job.seed, n_resamples=job.n_resamples, batch_size=job.batch_size)
+        fs = framing_shift(res, model, sh_qs, seed=job.seed, n_resamples=job.n_resamples, batch_size=job.batch_size,
+                           cache_dir=cache)
         print("\n== (4) Probe-Rewrite-Evaluate: benchmark-style questions rewritten into deploy style ==")
         print(f"mean score shift (rewrite - original) {fs.mean_shift}; fraction lower {fs.fraction_lower}")
         fs.to_dataframe().to_csv(out / "framing_shift.csv", index=False)

@@ -41,7 +41,7 @@ import torch
 from workbench.results import Provenance
 from workbench.stats import Estimate, StatsError, bootstrap
 
-from .activations import collect
+from .activations import collect_cached
 from .batched import fit_logistic_batched, project
 from .datasets import LabelledPromptSet
 from .metrics import _IndexAUC, auroc_estimate
@@ -125,7 +125,7 @@ def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: 
                            layers: Any = None, site_kind: str = "resid_post", C: float = 0.1,
                            test_size: float = 0.3, seed: int = 0, device: Any = None, batch_size: int = 16,
                            n_resamples: int = 2000, ci: str = "delong", removed: Any = None,
-                           present: Any = None, progress: bool = False) -> TokenArtifactResult:
+                           present: Any = None, cache_dir: Any = None, progress: bool = False) -> TokenArtifactResult:
     """Measure how much of a probe's score a label-correlated token explains (module docstring).
 
     Args:
@@ -145,6 +145,8 @@ def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: 
             artifact conditions then need forward passes (the swapped one on the test rows only).
         present: with ``artifact=None``, the set's activations read at its outputs (``read="last"``)
             when the caller has them (e.g. from its layer sweep).
+        cache_dir: keep the activations this control collects there between runs
+            (:func:`probe.activations.collect_cached`).
     """
     if dataset.n_classes != 2:
         raise ValueError(f"the token-artifact control needs a binary set; {dataset.name} has {dataset.n_classes} classes")
@@ -175,10 +177,10 @@ def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: 
         swapped = dataclasses.replace(base, examples=[dataclasses.replace(base.examples[i],
                                                                           output=artifact[1 - int(y[i])])
                                                       for i in test_idx], read="last")
-        x = {"with_artifact": collect(model, with_art, **kw).x,
-             "artifact_swapped_test": collect(model, swapped, **kw).x}
+        x = {"with_artifact": collect_cached(model, with_art, cache_dir, **kw).x,
+             "artifact_swapped_test": collect_cached(model, swapped, cache_dir, **kw).x}
         if removed is None:
-            x_removed = collect(model, base, **kw).x
+            x_removed = collect_cached(model, base, cache_dir, **kw).x
     else:
         if any(not e.output for e in dataset.examples):
             raise ValueError("artifact=None uses the set's outputs as the artifact, but some examples have none")
@@ -188,9 +190,9 @@ def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: 
                                  f"{len(dataset)} read at the output ('last')")
             x = {"with_artifact": _layer_rows(present, Ls)}
         else:
-            x = {"with_artifact": collect(model, dataset.with_read("last"), **kw).x}
+            x = {"with_artifact": collect_cached(model, dataset.with_read("last"), cache_dir, **kw).x}
         if removed is None:
-            x_removed = collect(model, dataset.with_read("last_prompt"), **kw).x
+            x_removed = collect_cached(model, dataset.with_read("last_prompt"), cache_dir, **kw).x
         notes.append("artifact = the set's own outputs; 'removed' reads the last prompt token")
     w = train.astype(np.float32)
     fit_art = fit_logistic_batched(x["with_artifact"], y, w, C=C, device=device)

@@ -32,7 +32,7 @@ import numpy as np
 from workbench.results import Provenance
 from workbench.stats import Estimate
 
-from .activations import collect
+from .activations import collect_cached
 from .controls import TokenArtifactResult, token_artifact_control
 from .datasets import Example, LabelledPromptSet, load_framing
 from .metrics import paired_difference
@@ -311,8 +311,6 @@ def eval_awareness_probe(model: Any, dataset: LabelledPromptSet | None = None, *
         cache_dir: where to keep collected activations between runs (see
             :func:`probe.activations.collect_cached`).
     """
-    from .activations import collect_cached
-
     ds = dataset if dataset is not None else framing_set()
     if ds.n_classes != 2:
         raise ValueError(f"{ds.name}: evaluation awareness is binary (deploy=0, test=1); got {ds.n_classes} classes")
@@ -336,7 +334,8 @@ def eval_awareness_probe(model: Any, dataset: LabelledPromptSet | None = None, *
     if artifact:
         al = artifact_layers if artifact_layers is not None else sorted({L, acts.layers[-1]})
         art = token_artifact_control(model, ds, artifact=("(B)", "(A)"), layers=al, seed=seed, device=device,
-                                     batch_size=batch_size, n_resamples=n_resamples, removed=acts, progress=progress)
+                                     batch_size=batch_size, n_resamples=n_resamples, removed=acts,
+                                     cache_dir=cache_dir, progress=progress)
     prov = acts.provenance.replace(seed=seed, extra={**acts.provenance.extra, "method": "eval_awareness_probe",
                                                      "probe_method": method, "layer": L})
     return EvalAwarenessResult(sweep, art, L, method, probe, deploy_mean, test_mean, acts.read, ds.chat, ds.system,
@@ -372,10 +371,11 @@ class PromptScores:
 
 def score_prompts(probe: Any, model: Any, prompts: Sequence[Any], *, layer: int | None = None,
                   read: str | None = None, chat: bool | None = None, system: str | None = None,
-                  batch_size: int = 16, progress: bool = False) -> PromptScores:
+                  batch_size: int = 16, cache_dir: Any = None, progress: bool = False) -> PromptScores:
     """Score prompts with an evaluation-awareness probe (an :class:`EvalAwarenessResult`, or a
     :class:`~probe.probes.LinearProbe` with ``layer``). Prompts are read exactly as in training
-    (same read position and chat formatting)."""
+    (same read position and chat formatting). ``cache_dir``: keep the activations there between
+    runs (:func:`probe.activations.collect_cached`)."""
     if isinstance(probe, EvalAwarenessResult):
         lp, L = probe.probe, probe.layer if layer is None else layer
         if layer is not None and layer != probe.layer:
@@ -399,8 +399,8 @@ def score_prompts(probe: Any, model: Any, prompts: Sequence[Any], *, layer: int 
     items = [prompts] if single else list(prompts)
     ds = LabelledPromptSet("scored", [Example(p, 0) for p in items], ("deploy", "test"), read=read, chat=chat,
                            system=system)
-    acts = collect(model, ds, layers=[L], site_kind=(lp.site or "resid_post.0").split(".")[0], batch_size=batch_size,
-                   progress=progress)
+    acts = collect_cached(model, ds, cache_dir, layers=[L], site_kind=(lp.site or "resid_post.0").split(".")[0],
+                          batch_size=batch_size, progress=progress)
     raw = lp.decision(acts.layer(L))
     norm = (raw - d0) / (d1 - d0) if d1 != d0 else raw
     return PromptScores(items, raw, norm, lp.predict_proba(acts.layer(L)), L,
@@ -434,7 +434,7 @@ class FramingShiftResult:
 
 def framing_shift(probe: Any, model: Any, originals: Sequence[str], rewrites: Sequence[str] | None = None, *,
                   ids: Sequence[Any] | None = None, seed: int = 0, n_resamples: int = 2000,
-                  batch_size: int = 16) -> FramingShiftResult:
+                  batch_size: int = 16, cache_dir: Any = None) -> FramingShiftResult:
     """Score prompts and their rewrites (default: :func:`rewrite_to_deploy`) with the probe."""
     from workbench.stats import proportion
 
@@ -442,8 +442,8 @@ def framing_shift(probe: Any, model: Any, originals: Sequence[str], rewrites: Se
     rewrites = [r.rewritten for r in rewrite_pairs(originals, seed=seed)] if rewrites is None else list(rewrites)
     if len(rewrites) != len(originals):
         raise ValueError(f"{len(rewrites)} rewrites for {len(originals)} prompts")
-    a = score_prompts(probe, model, originals, batch_size=batch_size)
-    b = score_prompts(probe, model, rewrites, batch_size=batch_size)
+    a = score_prompts(probe, model, originals, batch_size=batch_size, cache_dir=cache_dir)
+    b = score_prompts(probe, model, rewrites, batch_size=batch_size, cache_dir=cache_dir)
     shift = b.normalized - a.normalized
     mean = paired_difference(b.normalized, a.normalized, n_resamples=n_resamples, seed=seed, statistic="mean_shift")
     frac = proportion((shift < 0).astype(int))

@@ -126,6 +126,20 @@ def _normal_estimate(value: float, var: float, n: int, confidence: float, method
                     n=n, method=method, p_value=p, statistic=statistic, notes=notes)
 
 
+def _with_null_p(est: Estimate, auc: float, n1: int, n0: int, unit_fraction: float = 1.0) -> Estimate:
+    """At perfect separation DeLong's SE is 0 and gives no p-value; use the Mann-Whitney normal
+    approximation under H0 (variance (n1 + n0 + 1) / (12 n1 n0), counts scaled by the fraction
+    of independent units when examples cluster)."""
+    import dataclasses
+    from statistics import NormalDist
+
+    m1, m0 = max(1.0, n1 * unit_fraction), max(1.0, n0 * unit_fraction)
+    se0 = float(np.sqrt((m1 + m0 + 1.0) / (12.0 * m1 * m0)))
+    p = 2.0 * (1.0 - NormalDist().cdf(abs(auc - 0.5) / se0))
+    return dataclasses.replace(est, p_value=p, notes=est.notes + (
+        "p-value from the Mann-Whitney null variance (the DeLong SE is 0 at perfect separation)",))
+
+
 def _check_binary(s: np.ndarray, y: np.ndarray) -> None:
     if s.shape[-1] != y.size:
         raise StatsError(f"{s.shape[-1]} scores for {y.size} labels")
@@ -216,6 +230,8 @@ def auroc_estimate(scores: Any, labels: Any, groups: Sequence[Any] | None = None
     base = _normal_estimate(float(auc), var, n_units, confidence, method, "auroc", null=0.5,
                             notes=(f"{int(y.sum())} positive, {int((1 - y).sum())} negative"
                                    + (f" in {n_units} clusters" if g is not None else ""),))
+    if base.p_value is None and auc != 0.5:
+        base = _with_null_p(base, float(auc), int(y.sum()), int((1 - y).sum()), n_units / s.size)
     if ci == "delong":
         return base
     if g is None:

@@ -120,8 +120,9 @@ def fit_logistic(X: Any, y: Any, *, C: float | str = "cv", Cs: Sequence[float] =
         folds = [(np.flatnonzero(tr), np.flatnonzero(te)) for tr, te in group_kfold(yi, groups, cv, seed=seed)]
         import warnings
 
-        with warnings.catch_warnings():  # scikit-learn >= 1.8 announces a change of C_'s shape; we ravel it
+        with warnings.catch_warnings():  # scikit-learn >= 1.8 announces changes to C_'s shape (we ravel it)
             warnings.filterwarnings("ignore", message=".*use_legacy_attributes.*", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=".*l1_ratios.*", category=FutureWarning)  # L2 only here
             model = LogisticRegressionCV(Cs=list(Cs), cv=folds, class_weight="balanced", max_iter=max_iter,
                                          scoring="roc_auc" if classes.size == 2 else "accuracy").fit(Z, yi)
         chosen = float(np.ravel(model.C_)[0])

@@ -85,3 +85,9 @@ def test_macro_auroc_analytic_agrees_with_bootstrap():
     b = macro_auroc_estimate(P, y, ci="bootstrap", n_resamples=1000)
     assert abs(a.value - b.value) < 1e-12
     assert abs(a.width / b.width - 1) < 0.25
+
+
+def test_perfect_separation_has_a_small_p_value():
+    y = np.repeat([0, 1], 30)
+    est = auroc_estimate(np.arange(60.0), y, np.repeat(np.arange(30), 2))
+    assert est.value == 1.0 and est.p_value is not None and est.p_value < 1e-4
