@@ -529,7 +529,14 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
     if fit is not None:
         settings.update(solver_iterations=fit.n_iter, solver_converged=fit.converged, solver_grad_max=fit.grad_max)
         if not fit.converged:
-            notes.append(f"L-BFGS stopped at max_iter={max_iter} with gradient {fit.grad_max:.2g}; raise max_iter")
+            pc = fit.problem_converged.cpu().numpy()
+            bad = sorted({pnames[p] for _, p in zip(*np.nonzero(~pc))})
+            bad_layers = sorted({int(Ls[li]) for li, _ in zip(*np.nonzero(~pc))})
+            notes.append(f"L-BFGS stopped at max_iter={max_iter} before tol for {int((~pc).sum())} of {pc.size} "
+                         f"(layer, problem) fits (problems {bad[:6]}, layers {bad_layers[:10]}; largest gradient "
+                         f"{fit.grad_max:.2g}): separable training rows with weak regularisation converge slowly; "
+                         "their predictions are usable, raise max_iter for exact weights")
+        settings["solver_unconverged"] = int((~fit.problem_converged).sum()) if fit.problem_converged is not None else 0
     if cv_scores is not None:
         settings["cv_scores"] = cv_scores.tolist()
     prov = provenance or getattr(data, "provenance", None) or Provenance()

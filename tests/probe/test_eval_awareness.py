@@ -34,8 +34,10 @@ def test_rewrite_removes_scaffolding_keeps_content():
     assert rewrite_to_deploy(p).rewritten == rewrite_to_deploy(p).rewritten  # deterministic
 
 
+@pytest.mark.slow
 @pytest.mark.smollm
 def test_eval_awareness_probe_on_smollm_small(smollm):
+    """~50 SmolLM2 forward passes (about a minute on 2 loaded cores): slow."""
     ds = framing_set(n_topics=4, seed=0)
     res = eval_awareness_probe(smollm, ds, layers=[3, 15], artifact=False, C=0.1, n_resamples=300)
     assert res.layer in (3, 15)
