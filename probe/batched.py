@@ -406,12 +406,16 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
 
     def loss_rows(Z: torch.Tensor) -> torch.Tensor:
         """``[L, nu, P*k]`` logits -> per-(layer, problem) weighted loss ``[L, P]`` (float64 sums)."""
-        if k == 1:
-            per = torch.nn.functional.softplus(-sgn * Z)
-        else:
-            Zv = Z.view(L, nu, P, K)
-            per = torch.logsumexp(Zv, -1) - (Zv * oh.view(nu, P, K)).sum(-1)
-        return torch.einsum("lnp,np->lp", per.double(), wn64)  # float64 sums: f is compared across iterations
+        out = torch.zeros(L, P, dtype=torch.float64, device=device)
+        for a in range(0, nu, 8192):  # float64 sums (f is compared across iterations), chunk-sized temporaries
+            z = Z[:, a:a + 8192]
+            if k == 1:
+                per = torch.nn.functional.softplus(-sgn[a:a + 8192] * z)
+            else:
+                zv = z.reshape(L, -1, P, K)
+                per = torch.logsumexp(zv, -1) - (zv * oh[a:a + 8192].view(-1, P, K)).sum(-1)
+            out += torch.einsum("lnp,np->lp", per.double(), wn64[a:a + 8192])
+        return out
 
     def penalty(th: torch.Tensor) -> torch.Tensor:
         V, _ = split(th)
@@ -554,13 +558,29 @@ def _segment_minimum(fail, Z0, Z1, theta, p_dir, step, f0, gd, lam, split, k, K,
     logits at ``theta`` and ``theta + step * p_dir`` (logits are linear in the step) by
     safeguarded Newton on the exact, convex 1-D function (float32 iterations, float64 final
     value); and whether that step satisfies Armijo (if not: the float32 noise floor)."""
-    li, pi = torch.nonzero(fail, as_tuple=True)
-    F = li.numel()
+    li_all, pi_all = torch.nonzero(fail, as_tuple=True)
     live = torch.nonzero(wn.sum(1) > 0).flatten()  # rows some problem trains on
+    # problems in groups of at most ~2^19 logits, so the temporaries stay O(1) in the number of rows
+    per = max(1, (1 << 19) // max(1, k * live.numel()))
+    t_new = torch.zeros_like(step)
+    lowers = torch.zeros_like(fail)
+    for g0 in range(0, li_all.numel(), per):
+        li, pi = li_all[g0:g0 + per], pi_all[g0:g0 + per]
+        t, ok = _segment_group(li, pi, live, Z0, Z1, theta, p_dir, step, f0, gd, lam, split, k, K, sgn, oh, wn,
+                               newton_steps, hi)
+        t_new[li, pi] = t
+        lowers[li, pi] = ok
+    return t_new, lowers
+
+
+def _segment_group(li, pi, live, Z0, Z1, theta, p_dir, step, f0, gd, lam, split, k, K, sgn, oh, wn, newton_steps,
+                   hi):
+    """:func:`_segment_minimum` for the problems ``(li, pi)``: returns their steps and Armijo flags."""
+    F = li.numel()
     cols = (pi[:, None] * k + torch.arange(k, device=pi.device)[None]).reshape(-1)  # [F*k]
     lrep = li.repeat_interleave(k)
-    a0 = Z0[:, live][lrep, :, cols].view(F, k, -1)  # [F, k, n_live]
-    dz = Z1[:, live][lrep, :, cols].view(F, k, -1) - a0
+    a0 = Z0[lrep, :, cols][:, live].view(F, k, -1)
+    dz = Z1[lrep, :, cols][:, live].view(F, k, -1) - a0  # [F, k, n_live]
     V, _ = split(theta[li, pi])
     D, _ = split(p_dir[li, pi])  # [F, k, d]
     T = step[li, pi]
@@ -616,11 +636,7 @@ def _segment_minimum(fail, Z0, Z1, theta, p_dir, step, f0, gd, lam, split, k, K,
         if done:
             break
     val = phi(u, value=True)
-    t_new = torch.zeros_like(step)
-    lowers = torch.zeros_like(fail)
-    t_new[li, pi] = u * T
-    lowers[li, pi] = (val <= f0[li, pi] + 1e-4 * u * T * gd[li, pi]) & (u > 1e-10)
-    return t_new, lowers
+    return u * T, (val <= f0[li, pi] + 1e-4 * u * T * gd[li, pi]) & (u > 1e-10)
 
 
 def project(features: Any, *, fit: BatchedFit | None = None, directions: torch.Tensor | None = None,

@@ -163,7 +163,7 @@ def run_eval_awareness(job: EvalAwarenessJob, model=None) -> dict:
         tr_set = LabelledPromptSet("transfer_shared", [Example(q, 1, None, f"q{i}", "contrastive_question")
                                                        for i, q in enumerate(qs)] + dep, ("deploy", "test"),
                                    read="last_prompt")
-        tr_acts = collect_cached(model, tr_set, cache, layers=[res.layer], batch_size=job.batch_size, progress=True)
+        tr_acts = collect_cached(model, tr_set, cache, **kw)  # every layer: the scoring layer may change
         raw = res.probe.decision(tr_acts.layer(res.layer))
         tr = auroc_estimate(raw, tr_acts.labels, ci="bootstrap", n_resamples=job.n_resamples, seed=job.seed)
         norm = (raw - res.deploy_mean) / (res.test_mean - res.deploy_mean)
@@ -173,7 +173,7 @@ def run_eval_awareness(job: EvalAwarenessJob, model=None) -> dict:
         stamp("transfer: done")
         sh_qs = [r["question"] for r in recs][: job.n_shift]
         fs = framing_shift(res, model, sh_qs, seed=job.seed, n_resamples=job.n_resamples, batch_size=job.batch_size,
-                           cache_dir=cache)
+                           cache_dir=cache, collect_layers=layers if layers is not None else "all")
         print("\n== (4) Probe-Rewrite-Evaluate: benchmark-style questions rewritten into deploy style ==")
         print(f"mean score shift (rewrite - original) {fs.mean_shift}; fraction lower {fs.fraction_lower}")
         fs.to_dataframe().to_csv(out / "framing_shift.csv", index=False)

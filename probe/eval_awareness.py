@@ -371,11 +371,14 @@ class PromptScores:
 
 def score_prompts(probe: Any, model: Any, prompts: Sequence[Any], *, layer: int | None = None,
                   read: str | None = None, chat: bool | None = None, system: str | None = None,
-                  batch_size: int = 16, cache_dir: Any = None, progress: bool = False) -> PromptScores:
+                  batch_size: int = 16, cache_dir: Any = None, collect_layers: Any = None,
+                  progress: bool = False) -> PromptScores:
     """Score prompts with an evaluation-awareness probe (an :class:`EvalAwarenessResult`, or a
     :class:`~probe.probes.LinearProbe` with ``layer``). Prompts are read exactly as in training
     (same read position and chat formatting). ``cache_dir``: keep the activations there between
-    runs (:func:`probe.activations.collect_cached`)."""
+    runs (:func:`probe.activations.collect_cached`); ``collect_layers`` (e.g. ``"all"``): collect
+    these layers rather than only the probe's, so a cached run can later score at another layer
+    (the forward pass costs the same)."""
     if isinstance(probe, EvalAwarenessResult):
         lp, L = probe.probe, probe.layer if layer is None else layer
         if layer is not None and layer != probe.layer:
@@ -399,8 +402,8 @@ def score_prompts(probe: Any, model: Any, prompts: Sequence[Any], *, layer: int 
     items = [prompts] if single else list(prompts)
     ds = LabelledPromptSet("scored", [Example(p, 0) for p in items], ("deploy", "test"), read=read, chat=chat,
                            system=system)
-    acts = collect_cached(model, ds, cache_dir, layers=[L], site_kind=(lp.site or "resid_post.0").split(".")[0],
-                          batch_size=batch_size, progress=progress)
+    acts = collect_cached(model, ds, cache_dir, layers=[L] if collect_layers is None else collect_layers,
+                          site_kind=(lp.site or "resid_post.0").split(".")[0], batch_size=batch_size, progress=progress)
     raw = lp.decision(acts.layer(L))
     norm = (raw - d0) / (d1 - d0) if d1 != d0 else raw
     return PromptScores(items, raw, norm, lp.predict_proba(acts.layer(L)), L,
@@ -434,7 +437,7 @@ class FramingShiftResult:
 
 def framing_shift(probe: Any, model: Any, originals: Sequence[str], rewrites: Sequence[str] | None = None, *,
                   ids: Sequence[Any] | None = None, seed: int = 0, n_resamples: int = 2000,
-                  batch_size: int = 16, cache_dir: Any = None) -> FramingShiftResult:
+                  batch_size: int = 16, cache_dir: Any = None, collect_layers: Any = None) -> FramingShiftResult:
     """Score prompts and their rewrites (default: :func:`rewrite_to_deploy`) with the probe."""
     from workbench.stats import proportion
 
@@ -442,8 +445,9 @@ def framing_shift(probe: Any, model: Any, originals: Sequence[str], rewrites: Se
     rewrites = [r.rewritten for r in rewrite_pairs(originals, seed=seed)] if rewrites is None else list(rewrites)
     if len(rewrites) != len(originals):
         raise ValueError(f"{len(rewrites)} rewrites for {len(originals)} prompts")
-    a = score_prompts(probe, model, originals, batch_size=batch_size, cache_dir=cache_dir)
-    b = score_prompts(probe, model, rewrites, batch_size=batch_size, cache_dir=cache_dir)
+    kw = dict(batch_size=batch_size, cache_dir=cache_dir, collect_layers=collect_layers)
+    a = score_prompts(probe, model, originals, **kw)
+    b = score_prompts(probe, model, rewrites, **kw)
     shift = b.normalized - a.normalized
     mean = paired_difference(b.normalized, a.normalized, n_resamples=n_resamples, seed=seed, statistic="mean_shift")
     frac = proportion((shift < 0).astype(int))

@@ -108,8 +108,18 @@ class LayerSweepResult:
         return np.array([e.value for e in self.estimates(method, condition, metric)])
 
     def best_layer(self, method: str = "logistic", metric: str = "auroc", condition: str = "main") -> int:
-        """The layer with the highest point estimate (ties: the earliest)."""
-        return int(self.layers[int(np.argmax(self.values(method, condition, metric)))])
+        """The layer with the highest point estimate. Ties (common when several layers separate
+        the test split perfectly) go to the layer whose probe does best on held-out templates,
+        when that control ran, then to the earliest."""
+        v = self.values(method, condition, metric)
+        tied = np.flatnonzero(v >= v.max() - 1e-12)
+        if tied.size > 1 and condition == "main" and "held_out_templates" in self.conditions:
+            try:
+                ho = self.values(method, "held_out_templates", metric)[tied]
+                tied = tied[ho >= ho.max() - 1e-12]
+            except KeyError:
+                pass
+        return int(self.layers[int(tied[0])])
 
     @property
     def methods(self) -> list[str]:
@@ -490,7 +500,9 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
                     if s.method == method and s.condition == "main" and s.metric == "auroc"}
             if not have:
                 continue
-            Lb = max(have, key=lambda k: (have[k], -k))
+            ho = {s.layer: s.estimate.value for s in scores
+                  if s.method == method and s.condition == "held_out_templates" and s.metric == "auroc"}
+            Lb = max(have, key=lambda k: (round(have[k], 12), round(ho.get(k, 0.0), 12), -Ls.index(k)))
             li = Ls.index(Lb)
             redo = [("main", test_scores[method][li], yte, gte)]
             if method in pooled_all:

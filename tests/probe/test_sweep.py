@@ -109,3 +109,22 @@ def test_multiclass_sweep():
     assert "mean_diff" not in r.probes
     assert r.estimates("logistic", "main", "accuracy")[1].value > 0.8
     assert r.estimates("logistic")[0].contains(0.5)
+
+
+def test_best_layer_ties_go_to_the_probe_that_survives_held_out_templates():
+    """Layers 1 and 2 both separate the test split perfectly; layer 1 only reads which template
+    a prompt came from (each template has one label), layer 2 reads the planted concept."""
+    rng = np.random.default_rng(3)
+    n, d = 400, 16
+    t = np.arange(n) % 8
+    y = (t < 4).astype(int)
+    u = np.eye(d)[0]
+    X = rng.normal(size=(3, n, d)) * 0.1
+    X[1, :, 1:9] += 5.0 * np.eye(8)[t]           # template identity
+    X[2] += 10.0 * y[:, None] * u                # the concept
+    r = layer_sweep(X.astype(np.float32), y, np.arange(n) // 8, templates=t, template_folds=4, C=1.0, seed=0,
+                    n_resamples=200)
+    main = r.values()
+    assert main[1] == main[2] == 1.0
+    assert r.values("logistic", "held_out_templates")[1] < 0.9
+    assert r.best_layer() == 2
