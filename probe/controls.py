@@ -125,7 +125,8 @@ def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: 
                            layers: Any = None, site_kind: str = "resid_post", C: float = 0.1,
                            test_size: float = 0.3, seed: int = 0, device: Any = None, batch_size: int = 16,
                            n_resamples: int = 2000, ci: str = "delong", removed: Any = None,
-                           present: Any = None, cache_dir: Any = None, progress: bool = False) -> TokenArtifactResult:
+                           present: Any = None, cache_dir: Any = None, collect_layers: Any = None,
+                           progress: bool = False) -> TokenArtifactResult:
     """Measure how much of a probe's score a label-correlated token explains (module docstring).
 
     Args:
@@ -147,6 +148,8 @@ def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: 
             when the caller has them (e.g. from its layer sweep).
         cache_dir: keep the activations this control collects there between runs
             (:func:`probe.activations.collect_cached`).
+        collect_layers: collect these layers (e.g. ``"all"``) and probe ``layers`` among them, so
+            a cached rerun can probe other layers without forward passes.
     """
     if dataset.n_classes != 2:
         raise ValueError(f"the token-artifact control needs a binary set; {dataset.name} has {dataset.n_classes} classes")
@@ -156,7 +159,11 @@ def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: 
     g = as_groups(dataset.groups, len(y))
     train, test = train_test_split(y, g, test_size=test_size, seed=seed)
     Ls = resolve_layers(model, layers)
-    kw = dict(layers=Ls, site_kind=site_kind, batch_size=batch_size, progress=progress)
+    CL = Ls if collect_layers is None else resolve_layers(model, collect_layers)
+    if not set(Ls) <= set(CL):
+        raise ValueError(f"collect_layers {CL} must include layers {Ls}")
+    kw = dict(layers=CL, site_kind=site_kind, batch_size=batch_size, progress=progress)
+    sel = [CL.index(L) for L in Ls]
     notes = []
     if removed is not None:
         if removed.n != len(dataset) or not np.array_equal(np.asarray(removed.labels), y):
@@ -177,10 +184,10 @@ def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: 
         swapped = dataclasses.replace(base, examples=[dataclasses.replace(base.examples[i],
                                                                           output=artifact[1 - int(y[i])])
                                                       for i in test_idx], read="last")
-        x = {"with_artifact": collect_cached(model, with_art, cache_dir, **kw).x,
-             "artifact_swapped_test": collect_cached(model, swapped, cache_dir, **kw).x}
+        x = {"with_artifact": collect_cached(model, with_art, cache_dir, **kw).x[sel],
+             "artifact_swapped_test": collect_cached(model, swapped, cache_dir, **kw).x[sel]}
         if removed is None:
-            x_removed = collect_cached(model, base, cache_dir, **kw).x
+            x_removed = collect_cached(model, base, cache_dir, **kw).x[sel]
     else:
         if any(not e.output for e in dataset.examples):
             raise ValueError("artifact=None uses the set's outputs as the artifact, but some examples have none")
@@ -190,9 +197,9 @@ def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: 
                                  f"{len(dataset)} read at the output ('last')")
             x = {"with_artifact": _layer_rows(present, Ls)}
         else:
-            x = {"with_artifact": collect_cached(model, dataset.with_read("last"), cache_dir, **kw).x}
+            x = {"with_artifact": collect_cached(model, dataset.with_read("last"), cache_dir, **kw).x[sel]}
         if removed is None:
-            x_removed = collect_cached(model, dataset.with_read("last_prompt"), cache_dir, **kw).x
+            x_removed = collect_cached(model, dataset.with_read("last_prompt"), cache_dir, **kw).x[sel]
         notes.append("artifact = the set's own outputs; 'removed' reads the last prompt token")
     w = train.astype(np.float32)
     fit_art = fit_logistic_batched(x["with_artifact"], y, w, C=C, device=device)

@@ -335,7 +335,8 @@ def eval_awareness_probe(model: Any, dataset: LabelledPromptSet | None = None, *
         al = artifact_layers if artifact_layers is not None else sorted({L, acts.layers[-1]})
         art = token_artifact_control(model, ds, artifact=("(B)", "(A)"), layers=al, seed=seed, device=device,
                                      batch_size=batch_size, n_resamples=n_resamples, removed=acts,
-                                     cache_dir=cache_dir, progress=progress)
+                                     cache_dir=cache_dir, collect_layers=acts.layers if cache_dir else None,
+                                     progress=progress)
     prov = acts.provenance.replace(seed=seed, extra={**acts.provenance.extra, "method": "eval_awareness_probe",
                                                      "probe_method": method, "layer": L})
     return EvalAwarenessResult(sweep, art, L, method, probe, deploy_mean, test_mean, acts.read, ds.chat, ds.system,
