@@ -32,8 +32,8 @@ def _band(ax, x, ests, label, colour, ls="-"):
 
 
 def plot_layer_sweep(result: Any, ax: Any = None, *, method: str | None = None, metric: str = "auroc"):
-    """AUROC per layer with 95% CI bands: the probe (main split), held-out templates and the
-    controls (label shuffle, random directions); chance at 0.5."""
+    """AUROC per layer with 95% CI bands: the probe (main split), held-out templates, the
+    label-shuffle control and the random-direction baseline; chance at 0.5."""
     fig, ax = _fig_ax(ax)
     method = method or ("logistic" if "logistic" in result.probes else next(iter(result.probes)))
     x = result.layers
@@ -43,7 +43,8 @@ def plot_layer_sweep(result: Any, ax: Any = None, *, method: str | None = None, 
             ests = result.estimates(m, cond, metric)
         except KeyError:
             continue
-        _band(ax, x, ests, cond.replace("_", " "), _COLOURS.get(cond, "k"), "-" if cond == "main" else "--")
+        label = "random directions (baseline)" if cond == "random_direction" else cond.replace("_", " ")
+        _band(ax, x, ests, label, _COLOURS.get(cond, "k"), "-" if cond == "main" else "--")
     if metric == "auroc":
         ax.axhline(0.5, color="k", lw=0.6, ls=":")
         ax.set_ylim(0.0, 1.02)
