@@ -7,14 +7,14 @@ from probe.datasets import Example, LabelledPromptSet
 def test_token_artifact_explains_a_random_models_score(tiny_model):
     """A random tiny model cannot read the (random) labels from content; appending a
     label-correlated token makes the probe near-perfect, and removing it returns it to chance.
-    300 examples, 120 of them test (60 per class): the explained fraction's interval is about
-    +-0.1 wide (controls module docstring), so 'most of the score is the token' is decidable."""
+    240 examples, half of them test (60 per class): the explained fraction's interval is about
+    +-0.15 wide, so 'most of the score is the token' (lower bound > 0.6) is decidable."""
     m = tiny_model("llama")
     rng = np.random.default_rng(0)
     words = ["apple", "river", "stone", "cloud", "green", "music", "table", "light", "paper", "glass"]
-    ds = LabelledPromptSet("rand", [Example(" ".join(rng.choice(words, 5)), int(i % 2)) for i in range(300)], chat=False)
-    r = token_artifact_control(m, ds, test_size=0.4, n_resamples=1000)
-    assert r.n_test >= 110
+    ds = LabelledPromptSet("rand", [Example(" ".join(rng.choice(words, 5)), int(i % 2)) for i in range(240)], chat=False)
+    r = token_artifact_control(m, ds, test_size=0.5, n_resamples=1000, batch_size=64)
+    assert r.n_test == 120
     for i in range(len(r.layers)):
         assert r.auroc["with_artifact"][i].value > 0.85
         assert r.auroc["artifact_removed"][i].contains(0.5)
@@ -31,9 +31,9 @@ def test_token_artifact_reuses_given_activations(tiny_model):
     rng = np.random.default_rng(1)
     words = ["apple", "river", "stone", "cloud", "green", "music"]
     ds = LabelledPromptSet("rand", [Example(" ".join(rng.choice(words, 4)), int(i % 2)) for i in range(40)], chat=False)
-    base = collect(m, ds, read="last_prompt")
-    a = token_artifact_control(m, ds, removed=base, n_resamples=200)
-    b = token_artifact_control(m, ds, n_resamples=200)
+    base = collect(m, ds, read="last_prompt", batch_size=64)
+    a = token_artifact_control(m, ds, removed=base, n_resamples=200, batch_size=64)
+    b = token_artifact_control(m, ds, n_resamples=200, batch_size=64)
     for c in a.auroc:
         np.testing.assert_allclose([e.value for e in a.auroc[c]], [e.value for e in b.auroc[c]], atol=1e-6)
 
