@@ -7,8 +7,11 @@ from probe.datasets import Example, LabelledPromptSet
 def test_token_artifact_explains_a_random_models_score(tiny_model):
     """A random tiny model cannot read the (random) labels from content; appending a
     label-correlated token makes the probe near-perfect, and removing it returns it to chance.
-    240 examples, half of them test (60 per class): the explained fraction's interval is about
-    +-0.15 wide, so 'most of the score is the token' (lower bound > 0.6) is decidable."""
+    240 examples, half of them test (60 per class). The true explained fraction is 1 (the model
+    cannot read the labels without the token); its estimate is 1 - (AUROC_removed - 0.5) / 0.49
+    with AUROC_removed ~ 0.5 +- 0.053 and a bootstrap half-width of ~0.22, so "the token
+    explains more than half of the score" (lower bound > 0.5) fails for about 0.5% of seeds,
+    while a probe that read content (explained ~ 0) fails it surely."""
     m = tiny_model("llama")
     rng = np.random.default_rng(0)
     words = ["apple", "river", "stone", "cloud", "green", "music", "table", "light", "paper", "glass"]
@@ -20,7 +23,7 @@ def test_token_artifact_explains_a_random_models_score(tiny_model):
         assert r.auroc["artifact_removed"][i].contains(0.5)
         assert r.auroc["clean"][i].contains(0.5)
         assert r.auroc["artifact_swapped"][i].value < 0.2
-        assert r.explained[i].ci_low > 0.6, r.explained[i]
+        assert r.explained[i].ci_low > 0.5, r.explained[i]
     assert set(r.to_dataframe().quantity) >= {"auroc_with_artifact", "explained_fraction"}
 
 
