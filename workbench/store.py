@@ -226,6 +226,24 @@ class ActivationStore:
             with safe_open(str(files[i]), framework="pt") as f:
                 yield f.get_tensor("prompt_index"), f.get_tensor(name)
 
+    def iter_shards_sites(self, sites: Sequence[Any], *, shuffle_seed: int | None = None
+                          ) -> Iterator[tuple[Any, list[Any]]]:
+        """Yield ``(prompt_index, [activations of each site])`` shard by shard, opening each shard
+        once. The tensors may be views of the memory-mapped shard, valid until the next shard is
+        requested: copy what you keep. (Zipping :meth:`iter_shards` over many sites maps every
+        shard once per site, and the mapped pages count towards the reader's resident memory.)"""
+        import numpy as np
+        from safetensors import safe_open
+
+        names = [self._check_site(s) for s in sites]
+        files = self._shard_files()
+        order = list(range(len(files)))
+        if shuffle_seed is not None:
+            np.random.default_rng(shuffle_seed).shuffle(order)
+        for i in order:
+            with safe_open(str(files[i]), framework="pt") as f:
+                yield f.get_tensor("prompt_index"), [f.get_tensor(n) for n in names]
+
     def load(self, site: Any, dtype: Any = None) -> Any:
         """All rows of one site in prompt order (``[n_prompts, ...]`` for positions='last'; for
         positions='all', rows of prompt 0's tokens, then prompt 1's...)."""

@@ -107,6 +107,23 @@ def test_write_activation_store_streams_arrays(tmp_path):
     assert seen == list(range(1000))
 
 
+def test_iter_shards_sites_reads_every_site_of_a_shard_at_once(tmp_path):
+    rng = np.random.default_rng(1)
+    arrays = {f"resid_post.{k}": rng.standard_normal((500, 4)).astype(np.float32) for k in range(3)}
+    st = write_activation_store(tmp_path / "s", arrays, rows_per_shard=200)
+    got = {k: [] for k in arrays}
+    rows = []
+    for idx, parts in st.iter_shards_sites(list(arrays)):
+        rows += idx.tolist()
+        for k, t in zip(arrays, parts):
+            got[k].append(t.clone())
+    assert rows == list(range(500))
+    for k, v in arrays.items():
+        assert np.array_equal(torch.cat(got[k]).numpy(), v)
+    with pytest.raises(KeyError, match="not in this store"):
+        next(st.iter_shards_sites(["resid_post.9"]))
+
+
 def test_direction_set_round_trip_and_checks(tiny_model, smollm, tmp_path):
     m = tiny_model("llama")
     v = {"resid_post.0": torch.randn(64), "resid_post.1": torch.randn(64)}

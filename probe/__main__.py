@@ -1,0 +1,3 @@
+from probe.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,703 @@
+"""Batched torch trainer: one linear probe per (layer, problem), all fitted at once, CPU or GPU.
+
+A *problem* is one fit on the shared features: the real labels on the training split, the
+shuffled labels of the label-shuffle control (Hewitt & Liang 2019), one fold of held-out-template
+cross-validation... Problems differ only by their labels and sample weights (weight 0 = not in
+that problem's training set), so a whole sweep with its controls is one optimisation over
+parameters of shape ``[n_layers, n_problems, k, d]``.
+
+Objective (per layer and problem): scikit-learn's L2 logistic regression with
+``class_weight="balanced"`` on ``StandardScaler`` features (Alain & Bengio 2016 linear probes)::
+
+    C * sum_i w_i * loss(x_i) + 0.5 * ||v||^2        (v: weights on standardised features)
+
+with the binary sigmoid loss for two classes and the multinomial (softmax) loss for more, an
+unpenalised intercept, balanced weights ``w_i = n / (K * n_class(y_i))`` over the problem's
+training rows, and standardisation by the *unweighted* mean and population standard deviation
+of those rows (as ``StandardScaler().fit(X_train)``). So the optimum is the one
+``LogisticRegression(C=C, class_weight="balanced")`` reaches on ``StandardScaler`` features
+(tested to 5e-3 in the weights). Internally the objective is divided by ``C * sum(w)`` (the
+per-row scale scikit-learn's lbfgs solver uses), so ``tol`` means the same as its ``tol``.
+
+Algorithm (one pass over the features per iteration, no Python loop over layers or problems):
+
+- **One pass = two batched matmuls.** With features ``X [L, n, d]`` and raw-space weights
+  ``W [L, P*k, d]`` (standardisation folded in: ``W = V / sd``, ``b = c - mean . W``), a chunk
+  of rows gives the logits of every (layer, problem) as ``bmm(W, X_c^T)`` and the gradient as
+  ``bmm(R_c, X_c)`` with the weighted residuals ``R_c``; both read the chunk once.
+- **Batched L-BFGS** (Nocedal & Wright 2006, alg. 7.4) with a history, a curvature scale and a
+  convergence test per (layer, problem); converged problems are masked (their step is zero),
+  never split out, so every tensor keeps its batched shape.
+- **Batched line search from stored logits.** The pass stores the logits ``Z`` of the trial
+  point ``theta + t * p``. Along a search direction the logits are linear in the step,
+  ``Z(t) = Z_0 + t (Z_1 - Z_0)``, so the objective at *any* step is known without touching
+  the features again. Each problem checks the Armijo condition at its trial step; the rare
+  problem that fails gets the minimiser of its objective along the segment (safeguarded
+  Newton on the exact 1-D function, all failing problems at once) as its next trial step,
+  evaluated in the same pass as every other problem's next iterate. No pass is ever spent on
+  a line search, and a problem whose exact 1-D minimum does not lower the objective is at
+  the float32 noise floor and stops.
+- The first pass (statistics) also yields the gradient at zero, so iteration 1 needs no
+  extra pass; its initial inverse-Hessian scale is the diagonal Newton step on standardised
+  features (Hessian ~ sigma'(0) + lambda), and later ones use ``s.y / y.y``.
+
+Rows that no problem trains on (the test split) are skipped. In-memory features are gathered
+once to those rows; a store streams shard by shard (:class:`probe.features.StoreFeatures`),
+so the trainer's memory is a shard plus ``O(n_layers * n_problems * n_rows)`` logits.
+
+The statistics pass also gives the closed-form mean-difference direction (Nguyen et al.
+2025: class-1 mean minus class-0 mean, per layer) and random-direction projections use
+:func:`project`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .features import FeatureError, FeatureSource, TensorFeatures, as_features
+
+__all__ = ["BatchedFit", "FitStats", "fit_stats", "fit_logistic_batched", "project", "ProbeFitError", "default_device"]
+
+
+class ProbeFitError(ValueError):
+    """Labels or weights that cannot define a probe (one class, no training rows...)."""
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class FitStats:
+    """Per (layer, problem) statistics of the training rows (``weight > 0``).
+
+    mean, std: ``[L, P, d]`` unweighted mean and population std (``StandardScaler``; a
+    constant feature gets std 1); class_means: ``[L, P, K, d]`` unweighted class means;
+    weight_sum ``[P]`` (after class balancing), class_counts ``[P, K]`` (training rows).
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    class_means: torch.Tensor
+    weight_sum: torch.Tensor
+    class_counts: torch.Tensor
+
+
+@dataclass
+class BatchedFit:
+    """Fitted probes: raw-space weights ``coef [L, P, d, k]`` and ``intercept [L, P, k]``
+    (``k = 1`` for two classes: the logit of class 1; ``k = n_classes`` otherwise), so
+    ``decision(x) = x @ coef + intercept`` on raw (unstandardised) activations.
+
+    ``n_iter``: iterations = passes over the features after the statistics pass;
+    ``grad_max``: the largest per-row-scaled gradient entry over all problems at the end;
+    ``converged``: every problem reached ``tol``, or stopped at the float32 noise floor (no
+    representable progress) with a gradient of at most ``max(tol, 1e-4)``;
+    ``problem_converged [L, P]`` says which.
+    """
+
+    coef: torch.Tensor
+    intercept: torch.Tensor
+    n_classes: int
+    C: torch.Tensor
+    n_iter: int
+    converged: bool
+    grad_max: float
+    stats: FitStats
+    problem_converged: torch.Tensor | None = None
+
+    def decision(self, x: torch.Tensor) -> torch.Tensor:
+        """``[L, b, d]`` -> ``[L, P, b, k]``."""
+        return torch.einsum("lbd,lpdk->lpbk", x, self.coef) + self.intercept[:, :, None, :]
+
+
+def _prepare(y: Any, weights: Any, n: int, device: torch.device, n_classes: int | None
+             ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    yt = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    if yt.ndim == 1:
+        yt = yt.unsqueeze(0)
+    if yt.shape[-1] != n:
+        raise ProbeFitError(f"labels have {yt.shape[-1]} entries but the features have {n} examples")
+    if weights is None:
+        wt = torch.ones(yt.shape, dtype=torch.float32)
+    else:
+        wt = torch.as_tensor(np.asarray(weights), dtype=torch.float32)
+        if wt.ndim == 1:
+            wt = wt.unsqueeze(0)
+        if wt.shape[-1] != n:
+            raise ProbeFitError(f"weights have {wt.shape[-1]} entries but the features have {n} examples")
+        if bool((wt < 0).any()) or not bool(torch.isfinite(wt).all()):
+            raise ProbeFitError("weights must be finite and >= 0 (0 excludes an example from a problem)")
+    if yt.shape[0] != wt.shape[0]:
+        if yt.shape[0] == 1:
+            yt = yt.expand(wt.shape[0], n)
+        elif wt.shape[0] == 1:
+            wt = wt.expand(yt.shape[0], n)
+        else:
+            raise ProbeFitError(f"{yt.shape[0]} label rows but {wt.shape[0]} weight rows (one per problem)")
+    if (yt < 0).any():
+        raise ProbeFitError("labels must be class indices 0..K-1 (got negative values)")
+    K = int(n_classes) if n_classes is not None else int(yt.max()) + 1
+    K = max(K, 2)
+    if int(yt.max()) >= K:
+        raise ProbeFitError(f"labels go up to {int(yt.max())} but n_classes={K}")
+    for p in range(yt.shape[0]):
+        present = torch.unique(yt[p][wt[p] > 0])
+        if present.numel() < 2:
+            raise ProbeFitError(
+                f"problem {p}: the training rows hold only class {present.tolist()}; a probe needs two classes "
+                "in its training set (check the labels and the split)"
+            )
+    return yt.to(device), wt.to(device).contiguous(), K
+
+
+def _balance(y: torch.Tensor, w: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's ``class_weight='balanced'``: w_i *= n_train / (K_present * n_train_class(y_i))."""
+    onehot = torch.nn.functional.one_hot(y, K).to(w.dtype)  # [P, n, K]
+    counts = torch.einsum("pn,pnk->pk", (w > 0).to(w.dtype), onehot)  # training rows per class
+    present = (counts > 0).sum(1, keepdim=True).to(w.dtype)
+    total = counts.sum(1, keepdim=True)
+    cw = torch.where(counts > 0, total / (present * counts.clamp(min=1)), torch.zeros_like(counts))
+    return w * torch.gather(cw, 1, y), counts
+
+
+# ----------------------------------------------------------------------------- row access
+class _Rows:
+    """The rows some problem trains on, as chunks ``(pos, x [L, b, d])`` with ``pos`` indexing
+    ``0..n_used-1`` (a slice for in-memory features, an index tensor for a stream).
+
+    In-memory features where at most 80% of the rows are used (a sweep without templates
+    trains on its training split only) are gathered once into a contiguous copy of the used
+    rows (at most 1 GiB; otherwise every row is passed and unused rows get weight 0); streamed
+    chunks drop the unused rows as they arrive."""
+
+    def __init__(self, feats: FeatureSource, used: torch.Tensor, device: torch.device, chunk_rows: int):
+        self.feats, self.device, self.chunk = feats, device, chunk_rows
+        used_cpu = used.cpu()
+        self.x = None
+        if isinstance(feats, TensorFeatures):
+            x = feats.x
+            frac = float(used_cpu.float().mean())
+            if frac <= _GATHER_MAX_FRACTION and x.numel() * frac * 4 <= _GATHER_MAX_BYTES:
+                x = x.index_select(1, torch.nonzero(used_cpu).flatten())  # every pass skips the unused rows
+            else:
+                used_cpu = torch.ones_like(used_cpu)
+            self.x = x.to(device=device, dtype=torch.float32)
+        self.used = used_cpu.to(device)
+        self.n_used = int(used_cpu.sum())
+        self.all = self.n_used == feats.n
+        self.pos = torch.full((feats.n,), -1, dtype=torch.long)
+        self.pos[used_cpu] = torch.arange(self.n_used)
+
+    def chunks(self, max_rows: int | None = None) -> Iterator[tuple[Any, torch.Tensor]]:
+        if max_rows is not None:
+            for pos, x in self.chunks():
+                for a in range(0, x.shape[1], max_rows):
+                    yield pos[a:a + max_rows] if isinstance(pos, torch.Tensor) else slice(
+                        pos.start + a, min(pos.stop, pos.start + a + max_rows)), x[:, a:a + max_rows]
+            return
+        if self.x is not None:
+            for a in range(0, self.n_used, self.chunk):
+                b = min(self.n_used, a + self.chunk)
+                yield slice(a, b), self.x[:, a:b]
+            return
+        for idx, x in self.feats.chunks(self.device, self.chunk):
+            p = self.pos[idx.cpu()]
+            if self.all:
+                yield p.to(self.device), x
+                continue
+            keep = p >= 0
+            if not bool(keep.any()):
+                continue
+            if not bool(keep.all()):
+                x = x[:, keep.to(x.device)]
+                p = p[keep]
+            yield p.to(self.device), x
+
+
+_GATHER_MAX_FRACTION = 0.8  # gather the used rows of in-memory features when at most this fraction is used...
+_GATHER_MAX_BYTES = 1 << 30  # ...and the copy is at most this big
+
+
+def _auto_chunk(device: torch.device, feats: FeatureSource) -> int:
+    """Rows per chunk of in-memory features: all of them on CPU up to ~2^27 values per layer
+    batch (one large batched matmul is faster than many strided ones), 65536 on a GPU."""
+    if device.type != "cpu":
+        return 65536
+    return max(1024, min(feats.n, (1 << 27) // max(1, feats.n_layers * feats.d)))
+
+
+_STATS_ROWS_BYTES = 16 << 20  # stats-pass temporaries stay below glibc's mmap threshold (no page faults)
+
+
+def _stats_pass(feats: FeatureSource, y: torch.Tensor, w: torch.Tensor, K: int, device: torch.device,
+                rows: _Rows, extra: torch.Tensor | None = None) -> tuple[FitStats, torch.Tensor | None]:
+    """One pass: per-problem training-row mean/std and class means, and ``X^T extra`` for
+    weighted row sums (``extra [n, R]`` -> ``[L, R, d]``, float64).
+
+    Everything linear is one matmul per chunk with the class-indicator rows of every problem
+    (a problem's row sum is the sum of its class sums; ``extra`` columns that are constant
+    within each problem's classes are combined from them too); only the second moments need
+    the chunk's squares, once per distinct training-row mask. The chunk is shifted by a
+    per-layer reference so ``E[x^2] - E[x]^2`` keeps its precision for features with large
+    means; temporaries are chunk-sized and reused."""
+    L, d, P = feats.n_layers, feats.d, w.shape[0]
+    inc = w > 0  # [P, n]
+    masks, inv = torch.unique(inc, dim=0, return_inverse=True)  # problems sharing training rows share scaling
+    M = masks.shape[0]
+    rep = torch.zeros(M, dtype=torch.long, device=device)
+    rep[inv] = torch.arange(P, device=device)  # one problem per distinct mask
+    onehot = torch.nn.functional.one_hot(y, K).float() * inc[..., None].float()  # [P, n, K]
+    ind = onehot.permute(0, 2, 1).reshape(P * K, -1)  # [P*K, n]
+    coef = None  # extra = ind^T @ coef when extra is constant within every problem's classes
+    if extra is not None:
+        ex = extra.T.float()  # [E, n]
+        # value of each extra column on each (problem, class): constant? then combine class sums
+        num = ex @ ind.T  # [E, P*K]
+        cnt = ind.sum(1).clamp(min=1)  # [P*K]
+        own = (torch.arange(ex.shape[0], device=device)[:, None] // (ex.shape[0] // P)
+               == torch.arange(P * K, device=device)[None, :] // K)  # column e belongs to problem e // k
+        val = num / cnt * own
+        recon = val @ ind  # [E, n]
+        coef = val if bool(torch.allclose(recon, ex, rtol=1e-6, atol=1e-12)) else None
+    A = ind if (extra is None or coef is not None) else torch.cat([ind, extra.T.float()])
+    A = A[:, rows.used].contiguous()
+    Mrows = masks.float()[:, rows.used].contiguous()
+    R = A.shape[0]
+    s1 = torch.zeros(L, R, d, device=device, dtype=torch.float64)
+    s2 = torch.zeros(L, M, d, device=device, dtype=torch.float64)
+    shift = None
+    sub = max(16, _STATS_ROWS_BYTES // (4 * L * d))
+    buf = None
+    for pos, x in rows.chunks(max_rows=sub):
+        if shift is None:  # a per-layer shift keeps E[x^2] - E[x]^2 accurate for features with large means
+            shift = x[:, :64].mean(1, keepdim=True)
+            buf = torch.empty(L, min(sub, x.shape[1]), d, device=x.device)
+        xc = buf[:, :x.shape[1]] if x.shape[1] <= buf.shape[1] else torch.empty_like(x)
+        torch.sub(x, shift, out=xc)
+        s1 += torch.matmul(A[:, pos], xc).double()
+        s2 += torch.matmul(Mrows[:, pos], xc.square_()).double()
+    if not (bool(torch.isfinite(s2).all()) and bool(torch.isfinite(s1).all())):
+        bad = int((~(torch.isfinite(s2).all(-1).all(-1) & torch.isfinite(s1).all(-1).all(-1))).nonzero()[0, 0])
+        raise FeatureError(f"activations at layer index {bad} contain NaN or inf; fix the activations (a float16 "
+                           "overflow?) before probing")
+    shift = shift.double()  # [L, 1, d]
+    csum = s1[:, :P * K].view(L, P, K, d)  # shifted class sums
+    counts = onehot.sum(1).double()  # [P, K]
+    cnt_m = masks.sum(1).double()  # [M]
+    m_c = csum[:, rep].sum(2) / cnt_m[None, :, None]  # [L, M, d] shifted means
+    var = (s2 / cnt_m[None, :, None] - m_c * m_c).clamp(min=0)
+    mean_g = m_c + shift
+    std_g = var.sqrt()
+    # constant feature (StandardScaler: scale 1): zero variance up to float rounding of its mean
+    std_g = torch.where(var <= (1e-6 * mean_g.abs()) ** 2 + 1e-30, torch.ones_like(std_g), std_g)
+    mean, std = mean_g[:, inv], std_g[:, inv]
+    cm = csum / counts.clamp(min=1)[None, :, :, None] + shift[:, :, None, :]
+    stats = FitStats(mean.float(), std.float(), cm.float(), w.sum(1), counts.float())
+    if extra is None:
+        return stats, None
+    ex_all = extra.T.double()[:, rows.used]
+    if coef is not None:
+        sums = torch.einsum("er,lrd->led", coef.double(), s1[:, :P * K])
+    else:
+        sums = s1[:, P * K:]
+    return stats, sums + shift * ex_all.sum(1)[None, :, None]  # undo the shift
+
+
+def fit_stats(features: Any, y: torch.Tensor, w: torch.Tensor, K: int, device: torch.device,
+              chunk_rows: int | None = None) -> FitStats:
+    """One pass: per (layer, problem) training-row mean, std and class means (see :class:`FitStats`)."""
+    feats = as_features(features)
+    y, w = y.to(device), w.to(device)
+    rows = _Rows(feats, (w > 0).any(0), device, chunk_rows or _auto_chunk(device, feats))
+    return _stats_pass(feats, y, w, K, device, rows)[0]
+
+
+# ----------------------------------------------------------------------------- the trainer
+def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float | Sequence[float] = 1.0,
+                         n_classes: int | None = None, max_iter: int = 300, tol: float = 1e-4,
+                         device: Any = None, chunk_rows: int | None = None, class_weight: str | None = "balanced",
+                         history_size: int = 10, ftol: float = 1e-9) -> BatchedFit:
+    """Fit L2 logistic regression for every (layer, problem) at once (see the module docstring).
+
+    Args:
+        features: ``[L, n, d]`` activations, an :class:`~probe.activations.Activations`, an
+            :class:`~workbench.store.ActivationStore` or a :class:`~probe.features.FeatureSource`.
+        y: class indices ``[n]`` or ``[P, n]`` (one row per problem).
+        weights: ``[n]`` or ``[P, n]``; 0 excludes an example from that problem's training set.
+        C: inverse regularisation strength, as in scikit-learn: a scalar, one per problem ``[P]``,
+            or one per (layer, problem) ``[L, P]``.
+        n_classes: number of classes (default: max label + 1).
+        max_iter: L-BFGS iterations (one pass over the training rows each).
+        tol: a problem has converged when the largest entry of its gradient (objective divided by
+            ``C * sum(weights)``, i.e. per training row, as scikit-learn's lbfgs) is ``<= tol``
+            (scikit-learn's default is 1e-4).
+        ftol: also stop a problem when an accepted iteration lowers its objective by at most
+            ``ftol * max(|f|, 1)``: the objective of float32 logits is resolved to about 1e-9, so
+            below that the steps are noise (the float32 floor; the gradient there is typically
+            1e-6..1e-5). A problem stopped at the floor counts as converged when its gradient is
+            at most ``max(tol, 1e-4)``.
+        device: ``"cpu"``, ``"cuda"``... (default: CUDA when available).
+        chunk_rows: rows per chunk of in-memory features (default: as many as fit ~0.5 GB per chunk).
+        class_weight: ``"balanced"`` (default) or ``None``.
+        history_size: L-BFGS memory (pairs).
+    """
+    feats = as_features(features)
+    device = torch.device(device) if device is not None else default_device()
+    yt, wt, K = _prepare(y, weights, feats.n, device, n_classes)
+    P, L, d = yt.shape[0], feats.n_layers, feats.d
+    if class_weight == "balanced":
+        wb, _ = _balance(yt, wt, K)
+    elif class_weight is None:
+        wb = wt
+    else:
+        raise ProbeFitError(f"class_weight must be 'balanced' or None; got {class_weight!r}")
+    Cn = np.asarray(C, dtype=np.float64)
+    try:
+        if Cn.ndim > 2 or (Cn.ndim == 2 and Cn.shape != (L, P)):
+            raise ValueError
+        Cn = np.broadcast_to(Cn[None] if Cn.ndim < 2 else Cn, (L, P)).copy()
+    except ValueError:
+        raise ProbeFitError(f"C has shape {Cn.shape}; use a scalar, one per problem ({P}) or one per "
+                            f"(layer, problem) {(L, P)}") from None
+    if not (Cn > 0).all():
+        raise ProbeFitError(f"C must be > 0; got {np.unique(Cn).tolist()}")
+    Ct = torch.as_tensor(Cn, dtype=torch.float64, device=device)
+    k = 1 if K == 2 else K
+    Pk = P * k
+    rows = _Rows(feats, (wt > 0).any(0), device, chunk_rows or _auto_chunk(device, feats))
+    nu = rows.n_used
+    Wsum = wb.sum(1).double()  # [P]
+    # per-row quantities of the used rows, row-major ([nu, P*k]) like the logits
+    wn = (wb / wb.sum(1, keepdim=True))[:, rows.used].T.contiguous()  # [nu, P], sums to 1 per problem
+    wn64 = wn.double()
+    lam = 1.0 / (Ct * Wsum[None, :])  # [L, P]: penalty 0.5 * lam * ||V||^2 on the per-row scale
+    yu = yt[:, rows.used].T  # [nu, P]
+    if k == 1:
+        sgn = (2.0 * yu - 1.0).float().contiguous()  # [nu, P]
+        r0 = -0.5 * sgn * wn  # residual at z = 0, [nu, P]
+        oh = None
+        h0 = 0.25
+    else:
+        oh = torch.nn.functional.one_hot(yu, K).float().reshape(nu, Pk)  # [nu, P*K]
+        wk = wn.repeat_interleave(K, dim=1)  # [nu, P*K]
+        r0 = (1.0 / K - oh) * wk
+        sgn = None
+        h0 = (1.0 / K) * (1.0 - 1.0 / K)
+    r0_full = torch.zeros(feats.n, Pk, device=device)
+    r0_full[rows.used] = r0
+    stats, G0 = _stats_pass(feats, yt, wt, K, device, rows, extra=r0_full)
+    mu = stats.mean.double()[:, :, None, :]  # [L, P, 1, d]
+    sd = stats.std.double()[:, :, None, :]
+    m = k * d + k
+
+    def split(th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return th[..., :k * d].view(*th.shape[:-1], k, d), th[..., k * d:]
+
+    def raw(th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        V, c = split(th)
+        W = V / sd
+        b = c - (W * mu).sum(-1)
+        return W.reshape(L, Pk, d).float().contiguous(), b.reshape(L, 1, Pk).float()
+
+    def loss_rows(Z: torch.Tensor) -> torch.Tensor:
+        """``[L, nu, P*k]`` logits -> per-(layer, problem) weighted loss ``[L, P]`` (float64 sums)."""
+        out = torch.zeros(L, P, dtype=torch.float64, device=device)
+        for a in range(0, nu, 8192):  # float64 sums (f is compared across iterations), chunk-sized temporaries
+            z = Z[:, a:a + 8192]
+            if k == 1:
+                per = torch.nn.functional.softplus(-sgn[a:a + 8192] * z)
+            else:
+                zv = z.reshape(L, -1, P, K)
+                per = torch.logsumexp(zv, -1) - (zv * oh[a:a + 8192].view(-1, P, K)).sum(-1)
+            out += torch.einsum("lnp,np->lp", per.double(), wn64[a:a + 8192])
+        return out
+
+    def penalty(th: torch.Tensor) -> torch.Tensor:
+        V, _ = split(th)
+        return 0.5 * lam * (V * V).sum((-1, -2))
+
+    def gradient(th: torch.Tensor, G: torch.Tensor, gb: torch.Tensor) -> torch.Tensor:
+        V, _ = split(th)
+        G = G.view(L, P, k, d)
+        gb = gb.view(L, P, k)
+        gV = (G - mu * gb[..., None]) / sd + lam[..., None, None] * V
+        return torch.cat([gV.reshape(L, P, k * d), gb], -1)
+
+    def run_pass(th: torch.Tensor, grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits of every used row and the data part of the gradient, for all (layer, problem):
+        per chunk, one batched matmul forward and one backward (``grad=False``: forward only)."""
+        Wt, b = raw(th)
+        WtT = Wt.transpose(1, 2)  # [L, d, P*k] view
+        Z = torch.empty(L, nu, Pk, device=device)
+        G = torch.zeros(L, Pk, d, device=device, dtype=torch.float64)
+        gb = torch.zeros(L, Pk, device=device, dtype=torch.float64)
+        for pos, x in rows.chunks():
+            z = torch.baddbmm(b, x, WtT)  # [L, rows, P*k]
+            Z[:, pos] = z
+            if not grad:
+                continue
+            if k == 1:
+                s = sgn[pos]
+                r = torch.sigmoid(z * -s).mul_(-s * wn[pos])
+            else:
+                zz = z.view(L, -1, P, K)
+                r = ((torch.softmax(zz, -1) - oh[pos].view(-1, P, K)) * wn[pos][..., None]).view(L, -1, Pk)
+            G += torch.bmm(r.transpose(1, 2), x).double()
+            gb += r.sum(1).double()
+        return Z, G, gb
+
+    theta = torch.zeros(L, P, m, device=device, dtype=torch.float64)
+    Z = torch.zeros(L, nu, Pk, device=device)
+    f = loss_rows(Z)  # log 2 (binary) or log K
+    g = gradient(theta, G0, r0.double().sum(0)[None].expand(L, Pk))
+    gmax = g.abs().amax(-1)
+    active = gmax > tol
+    floor = torch.zeros_like(active)  # stopped at the float32 noise floor
+    gamma = torch.ones(L, P, device=device, dtype=torch.float64) / (h0 + lam)
+    S: list[torch.Tensor] = []
+    Yh: list[torch.Tensor] = []
+    Rh: list[torch.Tensor] = []
+    retry = torch.zeros_like(active)  # problems re-trying their last direction with a shorter step
+    step = torch.ones(L, P, device=device, dtype=torch.float64)
+    p_dir = torch.zeros_like(theta)
+    gd = torch.zeros(L, P, device=device, dtype=torch.float64)
+    if bool(active.any()):
+        # First step: along -gamma0 * g with the exact line minimum. A forward-only pass gives the
+        # direction's logits; the first iteration's pass then evaluates the minimiser (one matmul
+        # more than a unit step, and no retry when the diagonal guess gamma0 overshoots).
+        p_dir = -gamma[..., None] * g * active[..., None]
+        gd = (g * p_dir).sum(-1)
+        Zp, _, _ = run_pass(p_dir, grad=False)
+        t0, lowers = _segment_minimum(active, Z, Zp, theta, p_dir, step, f, gd, lam, split, k, K, sgn, oh, wn,
+                                      hi=16.0)
+        del Zp
+        retry = active & lowers
+        step = torch.where(retry, t0, step)
+        floor = floor | (active & ~lowers)
+        active = active & lowers
+    n_iter = 0
+    while n_iter < max_iter and bool(active.any()):
+        n_iter += 1
+        # -- two-loop recursion (Nocedal & Wright alg. 7.4), batched over (layer, problem)
+        q = g.clone()
+        alphas = []
+        for s_, y_, rho in zip(reversed(S), reversed(Yh), reversed(Rh)):
+            a = rho * (s_ * q).sum(-1)
+            q -= a[..., None] * y_
+            alphas.append(a)
+        r = gamma[..., None] * q
+        for s_, y_, rho, a in zip(S, Yh, Rh, reversed(alphas)):
+            r += (a - rho * (y_ * r).sum(-1))[..., None] * s_
+        new_dir = r.neg_()
+        new_gd = (g * new_dir).sum(-1)
+        bad = new_gd >= 0  # not a descent direction (numerical): scaled steepest descent
+        if bool(bad.any()):
+            new_dir = torch.where(bad[..., None], -gamma[..., None] * g, new_dir)
+            new_gd = (g * new_dir).sum(-1)
+        p_dir = torch.where(retry[..., None], p_dir, new_dir)
+        gd = torch.where(retry, gd, new_gd)
+        step = torch.where(retry, step, torch.ones_like(step)) * active
+        trial = theta + step[..., None] * p_dir
+        # -- one pass: logits and gradient at every trial point
+        Zt, G, gb = run_pass(trial)
+        ft = loss_rows(Zt) + penalty(trial)
+        gt = gradient(trial, G, gb)
+        ok = ft <= f + 1e-4 * step * gd
+        accept = active & ok
+        # -- history: accepted problems push their pair, the others a no-op pair
+        s_new = (trial - theta) * accept[..., None]
+        y_new = (gt - g) * accept[..., None]
+        sy = (s_new * y_new).sum(-1)
+        yy = (y_new * y_new).sum(-1)
+        good = accept & (sy > 1e-10 * yy.sqrt() * s_new.norm(dim=-1)) & (yy > 0)
+        S.append(s_new)
+        Yh.append(y_new)
+        Rh.append(torch.where(good, 1.0 / sy.clamp(min=1e-300), torch.zeros_like(sy)))
+        if len(S) > history_size:
+            S.pop(0), Yh.pop(0), Rh.pop(0)
+        gamma = torch.where(good, sy / yy.clamp(min=1e-300), gamma)
+        f_prev = f
+        theta = torch.where(accept[..., None], trial, theta)
+        f = torch.where(accept, ft, f)
+        g = torch.where(accept[..., None], gt, g)
+        # -- failed Armijo: exact 1-D minimum along the segment, from the stored logits
+        fail = active & ~ok
+        retry = torch.zeros_like(active)
+        if bool(fail.any()):
+            t_new, lowers = _segment_minimum(fail, Z, Zt, theta, p_dir, step, f, gd, lam, split, k, K, sgn, oh, wn)
+            retry = fail & lowers
+            step = torch.where(retry, t_new, step)
+            floor = floor | (fail & ~lowers)
+        if bool(accept.all()):
+            Z = Zt
+        else:
+            Z = torch.where(accept.repeat_interleave(k, dim=1)[:, None, :], Zt, Z)
+        del Zt
+        done = g.abs().amax(-1) <= tol
+        if ftol > 0:
+            flat = accept & ((f_prev - f) <= ftol * torch.clamp(f.abs(), min=1.0)) & ~done
+            floor = floor | flat
+        active = active & ~done & ~floor
+    gmax = g.abs().amax(-1)
+    prob_conv = (gmax <= tol) | (floor & (gmax <= max(tol, 1e-4)))
+    W, b = raw(theta)
+    coef = W.view(L, P, k, d).permute(0, 1, 3, 2).contiguous()
+    return BatchedFit(coef, b.view(L, P, k), K, Ct.float(), n_iter, bool(prob_conv.all()), float(gmax.max()), stats,
+                      prob_conv)
+
+
+def _segment_minimum(fail, Z0, Z1, theta, p_dir, step, f0, gd, lam, split, k, K, sgn, oh, wn,
+                     newton_steps: int = 12, hi: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the (layer, problem) pairs in ``fail`` (Armijo failed at ``theta + step * p_dir``):
+    the step in ``(0, hi * step)`` minimising the objective along that line, computed from the
+    logits at ``theta`` and ``theta + step * p_dir`` (logits are linear in the step) by
+    safeguarded Newton on the exact, convex 1-D function (float32 iterations, float64 final
+    value); and whether that step satisfies Armijo (if not: the float32 noise floor)."""
+    li_all, pi_all = torch.nonzero(fail, as_tuple=True)
+    live = torch.nonzero(wn.sum(1) > 0).flatten()  # rows some problem trains on
+    # problems in groups of at most ~2^19 logits, so the temporaries stay O(1) in the number of rows
+    per = max(1, (1 << 19) // max(1, k * live.numel()))
+    t_new = torch.zeros_like(step)
+    lowers = torch.zeros_like(fail)
+    for g0 in range(0, li_all.numel(), per):
+        li, pi = li_all[g0:g0 + per], pi_all[g0:g0 + per]
+        t, ok = _segment_group(li, pi, live, Z0, Z1, theta, p_dir, step, f0, gd, lam, split, k, K, sgn, oh, wn,
+                               newton_steps, hi)
+        t_new[li, pi] = t
+        lowers[li, pi] = ok
+    return t_new, lowers
+
+
+def _segment_group(li, pi, live, Z0, Z1, theta, p_dir, step, f0, gd, lam, split, k, K, sgn, oh, wn, newton_steps,
+                   hi):
+    """:func:`_segment_minimum` for the problems ``(li, pi)``: returns their steps and Armijo flags."""
+    F = li.numel()
+    cols = (pi[:, None] * k + torch.arange(k, device=pi.device)[None]).reshape(-1)  # [F*k]
+    lrep = li.repeat_interleave(k)
+    a0 = Z0[lrep, :, cols][:, live].view(F, k, -1)
+    dz = Z1[lrep, :, cols][:, live].view(F, k, -1) - a0  # [F, k, n_live]
+    V, _ = split(theta[li, pi])
+    D, _ = split(p_dir[li, pi])  # [F, k, d]
+    T = step[li, pi]
+    vv = (V * V).sum((-1, -2))
+    vd = (V * D).sum((-1, -2)) * T  # along u: theta + u * T * p_dir
+    dd = (D * D).sum((-1, -2)) * T * T
+    lm = lam[li, pi]
+    w = wn[live].T[pi]  # [F, n_live]
+    if k == 1:
+        s = sgn[live].T[pi]  # [F, n_live]
+    else:
+        o = oh[live].T.reshape(-1, K, live.numel())[pi]  # [F, K, n_live]
+
+    def phi(u: torch.Tensor, value: bool = False):
+        uf = u.float()[:, None, None]
+        if value:  # float64 objective, comparable with f0
+            z = a0.double() + u[:, None, None] * dz.double()
+            ww = w.double()
+        else:
+            z = a0 + uf * dz
+            ww = w
+        if k == 1:
+            ss = s.double() if value else s
+            m_ = -ss * z[:, 0]
+            if value:
+                return (torch.nn.functional.softplus(m_) * ww).sum(-1) + 0.5 * lm * (vv + 2 * u * vd + u * u * dd)
+            sig = torch.sigmoid(m_)
+            d1 = (-s * sig * dz[:, 0] * w).sum(-1)
+            d2 = (sig * (1 - sig) * dz[:, 0] ** 2 * w).sum(-1)
+        else:
+            oo = o.double() if value else o
+            if value:
+                val = ((torch.logsumexp(z, 1) - (z * oo).sum(1)) * ww).sum(-1)
+                return val + 0.5 * lm * (vv + 2 * u * vd + u * u * dd)
+            pr = torch.softmax(z, 1)
+            d1 = (((pr - o) * dz).sum(1) * w).sum(-1)
+            mdz = (pr * dz).sum(1)
+            d2 = (((pr * dz * dz).sum(1) - mdz * mdz) * w).sum(-1)
+        return d1.double() + lm * (vd + u * dd), d2.double() + lm * dd
+
+    lo = torch.zeros_like(T)
+    up = torch.full_like(T, hi)
+    u = torch.full_like(T, min(1.0, 0.5 * hi))
+    for _ in range(newton_steps):
+        d1, d2 = phi(u)
+        lo = torch.where(d1 < 0, u, lo)
+        up = torch.where(d1 >= 0, u, up)
+        un = u - d1 / d2.clamp(min=1e-300)
+        inside = (un > lo) & (un < up) & torch.isfinite(un)
+        u_next = torch.where(inside, un, 0.5 * (lo + up))
+        done = bool(((u_next - u).abs() <= 1e-4 * u.abs()).all())
+        u = u_next
+        if done:
+            break
+    val = phi(u, value=True)
+    return u * T, (val <= f0[li, pi] + 1e-4 * u * T * gd[li, pi]) & (u > 1e-10)
+
+
+def project(features: Any, *, fit: BatchedFit | None = None, directions: torch.Tensor | None = None,
+            shared_directions: torch.Tensor | None = None, device: Any = None, chunk_rows: int = 4096,
+            rows: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """One pass computing, for every example (or only ``rows``, a boolean mask):
+
+    - ``"logit"``: ``fit.decision`` -> ``[L, P, n, k]``
+    - ``"dir"``: projections on per-(layer, problem) ``directions [L, P, d]`` -> ``[L, P, n]``
+    - ``"shared"``: projections on ``shared_directions [Q, d]`` (same at every layer) -> ``[L, Q, n]``
+
+    Outputs are on the CPU, ordered by example index (restricted to ``rows`` when given). All
+    requested projections are one batched matmul per chunk.
+    """
+    feats = as_features(features)
+    device = torch.device(device) if device is not None else default_device()
+    n, L = feats.n, feats.n_layers
+    keep = None if rows is None else torch.as_tensor(np.asarray(rows, bool))
+    pos = None
+    if keep is not None:
+        pos = torch.full((n,), -1, dtype=torch.long)
+        pos[keep] = torch.arange(int(keep.sum()))
+        n_out = int(keep.sum())
+    else:
+        n_out = n
+    blocks: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []  # (name, [L, c, d], bias [L, c])
+    if fit is not None:
+        Pf, kf = fit.coef.shape[1], fit.coef.shape[3]
+        blocks.append(("logit", fit.coef.permute(0, 1, 3, 2).reshape(L, Pf * kf, feats.d),
+                       fit.intercept.reshape(L, Pf * kf)))
+    if directions is not None:
+        blocks.append(("dir", directions, None))
+    if shared_directions is not None:
+        sd = torch.as_tensor(shared_directions, dtype=torch.float32)
+        blocks.append(("shared", sd[None].expand(L, *sd.shape), None))
+    if not blocks:
+        return {}
+    Wall = torch.cat([b[1].to(device, torch.float32) for b in blocks], 1).contiguous()  # [L, c_total, d]
+    ball = torch.cat([(b[2] if b[2] is not None else torch.zeros(L, b[1].shape[1])).to(device, torch.float32)
+                      for b in blocks], 1)[..., None]
+    out_all = torch.zeros(L, Wall.shape[1], n_out)
+    with torch.no_grad():
+        for idx, x in feats.chunks(device, chunk_rows):
+            idx_cpu = idx.cpu()
+            if pos is not None:
+                sel = keep[idx_cpu]
+                if not bool(sel.any()):
+                    continue
+                x = x[:, sel.to(x.device)]
+                dst = pos[idx_cpu[sel]]
+            else:
+                dst = idx_cpu
+            out_all[:, :, dst] = torch.baddbmm(ball, Wall, x.transpose(1, 2)).cpu()
+    out: dict[str, torch.Tensor] = {}
+    c0 = 0
+    for name, Wb, _ in blocks:
+        c = Wb.shape[1]
+        blk = out_all[:, c0:c0 + c]
+        c0 += c
+        if name == "logit":
+            out[name] = blk.view(L, Pf, kf, n_out).permute(0, 1, 3, 2)
+        else:
+            out[name] = blk
+    return out

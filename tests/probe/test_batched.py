@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from probe.batched import ProbeFitError, fit_logistic_batched, project
+
+
+def _data(K=2, L=3, n=300, d=20, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, K, n)
+    mu = rng.normal(size=(L, K, d))
+    X = rng.normal(size=(L, n, d)) + 0.6 * mu[:, y]
+    return X.astype(np.float32), y
+
+
+def _sk(X, y, C):
+    sc = StandardScaler().fit(X)
+    m = LogisticRegression(C=C, class_weight="balanced", max_iter=5000, tol=1e-10).fit(sc.transform(X), y)
+    coef = m.coef_.T / sc.scale_[:, None]
+    return coef, m.intercept_ - sc.mean_ @ coef
+
+
+@pytest.mark.parametrize("K", [2, 3])
+def test_matches_sklearn_per_layer(K):
+    X, y = _data(K)
+    fit = fit_logistic_batched(X, y, C=0.3, device="cpu", tol=1e-6)
+    assert fit.converged
+    for l in range(X.shape[0]):
+        coef, b = _sk(X[l], y, 0.3)
+        ours = fit.coef[l, 0].numpy()
+        if K > 2:  # multinomial: compare predicted probabilities (the solvers' float precision differs)
+            def prob(w, c):
+                z = X[l] @ w + c
+                e = np.exp(z - z.max(1, keepdims=True))
+                return e / e.sum(1, keepdims=True)
+            assert np.abs(prob(ours, fit.intercept[l, 0].numpy()) - prob(coef, b)).max() < 5e-3
+            assert np.abs(ours - coef).max() / np.abs(coef).max() < 1e-2
+            continue
+        assert np.abs(ours - coef).max() / np.abs(coef).max() < 5e-3
+        ob = fit.intercept[l, 0].numpy()
+        # softmax intercepts are defined up to a shared constant (unpenalised)
+        np.testing.assert_allclose(ob - ob.mean(), b - b.mean(), atol=5e-3 * max(1, np.abs(b).max()))
+
+
+def test_problems_are_independent_weights_select_rows():
+    X, y = _data()
+    w = np.zeros((2, len(y)), np.float32)
+    w[0, :150] = 1
+    w[1, 150:] = 1
+    C = np.array([0.1, 1.0])
+    fit = fit_logistic_batched(X, y, w, C=C, device="cpu", tol=1e-6)
+    for p, rows in enumerate((slice(0, 150), slice(150, None))):
+        coef, _ = _sk(X[1, rows], y[rows], C[p])
+        assert np.abs(fit.coef[1, p, :, 0].numpy() - coef[:, 0]).max() / np.abs(coef).max() < 1e-2  # float32 floor
+
+
+def test_project_matches_decision():
+    X, y = _data()
+    fit = fit_logistic_batched(X, y, C=1.0, device="cpu")
+    out = project(X, fit=fit, device="cpu")["logit"]
+    ref = torch.einsum("lnd,ld->ln", torch.as_tensor(X), fit.coef[:, 0, :, 0]) + fit.intercept[:, 0, :1]
+    torch.testing.assert_close(out[:, 0, :, 0], ref, atol=1e-4, rtol=1e-4)
+
+
+def test_one_class_in_training_rows_is_an_error():
+    X, y = _data()
+    w = (y == 1).astype(np.float32)
+    with pytest.raises(ProbeFitError, match="only class"):
+        fit_logistic_batched(X, y, w, device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_matches_cpu():
+    X, y = _data()
+    a = fit_logistic_batched(X, y, C=0.5, device="cpu")
+    b = fit_logistic_batched(X, y, C=0.5, device="cuda")
+    torch.testing.assert_close(a.coef, b.coef.cpu(), atol=2e-3, rtol=2e-2)
