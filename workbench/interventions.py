@@ -120,14 +120,9 @@ class Intervention:
         shape[hdim] = n
         return m.view(shape)
 
-    def _value_for(self, x: torch.Tensor, pos_slice: slice | None) -> torch.Tensor:
+    def _value_for(self, x: torch.Tensor) -> torch.Tensor:
         v = self.value.to(device=x.device, dtype=x.dtype)
         if self.is_full(x):
-            if pos_slice is not None:
-                sd = self.site.seq_dim
-                idx = [slice(None)] * v.ndim
-                idx[sd] = pos_slice
-                v = v[tuple(idx)]
             if v.shape != x.shape:
                 raise InterventionError(
                     f"full-activation value for {self.site.name} has shape {tuple(v.shape)} but the "
@@ -139,24 +134,24 @@ class Intervention:
             v = v.view(1, -1)  # one vector for every selected head
         return v
 
-    def apply(self, x: torch.Tensor, mask: torch.Tensor, pos_slice: slice | None = None) -> torch.Tensor:
+    def apply(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Return the intervened activation (never modifies ``x`` in place).
 
-        ``mask`` is ``[batch, seq]`` over the positions of this forward chunk; ``pos_slice``
-        says which columns of a full-activation value this chunk covers.
+        ``mask`` is ``[batch, seq]`` over the positions of this forward pass (padding is never
+        selected). A full-activation value must have exactly the activation's shape.
         """
         if self.op == "add":
-            y = x + self.alpha * self._value_for(x, pos_slice)
+            y = x + self.alpha * self._value_for(x)
         elif self.op == "replace":
-            y = self._value_for(x, pos_slice).expand_as(x)
+            y = self._value_for(x).expand_as(x)
         elif self.op == "scale":
             y = x * float(self.value if self.value is not None else self.alpha)
         elif self.op == "zero":
             y = torch.zeros_like(x)
         elif self.op == "mean":
-            y = self._value_for(x, pos_slice).expand_as(x)
+            y = self._value_for(x).expand_as(x)
         elif self.op == "project_out":
-            r = self._value_for(x, pos_slice)
+            r = self._value_for(x)
             r = r / r.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             y = x - (x * r).sum(-1, keepdim=True) * r
         else:

@@ -125,11 +125,10 @@ class _Capture:
 
 @dataclass
 class _Planned:
-    """An intervention resolved for one forward chunk."""
+    """An intervention with its position mask for one forward pass."""
 
     iv: Intervention
     mask: torch.Tensor
-    pos_slice: slice | None = None
 
 
 def _default_device() -> str:
@@ -431,7 +430,7 @@ class HookedModel:
                 # real token, as in generate's prefill); "prompt" and "all" are every real token.
                 pos = "last" if pos == "generated" else "all"
             mask = resolve_positions(pos, tokens)
-            out.append(_Planned(iv, mask, slice(0, tokens.shape[1])))
+            out.append(_Planned(iv, mask))
         return out
 
     def _run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, *,
@@ -462,7 +461,7 @@ class HookedModel:
             if p.iv.site.kind == "head_out":
                 head_out[p.iv.site.layer]["ivs"].append(p)
             else:
-                hooks[p.iv.site].append(lambda x, p=p: p.iv.apply(x, p.mask, p.pos_slice))
+                hooks[p.iv.site].append(lambda x, p=p: p.iv.apply(x, p.mask))
         for c in captures:
             if c.site.kind == "head_out":
                 head_out[c.site.layer]["caps"].append(c)
@@ -477,7 +476,7 @@ class HookedModel:
                 ho = torch.einsum("bthd,hdm->bthm", scratch["z"], W_O.to(x.dtype))
                 new = ho
                 for p in spec["ivs"]:
-                    new = p.iv.apply(new, p.mask, p.pos_slice)
+                    new = p.iv.apply(new, p.mask)
                 for c in spec["caps"]:
                     capture_fn(c)(new)
                     if c.keep_graph:  # d metric / d head_out[h] = d metric / d attn_out, for every h
@@ -697,7 +696,7 @@ class HookedModel:
             else:
                 mask = resolve_positions(pos, tokens)
             if mask.any():
-                prefill.append(_Planned(iv, mask, slice(0, T0)))
+                prefill.append(_Planned(iv, mask))
         decode_ivs = [iv for iv in ivs if iv.positions in ("generated", "all")]
         logits = self._run(tokens.input_ids, tokens.attention_mask, tokens.position_ids, planned=prefill,
                            captures=[], past=cache, logits_to_keep=1)[0]
@@ -729,7 +728,7 @@ class HookedModel:
                 site = self.check_site(iv.site)
                 if site != iv.site:
                     iv = Intervention(site, iv.op, iv.value, iv.alpha, iv.positions, iv.heads, iv.fn, iv.label, iv.meta)
-                planned.append(_Planned(iv, step_mask, None))
+                planned.append(_Planned(iv, step_mask))
             logits = self._run(nxt[:, None], am, pos_ids, planned=planned, captures=[], past=cache,
                                logits_to_keep=1)[0]
         ids = []
