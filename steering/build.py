@@ -1,0 +1,150 @@
+"""Building steering vectors from data, per layer.
+
+- :func:`contrastive_vectors`: two prompt sets (or prompt pairs) -> ``mean(pos) - mean(neg)`` of
+  the activations at chosen positions (ActAdd, Turner et al. 2023, with prompt pairs such as
+  "Love" / "Hate"; persona vectors, Chen et al. 2025, with response-token means), or the first
+  principal component of paired differences (``aggregator="pca"``).
+- :func:`build_caa_vectors`: contrastive activation addition (Rimsky et al. 2024): for each A/B
+  record, the activation at the answer letter after the question with the matching answer minus
+  the same with the non-matching answer, averaged over records.
+- :func:`pca_vectors`: PCA of paired differences (a shortcut for ``aggregator="pca"``).
+- :func:`diff_in_means`: difference in means of two unpaired prompt sets (the refusal direction
+  of Arditi et al. 2024 is this at the post-instruction positions; see :mod:`steering.refusal`).
+- :func:`probe_vector`: a probe's direction at one layer as a SteeringVector.
+
+Every builder returns a :class:`~steering.vector.SteeringVector` whose provenance records the
+model, its weights hash, the data hash and the sites, and whose ``meta`` records how it was built.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from workbench.results import data_hash
+from workbench.sites import Site
+
+from .aggregators import get_aggregator
+from .layer_matching import resolve_layers
+from .record import normalize_items, record_activations
+from .vector import SteeringVector
+
+__all__ = [
+    "contrastive_vectors", "build_caa_vectors", "pca_vectors", "diff_in_means", "probe_vector",
+    "answer_prefix", "caa_items", "BuildError",
+]
+
+
+class BuildError(ValueError):
+    pass
+
+
+def contrastive_vectors(model: Any, positive: Any, negative: Any, layers: Any = None, *, site: str = "resid_post",
+                        positions: Any = "last", aggregator: Any = "mean_diff", chat: bool = True,
+                        system: str | None = None, assistant_prefix: str | None = None, batch_size: int = 16,
+                        name: str | None = None, method: str | None = None, progress: bool = False,
+                        meta: dict | None = None) -> SteeringVector:
+    """``aggregator(acts(positive), acts(negative))`` at ``site`` of each layer.
+
+    ``positive`` / ``negative`` are prompt items (strings, chat messages, or dicts with
+    ``prompt``/``system``/``assistant_prefix``/``response``; see :mod:`steering.record`); for
+    ``aggregator="pca"`` they are pairs (``positive[i]`` with ``negative[i]``).
+    """
+    agg_name, agg = get_aggregator(aggregator)
+    layers = resolve_layers(model, layers)
+    pos = normalize_items(positive, system=system, assistant_prefix=assistant_prefix)
+    neg = normalize_items(negative, system=system, assistant_prefix=assistant_prefix)
+    if isinstance(positions, (list, tuple)):
+        raise BuildError("a steering vector reads one position per item: use 'last', 'mean', 'response' or an int")
+    kw = dict(site=site, positions=positions, chat=chat, batch_size=batch_size)
+    acts = record_activations(model, pos + neg, layers, progress=progress, **kw)
+    n = len(pos)
+    vectors = {Site(site, L): agg(a[:n], a[n:]) for L, a in acts.items()}
+    settings = dict(site=site, positions=positions, aggregator=agg_name, chat=chat)
+    dh = data_hash([p.to_dict() for p in pos], [p.to_dict() for p in neg], settings)
+    m = {"name": name, "aggregator": agg_name, "positions": positions, "n_positive": len(pos),
+         "n_negative": len(neg), "chat": chat, **(meta or {})}
+    if agg_name == "pca":
+        m["explained_variance_ratio"] = {L: _evr(a[:n], a[n:]) for L, a in acts.items()}
+    return SteeringVector(vectors, method or agg_name,
+                          model.provenance(data_hash=dh, sites=tuple(s.name for s in sorted(vectors))), m)
+
+
+def _evr(pos: torch.Tensor, neg: torch.Tensor) -> float:
+    d = (pos - neg).double()
+    d = d - d.mean(0)
+    s = torch.linalg.svdvals(d)
+    tot = float((s ** 2).sum())
+    return float(s[0] ** 2 / tot) if tot > 0 else 0.0
+
+
+def pca_vectors(model: Any, positive: Any, negative: Any, layers: Any = None, **kw: Any) -> SteeringVector:
+    """First principal component of paired differences per layer (see :func:`steering.aggregators.pca_difference`)."""
+    return contrastive_vectors(model, positive, negative, layers, aggregator="pca", **kw)
+
+
+def diff_in_means(model: Any, set_a: Any, set_b: Any, layers: Any = None, **kw: Any) -> SteeringVector:
+    """``mean(acts(set_a)) - mean(acts(set_b))`` per layer; the sets need not be paired or of equal size."""
+    kw.setdefault("method", "diff_in_means")
+    return contrastive_vectors(model, set_a, set_b, layers, aggregator="mean_diff", **kw)
+
+
+_LETTER = re.compile(r"^\((\w+)\)$")
+
+
+def answer_prefix(answer: str) -> str:
+    """The assistant text that ends at the token identifying an answer: ``"(A)" -> "(A"``
+    (the letter, as in Rimsky et al. 2024), ``" Yes" -> "Yes"``."""
+    a = answer.strip()
+    if not a:
+        raise BuildError(f"empty answer {answer!r}")
+    m = _LETTER.match(a)
+    return f"({m.group(1)}" if m else a
+
+
+def caa_items(records: Sequence[Mapping], *, system: str | None = None) -> tuple[list[dict], list[dict]]:
+    """Matching and non-matching prompt items of CAA A/B records (question + answer up to the letter)."""
+    pos, neg = [], []
+    for i, r in enumerate(records):
+        missing = {"question", "answer_matching_behavior", "answer_not_matching_behavior"} - set(r)
+        if missing:
+            raise BuildError(f"record {i} is not a CAA A/B record: missing {sorted(missing)} (has {sorted(r)})")
+        pos.append({"prompt": r["question"], "system": system, "assistant_prefix": answer_prefix(r["answer_matching_behavior"])})
+        neg.append({"prompt": r["question"], "system": system,
+                    "assistant_prefix": answer_prefix(r["answer_not_matching_behavior"])})
+    if not pos:
+        raise BuildError("no CAA records given")
+    return pos, neg
+
+
+def build_caa_vectors(model: Any, pairs: Sequence[Mapping], layers: Any = None, *, site: str = "resid_post",
+                      aggregator: Any = "mean_diff", system: str | None = None, batch_size: int = 16,
+                      name: str | None = None, progress: bool = False) -> SteeringVector:
+    """Contrastive activation addition vectors (Rimsky et al. 2024, "Steering Llama 2 via Contrastive
+    Activation Addition").
+
+    For each record (``question``, ``answer_matching_behavior``, ``answer_not_matching_behavior``,
+    e.g. ``"(A)"``/``"(B)"``) the chat prompt is the question with the assistant turn opened by the
+    answer up to its letter (``"(A"``); the activation at that letter with the matching answer minus
+    the one with the non-matching answer, averaged over records, is the vector at each layer.
+    Multipliers apply to this raw difference (``scale="multiplier"``), as in the paper's -2..2.
+    """
+    pos, neg = caa_items(pairs, system=system)
+    letters = {p["assistant_prefix"] for p in pos}
+    return contrastive_vectors(
+        model, pos, neg, layers, site=site, positions="last", aggregator=aggregator, chat=True,
+        batch_size=batch_size, name=name, method="caa" if aggregator == "mean_diff" else f"caa_{aggregator}",
+        progress=progress, meta={"protocol": "CAA (Rimsky et al. 2024): activation at the answer letter",
+                                 "answer_prefixes": sorted(letters), "system": system},
+    )
+
+
+def probe_vector(direction: Any, layer: int, *, site: str = "resid_post", model: Any = None, name: str | None = None,
+                 meta: dict | None = None) -> SteeringVector:
+    """A probe's direction (a tensor, e.g. logistic-regression weights) at ``layer`` as a SteeringVector.
+
+    Probe weights have an arbitrary scale: apply with ``scale="unit"`` or ``"relative"``."""
+    return SteeringVector.from_tensor(direction, layer, site=site, method="probe", model=model,
+                                      meta={"name": name, **(meta or {})})
