@@ -1,0 +1,61 @@
+"""Builders against hand computation from recorded activations and single runs."""
+
+import pytest
+import torch
+
+from steering import build_caa_vectors, contrastive_vectors, diff_in_means, pca_vectors, record_activations
+from steering.aggregators import pca_difference
+from steering.build import BuildError, answer_prefix, caa_items
+
+RECORDS = [
+    {"question": "Do you like tea?\n (A) yes\n (B) no", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"},
+    {"question": "Pick one.\n (A) red\n (B) blue", "answer_matching_behavior": "(B)", "answer_not_matching_behavior": "(A)"},
+    {"question": "Is it raining?\n (A) no\n (B) yes", "answer_matching_behavior": "(B)", "answer_not_matching_behavior": "(A)"},
+]
+
+
+def test_answer_prefix():
+    assert answer_prefix("(A)") == "(A" and answer_prefix(" (B) ") == "(B"
+    assert answer_prefix(" Yes") == "Yes" and answer_prefix("No") == "No"
+    with pytest.raises(BuildError):
+        answer_prefix("  ")
+
+
+def test_caa_vector_is_the_mean_difference_at_the_answer_letter(tiny_model):
+    m = tiny_model("llama")
+    v = build_caa_vectors(m, RECORDS, layers=[0, 1])
+    for L in (0, 1):
+        diffs = []
+        for r in RECORDS:
+            acts = []
+            for key in ("answer_matching_behavior", "answer_not_matching_behavior"):
+                toks = m.tokenize(r["question"], chat=True, assistant_prefix=r[key][:2])
+                assert m.to_str_tokens(toks)[-1] == r[key][1]  # the last token is the letter
+                _, c = m.run_with_cache(toks, [f"resid_post.{L}"], positions="last")
+                acts.append(c[f"resid_post.{L}"][0])
+            diffs.append(acts[0] - acts[1])
+        assert torch.allclose(v.vector(L), torch.stack(diffs).mean(0), atol=1e-5)
+    assert v.method == "caa" and v.meta["n_positive"] == 3 and v.meta["answer_prefixes"] == ["(A", "(B"]
+    assert v.provenance.model_hash == m.weights_hash and v.provenance.sites == ("resid_post.0", "resid_post.1")
+    # the data hash identifies the data
+    assert build_caa_vectors(m, RECORDS[:2], layers=[0]).provenance.data_hash != v.provenance.data_hash
+    with pytest.raises(BuildError, match="record 0 is not a CAA A/B record: missing"):
+        caa_items([{"question": "q"}])
+
+
+def test_contrastive_pca_and_diff_in_means(tiny_model):
+    m = tiny_model("gpt2")
+    pos, neg = ["I love this", "What a joy", "so happy"], ["I hate this", "What a pain", "so sad"]
+    acts = record_activations(m, pos + neg, [1], positions="mean")[1]
+    v = contrastive_vectors(m, pos, neg, [1], positions="mean")
+    assert torch.allclose(v.vector(1), acts[:3].mean(0) - acts[3:].mean(0), atol=1e-5)
+    p = pca_vectors(m, pos, neg, [1], positions="mean")
+    assert torch.allclose(p.vector(1), pca_difference(acts[:3], acts[3:]), atol=1e-5)
+    assert 0 < p.meta["explained_variance_ratio"][1] <= 1
+    d = diff_in_means(m, pos, neg[:2], [1], positions="mean")
+    assert torch.allclose(d.vector(1), acts[:3].mean(0) - acts[3:5].mean(0), atol=1e-5)
+    assert d.method == "diff_in_means"
+    with pytest.raises(Exception, match="paired"):
+        pca_vectors(m, pos, neg[:2], [1])
+    with pytest.raises(BuildError, match="one position per item"):
+        contrastive_vectors(m, pos, neg, [1], positions=[-1, -2])
