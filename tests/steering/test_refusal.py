@@ -49,5 +49,8 @@ def test_candidates_selection_and_scores_by_hand(tiny_model):
     assert res.direction.site_at(res.layer).kind == "resid_pre" and res.direction.meta["position"] == res.position
     df = res.to_dataframe()
     assert df.selected.sum() == 1 and {"bypass", "induce_ci_low", "kl"} <= set(df.columns)
+    from steering.plots import plot_refusal_direction
+
+    assert plot_refusal_direction(res).axes
     with pytest.raises(ValueError, match="held-out"):
         refusal_direction(m, HARMFUL, HARMLESS)

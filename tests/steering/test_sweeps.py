@@ -81,3 +81,6 @@ def test_generation_sweep(tiny_model):
         ref = m.generate(["hi", "hello"], max_new_tokens=3, chat=True).completions
     assert res.completions[(1, 3.0, "steer")] == ref
     assert len(res.to_dataframe()) == 6 and res.estimate(1, 3.0).n == 2
+    from steering.plots import plot_generation_sweep
+
+    assert plot_generation_sweep(res).axes
