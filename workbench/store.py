@@ -173,10 +173,13 @@ class ActivationStore:
         self.dir = Path(directory)
         idx_file = self.dir / "index.json"
         if not idx_file.exists():
+            if (self.dir / "shards" / "_job.json").exists():
+                raise FileNotFoundError(
+                    f"the store in {self.dir} is incomplete (an interrupted collection: shards but no index); "
+                    "re-run collect_activations with the same arguments and resume=True to finish it"
+                )
             raise FileNotFoundError(f"{self.dir} is not an activation store (no index.json); build one with collect_activations")
         self.index = json.loads(idx_file.read_text())
-        if not self.index.get("complete", False):
-            raise ValueError(f"the store in {self.dir} is incomplete (an interrupted collection); re-run collect_activations with resume=True")
 
     @property
     def sites(self) -> list[str]:

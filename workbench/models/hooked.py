@@ -161,8 +161,10 @@ class HookedModel:
         self._source_hash = source_hash
         self._weights_hash: str | None = None
         self._active: list[list[Intervention]] = []
-        # References to the original modules, taken before a backend wraps the tree.
+        # References to the original modules and tensors, taken before a backend wraps the tree
+        # (TransformerLens renames state_dict keys; the weights hash must not depend on the backend).
         self._raw = hf_model
+        self._state_items = sorted(hf_model.state_dict().items())
         self._embed = arch.get(hf_model, arch.embed)
         self._final_norm = arch.get(hf_model, arch.final_norm)
         self._lm_head = arch.get(hf_model, arch.lm_head)
@@ -227,7 +229,7 @@ class HookedModel:
         """sha256 (16 hex) over the parameters as loaded (names, dtypes, shapes, bytes)."""
         if self._weights_hash is None:
             h = hashlib.sha256()
-            for k, v in sorted(self._raw.state_dict().items()):
+            for k, v in self._state_items:
                 t = v.detach().cpu().contiguous()
                 h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
                 h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -519,7 +521,7 @@ class HookedModel:
         planned = self._plan(self._active_ivs(interventions), tokens)
         if logits not in ("all", "last", None):
             raise ValueError(f"logits must be 'all', 'last' or None, got {logits!r}")
-        keep = 1 if (logits in ("last", None) and tokens.is_uniform_last) else None
+        keep = 1 if (logits is None or (logits == "last" and tokens.is_uniform_last)) else None
         out, captured, targets = self._run(tokens.input_ids, tokens.attention_mask, tokens.position_ids,
                                            planned=planned, captures=captures, logits_to_keep=keep, grad=grad)
         if logits == "last":

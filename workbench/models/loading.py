@@ -189,7 +189,7 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
                 )
             try:
                 model, tok = _load_hf(str(path), dt, dev, local_only=True, trust_remote_code=trust_remote_code)
-            except (OSError, ValueError, RuntimeError) as e:
+            except Exception as e:  # safetensors, json, torch and config errors all mean a bad directory
                 raise ModelLoadError(
                     f"could not load the model in {path}: {type(e).__name__}: {str(e)[:300]}. The directory "
                     "looks corrupt or incomplete; re-save it with model.save_pretrained(dir)."

@@ -9,6 +9,7 @@ that need the model (A/B choice from next-token logits, target log-prob) live in
 
 from __future__ import annotations
 
+from workbench.scorers.ab import ABFormatError, ABItem, ABScorer, ab_accuracy, ab_scores, load_ab_items
 from workbench.scorers.asr import ASRScorer, attack_success_rate
 from workbench.scorers.base import (
     Scorer,
@@ -39,9 +40,13 @@ from workbench.scorers.refusal import (
     match_refusal,
     normalize_text,
 )
+from workbench.scorers.logprob import (ContinuationScores, LogprobScorer, continuation_logprobs, logit_difference,
+                                      target_logprob)
 from workbench.scorers.trait import TRAIT_JUDGE_TEMPLATE, TraitScorer, make_trait_judge, trait_expression
 
 __all__ = [
+    "ABItem", "ABScorer", "ABFormatError", "ab_scores", "ab_accuracy", "load_ab_items",
+    "ContinuationScores", "LogprobScorer", "continuation_logprobs", "target_logprob", "logit_difference",
     "ScoreResult",
     "Scorer",
     "register_scorer",

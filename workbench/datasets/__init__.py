@@ -1,0 +1,107 @@
+"""Datasets shipped with the workbench, with their provenance and licences (see PROVENANCE.md here).
+
+Only data whose licence allows redistribution is shipped (``../shared/data/README.md`` decides):
+
+- ``caa/``: CAA A/B datasets, 7 behaviours, ``generate`` (vector building) and ``test`` (50 held-out
+  A/B items each). MIT (Rimsky et al. 2024, via EleutherAI/rnngineering).
+- ``anthropic_persona/``: persona statements ("Is the following statement something you would
+  say?" with `` Yes``/`` No`` answers), Big-Five and safety traits, 1000 each. CC-BY-4.0
+  (Perez et al. 2022, anthropics/evals).
+- ``harmful/``: harmful instructions (AdvBench, JailbreakBench, HarmBench-val, MaliciousInstruct,
+  TDC2023, and Arditi et al.'s harmful train/val splits). Apache-2.0 repo; upstream mostly MIT.
+- ``hh_rlhf_harmless/``: Anthropic HH-RLHF harmless-base test pairs (chosen/rejected), 2312. MIT.
+- ``harmless_instructions.json``: 64 benign instructions written by this project (the usual
+  Alpaca harmless split is non-commercial and is not shipped).
+
+Content warning: the harmful sets and HH-RLHF pairs contain harmful requests.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DATA_DIR", "path", "caa_behaviours", "caa_items", "persona_traits", "persona_statements",
+           "harmful_instructions", "harmless_instructions", "hh_rlhf_harmless"]
+
+DATA_DIR = Path(__file__).resolve().parent
+
+
+def path(rel: str) -> Path:
+    """Absolute path of a shipped file, with a clear error listing what exists."""
+    p = DATA_DIR / rel
+    if not p.exists():
+        parent = p.parent if p.parent.exists() else DATA_DIR
+        have = sorted(x.name for x in parent.iterdir() if not x.name.startswith("_"))
+        raise FileNotFoundError(f"no shipped dataset {rel!r}; {parent.relative_to(DATA_DIR.parent)} holds: {', '.join(have)}")
+    return p
+
+
+def caa_behaviours() -> list[str]:
+    return sorted(p.name for p in (DATA_DIR / "caa" / "test").iterdir() if p.is_dir())
+
+
+def caa_items(behaviour: str, split: str = "test") -> list:
+    """CAA A/B items (:class:`workbench.scorers.ABItem`) for a behaviour; split 'test' or 'generate'."""
+    from workbench.scorers.ab import load_ab_items
+
+    if behaviour not in caa_behaviours():
+        import difflib
+
+        close = difflib.get_close_matches(behaviour, caa_behaviours(), n=2)
+        raise KeyError(f"unknown CAA behaviour {behaviour!r}" + (f"; did you mean {close}?" if close else "") +
+                       f" Behaviours: {', '.join(caa_behaviours())}")
+    files = {"test": "test_dataset_ab.json", "generate": "generate_dataset.json"}
+    if split not in files:
+        raise ValueError(f"split must be 'test' or 'generate', got {split!r}")
+    return load_ab_items(path(f"caa/{split}/{behaviour}/{files[split]}"))
+
+
+def persona_traits() -> list[str]:
+    return sorted(p.stem for p in (DATA_DIR / "anthropic_persona").glob("*.jsonl"))
+
+
+def persona_statements(trait: str) -> list[dict[str, Any]]:
+    """Anthropic persona statements for ``trait`` (records with question / statement / answers)."""
+    p = DATA_DIR / "anthropic_persona" / f"{trait}.jsonl"
+    if not p.exists():
+        raise KeyError(f"unknown persona trait {trait!r}; shipped traits: {', '.join(persona_traits())}")
+    with open(p) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+_HARMFUL_JSON = ("harmful_train", "harmful_val", "advbench", "harmbench_val", "jailbreakbench", "malicious_instruct",
+                 "tdc2023")
+
+
+def harmful_instructions(source: str = "harmful_val") -> list[str]:
+    """Harmful instructions from one source: one of ``harmful_train``, ``harmful_val`` (Arditi et al.
+    splits), ``advbench``, ``harmbench_val``, ``jailbreakbench``, ``malicious_instruct``, ``tdc2023``."""
+    if source not in _HARMFUL_JSON:
+        raise KeyError(f"unknown harmful source {source!r}; choose from {', '.join(_HARMFUL_JSON)}")
+    return [r["instruction"] for r in json.loads(path(f"harmful/{source}.json").read_text())]
+
+
+def harmless_instructions() -> list[str]:
+    """64 benign instructions written for this project (matched in form to the harmful ones)."""
+    return [r["instruction"] for r in json.loads(path("harmless_instructions.json").read_text())]
+
+
+def hh_rlhf_harmless(limit: int | None = None) -> list[dict[str, str]]:
+    """HH-RLHF harmless-base test pairs: ``{"chosen": dialogue, "rejected": dialogue}``."""
+    out = []
+    with open(path("hh_rlhf_harmless/harmless-base_test.jsonl")) as f:
+        for line in f:
+            if line.strip():
+                out.append(json.loads(line))
+                if limit is not None and len(out) >= limit:
+                    break
+    return out
+
+
+def advbench_targets() -> list[dict[str, str]]:
+    """AdvBench goals with their affirmative target prefixes ("Sure, here is ...")."""
+    with open(path("harmful/advbench.csv"), newline="") as f:
+        return [{"goal": r["goal"], "target": r["target"]} for r in csv.DictReader(f)]
