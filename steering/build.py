@@ -18,7 +18,6 @@ model, its weights hash, the data hash and the sites, and whose ``meta`` records
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -33,7 +32,7 @@ from .vector import SteeringVector
 
 __all__ = [
     "contrastive_vectors", "build_caa_vectors", "pca_vectors", "diff_in_means", "probe_vector",
-    "answer_prefix", "caa_items", "BuildError",
+    "BuildError",
 ]
 
 
@@ -91,54 +90,35 @@ def diff_in_means(model: Any, set_a: Any, set_b: Any, layers: Any = None, **kw: 
     return contrastive_vectors(model, set_a, set_b, layers, aggregator="mean_diff", **kw)
 
 
-_LETTER = re.compile(r"^\((\w+)\)$")
-
-
-def answer_prefix(answer: str) -> str:
-    """The assistant text that ends at the token identifying an answer: ``"(A)" -> "(A"``
-    (the letter, as in Rimsky et al. 2024), ``" Yes" -> "Yes"``."""
-    a = answer.strip()
-    if not a:
-        raise BuildError(f"empty answer {answer!r}")
-    m = _LETTER.match(a)
-    return f"({m.group(1)}" if m else a
-
-
-def caa_items(records: Sequence[Mapping], *, system: str | None = None) -> tuple[list[dict], list[dict]]:
-    """Matching and non-matching prompt items of CAA A/B records (question + answer up to the letter)."""
-    pos, neg = [], []
-    for i, r in enumerate(records):
-        missing = {"question", "answer_matching_behavior", "answer_not_matching_behavior"} - set(r)
-        if missing:
-            raise BuildError(f"record {i} is not a CAA A/B record: missing {sorted(missing)} (has {sorted(r)})")
-        pos.append({"prompt": r["question"], "system": system, "assistant_prefix": answer_prefix(r["answer_matching_behavior"])})
-        neg.append({"prompt": r["question"], "system": system,
-                    "assistant_prefix": answer_prefix(r["answer_not_matching_behavior"])})
-    if not pos:
-        raise BuildError("no CAA records given")
-    return pos, neg
-
-
-def build_caa_vectors(model: Any, pairs: Sequence[Mapping], layers: Any = None, *, site: str = "resid_post",
+def build_caa_vectors(model: Any, pairs: Sequence[Any], layers: Any = None, *, site: str = "resid_post",
                       aggregator: Any = "mean_diff", system: str | None = None, batch_size: int = 16,
                       name: str | None = None, progress: bool = False) -> SteeringVector:
     """Contrastive activation addition vectors (Rimsky et al. 2024, "Steering Llama 2 via Contrastive
     Activation Addition").
 
-    For each record (``question``, ``answer_matching_behavior``, ``answer_not_matching_behavior``,
-    e.g. ``"(A)"``/``"(B)"``) the chat prompt is the question with the assistant turn opened by the
-    answer up to its letter (``"(A"``); the activation at that letter with the matching answer minus
-    the one with the non-matching answer, averaged over records, is the vector at each layer.
+    For each A/B record (``question``, ``answer_matching_behavior``, ``answer_not_matching_behavior``,
+    e.g. ``"(A)"``/``"(B)"``; dicts or ``ABItem``) the chat prompt is the question with the assistant
+    turn opened by the answers' common prefix (``"("``), followed by the answer's own token (the
+    letter): exactly the contexts and choice tokens of the shared A/B scorer
+    (:func:`steering.scoring.ab_prompts`). The activation at that letter with the matching answer
+    minus the one with the non-matching answer, averaged over records, is the vector at each layer.
     Multipliers apply to this raw difference (``scale="multiplier"``), as in the paper's -2..2.
     """
-    pos, neg = caa_items(pairs, system=system)
-    letters = {p["assistant_prefix"] for p in pos}
-    return contrastive_vectors(
-        model, pos, neg, layers, site=site, positions="last", aggregator=aggregator, chat=True,
-        batch_size=batch_size, name=name, method="caa" if aggregator == "mean_diff" else f"caa_{aggregator}",
-        progress=progress, meta={"protocol": "CAA (Rimsky et al. 2024): activation at the answer letter",
-                                 "answer_prefixes": sorted(letters), "system": system},
+    from .scoring import ab_prompts
+
+    if not pairs:
+        raise BuildError("no CAA records given")
+    ab = ab_prompts(model, pairs, system=system)
+    tok = model.tokenizer
+    letters = sorted({tok.decode([int(t)]) for t in torch.cat([ab.matching, ab.other])})
+    v = contrastive_vectors(
+        model, ab.with_choice("matching"), ab.with_choice("other"), layers, site=site, positions="last",
+        aggregator=aggregator, chat=True, batch_size=batch_size, name=name,
+        method="caa" if aggregator == "mean_diff" else f"caa_{aggregator}", progress=progress,
+        meta={"protocol": "CAA (Rimsky et al. 2024): activation at the answer letter", "answer_tokens": letters,
+              "system": system},
     )
+    return v
 
 
 def probe_vector(direction: Any, layer: int, *, site: str = "resid_post", model: Any = None, name: str | None = None,

@@ -60,13 +60,15 @@ class Condition:
 
 
 class StatementsScorer:
-    """Yes/No persona statements (Perez et al. 2022) for the persona's ``statements`` file, scored as
-    A/B choices from next-token logits: per-item p(matching), mean with a bootstrap CI."""
+    """Yes/No persona statements (Perez et al. 2022) for the persona's ``statements`` file, scored by the
+    shared A/B scorer (:func:`workbench.scorers.ab.ab_scores`, answers stripped: "Yes"/"No" right after
+    the assistant turn opens): per-item p(matching), mean with a bootstrap CI. ``n`` statements,
+    balanced between Yes- and No-matching."""
 
     name = "statements"
 
-    def __init__(self, n: int = 40, *, root: Any = None, seed: int = 0, batch_size: int = 16):
-        self.n, self.root, self.seed, self.batch_size = n, root, seed, batch_size
+    def __init__(self, n: int = 40, *, seed: int = 0, batch_size: int = 16):
+        self.n, self.seed, self.batch_size = n, seed, batch_size
         self._records: dict[str, list] = {}
 
     def records(self, persona: Persona) -> list:
@@ -75,8 +77,7 @@ class StatementsScorer:
         if persona.statements is None:
             raise ValueError(f"persona {persona.name!r} names no statements file")
         if persona.name not in self._records:
-            self._records[persona.name] = load_persona_statements(persona.statements, root=self.root, n=self.n,
-                                                                  seed=self.seed)
+            self._records[persona.name] = load_persona_statements(persona.statements, n=self.n, seed=self.seed)
         return self._records[persona.name]
 
     def score(self, model: Any, persona: Persona, condition: Condition) -> Any:

@@ -1,6 +1,7 @@
 """Record activations at chosen layers and positions for a set of prompts.
 
-Items are plain prompts (``str`` or chat messages) or dicts with per-item settings::
+Items are plain prompts (``str``, chat messages, or a list of token ids used as given) or dicts
+with per-item settings::
 
     {"prompt": "What is 2+2?", "system": "You are terse.", "assistant_prefix": "(A",
      "response": "It is 4."}
@@ -61,8 +62,8 @@ def normalize_items(items: Any, *, system: str | None = None, assistant_prefix: 
     """Turn strings, chat message lists, dicts or :class:`PromptItem` into a list of PromptItems.
 
     ``system`` / ``assistant_prefix`` fill in items that do not set their own."""
-    if isinstance(items, (str, PromptItem, Mapping)) or (isinstance(items, list) and items and isinstance(items[0], dict)
-                                                         and "role" in items[0]):
+    if isinstance(items, (str, PromptItem, Mapping)) or (isinstance(items, list) and items and (
+            (isinstance(items[0], dict) and "role" in items[0]) or _is_ids(items))):
         items = [items]
     out = []
     for i, it in enumerate(items):
@@ -88,6 +89,11 @@ def normalize_items(items: Any, *, system: str | None = None, assistant_prefix: 
     return out
 
 
+def _is_ids(prompt: Any) -> bool:
+    return isinstance(prompt, (list, tuple)) and len(prompt) > 0 and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in prompt)
+
+
 def format_items(model: Any, items: Sequence[PromptItem], *, chat: bool) -> tuple[list[str], list[int], list[int]]:
     """Exact texts to tokenise, their token ids, and the number of response tokens per item.
 
@@ -97,6 +103,14 @@ def format_items(model: Any, items: Sequence[PromptItem], *, chat: bool) -> tupl
     texts, ids_out, n_resp = [], [], []
     bos = [model.facts.bos_token_id] if (not chat and model.prepend_bos and model.facts.bos_token_id is not None) else []
     for i, it in enumerate(items):
+        if _is_ids(it.prompt):
+            if it.system is not None or it.assistant_prefix is not None or it.response:
+                raise RecordError(f"item {i}: token ids are used as given; system/assistant_prefix/response do not apply")
+            ids = [int(t) for t in it.prompt]
+            texts.append(model.tokenizer.decode(ids))
+            ids_out.append(ids)
+            n_resp.append(0)
+            continue
         if chat:
             prefix = model.format_chat(it.prompt, system=it.system, assistant_prefix=it.assistant_prefix)
         else:

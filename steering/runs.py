@@ -1,4 +1,4 @@
-"""End-to-end runs on SmolLM2 and ../shared/data: what the experiments package (or a batch job)
+"""End-to-end runs on SmolLM2 and the shipped datasets (:mod:`workbench.datasets`): what the experiments package (or a batch job)
 calls to reproduce the steering results. Each returns a typed result with ``report()``,
 ``to_dataframe()`` and ``save(out)``.
 
@@ -63,17 +63,17 @@ class CAAExperiment:
 def run_caa_experiment(model: Any, behaviours: Sequence[str] = ("myopic-reward", "sycophancy"), *,
                        layers: Sequence[int] = (6, 9, 12, 15, 18), multipliers: Sequence[float] = (-2, -1, 0, 1, 2),
                        n_build: int = 150, n_select: int = 30, n_test: int | None = None, positions: Any = "all",
-                       root: Any = None, seed: int = 0, batch_size: int = 8, progress: bool = True,
+                       seed: int = 0, batch_size: int = 8, progress: bool = True,
                        out: str | Path | None = None) -> CAAExperiment:
     """CAA vectors per behaviour, then :func:`steering.sweeps.caa_sweep` with layer selection on held-out pairs."""
     vectors, tests, selects = {}, {}, {}
     for b in behaviours:
-        gen = load_caa(b, "generate", root=root)
+        gen = load_caa(b, "generate")
         idx = list(range(len(gen)))
         random.Random(seed).shuffle(idx)
         build = [gen[i] for i in idx[:n_build]]
         selects[b] = [gen[i] for i in idx[n_build:n_build + n_select]]
-        tests[b] = load_caa(b, "test", root=root, n=n_test, seed=seed)
+        tests[b] = load_caa(b, "test", n=n_test, seed=seed)
         vectors[b] = build_caa_vectors(model, build, layers=list(layers), name=b, batch_size=batch_size,
                                        progress=progress)
     sweep = caa_sweep(model, vectors, tests, list(layers), multipliers, control=True, select_items=selects,
@@ -120,15 +120,15 @@ def run_persona_experiment(model: Any, personas: Sequence[str] | None = None, *,
                            source: str = "response", n_questions: int = 8, n_pairs: int = 3, max_new_tokens: int = 32,
                            n_statements: int = 40, n_harmful: int = 16, harmful_source: str = "jailbreakbench",
                            judge: bool = True, strength: Any = "median_prompt_kl", positions: Any = "all",
-                           root: Any = None, seed: int = 0, progress: bool = True,
+                           seed: int = 0, progress: bool = True,
                            out: str | Path | None = None) -> PersonaExperiment:
     """Persona vectors at ``layer`` and the prompt-vs-steering comparison with three scorers."""
     ps = load_personas(personas)
     pv = persona_vectors(model, ps, [layer], n_questions=n_questions, n_pairs=n_pairs, source=source,
                          max_new_tokens=max_new_tokens, seed=seed, progress=progress)
-    scorers: list[Any] = [StatementsScorer(n=n_statements, root=root, seed=seed)]
+    scorers: list[Any] = [StatementsScorer(n=n_statements, seed=seed)]
     if n_harmful:
-        scorers.append(HarmfulScorer(load_harmful(harmful_source, root=root, n=n_harmful, seed=seed),
+        scorers.append(HarmfulScorer(load_harmful(harmful_source, n=n_harmful, seed=seed),
                                      max_new_tokens=max_new_tokens, seed=seed))
     if judge:
         from .data import persona_questions

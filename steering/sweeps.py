@@ -231,14 +231,14 @@ def caa_sweep(model: Any, vectors: SteeringVector | Mapping[str, SteeringVector]
             ref = lookup_norm(norms, site) if scale == "relative" else None
             return Add(site, v, m, positions, scale, ref).added()
 
-        rp = ResidualReplay(model, ab.items, site, positions=positions, batch_size=batch_size)
+        rp = ResidualReplay(model, ab.contexts, site, positions=positions, batch_size=batch_size)
         base = p_matching(rp.last_logits(None), ab)
         for kind, v in kinds.items():
             norms_out[(b, L, kind)] = float(v.norm())
             for m in mults:
                 values[(b, L, m, kind)] = base if m == 0 else p_matching(rp.last_logits(added(v, m)), ab)
         if ab_sel is not None:
-            rs = ResidualReplay(model, ab_sel.items, site, positions=positions, batch_size=batch_size)
+            rs = ResidualReplay(model, ab_sel.contexts, site, positions=positions, batch_size=batch_size)
             v = kinds["steer"]
             selection.setdefault(b, {})[L] = (p_matching(rs.last_logits(added(v, hi)), ab_sel)
                                               - p_matching(rs.last_logits(added(v, lo)), ab_sel))

@@ -5,20 +5,13 @@ import torch
 
 from steering import build_caa_vectors, contrastive_vectors, diff_in_means, pca_vectors, record_activations
 from steering.aggregators import pca_difference
-from steering.build import BuildError, answer_prefix, caa_items
+from steering.build import BuildError
 
 RECORDS = [
     {"question": "Do you like tea?\n (A) yes\n (B) no", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"},
     {"question": "Pick one.\n (A) red\n (B) blue", "answer_matching_behavior": "(B)", "answer_not_matching_behavior": "(A)"},
     {"question": "Is it raining?\n (A) no\n (B) yes", "answer_matching_behavior": "(B)", "answer_not_matching_behavior": "(A)"},
 ]
-
-
-def test_answer_prefix():
-    assert answer_prefix("(A)") == "(A" and answer_prefix(" (B) ") == "(B"
-    assert answer_prefix(" Yes") == "Yes" and answer_prefix("No") == "No"
-    with pytest.raises(BuildError):
-        answer_prefix("  ")
 
 
 def test_caa_vector_is_the_mean_difference_at_the_answer_letter(tiny_model):
@@ -35,12 +28,14 @@ def test_caa_vector_is_the_mean_difference_at_the_answer_letter(tiny_model):
                 acts.append(c[f"resid_post.{L}"][0])
             diffs.append(acts[0] - acts[1])
         assert torch.allclose(v.vector(L), torch.stack(diffs).mean(0), atol=1e-5)
-    assert v.method == "caa" and v.meta["n_positive"] == 3 and v.meta["answer_prefixes"] == ["(A", "(B"]
+    assert v.method == "caa" and v.meta["n_positive"] == 3 and v.meta["answer_tokens"] == ["A", "B"]
     assert v.provenance.model_hash == m.weights_hash and v.provenance.sites == ("resid_post.0", "resid_post.1")
     # the data hash identifies the data
     assert build_caa_vectors(m, RECORDS[:2], layers=[0]).provenance.data_hash != v.provenance.data_hash
-    with pytest.raises(BuildError, match="record 0 is not a CAA A/B record: missing"):
-        caa_items([{"question": "q"}])
+    with pytest.raises(Exception, match="not an A/B record: missing"):
+        build_caa_vectors(m, [{"question": "q"}], layers=[0])
+    with pytest.raises(BuildError, match="no CAA records"):
+        build_caa_vectors(m, [], layers=[0])
 
 
 def test_contrastive_pca_and_diff_in_means(tiny_model):

@@ -1,4 +1,4 @@
-"""Data loaders (shared folder) and the shipped prompt sets."""
+"""Data wrappers over the shipped datasets, and the project's own prompt sets."""
 
 import json
 
@@ -20,6 +20,26 @@ def test_shipped_prompt_sets():
         assert "licence" in doc or "Apache-2.0" in doc["description"]
 
 
+def test_loaders_subsample_reproducibly():
+    for b in CAA_BEHAVIOURS:
+        assert len(load_caa(b, "test")) == 50
+    gen = load_caa("myopic-reward", "generate", n=20, seed=1)
+    assert len(gen) == 20 and gen == load_caa("myopic-reward", "generate", n=20, seed=1)
+    assert set(gen[0]) >= {"question", "answer_matching_behavior", "answer_not_matching_behavior"}
+    st = load_persona_statements("narcissism", n=10)
+    assert sum(r["answer_matching_behavior"] == " Yes" for r in st) == 5  # balanced
+    assert len(load_harmful("jailbreakbench")) == 100 and len(load_harmful("harmful_val", n=5)) == 5
+    assert len(load_harmless(n=7)) == 7
+    with pytest.raises(DataError, match="unknown CAA behaviour"):
+        load_caa("honesty")
+    with pytest.raises(DataError, match="no persona statements 'openness'"):
+        load_persona_statements("openness")
+    with pytest.raises(DataError, match="unknown harmful source"):
+        load_harmful("nope")
+    with pytest.raises(DataError, match="unknown harmless source"):
+        load_harmless("alpaca")
+
+
 def test_data_root_error_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path / "nope"))
     with pytest.raises(DataError, match="set WORKBENCH_DATA"):
@@ -27,28 +47,10 @@ def test_data_root_error_names_the_fix(tmp_path, monkeypatch):
     assert data_root(tmp_path) == tmp_path
 
 
-def test_shared_loaders(shared_data):
-    for b in CAA_BEHAVIOURS:
-        assert len(load_caa(b, "test", root=shared_data)) == 50
-    gen = load_caa("myopic-reward", "generate", root=shared_data, n=20, seed=1)
-    assert len(gen) == 20 and gen == load_caa("myopic-reward", "generate", root=shared_data, n=20, seed=1)
-    st = load_persona_statements("narcissism", root=shared_data, n=10)
-    assert sum(r["answer_matching_behavior"] == " Yes" for r in st) == 5  # balanced
-    assert len(load_harmful("jailbreakbench", root=shared_data)) == 100
-    assert len(load_harmless("val", root=shared_data, n=7)) == 7
-    with pytest.raises(DataError, match="unknown CAA behaviour"):
-        load_caa("honesty", root=shared_data)
-    with pytest.raises(DataError, match="no persona statements 'openness'"):
-        load_persona_statements("openness", root=shared_data)
-    with pytest.raises(DataError, match="unknown harmful source"):
-        load_harmful("nope", root=shared_data)
-
-
-def test_no_harmless_alpaca_text_is_shipped(shared_data):
-    """The Alpaca harmless split (non-commercial upstream) must not be copied into the package."""
-    alpaca = {r["instruction"] for r in json.loads((shared_data / "refusal_direction/splits/harmless_val.json").read_text())}
+def test_alpaca_is_read_from_the_shared_folder_and_never_shipped(shared_data):
+    alpaca = set(load_harmless("alpaca_val", root=shared_data))
+    assert len(load_harmless("alpaca_val", root=shared_data, n=7)) == 7
     shipped = set()
     for f in data.PACKAGE_DATA.glob("*.json"):
-        doc = json.loads(f.read_text())
-        shipped |= set(doc.get("prompts", []))
-    assert not (alpaca & shipped)
+        shipped |= set(json.loads(f.read_text()).get("prompts", []))
+    assert alpaca and not (alpaca & shipped)

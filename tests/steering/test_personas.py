@@ -26,6 +26,8 @@ def test_shipped_personas_are_well_formed():
 
 
 def test_personas_are_our_own_and_map_to_existing_statement_files(shared_data):
+    from workbench import datasets
+
     ours = {s for p in load_personas() for s in p.high + p.low}
     theirs = set()
     for f in (shared_data / "persona_vectors").rglob("*.json"):
@@ -33,7 +35,7 @@ def test_personas_are_our_own_and_map_to_existing_statement_files(shared_data):
             theirs |= {pair["pos"], pair["neg"]}
     assert theirs and not (ours & theirs)  # no system prompt copied from the unlicensed dataset
     for p in load_personas():
-        assert (shared_data / "anthropic_persona" / f"{p.statements}.jsonl").exists(), p.statements
+        assert p.statements in datasets.persona_traits(), p.statements
 
 
 def test_prompt_source_is_the_mean_difference_at_the_last_prompt_token(tiny_model):

@@ -1,12 +1,15 @@
-"""A/B scoring by hand from logits; generation + shared scorers under steering."""
+"""A/B scoring: the fast path's contexts and p(matching) equal the shared scorer; generation + shared
+scorers under steering."""
 
 import numpy as np
 import pytest
 import torch
 
 from steering import Add, steer
-from steering.scoring import ScoringError, ab_prompts, ab_result, ab_scores, generate_and_score, p_matching
+from steering.fastpath import ResidualReplay
+from steering.scoring import ScoringError, ab_prompts, ab_scores, generate_and_score, p_matching
 from workbench.scorers import RefusalScorer
+from workbench.scorers.ab import ab_scores as shared_ab_scores
 
 CAA = [
     {"question": "Q1?\n (A) a\n (B) b", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"},
@@ -20,48 +23,35 @@ YESNO = [{"question": "Is the following statement something you would say?\n\"I 
           "answer_matching_behavior": " No", "answer_not_matching_behavior": " Yes"}]
 
 
-def test_ab_prompts_open_the_answer_and_pick_the_letter_tokens(tiny_model):
-    m = tiny_model("llama")
-    ab = ab_prompts(m, CAA)
-    for it, r, tm, to in zip(ab.items, CAA, ab.matching, ab.other):
-        assert it.assistant_prefix == "("
-        assert m.tokenizer.decode([int(tm)]) == r["answer_matching_behavior"][1]
-        assert m.tokenizer.decode([int(to)]) == r["answer_not_matching_behavior"][1]
-    yn = ab_prompts(m, YESNO)
-    assert yn.items[0].assistant_prefix is None
-    assert [m.tokenizer.decode([int(t)]) for t in yn.matching] == ["Y", "N"]  # byte-level tiny tokenizer
-    with pytest.raises(ScoringError, match="do not differ"):
-        ab_prompts(m, [{"question": "q", "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(A)"}])
-    with pytest.raises(ScoringError, match="missing"):
-        ab_prompts(m, [{"question": "q"}])
-
-
-def test_p_matching_and_ab_scores_by_hand(tiny_model):
+@pytest.mark.parametrize("records", [CAA, YESNO], ids=["caa", "yes_no"])
+def test_fast_path_equals_the_shared_ab_scorer(tiny_model, records):
     m = tiny_model("llama")
     v = torch.randn(m.facts.d_model, generator=torch.Generator().manual_seed(0)) * 4
     op = Add("resid_post.0", v)
-    res = ab_scores(m, CAA, [op])
-    for i, r in enumerate(CAA):
-        toks = m.tokenize(r["question"], chat=True, assistant_prefix="(")
-        with steer(m, op):
-            lg = m.forward(toks, logits="last")[0]
-        a = int(m.tokenizer(m.format_chat(r["question"], assistant_prefix="(") + "A", add_special_tokens=False)["input_ids"][-1])
-        b = int(m.tokenizer(m.format_chat(r["question"], assistant_prefix="(") + "B", add_special_tokens=False)["input_ids"][-1])
-        pa = torch.softmax(torch.stack([lg[a], lg[b]]), 0)[0].item()
-        expect = pa if r["answer_matching_behavior"] == "(A)" else 1 - pa
-        assert res.values[i] == pytest.approx(expect, abs=1e-5)
-    assert res.aggregate.value == pytest.approx(res.values.mean())
-    assert res.aggregate.ci_low <= res.aggregate.value <= res.aggregate.ci_high
-    acc = res.provenance.extra["accuracy"]
-    assert acc["value"] == pytest.approx(np.mean(res.values > 0.5))
-    assert res.provenance.model_hash == m.weights_hash
+    ab = ab_prompts(m, records)
+    for i, r in enumerate(records):
+        text = m.format_chat(r["question"])
+        for toks, key in ((ab.matching, "answer_matching_behavior"), (ab.other, "answer_not_matching_behavior")):
+            seq = m.tokenizer.decode(ab.contexts[i] + [int(toks[i])])
+            assert seq.startswith(text) and (text + r[key].strip()).startswith(seq)
+    shared = shared_ab_scores(m, records, interventions=op.interventions(m), strip_answers=True)
+    ours = ab_scores(m, records, [op])
+    assert np.allclose(ours.values, shared.values) and ours.scorer == "ab"
+    rp = ResidualReplay(m, ab.contexts, "resid_post.0", positions="all", batch_size=2)
+    assert np.allclose(p_matching(rp.last_logits(v), ab), shared.values, atol=1e-5)
+    base = shared_ab_scores(m, records, strip_answers=True)
+    assert np.allclose(p_matching(rp.last_logits(), ab), base.values, atol=1e-5)
+    assert not np.allclose(base.values, shared.values, atol=1e-3)
 
 
-def test_ab_result_constant_values():
-    class AB:
-        records = [{"question": "a"}, {"question": "b"}]
-    r = ab_result(np.array([0.7, 0.7]), AB())
-    assert r.aggregate.value == r.aggregate.ci_low == r.aggregate.ci_high == pytest.approx(0.7)
+def test_caa_contexts_end_with_the_open_parenthesis(smollm):
+    ab = ab_prompts(smollm, CAA)
+    assert smollm.tokenizer.decode(ab.contexts[0][-4:]) == "assistant\n("
+    assert [smollm.tokenizer.decode([int(t)]) for t in ab.matching] == ["A", "B", "A"]
+    yn = ab_prompts(smollm, YESNO)
+    assert [smollm.tokenizer.decode([int(t)]) for t in yn.matching] == ["Yes", "No"]
+    with pytest.raises(ScoringError, match="missing"):
+        ab_prompts(smollm, [{"question": "q"}])
 
 
 def test_generate_and_score_under_steering(tiny_model):
