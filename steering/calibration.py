@@ -35,7 +35,7 @@ from .record import format_items, normalize_items, pad_left
 from .vector import SteeringVector
 
 __all__ = [
-    "ResidualNorms", "residual_norms", "next_token_kl", "prompt_kl", "kl_divergence", "StrengthMatch",
+    "ResidualNorms", "residual_norms", "next_token_kl", "prompt_kl", "prompt_kls", "kl_divergence", "StrengthMatch",
     "match_strength", "CalibrationError",
 ]
 
@@ -165,6 +165,18 @@ def next_token_kl(model: Any, prompts: Any = None, operators: Sequence[Any] = ()
     return kl_divergence(base, new)
 
 
+def prompt_kls(model: Any, systems: Mapping[str, str], prompts: Any = None, *, base_system: str | None = None,
+               batch_size: int = 16) -> dict[str, np.ndarray]:
+    """:func:`prompt_kl` for several system prompts (``{name: system}``), sharing the base pass."""
+    from .data import neutral_prompts
+
+    prompts = neutral_prompts() if prompts is None else prompts
+    base = _last_logits(model, normalize_items(prompts, system=base_system), chat=True, batch_size=batch_size)
+    return {name: kl_divergence(base, _last_logits(model, normalize_items(prompts, system=sysp), chat=True,
+                                                   batch_size=batch_size))
+            for name, sysp in systems.items()}
+
+
 def prompt_kl(model: Any, system: str, prompts: Any = None, *, base_system: str | None = None,
               batch_size: int = 16) -> np.ndarray:
     """Per prompt KL at the next token from the model with ``base_system`` (default: the template's
@@ -181,7 +193,8 @@ class StrengthMatch:
         rows: per vector: ``label``, ``site``, ``norm`` (norm of the added vector), ``multiplier``
             (norm / |v|), ``relative`` (norm / mean residual norm at the site), ``achieved``
             (Estimate of the measure at the matched norm, CI over prompts), ``evaluations``.
-        target: the target value of the measure.
+        target: the target value of the measure (the median if targets differ per vector;
+            each row has its own ``target``).
         measure: ``"kl"`` (mean next-token KL from the unsteered model, nats) or the callable's name.
         positions: the position policy used while matching (use the same when applying).
     """
@@ -205,7 +218,7 @@ class StrengthMatch:
         r = self.row(label)
         v = vector.vector(r["site"]) if isinstance(vector, SteeringVector) else torch.as_tensor(vector)
         return Add(r["site"], v, float(sign) * r["norm"], positions=self.positions if positions is None else positions,
-                   scale="unit", label=f"{label} (matched {self.measure}={self.target:.3g})")
+                   scale="unit", label=f"{label} (matched {self.measure}={r.get('target', self.target):.3g})")
 
     def to_dataframe(self):
         import pandas as pd
@@ -213,7 +226,8 @@ class StrengthMatch:
         recs = []
         for r in self.rows:
             a = r["achieved"]
-            recs.append({"label": r["label"], "site": r["site"], "target": self.target, "measure": self.measure,
+            recs.append({"label": r["label"], "site": r["site"], "target": r.get("target", self.target),
+                         "measure": self.measure,
                          "norm": r["norm"], "multiplier": r["multiplier"], "relative": r.get("relative"),
                          "achieved": a.value, "ci_low": a.ci_low, "ci_high": a.ci_high, "n": a.n,
                          "evaluations": r["evaluations"], "positions": str(self.positions)})
@@ -254,7 +268,7 @@ def _bisect(f: Callable[[float], float], target: float, hi: float, *, rtol: floa
 
 
 def match_strength(model: Any, vectors: Mapping[str, SteeringVector | torch.Tensor], prompts: Any = None, *,
-                   layer: int | str | Site | None = None, target: float = 0.1, measure: Any = "kl",
+                   layer: int | str | Site | None = None, target: float | Mapping[str, float] = 0.1, measure: Any = "kl",
                    positions: Any = "all", sign: float = 1.0, norms: Any = None, chat: bool = True,
                    rtol: float = 0.05, max_iter: int = 20, batch_size: int = 16, seed: int = 0,
                    progress: bool = False) -> StrengthMatch:
@@ -265,7 +279,8 @@ def match_strength(model: Any, vectors: Mapping[str, SteeringVector | torch.Tens
             (a tensor needs ``layer`` as a site, e.g. ``"resid_post.12"``).
         prompts: neutral prompts (default: the shipped set, :func:`steering.data.neutral_prompts`).
         target: the target value: mean next-token KL in nats for ``measure="kl"`` (equal KL
-            from the unsteered model), or the target shift of a callable measure.
+            from the unsteered model), or the target shift of a callable measure; one number
+            for every vector, or ``{label: target}``.
         measure: ``"kl"``, or a callable ``measure(model) -> per-item values`` (e.g. an A/B scorer
             over reference items), evaluated with the steering active; its shift from the
             unsteered value is matched ("equal shift on a reference scorer").
@@ -276,8 +291,13 @@ def match_strength(model: Any, vectors: Mapping[str, SteeringVector | torch.Tens
     from .data import neutral_prompts
 
     check_positions(positions)
-    if target <= 0:
-        raise CalibrationError(f"target must be positive (a KL or a shift in the vector's direction), got {target}")
+    targets = dict(target) if isinstance(target, Mapping) else {label: float(target) for label in vectors}
+    missing = set(vectors) - set(targets)
+    if missing:
+        raise CalibrationError(f"no target for {sorted(missing)}")
+    bad = {k: t for k, t in targets.items() if not t > 0}
+    if bad:
+        raise CalibrationError(f"targets must be positive (a KL, or a shift in the vector's direction); got {bad}")
     prompts = neutral_prompts() if prompts is None else prompts
     items = normalize_items(prompts)
     rows, curves = [], {}
@@ -329,20 +349,22 @@ def match_strength(model: Any, vectors: Mapping[str, SteeringVector | torch.Tens
         else:
             raise CalibrationError(f"measure must be 'kl' or a callable, got {measure!r}")
         ref = float(rp.reference_norm) if measure == "kl" else float(v.norm())
-        c, curve = _bisect(lambda c: float(np.mean(per_item(c))), target, max(ref, 1e-3), rtol=rtol, max_iter=max_iter)
+        c, curve = _bisect(lambda c: float(np.mean(per_item(c))), targets[label], max(ref, 1e-3), rtol=rtol,
+                           max_iter=max_iter)
         rel = None
         if norms is not None:
             from .vector import lookup_norm
 
             rel = c / lookup_norm(norms, site)
-        rows.append({"label": label, "site": site.name, "norm": c, "multiplier": c / float(v.norm()), "relative": rel,
+        rows.append({"label": label, "site": site.name, "target": targets[label], "norm": c, "multiplier": c / float(v.norm()), "relative": rel,
                      "achieved": _estimate_mean(per_item(c), seed, f"matched_{mname}"), "evaluations": len(curve)})
         curves[label] = curve
-    prov = model.provenance(data_hash=data_hash([i.to_dict() for i in items], target, str(positions)), seed=seed,
+    prov = model.provenance(data_hash=data_hash([i.to_dict() for i in items], targets, str(positions)), seed=seed,
                             sites=tuple(sorted({r["site"] for r in rows})),
                             extra={"measure": str(measure if isinstance(measure, str) else measure.__name__),
                                    "sign": sign})
-    return StrengthMatch(rows, float(target), "kl" if measure == "kl" else str(getattr(measure, "__name__", "measure")),
+    return StrengthMatch(rows, float(np.median(list(targets.values()))),
+                         "kl" if measure == "kl" else str(getattr(measure, "__name__", "measure")),
                          positions, prov, curves)
 
 

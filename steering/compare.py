@@ -33,7 +33,7 @@ import numpy as np
 
 from workbench.results import Provenance, data_hash
 
-from .calibration import StrengthMatch, _estimate_mean, match_strength, prompt_kl
+from .calibration import StrengthMatch, _estimate_mean, match_strength, prompt_kls
 from .operators import check_positions
 from .personas import Persona, PersonaVectors, load_personas
 from .scoring import ab_scores, generate_and_score, model_generate_fn
@@ -259,8 +259,8 @@ def persona_comparison(model: Any, personas: Sequence[Persona | str], vectors: P
     notes: list[str] = []
 
     # ---- matched strength
-    pkl = {p.name: _estimate_mean(prompt_kl(model, p.system_prompt(prompt_index), kl_prompts), seed, "prompt_kl")
-           for p in ps}
+    pk = prompt_kls(model, {p.name: p.system_prompt(prompt_index) for p in ps}, kl_prompts)
+    pkl = {n: _estimate_mean(pk[n], seed, "prompt_kl") for n in names}
     if isinstance(strength, StrengthMatch):
         sm, how = strength, "given StrengthMatch"
     else:
@@ -270,26 +270,22 @@ def persona_comparison(model: Any, personas: Sequence[Persona | str], vectors: P
         elif strength == "per_persona_prompt_kl":
             targets = {n: pkl[n].value for n in names}
             how = "each vector matched to its own system prompt's KL"
-        elif isinstance(strength, (int, float)):
+        elif isinstance(strength, (int, float)) and not isinstance(strength, bool):
             targets = {n: float(strength) for n in names}
             how = "fixed target"
         else:
             raise ValueError(f"strength must be 'median_prompt_kl', 'per_persona_prompt_kl', a number or a "
                              f"StrengthMatch; got {strength!r}")
-        rows, curves = [], {}
-        for n in names:
-            one = match_strength(model, {n: vecs[n]}, kl_prompts, layer=layer, target=targets[n],
-                                 positions=positions, norms=norms, seed=seed)
-            rows.extend(one.rows)
-            curves.update(one.curves)
-        sm = StrengthMatch(rows, float(np.median(list(targets.values()))), "kl", positions, one.provenance, curves)
+        sm = match_strength(model, vecs, kl_prompts, layer=layer, target=targets, positions=positions, norms=norms,
+                            seed=seed, progress=progress)
     strength_info = {"target": sm.target, "how": how, "measure": "mean next-token KL(unsteered || steered), nats",
                      "n_prompts": len(kl_prompts), "positions": str(positions), "personas": {}}
     ops = {}
     for n in names:
         r = sm.row(n)
         ops[n] = sm.operator(n, vecs[n], positions=positions)
-        strength_info["personas"][n] = {"prompt_kl": pkl[n], "steer_kl": r["achieved"], "norm": r["norm"],
+        strength_info["personas"][n] = {"prompt_kl": pkl[n], "steer_kl": r["achieved"], "target": r.get("target"),
+                                        "norm": r["norm"],
                                         "multiplier": r["multiplier"], "relative": r.get("relative")}
 
     # ---- score every condition
@@ -303,18 +299,32 @@ def persona_comparison(model: Any, personas: Sequence[Persona | str], vectors: P
     for p, sc in work:
         conds = [Condition("baseline"), Condition("prompt", system=p.system_prompt(prompt_index)),
                  Condition("steer", operators=(ops[p.name],))]
+        failed = False
         for c in conds:
-            scores[(p.name, c.method, sc.name)] = sc.score(model, p, c)
+            try:
+                scores[(p.name, c.method, sc.name)] = sc.score(model, p, c)
+            except ValueError as e:  # e.g. a judge whose every verdict is unparseable: report, do not abort
+                notes.append(f"{sc.name} could not score {p.name}/{c.method}: {e}")
+                failed = True
+        if failed:
+            continue
         base = scores[(p.name, "baseline", sc.name)].values
         for m in ("prompt", "steer"):
-            shifts[(p.name, m, sc.name)] = paired_difference(scores[(p.name, m, sc.name)].values, base, seed=seed,
-                                                             statistic=f"{sc.name} shift ({m} - baseline)")
+            try:
+                shifts[(p.name, m, sc.name)] = paired_difference(scores[(p.name, m, sc.name)].values, base, seed=seed,
+                                                                 statistic=f"{sc.name} shift ({m} - baseline)")
+            except ValueError as e:
+                notes.append(f"{sc.name}: no {m} shift for {p.name}: {e}")
     correlations = {}
     from workbench.stats import StatsError, spearman
 
     for sc in scorers:
-        x = [shifts[(n, "prompt", sc.name)].value for n in names]
-        y = [shifts[(n, "steer", sc.name)].value for n in names]
+        have = [n for n in names if (n, "prompt", sc.name) in shifts and (n, "steer", sc.name) in shifts]
+        if len(have) < len(names):
+            notes.append(f"{sc.name}: correlation over {len(have)} of {len(names)} personas (the others could not be "
+                         f"scored)")
+        x = [shifts[(n, "prompt", sc.name)].value for n in have]
+        y = [shifts[(n, "steer", sc.name)].value for n in have]
         try:
             correlations[sc.name] = spearman(x, y, seed=seed)
         except StatsError as e:

@@ -150,6 +150,8 @@ def plot_persona_comparison(result: Any, ax: "Axes | None" = None) -> "Figure":
     for i, sc in enumerate(result.scorers):
         a = axes[min(i, len(axes) - 1)]
         for p in result.personas:
+            if (p, "prompt", sc) not in result.shifts or (p, "steer", sc) not in result.shifts:
+                continue
             x, y = result.shifts[(p, "prompt", sc)], result.shifts[(p, "steer", sc)]
             a.errorbar([x.value], [y.value], xerr=[[x.value - x.ci_low], [x.ci_high - x.value]],
                        yerr=[[y.value - y.ci_low], [y.ci_high - y.value]], fmt="o", ms=4, capsize=2)
