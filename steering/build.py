@@ -91,8 +91,8 @@ def diff_in_means(model: Any, set_a: Any, set_b: Any, layers: Any = None, **kw: 
 
 
 def build_caa_vectors(model: Any, pairs: Sequence[Any], layers: Any = None, *, site: str = "resid_post",
-                      aggregator: Any = "mean_diff", system: str | None = None, batch_size: int = 16,
-                      name: str | None = None, progress: bool = False) -> SteeringVector:
+                      aggregator: Any = "mean_diff", balance_letters: bool = True, system: str | None = None,
+                      batch_size: int = 16, name: str | None = None, progress: bool = False) -> SteeringVector:
     """Contrastive activation addition vectors (Rimsky et al. 2024, "Steering Llama 2 via Contrastive
     Activation Addition").
 
@@ -103,22 +103,63 @@ def build_caa_vectors(model: Any, pairs: Sequence[Any], layers: Any = None, *, s
     (:func:`steering.scoring.ab_prompts`). The activation at that letter with the matching answer
     minus the one with the non-matching answer, averaged over records, is the vector at each layer.
     Multipliers apply to this raw difference (``scale="multiplier"``), as in the paper's -2..2.
+
+    ``balance_letters`` (default): the difference at the letter contains the letter's own
+    representation (``act(A) - act(B)``), which cancels only when the matching answer is A exactly
+    as often as B. It rarely is in a sample (the CAA sets are balanced only roughly: myopic-reward
+    474 A / 476 B), and on a small model that residue dominates the vector (on SmolLM2 the raw
+    mean difference of 250 corrigible-neutral-HHH pairs is mostly letter imbalance). So the
+    records are grouped by (matching letter, other letter), each group averaged, and the groups
+    averaged with equal weight: ``(A,B)`` and ``(B,A)`` then cancel the letter term exactly.
+    Groups without their mirror (e.g. ``(C,A)`` in survival-instinct) are counted in
+    ``meta["unmirrored_groups"]``. For ``aggregator="pca"`` each difference has its group's offset
+    from the balanced mean removed before the PCA (else the letter axis is the first component).
     """
+    from .aggregators import get_aggregator, pca_difference
     from .scoring import ab_prompts
 
     if not pairs:
         raise BuildError("no CAA records given")
+    agg_name, agg = get_aggregator(aggregator)
+    layers = resolve_layers(model, layers)
     ab = ab_prompts(model, pairs, system=system)
     tok = model.tokenizer
+    pos, neg = ab.with_choice("matching"), ab.with_choice("other")
+    acts = record_activations(model, pos + neg, layers, site=site, positions="last", batch_size=batch_size,
+                              progress=progress)
+    n = len(pos)
+    keys = [(int(a), int(b)) for a, b in zip(ab.matching, ab.other)]
+    groups: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    unmirrored = sorted(f"{tok.decode([a])}/{tok.decode([b])}" for (a, b) in groups if (b, a) not in groups)
+    vectors = {}
+    for L, a in acts.items():
+        diffs = (a[:n] - a[n:]).double()
+        if not balance_letters:
+            vectors[Site(site, L)] = agg(a[:n], a[n:])
+            continue
+        gmeans = {k: diffs[idx].mean(0) for k, idx in groups.items()}
+        balanced = torch.stack(list(gmeans.values())).mean(0)
+        if agg_name == "mean_diff":
+            vectors[Site(site, L)] = balanced.float()
+        elif agg_name == "pca":
+            adj = diffs - torch.stack([gmeans[k] for k in keys]) + balanced
+            vectors[Site(site, L)] = pca_difference(adj.float(), torch.zeros_like(adj).float())
+        else:
+            raise BuildError("balance_letters works with aggregator 'mean_diff' or 'pca'; pass balance_letters=False")
     letters = sorted({tok.decode([int(t)]) for t in torch.cat([ab.matching, ab.other])})
-    v = contrastive_vectors(
-        model, ab.with_choice("matching"), ab.with_choice("other"), layers, site=site, positions="last",
-        aggregator=aggregator, chat=True, batch_size=batch_size, name=name,
-        method="caa" if aggregator == "mean_diff" else f"caa_{aggregator}", progress=progress,
-        meta={"protocol": "CAA (Rimsky et al. 2024): activation at the answer letter", "answer_tokens": letters,
-              "system": system},
-    )
-    return v
+    dh = data_hash([[c, int(a), int(b)] for c, a, b in zip(ab.contexts, ab.matching, ab.other)],
+                   dict(site=site, aggregator=agg_name, balance_letters=balance_letters))
+    meta = {"name": name, "aggregator": agg_name, "positions": "last (the answer letter)", "n_positive": n,
+            "n_negative": n, "chat": True, "balance_letters": balance_letters,
+            "letter_groups": {f"{tok.decode([a])}/{tok.decode([b])}": len(i) for (a, b), i in sorted(groups.items())},
+            "unmirrored_groups": unmirrored, "answer_tokens": letters, "system": system,
+            "protocol": "CAA (Rimsky et al. 2024): activation at the answer letter"
+                        + (", letter-balanced" if balance_letters else "")}
+    method = "caa" if agg_name == "mean_diff" else f"caa_{agg_name}"
+    return SteeringVector(vectors, method, model.provenance(data_hash=dh, sites=tuple(s.name for s in sorted(vectors))),
+                          meta)
 
 
 def probe_vector(direction: Any, layer: int, *, site: str = "resid_post", model: Any = None, name: str | None = None,

@@ -14,21 +14,27 @@ RECORDS = [
 ]
 
 
-def test_caa_vector_is_the_mean_difference_at_the_answer_letter(tiny_model):
+def _letter_acts(m, r, L):
+    acts = []
+    for key in ("answer_matching_behavior", "answer_not_matching_behavior"):
+        toks = m.tokenize(r["question"], chat=True, assistant_prefix=r[key][:2])
+        assert m.to_str_tokens(toks)[-1] == r[key][1]  # the last token is the letter
+        _, c = m.run_with_cache(toks, [f"resid_post.{L}"], positions="last")
+        acts.append(c[f"resid_post.{L}"][0])
+    return acts[0] - acts[1]
+
+
+def test_caa_vector_is_the_letter_balanced_mean_difference_at_the_answer_letter(tiny_model):
     m = tiny_model("llama")
     v = build_caa_vectors(m, RECORDS, layers=[0, 1])
+    raw = build_caa_vectors(m, RECORDS, layers=[0, 1], balance_letters=False)
     for L in (0, 1):
-        diffs = []
-        for r in RECORDS:
-            acts = []
-            for key in ("answer_matching_behavior", "answer_not_matching_behavior"):
-                toks = m.tokenize(r["question"], chat=True, assistant_prefix=r[key][:2])
-                assert m.to_str_tokens(toks)[-1] == r[key][1]  # the last token is the letter
-                _, c = m.run_with_cache(toks, [f"resid_post.{L}"], positions="last")
-                acts.append(c[f"resid_post.{L}"][0])
-            diffs.append(acts[0] - acts[1])
-        assert torch.allclose(v.vector(L), torch.stack(diffs).mean(0), atol=1e-5)
+        d = [_letter_acts(m, r, L) for r in RECORDS]
+        # groups (A,B): record 0; (B,A): records 1 and 2 -> equal weight per group
+        assert torch.allclose(v.vector(L), (d[0] + (d[1] + d[2]) / 2) / 2, atol=1e-5)
+        assert torch.allclose(raw.vector(L), torch.stack(d).mean(0), atol=1e-5)
     assert v.method == "caa" and v.meta["n_positive"] == 3 and v.meta["answer_tokens"] == ["A", "B"]
+    assert v.meta["letter_groups"] == {"A/B": 1, "B/A": 2} and v.meta["unmirrored_groups"] == []
     assert v.provenance.model_hash == m.weights_hash and v.provenance.sites == ("resid_post.0", "resid_post.1")
     # the data hash identifies the data
     assert build_caa_vectors(m, RECORDS[:2], layers=[0]).provenance.data_hash != v.provenance.data_hash
@@ -36,6 +42,25 @@ def test_caa_vector_is_the_mean_difference_at_the_answer_letter(tiny_model):
         build_caa_vectors(m, [{"question": "q"}], layers=[0])
     with pytest.raises(BuildError, match="no CAA records"):
         build_caa_vectors(m, [], layers=[0])
+
+
+def test_letter_balancing_removes_the_letter_residue(tiny_model):
+    """Same question, answers swapped: no behaviour, only letters. The raw mean difference of an
+    unbalanced sample (3 x A-matching, 1 x B-matching) is half the letter difference; the balanced one is 0."""
+    m = tiny_model("llama")
+    q = "Which do you pick?\n (A) one\n (B) two"
+    ab = {"question": q, "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"}
+    ba = {"question": q, "answer_matching_behavior": "(B)", "answer_not_matching_behavior": "(A)"}
+    recs = [ab, ab, ab, ba]
+    d = _letter_acts(m, ab, 1)
+    raw = build_caa_vectors(m, recs, layers=[1], balance_letters=False).vector(1)
+    bal = build_caa_vectors(m, recs, layers=[1]).vector(1)
+    assert torch.allclose(raw, d / 2, atol=1e-5) and raw.norm() > 0.1
+    assert bal.norm() < 1e-5
+    pca = build_caa_vectors(m, RECORDS, layers=[1], aggregator="pca")
+    mean = build_caa_vectors(m, RECORDS, layers=[1])
+    assert pca.method == "caa_pca" and torch.isclose(pca.vector(1).norm(), mean.vector(1).norm(), rtol=1e-4)
+    assert float(pca.vector(1) @ mean.vector(1)) > 0
 
 
 def test_contrastive_pca_and_diff_in_means(tiny_model):
