@@ -125,27 +125,43 @@ class HarmfulScorer(_GenerationScorer):
 
 
 class TraitJudgeScorer(_GenerationScorer):
-    """Answers to open questions, rated 0-100 for the persona's trait by a judge model
-    (:func:`workbench.scorers.make_trait_judge`; Chen et al. 2025's protocol). The judge runs
-    unsteered (after the steering block closes). ``judge_model`` defaults to the model itself,
-    which for a 135M model is a weak judge: say so when reporting."""
+    """Answers to open questions, rated 0-100 for the persona's trait by a judge (Chen et al. 2025's
+    protocol, through :class:`workbench.scorers.TraitScorer`). The judge runs unsteered (after the
+    steering block closes).
+
+    ``mode="logit"`` (default): :func:`steering.scoring.logit_trait_judge` (100 * p(Yes) to "does the
+    reply show the trait?"), which any model can answer; ``mode="generate"``: the shared 0-100 text
+    template (:func:`workbench.scorers.make_trait_judge`), for judge models able to write a score.
+    ``judge_model`` defaults to the model itself; a 135M model is a weak judge: say so when reporting.
+    """
 
     name = "trait"
 
-    def __init__(self, prompts: Sequence[str] | None = None, *, judge_model: Any = None, judge_tokens: int = 5,
-                 **kw: Any):
+    def __init__(self, prompts: Sequence[str] | None = None, *, judge_model: Any = None, mode: str = "logit",
+                 judge_tokens: int = 5, **kw: Any):
         from .data import persona_questions
 
+        if mode not in ("logit", "generate"):
+            raise ValueError(f"mode must be 'logit' or 'generate', got {mode!r}")
         super().__init__(prompts if prompts is not None else persona_questions(), **kw)
-        self.judge_model, self.judge_tokens = judge_model, judge_tokens
+        self.judge_model, self.mode, self.judge_tokens = judge_model, mode, judge_tokens
+
+    def judge(self, model: Any, persona: Persona) -> Any:
+        from workbench.scorers import make_trait_judge
+
+        jm = self.judge_model or model
+        if self.mode == "logit":
+            from .scoring import logit_trait_judge
+
+            return logit_trait_judge(jm, persona.trait, persona.description)
+        return make_trait_judge(model_generate_fn(jm, max_new_tokens=self.judge_tokens), persona.trait,
+                                persona.description)
 
     def score(self, model: Any, persona: Persona, condition: Condition) -> Any:
-        from workbench.scorers import TraitScorer, make_trait_judge
+        from workbench.scorers import TraitScorer
 
         outs = self.completions(model, persona, condition)
-        judge = make_trait_judge(model_generate_fn(self.judge_model or model, max_new_tokens=self.judge_tokens),
-                                 persona.trait, persona.description)
-        return TraitScorer(judge, trait=persona.trait, seed=self.seed)(self.prompts, outs)
+        return TraitScorer(self.judge(model, persona), trait=persona.trait, seed=self.seed)(self.prompts, outs)
 
 
 @dataclass

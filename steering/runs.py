@@ -140,7 +140,7 @@ def run_persona_experiment(model: Any, personas: Sequence[str] | None = None, *,
                               seed=seed, progress=progress)
     settings = {"model": model.name, "layer": layer, "source": source, "n_questions": n_questions, "n_pairs": n_pairs,
                 "max_new_tokens": max_new_tokens, "n_statements": n_statements, "n_harmful": n_harmful,
-                "judge": "the model itself (weak judge)" if judge else None, "positions": positions}
+                "judge": "the model itself, logit Yes/No judge (weak)" if judge else None, "positions": positions}
     res = PersonaExperiment(pv, comp, settings, comp.provenance)
     if out is not None:
         res.save(out)

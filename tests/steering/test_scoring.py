@@ -63,3 +63,20 @@ def test_generate_and_score_under_steering(tiny_model):
         ref = m.generate(["hi", "tell me"], max_new_tokens=4, chat=True)
     assert gen.completions == ref.completions
     assert res.n == 2 and res.scorer == "refusal"
+
+
+def test_logit_trait_judge_by_hand_and_through_the_trait_scorer(tiny_model):
+    from steering.scoring import LOGIT_JUDGE_TEMPLATE, logit_trait_judge
+    from workbench.scorers import TraitScorer
+
+    m = tiny_model("llama")
+    j = logit_trait_judge(m, "calm", "relaxed")
+    prompts, outs = ["q1", "q2"], ["a calm reply", "AAAA!!"]
+    got = j(prompts, outs)
+    y, n = (m.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in ("Yes", "No"))
+    for p, o, g in zip(prompts, outs, got):
+        lg = m.forward(m.tokenize(LOGIT_JUDGE_TEMPLATE.format(prompt=p, output=o, trait="calm", description="relaxed"),
+                                  chat=True), logits="last")[0]
+        assert g == pytest.approx(100 * torch.sigmoid(lg[y] - lg[n]).item(), abs=1e-4)
+    res = TraitScorer(j, trait="calm")(prompts, outs)
+    assert np.allclose(res.values, got) and res.n_unscored == 0
