@@ -62,7 +62,8 @@ class CAAExperiment:
 
 def run_caa_experiment(model: Any, behaviours: Sequence[str] = ("myopic-reward", "sycophancy"), *,
                        layers: Sequence[int] = (6, 9, 12, 15, 18), multipliers: Sequence[float] = (-2, -1, 0, 1, 2),
-                       n_build: int = 150, n_select: int = 30, n_test: int | None = None, positions: Any = "all",
+                       n_build: int = 150, n_select: int = 30, n_test: int | None = None,
+                       positions: Any = "after_instruction", scale: str = "multiplier", norms: Any = None,
                        seed: int = 0, batch_size: int = 8, progress: bool = True,
                        out: str | Path | None = None) -> CAAExperiment:
     """CAA vectors per behaviour, then :func:`steering.sweeps.caa_sweep` with layer selection on held-out pairs."""
@@ -77,10 +78,11 @@ def run_caa_experiment(model: Any, behaviours: Sequence[str] = ("myopic-reward",
         vectors[b] = build_caa_vectors(model, build, layers=list(layers), name=b, batch_size=batch_size,
                                        progress=progress)
     sweep = caa_sweep(model, vectors, tests, list(layers), multipliers, control=True, select_items=selects,
-                      positions=positions, seed=seed, batch_size=batch_size, progress=progress)
+                      positions=positions, scale=scale, norms=norms, seed=seed, batch_size=batch_size,
+                      progress=progress)
     settings = {"model": model.name, "behaviours": list(behaviours), "layers": list(layers),
                 "multipliers": list(multipliers), "n_build": n_build, "n_select": n_select,
-                "n_test": {b: len(t) for b, t in tests.items()}, "positions": positions}
+                "n_test": {b: len(t) for b, t in tests.items()}, "positions": positions, "scale": scale}
     res = CAAExperiment(vectors, sweep, settings, sweep.provenance)
     if out is not None:
         res.save(out)

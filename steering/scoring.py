@@ -46,9 +46,28 @@ class ABPrompts:
     contexts: list[list[int]]  # token ids: prompt + the answers' common prefix
     matching: torch.Tensor  # [n] first token where the matching answer differs
     other: torch.Tensor  # [n] first token where the other answer differs
+    system: str | None = None
 
     def __len__(self) -> int:
         return len(self.contexts)
+
+    def after_instruction(self, model: Any) -> list[int]:
+        """Negative indices of the context tokens after the user's instruction (the template's
+        assistant header and the answers' common prefix, e.g. ``<|im_end|> ... assistant \\n (``): where
+        CAA steers in A/B evaluation ("all token positions after the instruction", Rimsky et al. 2024).
+        Raises if the count differs between items (steer ``"all"`` then)."""
+        from .refusal import post_instruction_positions
+
+        tok = model.tokenizer
+        counts = set()
+        for r, ctx in zip(self.records, self.contexts):
+            base = tok(model.format_chat(r["question"], system=self.system), add_special_tokens=False)["input_ids"]
+            counts.add(len(post_instruction_positions(model)) + len(ctx) - len(base))
+        if len(counts) != 1:
+            raise ScoringError(f"items differ in how many tokens follow the instruction ({sorted(counts)}); "
+                               "use positions='all'")
+        k = counts.pop()
+        return list(range(-k, 0))
 
     def with_choice(self, which: str) -> list[list[int]]:
         """Contexts followed by the matching (``"matching"``) or other (``"other"``) choice token: the
@@ -86,7 +105,7 @@ def ab_prompts(model: Any, records: Sequence[Any], *, system: str | None = None,
         to.append(ib[k])
     if not contexts:
         raise ScoringError("no A/B records given")
-    return ABPrompts(recs, contexts, torch.tensor(tm), torch.tensor(to))
+    return ABPrompts(recs, contexts, torch.tensor(tm), torch.tensor(to), system)
 
 
 def p_matching(logits: torch.Tensor, ab: ABPrompts) -> np.ndarray:

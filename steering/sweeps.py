@@ -178,7 +178,8 @@ def _as_mapping(x: Any, name: str, default_key: str) -> dict:
 
 def caa_sweep(model: Any, vectors: SteeringVector | Mapping[str, SteeringVector], test_items: Any,
               layers: Sequence[int] | None = None, multipliers: Sequence[float] = (-2, -1, 0, 1, 2), *,
-              control: bool = True, select_items: Any = None, positions: Any = "all", scale: str = "multiplier",
+              control: bool = True, select_items: Any = None, positions: Any = "after_instruction",
+              scale: str = "multiplier",
               norms: Any = None, system: str | None = None, control_seed: int = 0, seed: int = 0,
               batch_size: int = 16, progress: bool = False) -> SweepResult:
     """Layer x multiplier sweep of CAA vectors on A/B items (see the module docstring).
@@ -191,11 +192,14 @@ def caa_sweep(model: Any, vectors: SteeringVector | Mapping[str, SteeringVector]
         control: also sweep a random direction of equal norm at each layer.
         select_items: records (or ``{behaviour: records}``) held out from the test items, on which
             the best layer is chosen (effect = p at max multiplier - p at min multiplier).
-        positions: steering position policy (``"all"``: every prompt token, as CAA steers every
-            position after the instruction; ``"generated"``: only the last token).
+        positions: where to steer. ``"after_instruction"`` (default): the tokens after the user's
+            question (the chat template's assistant header and the ``"("``), as CAA steers "all
+            token positions after the instruction" (Rimsky et al. 2024); ``"all"``: every prompt
+            token; ``"generated"``: only the last token; or an index spec.
         scale: ``"multiplier"`` (CAA: alpha * v), ``"unit"``, or ``"relative"`` (with ``norms``).
     """
-    check_positions(positions)
+    if positions != "after_instruction":
+        check_positions(positions)
     vecs = _as_mapping(vectors, "vectors", "behaviour")
     items = _as_mapping(test_items, "test_items", "behaviour")
     if set(vecs) != set(items):
@@ -221,6 +225,9 @@ def caa_sweep(model: Any, vectors: SteeringVector | Mapping[str, SteeringVector]
             abs_cache[b] = (ab_prompts(model, items[b], system=system),
                             ab_prompts(model, sel_items[b], system=system) if b in sel_items else None)
         ab, ab_sel = abs_cache[b]
+        pos_b = ab.after_instruction(model) if positions == "after_instruction" else positions
+        if ab_sel is not None and positions == "after_instruction" and ab_sel.after_instruction(model) != pos_b:
+            raise ValueError("selection and test items differ in the tokens after the instruction; use positions='all'")
         kinds = {"steer": vec.vectors[site]}
         if control:
             kinds["random"] = vec.random_like(control_seed).vectors[site]
@@ -229,16 +236,16 @@ def caa_sweep(model: Any, vectors: SteeringVector | Mapping[str, SteeringVector]
             from .operators import Add
 
             ref = lookup_norm(norms, site) if scale == "relative" else None
-            return Add(site, v, m, positions, scale, ref).added()
+            return Add(site, v, m, pos_b, scale, ref).added()
 
-        rp = ResidualReplay(model, ab.contexts, site, positions=positions, batch_size=batch_size)
+        rp = ResidualReplay(model, ab.contexts, site, positions=pos_b, batch_size=batch_size)
         base = p_matching(rp.last_logits(None), ab)
         for kind, v in kinds.items():
             norms_out[(b, L, kind)] = float(v.norm())
             for m in mults:
                 values[(b, L, m, kind)] = base if m == 0 else p_matching(rp.last_logits(added(v, m)), ab)
         if ab_sel is not None:
-            rs = ResidualReplay(model, ab_sel.contexts, site, positions=positions, batch_size=batch_size)
+            rs = ResidualReplay(model, ab_sel.contexts, site, positions=pos_b, batch_size=batch_size)
             v = kinds["steer"]
             selection.setdefault(b, {})[L] = (p_matching(rs.last_logits(added(v, hi)), ab_sel)
                                               - p_matching(rs.last_logits(added(v, lo)), ab_sel))

@@ -50,6 +50,9 @@ def test_caa_contexts_end_with_the_open_parenthesis(smollm):
     assert [smollm.tokenizer.decode([int(t)]) for t in ab.matching] == ["A", "B", "A"]
     yn = ab_prompts(smollm, YESNO)
     assert [smollm.tokenizer.decode([int(t)]) for t in yn.matching] == ["Yes", "No"]
+    # CAA steers the tokens after the instruction: <|im_end|> \n <|im_start|> ass istant \n (
+    assert ab.after_instruction(smollm) == list(range(-7, 0)) and yn.after_instruction(smollm) == list(range(-6, 0))
+    assert smollm.tokenizer.decode(ab.contexts[0][-7:]) == "<|im_end|>\n<|im_start|>assistant\n("
     with pytest.raises(ScoringError, match="missing"):
         ab_prompts(smollm, [{"question": "q"}])
 

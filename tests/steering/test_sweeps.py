@@ -18,7 +18,7 @@ RECS = [{"question": f"Question number {i}?\n (A) yes\n (B) no", "answer_matchin
 def test_caa_sweep_cells_equal_full_forwards(tiny_model):
     m = tiny_model("llama")
     v = build_caa_vectors(m, RECS[:4], layers=[0, 1]).scaled(20.0)
-    res = caa_sweep(m, {"toy": v}, {"toy": RECS[4:]}, multipliers=[-1, 1], batch_size=1)
+    res = caa_sweep(m, {"toy": v}, {"toy": RECS[4:]}, multipliers=[-1, 1], batch_size=1, positions="all")
     assert res.multipliers == [-1.0, 0.0, 1.0] and res.layers == [0, 1] and res.selection_on == "test_items"
     ctrl = v.random_like(0)
     for L in (0, 1):
@@ -32,6 +32,12 @@ def test_caa_sweep_cells_equal_full_forwards(tiny_model):
     assert res.vector_norms[("toy", 0, "random")] == pytest.approx(res.vector_norms[("toy", 0, "steer")], rel=1e-5)
     # layer selection on held-out items
     sel = caa_sweep(m, v, RECS[4:], layers=[0, 1], multipliers=[-1, 1], control=False, select_items=RECS[:2])
+    # default positions: the tokens after the instruction (template assistant header + "(")
+    toks = m.to_str_tokens(m.tokenize("QQ", chat=True, assistant_prefix="("))
+    k = len(toks) - 1 - toks.index("Q", toks.index("Q") + 1)  # tokens after the instruction "QQ"
+    assert toks[-k] == "<|im_end|>" and toks[-1] == "("
+    ref = ab_scores(m, RECS[4:], [Add("resid_post.1", v.vector(1), 1.0, positions=list(range(-k, 0)))]).values
+    assert np.allclose(sel.values[("behaviour", 1, 1.0, "steer")], ref, atol=1e-5)
     assert sel.selection_on == "select_items" and sel.best_layer("behaviour") in (0, 1)
     assert set(sel.selection["behaviour"]) == {0, 1}
 
