@@ -44,3 +44,25 @@ def test_persona_comparison_six_personas(smollm):
         assert d["steer_kl"].value == pytest.approx(t, rel=0.06)
     # system prompts move the persona statements: the mean prompt shift is positive
     assert np.mean([res.shifts[(p.name, "prompt", "statements")].value for p in ps]) > 0
+
+
+def test_caa_sweep_monotone_with_a_behaviour_smollm_has(smollm):
+    """The sweep machinery on SmolLM2 and CAA data, with a behaviour the model demonstrably has:
+    answering a given letter. Vectors built from CAA records whose matching answer is always "(A)"
+    (so the letter does not cancel) encode "answer A"; on held-out items whose matching answer is
+    "(A)", p(matching) at the best layer rises monotonically with the multiplier, the +max vs -max
+    difference excludes 0, and the equal-norm random direction's does not. (The semantic CAA
+    behaviours do not move SmolLM2's A/B choices: see the steering report.)"""
+    from steering import build_caa_vectors, caa_sweep
+    from steering.data import load_caa
+
+    gen = [r for r in load_caa("myopic-reward", "generate") if r["answer_matching_behavior"] == "(A)"]
+    test = [r for r in load_caa("myopic-reward", "test") if r["answer_matching_behavior"] == "(A)"][:20]
+    v = build_caa_vectors(smollm, gen[:32], layers=[8, 14], batch_size=16)
+    assert v.meta["unmirrored_groups"] == ["A/B"]
+    res = caa_sweep(smollm, {"answer-A": v}, {"answer-A": test}, [8, 14], [-1, -0.5, 0, 0.5, 1],
+                    select_items={"answer-A": gen[32:48]}, batch_size=16)
+    s = res.summary("answer-A")
+    assert s["monotone"], s["curve"]
+    assert s["effect"].ci_low > 0 and s["control_effect"].contains(0.0)
+    assert s["trend"].ci_low > 0 and s["control_trend"].contains(0.0)
