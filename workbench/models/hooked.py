@@ -17,6 +17,10 @@ interventions apply identically in both backends. An intervention's ``positions`
   as in Chen et al. (2025), who add the persona vector "at every decoding step";
 - ``"all"``: both of the above (every prompt token and every generated token);
 - an index spec (int, list, slice, ``"last"``...): those prompt tokens, prefill only.
+
+In a plain forward pass (``forward``, ``run_with_cache``, ``gradients``) the policies mean
+what they mean in generation's prefill: ``"generated"`` is each row's last real token (whose
+logits give the first generated token), ``"prompt"`` and ``"all"`` are every real token.
 """
 
 from __future__ import annotations
@@ -423,7 +427,10 @@ class HookedModel:
             iv.validate(self.facts)
             pos = iv.positions
             if isinstance(pos, str) and pos in GENERATION_POLICIES:
-                pos = "all"
+                # Outside generate(), a forward pass over a prompt is generation's prefill:
+                # "generated" is the position whose logits produce the next token (the last
+                # real token, as in generate's prefill); "prompt" and "all" are every real token.
+                pos = "last" if pos == "generated" else "all"
             mask = resolve_positions(pos, tokens)
             out.append(_Planned(iv, mask))
         return out

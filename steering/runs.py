@@ -1,0 +1,183 @@
+"""End-to-end runs on SmolLM2 and the shipped datasets (:mod:`workbench.datasets`): what the experiments package (or a batch job)
+calls to reproduce the steering results. Each returns a typed result with ``report()``,
+``to_dataframe()`` and ``save(out)``.
+
+- :func:`run_caa_experiment`: CAA vectors from the ``generate`` split (Rimsky et al. 2024), best
+  layer chosen on held-out ``generate`` pairs, layer x multiplier sweep on the 50 ``test`` items
+  with the equal-norm random control.
+- :func:`run_persona_experiment`: persona vectors (Chen et al. 2025) for the shipped personas, then
+  the prompt-vs-steering comparison at matched KL (Persona Non Grata) with the persona-statement
+  A/B scorer, refusal on harmful requests, and a trait judge.
+
+    python -m steering.runs caa --out runs/steering/caa
+    python -m steering.runs personas --out runs/steering/personas
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from workbench.results import Provenance
+
+from .build import build_caa_vectors
+from .compare import HarmfulScorer, PersonaComparison, StatementsScorer, TraitJudgeScorer, persona_comparison
+from .data import load_caa, load_harmful
+from .personas import PersonaVectors, load_personas, persona_vectors
+from .sweeps import SweepResult, caa_sweep
+from .vector import SteeringVector
+
+__all__ = ["CAAExperiment", "run_caa_experiment", "PersonaExperiment", "run_persona_experiment"]
+
+
+@dataclass
+class CAAExperiment:
+    vectors: dict[str, SteeringVector]
+    sweep: SweepResult
+    settings: dict = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def report(self) -> str:
+        head = ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        return f"CAA experiment ({head})\n" + self.sweep.report()
+
+    def to_dataframe(self):
+        return self.sweep.to_dataframe()
+
+    def save(self, out: str | Path) -> Path:
+        from workbench.store import atomic_write_text
+
+        out = Path(out)
+        for b, v in self.vectors.items():
+            v.save(out / "vectors" / b)
+        atomic_write_text(out / "sweep.csv", self.to_dataframe().to_csv(index=False))
+        atomic_write_text(out / "report.txt", self.report() + "\n")
+        from .plots import plot_sweep
+
+        plot_sweep(self.sweep).savefig(out / "sweep.png", dpi=120)
+        return out
+
+
+def run_caa_experiment(model: Any, behaviours: Sequence[str] = ("myopic-reward", "sycophancy"), *,
+                       layers: Sequence[int] = (6, 9, 12, 15, 18), multipliers: Sequence[float] = (-2, -1, 0, 1, 2),
+                       n_build: int = 150, n_select: int = 30, n_test: int | None = None,
+                       positions: Any = "after_instruction", scale: str = "multiplier", norms: Any = None,
+                       seed: int = 0, batch_size: int = 8, progress: bool = True,
+                       out: str | Path | None = None) -> CAAExperiment:
+    """CAA vectors per behaviour, then :func:`steering.sweeps.caa_sweep` with layer selection on held-out pairs."""
+    vectors, tests, selects = {}, {}, {}
+    for b in behaviours:
+        gen = load_caa(b, "generate")
+        idx = list(range(len(gen)))
+        random.Random(seed).shuffle(idx)
+        build = [gen[i] for i in idx[:n_build]]
+        selects[b] = [gen[i] for i in idx[n_build:n_build + n_select]]
+        tests[b] = load_caa(b, "test", n=n_test, seed=seed)
+        vectors[b] = build_caa_vectors(model, build, layers=list(layers), name=b, batch_size=batch_size,
+                                       progress=progress)
+    sweep = caa_sweep(model, vectors, tests, list(layers), multipliers, control=True, select_items=selects,
+                      positions=positions, scale=scale, norms=norms, seed=seed, batch_size=batch_size,
+                      progress=progress)
+    settings = {"model": model.name, "behaviours": list(behaviours), "layers": list(layers),
+                "multipliers": list(multipliers), "n_build": n_build, "n_select": n_select,
+                "n_test": {b: len(t) for b, t in tests.items()}, "positions": positions, "scale": scale}
+    res = CAAExperiment(vectors, sweep, settings, sweep.provenance)
+    if out is not None:
+        res.save(out)
+    return res
+
+
+@dataclass
+class PersonaExperiment:
+    vectors: PersonaVectors
+    comparison: PersonaComparison
+    settings: dict = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def report(self) -> str:
+        head = ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        return f"Persona experiment ({head})\n" + self.comparison.report()
+
+    def to_dataframe(self):
+        return self.comparison.to_dataframe()
+
+    def save(self, out: str | Path) -> Path:
+        from workbench.store import atomic_write_text
+
+        out = Path(out)
+        self.vectors.save(out / "persona_vectors")
+        atomic_write_text(out / "comparison.csv", self.to_dataframe().to_csv(index=False))
+        atomic_write_text(out / "correlations.csv", self.comparison.correlation_table().to_csv(index=False))
+        atomic_write_text(out / "strength.csv", self.comparison.strength_table().to_csv(index=False))
+        atomic_write_text(out / "report.txt", self.report() + "\n")
+        from .plots import plot_persona_comparison
+
+        plot_persona_comparison(self.comparison).savefig(out / "comparison.png", dpi=120)
+        return out
+
+
+def run_persona_experiment(model: Any, personas: Sequence[str] | None = None, *, layer: int = 12,
+                           source: str = "response", n_questions: int = 8, n_pairs: int = 3, max_new_tokens: int = 32,
+                           n_statements: int = 40, n_harmful: int = 16, harmful_source: str = "jailbreakbench",
+                           judge: bool = True, strength: Any = "median_prompt_kl", positions: Any = "all",
+                           seed: int = 0, progress: bool = True,
+                           out: str | Path | None = None) -> PersonaExperiment:
+    """Persona vectors at ``layer`` and the prompt-vs-steering comparison with three scorers."""
+    ps = load_personas(personas)
+    pv = persona_vectors(model, ps, [layer], n_questions=n_questions, n_pairs=n_pairs, source=source,
+                         max_new_tokens=max_new_tokens, seed=seed, progress=progress)
+    scorers: list[Any] = [StatementsScorer(n=n_statements, seed=seed)]
+    if n_harmful:
+        scorers.append(HarmfulScorer(load_harmful(harmful_source, n=n_harmful, seed=seed),
+                                     max_new_tokens=max_new_tokens, seed=seed))
+    if judge:
+        from .data import persona_questions
+
+        # held-out questions: those not used to build the vectors
+        scorers.append(TraitJudgeScorer(persona_questions()[n_questions:n_questions + 8],
+                                        max_new_tokens=max_new_tokens, seed=seed))
+    comp = persona_comparison(model, ps, pv, layer=layer, scorers=scorers, strength=strength, positions=positions,
+                              seed=seed, progress=progress)
+    settings = {"model": model.name, "layer": layer, "source": source, "n_questions": n_questions, "n_pairs": n_pairs,
+                "max_new_tokens": max_new_tokens, "n_statements": n_statements, "n_harmful": n_harmful,
+                "judge": "the model itself, logit Yes/No judge (weak)" if judge else None, "positions": positions}
+    res = PersonaExperiment(pv, comp, settings, comp.provenance)
+    if out is not None:
+        res.save(out)
+    return res
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    import torch
+
+    ap = argparse.ArgumentParser(prog="python -m steering.runs", description=__doc__.splitlines()[0])
+    ap.add_argument("which", choices=["caa", "personas"])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--backend", default="tl")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--behaviours", default="myopic-reward,sycophancy")
+    ap.add_argument("--layers", default="6,9,12,15,18")
+    ap.add_argument("--layer", type=int, default=12)
+    ap.add_argument("--personas", default=None, help="comma-separated names (default: all shipped)")
+    ap.add_argument("--n-build", type=int, default=150)
+    ap.add_argument("--no-judge", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from workbench.models import load
+
+    model = load("smollm2-135m-instruct", backend=args.backend)
+    if args.which == "caa":
+        res = run_caa_experiment(model, args.behaviours.split(","), layers=[int(x) for x in args.layers.split(",")],
+                                 n_build=args.n_build, out=args.out)
+    else:
+        res = run_persona_experiment(model, args.personas.split(",") if args.personas else None, layer=args.layer,
+                                     judge=not args.no_judge, out=args.out)
+    print(res.report())
+
+
+if __name__ == "__main__":
+    _main()

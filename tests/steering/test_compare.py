@@ -1,0 +1,78 @@
+"""Prompt-vs-steering comparison: conditions, matched strength, shifts and the rank correlation."""
+
+import numpy as np
+import pytest
+
+from steering.calibration import next_token_kl, prompt_kl
+from steering.compare import Condition, persona_comparison
+from steering.personas import load_personas, persona_vectors
+from steering.scoring import ab_scores
+from steering.sweeps import paired_difference
+from workbench.stats import spearman
+
+RECS = [{"question": f"Is statement {i} something you would say?", "answer_matching_behavior": " Yes" if i % 2 else " No",
+         "answer_not_matching_behavior": " No" if i % 2 else " Yes"} for i in range(6)]
+KL_PROMPTS = ["hello", "how are you?", "tell me a story", "what is the time"]
+
+
+class ToyScorer:
+    name = "toy"
+
+    def __init__(self):
+        self.seen = []
+
+    def score(self, model, persona, condition):
+        self.seen.append((persona.name, condition.method, condition.system, len(condition.operators)))
+        return ab_scores(model, RECS, condition.operators, system=condition.system)
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model):
+    m = tiny_model("llama")
+    ps = load_personas(["agreeableness", "extraversion", "narcissism", "power_seeking"])
+    pv = persona_vectors(m, ps, [1], questions=["How are you?", "What do you like?"], n_pairs=2, source="prompt")
+    return m, ps, pv
+
+
+def test_conditions_shifts_and_correlation(setup):
+    m, ps, pv = setup
+    sc = ToyScorer()
+    res = persona_comparison(m, ps, pv, layer=1, scorers=[sc], kl_prompts=KL_PROMPTS)
+    # every persona, three methods, the same scorer; the prompt method uses the persona's first high prompt
+    assert len(sc.seen) == 12
+    for p in ps:
+        assert (p.name, "prompt", p.high[0], 0) in sc.seen and (p.name, "baseline", None, 0) in sc.seen
+        assert (p.name, "steer", None, 1) in sc.seen
+    for p in ps:
+        for meth in ("prompt", "steer"):
+            ref = paired_difference(res.scores[(p.name, meth, "toy")].values, res.scores[(p.name, "baseline", "toy")].values)
+            assert res.shifts[(p.name, meth, "toy")].value == pytest.approx(ref.value)
+    x = [res.shifts[(p.name, "prompt", "toy")].value for p in ps]
+    y = [res.shifts[(p.name, "steer", "toy")].value for p in ps]
+    assert res.correlations["toy"].value == pytest.approx(spearman(x, y).value)
+    df = res.to_dataframe()
+    assert len(df) == 12 and set(df.method) == {"baseline", "prompt", "steer"}
+    assert "Spearman" in res.report() and len(res.correlation_table()) == 1
+
+
+def test_matched_strength_is_the_median_prompt_kl(setup):
+    m, ps, pv = setup
+    res = persona_comparison(m, ps, pv, layer=1, scorers=[ToyScorer()], kl_prompts=KL_PROMPTS)
+    pk = [np.mean(prompt_kl(m, p.high[0], KL_PROMPTS)) for p in ps]
+    assert res.strength["target"] == pytest.approx(np.median(pk), rel=1e-6)
+    for p, k in zip(ps, pk):
+        d = res.strength["personas"][p.name]
+        assert d["prompt_kl"].value == pytest.approx(k, rel=1e-6)
+        assert d["steer_kl"].value == pytest.approx(res.strength["target"], rel=0.06)
+    # the steering operator really has that strength through a full forward
+    sc = ToyScorer()
+    res2 = persona_comparison(m, ps[:3], pv, layer=1, scorers=[sc], kl_prompts=KL_PROMPTS,
+                              strength="per_persona_prompt_kl")
+    for p in ps[:3]:
+        d = res2.strength["personas"][p.name]
+        assert d["steer_kl"].value == pytest.approx(d["prompt_kl"].value, rel=0.06)
+        full = next_token_kl(m, KL_PROMPTS, [res2.operators[p.name]])  # through full forwards
+        assert full.mean() == pytest.approx(d["steer_kl"].value, rel=1e-4)
+    assert len(res2.strength_table()) == 3
+    with pytest.raises(ValueError, match="strength must be"):
+        persona_comparison(m, ps, pv, layer=1, scorers=[ToyScorer()], kl_prompts=KL_PROMPTS, strength="max")

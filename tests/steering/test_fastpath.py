@@ -1,0 +1,31 @@
+"""The residual replay equals a full steered forward through each backend."""
+
+import pytest
+import torch
+
+from steering import Add, steer
+from steering.fastpath import ResidualReplay
+
+PROMPTS = ["hello there how are you", "a b c", "The capital of France is"]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "neox"])
+@pytest.mark.parametrize("backend", ["tl", "nnsight"])
+def test_replay_matches_full_forward(tiny_model, arch, backend):
+    m = tiny_model(arch, backend)
+    v = torch.randn(m.facts.d_model, generator=torch.Generator().manual_seed(0)) * 3
+    base = m.forward(m.tokenize(PROMPTS, chat=True), logits="last")
+    for kind in ("resid_pre", "resid_post"):
+        for positions in ("all", "generated", [-2]):
+            site = f"{kind}.0"
+            rp = ResidualReplay(m, PROMPTS, site, positions=positions, batch_size=2)
+            with steer(m, Add(site, v, positions=positions)):
+                full = m.forward(m.tokenize(PROMPTS, chat=True), logits="last")
+            assert (rp.last_logits(v) - full).abs().max() < 1e-4
+            assert (rp.last_logits() - base).abs().max() < 1e-4
+            assert (full - base).abs().max() > 1e-2
+
+
+def test_replay_rejects_other_sites(tiny_model):
+    with pytest.raises(ValueError, match="resid_pre/resid_post"):
+        ResidualReplay(tiny_model("llama"), PROMPTS, "mlp_out.0")
