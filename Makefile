@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 env: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/workbench run cross-check --out runs/demo
+	$(VENV)/bin/workbench run cross-check --out runs/demo --resume
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

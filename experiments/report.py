@@ -39,7 +39,10 @@ def _img(path: Path) -> str:
 def _table_head(path: Path, n: int = 12) -> str:
     import pandas as pd
 
-    df = pd.read_csv(path)
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return f"<p class='note'>{html.escape(path.name)}: empty table</p>"
     more = f"<p class='note'>{len(df)} rows; showing {min(n, len(df))}. Full table: results/…__{html.escape(path.name)}</p>"
     return df.head(n).to_html(index=False, classes="data", border=0, float_format=lambda x: f"{x:.4g}") + more
 

@@ -122,7 +122,7 @@ def run_persona_experiment(model: Any, personas: Sequence[str] | None = None, *,
                            source: str = "response", n_questions: int = 8, n_pairs: int = 3, max_new_tokens: int = 32,
                            n_statements: int = 40, n_harmful: int = 16, harmful_source: str = "jailbreakbench",
                            judge: bool = True, strength: Any = "median_prompt_kl", positions: Any = "all",
-                           seed: int = 0, progress: bool = True,
+                           n_kl_prompts: int | None = None, seed: int = 0, progress: bool = True,
                            out: str | Path | None = None) -> PersonaExperiment:
     """Persona vectors at ``layer`` and the prompt-vs-steering comparison with three scorers."""
     ps = load_personas(personas)
@@ -138,11 +138,17 @@ def run_persona_experiment(model: Any, personas: Sequence[str] | None = None, *,
         # held-out questions: those not used to build the vectors
         scorers.append(TraitJudgeScorer(persona_questions()[n_questions:n_questions + 8],
                                         max_new_tokens=max_new_tokens, seed=seed))
+    kl_prompts = None
+    if n_kl_prompts is not None:
+        from .data import neutral_prompts
+
+        kl_prompts = neutral_prompts()[:n_kl_prompts]
     comp = persona_comparison(model, ps, pv, layer=layer, scorers=scorers, strength=strength, positions=positions,
-                              seed=seed, progress=progress)
+                              kl_prompts=kl_prompts, seed=seed, progress=progress)
     settings = {"model": model.name, "layer": layer, "source": source, "n_questions": n_questions, "n_pairs": n_pairs,
                 "max_new_tokens": max_new_tokens, "n_statements": n_statements, "n_harmful": n_harmful,
-                "judge": "the model itself, logit Yes/No judge (weak)" if judge else None, "positions": positions}
+                "judge": "the model itself, logit Yes/No judge (weak)" if judge else None, "positions": positions,
+                "n_kl_prompts": len(kl_prompts) if kl_prompts is not None else "all shipped neutral prompts"}
     res = PersonaExperiment(pv, comp, settings, comp.provenance)
     if out is not None:
         res.save(out)

@@ -74,7 +74,10 @@ def test_cli_lists_and_refuses():
     r = _cli("models")
     assert r.returncode == 0 and "* smollm2-135m-instruct" in r.stdout and "tiny-llama" in r.stdout
     r = _cli("experiments")
-    assert r.returncode == 0 and "smoke" in r.stdout
+    assert r.returncode == 0
+    for name in ("cross-check", "eval-awareness", "persona-non-grata", "induction-signatures", "preference-dimensions",
+                 "smoke"):
+        assert name in r.stdout
     r = _cli("config", "smoke")
     assert r.returncode == 0 and "[model]" in r.stdout and 'name = "smollm2-135m-instruct"' in r.stdout
     r = _cli("run", "smoke", "--set", "n_ab_itemz=3", "--out", "/tmp/never")

@@ -36,7 +36,7 @@ def test_positions_relative_to_real_tokens(tiny_model):
     assert resolve_positions("all", t).tolist() == t.attention_mask.bool().tolist()
     with pytest.raises(PositionError, match="out of range for prompt 1, which has 2 tokens"):
         resolve_positions(3, t)
-    with pytest.raises(PositionError, match="only applies during generate"):
+    with pytest.raises(PositionError, match="is a policy for interventions"):
         resolve_positions("generated", t)
 
 

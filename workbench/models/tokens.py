@@ -158,8 +158,9 @@ def resolve_positions(spec: PositionSpec, tokens: Tokens) -> torch.Tensor:
         return spec.to(tokens.input_ids.device)
     if spec == "generated":
         raise PositionError(
-            "positions='generated' only applies during generate(); in a forward pass use 'last' "
-            "(the position whose logits predict the next token)"
+            "positions='generated' is a policy for interventions (in a forward pass it means each row's "
+            "last real token); to select token positions use 'last' (the position whose logits predict "
+            "the next token)"
         )
     mask = torch.zeros(b, t, dtype=torch.bool)
     starts, lengths = tokens.starts.tolist(), tokens.lengths.tolist()
