@@ -42,6 +42,22 @@ def test_replay_runs_only_the_steered_positions(tiny_model):
     assert ResidualReplay(m, PROMPTS, site, positions="all")._batches[0][4] == 0  # every column steered: no prefix
 
 
+@pytest.mark.parametrize("positions", ["all", [-2, -1]])
+def test_replays_of_several_sites_share_one_pass(tiny_model, positions):
+    m = tiny_model("llama", "tl")
+    v = torch.randn(m.facts.d_model, generator=torch.Generator().manual_seed(2)) * 3
+    sites = ["resid_post.0", "resid_pre.1", "resid_post.1"]
+    many = ResidualReplay.for_sites(m, PROMPTS, sites, positions=positions, batch_size=2)
+    assert [s.name for s in many] == sites
+    for site, rp in many.items():
+        one = ResidualReplay(m, PROMPTS, site, positions=positions, batch_size=2)
+        assert torch.allclose(rp.last_logits(v), one.last_logits(v), atol=1e-5)
+        assert rp.batch_norms == pytest.approx(one.batch_norms, rel=1e-5)
+        with steer(m, Add(site, v, positions=positions)):
+            full = m.forward(m.tokenize(PROMPTS, chat=True), logits="last")
+        assert (rp.last_logits(v) - full).abs().max() < 1e-4
+
+
 def test_replay_rejects_other_sites(tiny_model):
     with pytest.raises(ValueError, match="resid_pre/resid_post"):
         ResidualReplay(tiny_model("llama"), PROMPTS, "mlp_out.0")
