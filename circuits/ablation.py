@@ -88,16 +88,20 @@ def head_ablation(model: Any, heads: Sequence[Head], method: str = "zero", *, re
     raise ValueError(f"method must be 'zero', 'mean' or 'resample', got {method!r}")
 
 
-def _token_losses(model: Any, tokens: torch.Tensor, interventions: Any = None, batch_size: int = 16) -> torch.Tensor:
-    """``[B, T-1]`` next-token losses (nats) of unpadded token rows."""
-    out = []
+def _token_losses(model: Any, tokens: torch.Tensor, interventions: Any = None, batch_size: int = 16,
+                  predictions: bool = False) -> Any:
+    """``[B, T-1]`` next-token losses (nats) of unpadded token rows; with ``predictions`` also the
+    ``[B, T-1]`` argmax next-token predictions from the same forward passes."""
+    out, preds = [], []
     with torch.inference_mode():
         for i in range(0, tokens.shape[0], batch_size):
             ids = tokens[i:i + batch_size]
             logits = model.forward(ids, interventions=interventions).float()
             lp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0]
             out.append(-lp.cpu())
-    return torch.cat(out)
+            if predictions:
+                preds.append(logits[:, :-1].argmax(-1).cpu())
+    return (torch.cat(out), torch.cat(preds)) if predictions else torch.cat(out)
 
 
 def repeated_half_loss(model: Any, tokens: torch.Tensor, half: int, interventions: Any = None
@@ -105,16 +109,13 @@ def repeated_half_loss(model: Any, tokens: torch.Tensor, half: int, intervention
     """Per-sequence mean loss and copy accuracy on the second copy of ``[BOS?] + s + s`` (``len(s) == half``).
 
     The first token of the second copy is excluded (nothing before it predicts it); the loss is over the
-    remaining ``half - 1`` tokens, each predictable by induction.
+    remaining ``half - 1`` tokens, each predictable by induction. Both come from one forward pass per batch.
     """
     T = tokens.shape[1]
     start = T - half + 1  # index of the second token of the second copy
-    losses = _token_losses(model, tokens, interventions)  # losses[:, t] predicts token t + 1
+    losses, preds = _token_losses(model, tokens, interventions, predictions=True)  # [:, t] predicts token t + 1
     sel = losses[:, start - 1:]
-    with torch.inference_mode():
-        logits = model.forward(tokens, interventions=interventions)
-    pred = logits[:, start - 1:-1].argmax(-1).cpu()
-    acc = (pred == tokens[:, start:].cpu()).float().mean(1)
+    acc = (preds[:, start - 1:] == tokens[:, start:].cpu()).float().mean(1)
     return sel.mean(1), acc
 
 

@@ -373,6 +373,5 @@ def _replay(model: Any, items: Sequence[Any], site: Site, positions: Any, chat: 
 
     rp = ResidualReplay(model, items, site, positions=positions, chat=chat, batch_size=batch_size)
     # a natural starting scale for the bisection: the mean residual norm at the site
-    norms = [float(h.float().norm(dim=-1)[t.attention_mask.bool()].mean()) for _, t, h, _ in rp._batches]
-    rp.reference_norm = float(np.mean(norms))
+    rp.reference_norm = float(np.mean(rp.batch_norms))
     return rp

@@ -3,8 +3,9 @@
 - :func:`caa_sweep`: the CAA evaluation (Rimsky et al. 2024): for each behaviour, layer and
   multiplier, ``p(matching)`` on held-out A/B items (next-token logits over the two answer
   letters, steering at ``positions``, default every token), and the same with a random direction
-  of equal norm at each layer. Each layer costs one unsteered pass up to the layer; each
-  coefficient then runs only the layers after it (:class:`~steering.fastpath.ResidualReplay`).
+  of equal norm at each layer. One unsteered pass over the items serves every layer; each
+  coefficient then runs only the layers after the steered one, and only the steered positions
+  when they are the last tokens (:class:`~steering.fastpath.ResidualReplay`).
   The best layer is chosen on ``select_items`` when given (held out from the test items; else on
   the test items themselves, which is optimistic and flagged).
 - :func:`generation_sweep`: the same grid for free text: batched KV-cached generation under each
@@ -212,11 +213,13 @@ def caa_sweep(model: Any, vectors: SteeringVector | Mapping[str, SteeringVector]
     norms_out: dict = {}
     all_layers: set[int] = set()
     work = [(b, L) for b in vecs for L in (vecs[b].layers if layers is None else layers)]
+    layers_of = {b: [L for bb, L in work if bb == b] for b in vecs}
     if progress:
         from tqdm.auto import tqdm
 
         work = tqdm(work, desc="caa sweep", unit="layer")
     abs_cache: dict[str, Any] = {}
+    replays: dict[str, tuple] = {}  # per behaviour: {site: ResidualReplay} for test and selection items
     for b, L in work:
         vec = vecs[b]
         site = vec.site_at(L)
@@ -238,14 +241,19 @@ def caa_sweep(model: Any, vectors: SteeringVector | Mapping[str, SteeringVector]
             ref = lookup_norm(norms, site) if scale == "relative" else None
             return Add(site, v, m, pos_b, scale, ref).added()
 
-        rp = ResidualReplay(model, ab.contexts, site, positions=pos_b, batch_size=batch_size)
+        if b not in replays:  # one unsteered pass per item set serves every layer
+            sites_b = [vec.site_at(x) for x in layers_of[b]]
+            replays[b] = (ResidualReplay.for_sites(model, ab.contexts, sites_b, positions=pos_b, batch_size=batch_size),
+                          ResidualReplay.for_sites(model, ab_sel.contexts, sites_b, positions=pos_b,
+                                                   batch_size=batch_size) if ab_sel is not None else None)
+        rp = replays[b][0][site]
         base = p_matching(rp.last_logits(None), ab)
         for kind, v in kinds.items():
             norms_out[(b, L, kind)] = float(v.norm())
             for m in mults:
                 values[(b, L, m, kind)] = base if m == 0 else p_matching(rp.last_logits(added(v, m)), ab)
         if ab_sel is not None:
-            rs = ResidualReplay(model, ab_sel.contexts, site, positions=pos_b, batch_size=batch_size)
+            rs = replays[b][1][site]
             v = kinds["steer"]
             selection.setdefault(b, {})[L] = (p_matching(rs.last_logits(added(v, hi)), ab_sel)
                                               - p_matching(rs.last_logits(added(v, lo)), ab_sel))

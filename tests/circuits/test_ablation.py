@@ -71,3 +71,24 @@ def test_repeated_half_and_protocol_bookkeeping(tiny_model):
     b = res.behaviour
     assert b is not None and len(b["random"]) == 3 and b["clean"].aggregate.n == 6
     assert "targeted - random" in res.summary()
+
+
+def test_repeated_half_loss_by_hand_in_one_forward(tiny_model, monkeypatch):
+    from circuits import repeated_random_tokens
+
+    model = tiny_model("llama", "tl")
+    half = 6
+    toks = repeated_random_tokens(model, 3, half, seed=0)
+    ivs = head_ablation(model, [(1, 0)], "zero")
+    with torch.inference_mode():
+        logits = model.forward(toks, interventions=ivs).float()
+    start = toks.shape[1] - half + 1
+    lp = logits[:, :-1].log_softmax(-1).gather(-1, toks[:, 1:, None])[..., 0]
+    want_loss = -lp[:, start - 1:].mean(1)
+    want_acc = (logits[:, start - 1:-1].argmax(-1) == toks[:, start:]).float().mean(1)
+    calls = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    loss, acc = repeated_half_loss(model, toks, half, ivs)
+    assert len(calls) == 1  # loss and copy accuracy from the same forward pass
+    assert torch.allclose(loss, want_loss, atol=1e-5) and torch.equal(acc, want_acc)
