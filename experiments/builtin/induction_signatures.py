@@ -46,11 +46,13 @@ def run(ctx: RunContext, cfg: InductionSignaturesConfig) -> None:
         return
     from circuits import induction_model_dir
 
-    d = induction_model_dir()
-    if not (d / "config.json").exists():
+    try:
+        d = induction_model_dir()
+    except FileNotFoundError as e:
+        msg = str(e)
         ctx.step("induction-model", lambda w: (w.section(Section(
-            "Shipped induction model", f"Skipped: the project's 2-layer induction model is not in this checkout ({d}).",
-            notes=["train it with `python -m circuits.train_induction --out " + str(d) + "`"])), {})[1])
+            "Shipped induction model", "Skipped: the project's 2-layer induction model is not in this checkout.",
+            notes=[msg])), {})[1])
         return
     small = ctx.model(str(d))
     studies.induction_study(ctx, small, n_top=2, n_random=min(6, small.n_layers * small.facts.n_heads - 2),

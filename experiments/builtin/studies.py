@@ -294,7 +294,7 @@ def induction_protocol_study(ctx: Any, m: Any, *, k_percent: float = 2.0, n_rand
                            "heads": [",".join(f"L{l}H{h}" for l, h in hs) for _, hs in sets]})
         cc = CrossCheck.from_measurements(df["set"], df["summed_induction_score"], df["copy_logprob_drop"],
                                           internal_name="summed induction score", behavioural_name="copying log p drop",
-                                          unit_name="ablated set", seed=seed, min_units=min(10, len(df)),
+                                          unit_name="ablated set", seed=seed,
                                           provenance=m.provenance(seed=seed, extra={"study": "induction_protocol"}))
         metrics = {"loss increase, targeted": res.effect_targeted.to_dict(),
                    "loss increase, random (mean of sets)": res.effect_random.to_dict(),
@@ -627,12 +627,13 @@ def preference_study(ctx: Any, m: Any, *, dimensions: Sequence[str] | None = Non
         L = res.best["harmlessness"][0]
         li = sw.layers.index(L)
         ds = build_preference_set("harmlessness", split, seed=seed, limit=limit)
-        test = np.asarray(sw.test)
+        test = np.flatnonzero(np.asarray(sw.test, bool))
         scores = np.asarray(sw.test_scores["logistic"][li], float)
         exs = [ds.examples[i] for i in test]
-        lp = continuation_logprobs(m, [e.prompt for e in exs], [e.output for e in exs])
-        ntok = np.maximum(np.asarray(lp.n_tokens if hasattr(lp, "n_tokens") else [1] * len(exs), float), 1)
-        per_tok = np.asarray(lp.total, float) / ntok
+        chat = bool(ds.chat) if ds.chat is not None else not isinstance(exs[0].prompt, str)
+        lp = continuation_logprobs(m, [e.prompt for e in exs], [e.output for e in exs], chat=chat,
+                                   **({"system": ds.system} if chat and ds.system else {}))
+        per_tok = np.asarray(lp.mean_per_token, float)
         by = {}
         for e, s, l in zip(exs, scores, per_tok):
             by.setdefault(e.group, {})[e.label] = (s, l)
