@@ -33,6 +33,9 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
+notebooks: $(STAMP)
+	$(PY) -m pytest -q tests/test_notebooks.py
+
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 

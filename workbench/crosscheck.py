@@ -203,11 +203,18 @@ class CrossCheck:
                     f"{'is' if len(constant) == 1 else 'are'} constant across the {n} {unit_name}s"
                 )
             else:
-                correlation = fn(
-                    x, y, confidence=confidence, n_resamples=n_resamples,
-                    n_permutations=n_permutations, seed=seed,
-                )
-                verdict, reason = _verdict(correlation, expected_sign, null_band, alpha, n, unit_name)
+                try:
+                    correlation = fn(
+                        x, y, confidence=confidence, n_resamples=n_resamples,
+                        n_permutations=n_permutations, seed=seed,
+                    )
+                except StatsError as e:
+                    # e.g. heavy ties: too many bootstrap resamples with a constant measurement. The
+                    # interval is undefined, so no verdict: say why instead of failing the caller.
+                    correlation = None
+                    verdict, reason = "inconclusive", f"{label} interval undefined: {e}"
+                else:
+                    verdict, reason = _verdict(correlation, expected_sign, null_band, alpha, n, unit_name)
 
         # --- kappa ------------------------------------------------------------------------------
         kappa = None

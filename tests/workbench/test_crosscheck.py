@@ -209,3 +209,15 @@ def test_import_has_no_side_effects():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+
+
+def test_heavily_tied_measurement_is_inconclusive_not_an_error():
+    # 12 units, the internal measurement takes one value at 10 of them: more than 5% of bootstrap
+    # resamples are constant, so the interval is undefined; the verdict says so instead of raising.
+    x = np.array([5.0] * 10 + [1.0, 2.0])
+    y = np.arange(12, dtype=float)
+    with pytest.raises(StatsError, match="undefined statistic"):
+        spearman(x, y, seed=0)
+    cc = CrossCheck.from_measurements(range(12), x, y, seed=0)
+    assert cc.verdict == "inconclusive" and cc.correlation is None
+    assert "interval undefined" in cc.reason and "undefined statistic" in cc.reason
