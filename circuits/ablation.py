@@ -29,6 +29,7 @@ Enough" (2025) ablates the top 2% induction heads *per layer* and compares with 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -88,15 +89,32 @@ def head_ablation(model: Any, heads: Sequence[Head], method: str = "zero", *, re
     raise ValueError(f"method must be 'zero', 'mean' or 'resample', got {method!r}")
 
 
+def _rows(model: Any, interventions: Any, i: int, j: int, B: int) -> Any:
+    """The interventions for rows ``i:j`` of a ``B``-row batch: full-activation values with one row per input
+    (resample ablation, patching in another batch's activations) are sliced to the same rows."""
+    if interventions is None:
+        return None
+    single = isinstance(interventions, Intervention)
+    out = []
+    for iv in ([interventions] if single else list(interventions)):
+        v = iv.value
+        if (isinstance(iv, Intervention) and isinstance(v, torch.Tensor)
+                and v.ndim == len(iv.feature_shape(model.facts)) + 2 and v.shape[0] == B):
+            iv = dataclasses.replace(iv, value=v[i:j])
+        out.append(iv)
+    return out[0] if single else out
+
+
 def _token_losses(model: Any, tokens: torch.Tensor, interventions: Any = None, batch_size: int = 16,
                   predictions: bool = False) -> Any:
     """``[B, T-1]`` next-token losses (nats) of unpadded token rows; with ``predictions`` also the
     ``[B, T-1]`` argmax next-token predictions from the same forward passes."""
     out, preds = [], []
+    B = tokens.shape[0]
     with torch.inference_mode():
-        for i in range(0, tokens.shape[0], batch_size):
+        for i in range(0, B, batch_size):
             ids = tokens[i:i + batch_size]
-            logits = model.forward(ids, interventions=interventions).float()
+            logits = model.forward(ids, interventions=_rows(model, interventions, i, i + len(ids), B)).float()
             lp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0]
             out.append(-lp.cpu())
             if predictions:

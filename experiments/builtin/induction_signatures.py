@@ -54,8 +54,9 @@ def run(ctx: RunContext, cfg: InductionSignaturesConfig) -> None:
             "Shipped induction model", "Skipped: the project's 2-layer induction model is not in this checkout.",
             notes=[msg])), {})[1])
         return
-    small = ctx.model(str(d))
+    small = ctx.model(str(d))  # trained on 64-token sequences: repeated halves of 25 tokens (1 + 2 x 25 <= 64)
     studies.induction_study(ctx, small, n_top=2, n_random=min(6, small.n_layers * small.facts.n_heads - 2),
-                            n_seqs=cfg.n_seqs, n_copy=cfg.n_copy, seed=s, step="induction-model-heads")
+                            n_seqs=cfg.n_seqs, half=25, n_copy=cfg.n_copy, seed=s, step="induction-model-heads")
     studies.induction_protocol_study(ctx, small, k_percent=25.0, n_random=cfg.n_random_sets,
-                                     n_seqs=cfg.protocol_seqs, icl=False, seed=s, step="induction-model-protocol")
+                                     n_seqs=cfg.protocol_seqs, half=25, icl=False, seed=s,
+                                     step="induction-model-protocol")

@@ -92,3 +92,18 @@ def test_repeated_half_loss_by_hand_in_one_forward(tiny_model, monkeypatch):
     loss, acc = repeated_half_loss(model, toks, half, ivs)
     assert len(calls) == 1  # loss and copy accuracy from the same forward pass
     assert torch.allclose(loss, want_loss, atol=1e-5) and torch.equal(acc, want_acc)
+
+
+def test_resample_ablation_on_more_rows_than_one_chunk(tiny_model):
+    """repeated_half_loss runs in chunks of 16 rows; a resample ablation's per-row values follow the chunks."""
+    from circuits import repeated_random_tokens
+    from circuits.ablation import _token_losses
+
+    model = tiny_model("llama", "tl")
+    toks = repeated_random_tokens(model, 20, 6, seed=0)
+    ivs = head_ablation(model, [(1, 0), (0, 2)], "resample", reference=toks, seed=1)
+    chunked = _token_losses(model, toks, ivs, batch_size=16)
+    whole = _token_losses(model, toks, ivs, batch_size=20)
+    assert torch.allclose(chunked, whole, atol=1e-5)
+    loss, _ = repeated_half_loss(model, toks, 6, ivs)
+    assert loss.shape == (20,)
