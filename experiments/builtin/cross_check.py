@@ -26,7 +26,7 @@ class EvalAwarenessSection:
     enabled: bool = True
     layers: list[int] = field(default_factory=lambda: list(range(0, 30, 3)) + [29])
     n_topics: int = 20
-    n_harmful: int = 32
+    n_harmful: int = 64
     max_new_tokens: int = 24
     artifact: bool = True
 
@@ -34,8 +34,7 @@ class EvalAwarenessSection:
 @dataclass
 class PersonaSection:
     enabled: bool = True
-    personas: list[str] = field(default_factory=lambda: ["agreeableness", "extraversion", "neuroticism",
-                                                         "narcissism", "psychopathy", "power_seeking"])
+    personas: list[str] = field(default_factory=list)  # empty: every shipped persona (10)
     layer: int = 12
     n_questions: int = 4
     n_pairs: int = 2
@@ -91,7 +90,7 @@ def run(ctx: RunContext, cfg: CrossCheckConfig) -> None:
                                      seed=s)
     if cfg.personas.enabled:
         p = cfg.personas
-        studies.persona_study(ctx, m, personas=p.personas, layer=min(p.layer, m.n_layers - 1),
+        studies.persona_study(ctx, m, personas=p.personas or None, layer=min(p.layer, m.n_layers - 1),
                               n_questions=p.n_questions, n_pairs=p.n_pairs, n_statements=p.n_statements,
                               n_harmful=p.n_harmful, max_new_tokens=p.max_new_tokens, judge=p.judge,
                               n_kl_prompts=p.n_kl_prompts, seed=s)
