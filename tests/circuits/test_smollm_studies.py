@@ -81,7 +81,7 @@ def test_attribution_agreement_with_exact_patching(smollm, out_dir, task):
 
 
 def test_icl_score_and_protocol(smollm, shared_data, out_dir):
-    texts = long_texts(smollm, 6, 501, data_dir=shared_data)
+    texts = long_texts(smollm, 6, 520, data_dir=shared_data)  # icl_score needs late + window + 1 = 506 tokens
     icl = icl_score(smollm, texts, early=50, late=500, window=5)
     print(f"\nSmolLM2 ICL score (loss at token 500 - token 50, +-5 token window, {len(texts)} HH-RLHF texts): "
           f"{_fmt(icl.estimate)}")
