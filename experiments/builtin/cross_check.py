@@ -26,7 +26,7 @@ class EvalAwarenessSection:
     enabled: bool = True
     layers: list[int] = field(default_factory=lambda: list(range(0, 30, 3)) + [29])
     n_topics: int = 20
-    n_harmful: int = 64
+    n_harmful: int = 64  # at most: the harmful_val split holds 39, all used
     max_new_tokens: int = 24
     artifact: bool = True
 
