@@ -30,11 +30,11 @@ import torch
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
 
-from .calibration import _estimate_mean, kl_divergence
+from .calibration import _estimate_mean, _last_logits, kl_divergence
 from .fastpath import ResidualReplay
 from .layer_matching import resolve_layers
-from .operators import Ablate, Add, steer
-from .record import format_items, normalize_items, pad_left, record_activations
+from .operators import Ablate, Add
+from .record import normalize_items, record_activations
 from .vector import SteeringVector
 
 __all__ = ["RefusalDirectionResult", "refusal_direction", "refusal_tokens", "refusal_scores",
@@ -83,16 +83,8 @@ def refusal_scores(model: Any, prompts: Sequence[str], operators: Sequence[Any] 
 
 
 def _logits(model: Any, prompts: Sequence[str], operators: Sequence[Any], batch_size: int) -> torch.Tensor:
-    _, ids, _ = format_items(model, normalize_items(list(prompts)), chat=True)
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    out: list[Any] = [None] * len(ids)
-    with steer(model, *operators):
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            lg = model.forward(pad_left(model, [ids[i] for i in idx]), logits="last").float().cpu()
-            for j, i in enumerate(idx):
-                out[i] = lg[j]
-    return torch.stack(out)
+    """Last-token logits of the chat-formatted prompts under ``operators`` (input order)."""
+    return _last_logits(model, normalize_items(list(prompts)), chat=True, batch_size=batch_size, operators=operators)
 
 
 @dataclass
