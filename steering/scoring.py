@@ -27,6 +27,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from workbench.scorers.ab import ABFormatError, _context_and_choices
+
 from .data import as_record
 from .operators import interventions_for, steer
 
@@ -79,7 +81,6 @@ class ABPrompts:
 def ab_prompts(model: Any, records: Sequence[Any], *, system: str | None = None, chat: bool = True,
                strip_answers: bool = True) -> ABPrompts:
     """Contexts and choice tokens for A/B records (dicts or ``ABItem``), as the shared A/B scorer builds them."""
-    tok = model.tokenizer
     recs = [as_record(r) for r in records]
     contexts, tm, to = [], [], []
     for i, r in enumerate(recs):
@@ -90,19 +91,15 @@ def ab_prompts(model: Any, records: Sequence[Any], *, system: str | None = None,
         if strip_answers:
             a, b = a.strip(), b.strip()
         text = model.format_chat(q, system=system) if chat else q
-        ia = tok(text + a, add_special_tokens=False)["input_ids"]
-        ib = tok(text + b, add_special_tokens=False)["input_ids"]
-        k = 0
-        while k < min(len(ia), len(ib)) and ia[k] == ib[k]:
-            k += 1
-        if k == len(ia) or k == len(ib):
-            raise ScoringError(f"record {i}: answers {a!r} and {b!r} do not differ in a token of their own")
-        ctx = ia[:k]
+        try:  # the shared A/B scorer's context and choice tokens
+            ctx, choice_a, choice_b = _context_and_choices(model, text, a, b)
+        except ABFormatError as e:
+            raise ScoringError(f"record {i}: {e}") from None
         if not chat and model.prepend_bos and model.facts.bos_token_id is not None:
             ctx = [model.facts.bos_token_id] + ctx
         contexts.append(ctx)
-        tm.append(ia[k])
-        to.append(ib[k])
+        tm.append(choice_a)
+        to.append(choice_b)
     if not contexts:
         raise ScoringError("no A/B records given")
     return ABPrompts(recs, contexts, torch.tensor(tm), torch.tensor(to), system)
