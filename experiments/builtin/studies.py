@@ -220,12 +220,11 @@ def induction_study(ctx: Any, m: Any, *, n_top: int = 10, n_random: int = 10, n_
         rand = [rest[int(i)] for i in rng.choice(len(rest), size=min(n_random, len(rest)), replace=False)]
         prompts, conts = copy_task(m, n=n_copy, seed=seed + 1)
         ctx.record_data("copy_task", prompts, conts)
-        base = continuation_logprobs(m, prompts, conts).total / np.array([len(m.tokenizer.encode(c, add_special_tokens=False)) for c in conts])
-        ntok = np.array([len(m.tokenizer.encode(c, add_special_tokens=False)) for c in conts])
+        base = continuation_logprobs(m, prompts, conts).mean_per_token
         rows = []
         for grp, heads in (("top", top), ("random", rand)):
             for (l, h) in heads:
-                ab = continuation_logprobs(m, prompts, conts, interventions=head_ablation(m, [(l, h)])).total / ntok
+                ab = continuation_logprobs(m, prompts, conts, interventions=head_ablation(m, [(l, h)])).mean_per_token
                 drop = base - ab
                 rows.append({"head": f"L{l}H{h}", "layer": l, "index": h, "set": grp, "induction_score": float(ind[l, h]),
                              "logprob_drop_per_token": float(drop.mean()), "drop_stderr": float(drop.std(ddof=1) / np.sqrt(len(drop)))})
