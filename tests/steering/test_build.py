@@ -57,6 +57,13 @@ def test_letter_balancing_removes_the_letter_residue(tiny_model):
     bal = build_caa_vectors(m, recs, layers=[1]).vector(1)
     assert torch.allclose(raw, d / 2, atol=1e-5) and raw.norm() > 0.1
     assert bal.norm() < 1e-5
+    # a group without its mirror ((C, A): nothing cancels its letter term) is left out
+    q3 = q + "\n (C) three"
+    recs3 = [{"question": q3, "answer_matching_behavior": a, "answer_not_matching_behavior": b}
+             for a, b in [("(A)", "(B)"), ("(B)", "(A)"), ("(C)", "(A)")]]
+    v3 = build_caa_vectors(m, recs3, layers=[1])
+    assert v3.vector(1).norm() < 1e-5 and v3.meta["unmirrored_groups"] == ["C/A"] and v3.meta["n_excluded"] == 1
+    assert build_caa_vectors(m, recs3, layers=[1], balance_letters=False).vector(1).norm() > 0.1
     pca = build_caa_vectors(m, RECORDS, layers=[1], aggregator="pca")
     mean = build_caa_vectors(m, RECORDS, layers=[1])
     assert pca.method == "caa_pca" and torch.isclose(pca.vector(1).norm(), mean.vector(1).norm(), rtol=1e-4)
