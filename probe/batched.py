@@ -184,7 +184,8 @@ class _Rows:
     statistics pass then streams the dense rows in small chunks); streamed chunks drop the
     unused rows as they arrive."""
 
-    def __init__(self, feats: FeatureSource, used: torch.Tensor, device: torch.device, chunk_rows: int):
+    def __init__(self, feats: FeatureSource, used: torch.Tensor, device: torch.device, chunk_rows: int,
+                 passes: bool = True):
         self.feats, self.device, self.chunk = feats, device, chunk_rows
         used_cpu = used.cpu()
         self.x = None
@@ -194,13 +195,11 @@ class _Rows:
             frac = float(used_cpu.float().mean())
             if frac <= _GATHER_MAX_FRACTION and x.numel() * frac * 4 <= _GATHER_MAX_BYTES:
                 idx = torch.nonzero(used_cpu).flatten()
-                if device.type == "cpu" and _onednn_pass_ok():
+                if passes and device.type == "cpu" and _onednn_pass_ok():
                     # the copy is made anyway: make it in oneDNN's layout, one layer at a time (its
                     # products ran ~1.4x faster per pass than MKL's batched GEMM); the statistics
                     # pass streams the dense rows in small chunks
-                    self.mk = [x[layer].index_select(0, idx).to(torch.float32).contiguous().to_mkldnn()
-                               for layer in range(x.shape[0])]
-                    self.chunk = max(16, _STATS_ROWS_BYTES // (4 * feats.n_layers * feats.d))
+                    self.mk, self.mk_idx = [], idx  # filled by gathered_layers() in the statistics pass
                 else:
                     x = x.index_select(1, idx)  # every pass skips the unused rows
             else:
@@ -212,6 +211,19 @@ class _Rows:
         self.all = self.n_used == feats.n
         self.pos = torch.full((feats.n,), -1, dtype=torch.long)
         self.pos[used_cpu] = torch.arange(self.n_used)
+
+    def gathered_layers(self) -> Iterator[tuple[int, torch.Tensor]]:
+        """oneDNN mode, once: each layer's used rows as a dense ``[n_used, d]`` block (valid until
+        the next one; the statistics pass reads it while it is in cache), then kept in oneDNN's
+        layout in ``self.mk``."""
+        x, buf = self.feats.x, torch.empty(self.n_used, self.feats.d)
+        for layer in range(x.shape[0]):
+            if x.dtype == torch.float32 and x[layer].is_contiguous():
+                torch.index_select(x[layer], 0, self.mk_idx, out=buf)
+            else:
+                buf.copy_(x[layer].index_select(0, self.mk_idx))
+            yield layer, buf
+            self.mk.append(buf.to_mkldnn())
 
     def chunks(self, max_rows: int | None = None) -> Iterator[tuple[Any, torch.Tensor]]:
         if max_rows is not None:
@@ -352,7 +364,17 @@ def _stats_pass(feats: FeatureSource, y: torch.Tensor, w: torch.Tensor, K: int, 
     shift = None
     sub = max(16, _STATS_ROWS_BYTES // (4 * L * d))
     buf = None
-    for pos, x in rows.chunks(max_rows=sub):
+    if rows.mk is not None and not rows.mk:  # oneDNN mode: one gathered layer at a time
+        shifts = []
+        for layer, x in rows.gathered_layers():
+            sh = x[:64].mean(0, keepdim=True)
+            buf = torch.empty_like(x) if buf is None else buf
+            torch.sub(x, sh, out=buf)
+            s1[layer] += (A @ buf).double()
+            s2[layer] += (Mrows @ buf.square_()).double()
+            shifts.append(sh)
+        shift = torch.stack(shifts)  # [L, 1, d]
+    for pos, x in ([] if shift is not None else rows.chunks(max_rows=sub)):
         if shift is None:  # a per-layer shift keeps E[x^2] - E[x]^2 accurate for features with large means
             shift = x[:, :64].mean(1, keepdim=True)
             buf = torch.empty(L, min(sub, x.shape[1]), d, device=x.device)
@@ -392,7 +414,7 @@ def fit_stats(features: Any, y: torch.Tensor, w: torch.Tensor, K: int, device: t
     """One pass: per (layer, problem) training-row mean, std and class means (see :class:`FitStats`)."""
     feats = as_features(features)
     y, w = y.to(device), w.to(device)
-    rows = _Rows(feats, (w > 0).any(0), device, chunk_rows or _auto_chunk(device, feats))
+    rows = _Rows(feats, (w > 0).any(0), device, chunk_rows or _auto_chunk(device, feats), passes=False)
     return _stats_pass(feats, y, w, K, device, rows)[0]
 
 
@@ -530,19 +552,31 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
         return torch.mul(torch.softmax(zz, -1).sub_(oh[pos].view(-1, P, K)), wn[pos][..., None],
                          out=out.view(L, -1, P, K)).view(L, -1, Pk)
 
-    def run_pass(th: torch.Tensor, Z: torch.Tensor, grad: bool = True
-                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def run_pass(th: torch.Tensor, Z: torch.Tensor, grad: bool = True, on: torch.Tensor | None = None,
+                 Zcur: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Logits of every used row (written into ``Z``) and the data part of the gradient, for all
-        (layer, problem): per chunk, one forward product and one backward (``grad=False``: forward only)."""
+        (layer, problem): per chunk, one forward product and one backward (``grad=False``: forward only).
+
+        ``on [L]``: layers with an active problem. On the per-layer (oneDNN) path the other layers
+        are skipped: their logits are copied from ``Zcur`` (or zeroed) and their gradient is zero,
+        values the caller never uses (a finished problem's step is 0 and its result is not accepted)."""
         Wt, b = raw(th)
         if rows.mk is not None:  # oneDNN row blocks: per layer, inner product and its weight gradient
-            torch.stack([_dense(torch._C._nn.mkldnn_linear(rows.mk[i], Wt[i], b[i, 0])) for i in range(L)], out=Z)
+            todo = range(L) if on is None else [i for i, o in enumerate(on.tolist()) if o]
+            skip = [] if on is None else [i for i, o in enumerate(on.tolist()) if not o]
+            for i in todo:
+                Z[i] = _dense(torch._C._nn.mkldnn_linear(rows.mk[i], Wt[i], b[i, 0]))
+            for i in skip:
+                Z[i] = Zcur[i] if Zcur is not None else 0.0
             if not grad:
                 return Z, None, None
             r = residual(Z, slice(None))
-            G, gb = zip(*(torch.ops.aten.mkldnn_linear_backward_weights(r[i].to_mkldnn(), rows.mk[i], Wt[i], True)
-                          for i in range(L)))
-            return Z, torch.stack([_dense(t) for t in G]).double(), torch.stack([_dense(t) for t in gb]).double()
+            G = torch.zeros(L, Pk, d, dtype=torch.float64)
+            gb = torch.zeros(L, Pk, dtype=torch.float64)
+            for i in todo:
+                gw, gbi = torch.ops.aten.mkldnn_linear_backward_weights(r[i].to_mkldnn(), rows.mk[i], Wt[i], True)
+                G[i], gb[i] = _dense(gw), _dense(gbi)
+            return Z, G, gb
         G = torch.zeros(L, Pk, d, device=device, dtype=torch.float64)
         gb = torch.zeros(L, Pk, device=device, dtype=torch.float64)
         for pos, x in rows.chunks():
@@ -576,7 +610,7 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
         # more than a unit step, and no retry when the diagonal guess gamma0 overshoots).
         p_dir = -gamma[..., None] * g * active[..., None]
         gd = (g * p_dir).sum(-1)
-        Zp, _, _ = run_pass(p_dir, free, grad=False)
+        Zp, _, _ = run_pass(p_dir, free, grad=False, on=active.any(1))
         t0, lowers = _segment_minimum(active, Z, Zp, theta, p_dir, step, f, gd, lam, split, k, K, sgn, oh, wn,
                                       hi=16.0)
         del Zp
@@ -608,7 +642,7 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
         step = torch.where(retry, step, torch.ones_like(step)) * active
         trial = theta + step[..., None] * p_dir
         # -- one pass: logits and gradient at every trial point
-        Zt, G, gb = run_pass(trial, free)
+        Zt, G, gb = run_pass(trial, free, on=active.any(1), Zcur=Z)
         ft = loss_rows(Zt) + penalty(trial)
         gt = gradient(trial, G, gb)
         ok = ft <= f + 1e-4 * step * gd
