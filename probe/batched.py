@@ -177,12 +177,12 @@ class _Rows:
     """The rows some problem trains on, as chunks ``(pos, x [L, b, d])`` with ``pos`` indexing
     ``0..n_used-1`` (a slice for in-memory features, an index tensor for a stream).
 
-    In-memory features where at most 80% of the rows are used (a sweep without templates
-    trains on its training split only) are gathered once into a contiguous copy of the used
-    rows (at most 1 GiB; otherwise every row is passed and unused rows get weight 0): on CPU
-    with oneDNN, one oneDNN-layout block per layer (``self.mk``, used by the passes; the
-    statistics pass then streams the dense rows in small chunks); streamed chunks drop the
-    unused rows as they arrive."""
+    In-memory features on CPU with oneDNN: the used rows are copied once (at most 1 GiB), one
+    oneDNN-layout block per layer (``self.mk``, built by :meth:`gathered_layers` during the
+    statistics pass and used by every later pass). Otherwise, in-memory features where at most
+    80% of the rows are used (a sweep without templates trains on its training split only) are
+    gathered once into a contiguous copy of the used rows (at most 1 GiB; else every row is
+    passed and unused rows get weight 0); streamed chunks drop the unused rows as they arrive."""
 
     def __init__(self, feats: FeatureSource, used: torch.Tensor, device: torch.device, chunk_rows: int,
                  passes: bool = True):
@@ -193,15 +193,15 @@ class _Rows:
         if isinstance(feats, TensorFeatures):
             x = feats.x
             frac = float(used_cpu.float().mean())
-            if frac <= _GATHER_MAX_FRACTION and x.numel() * frac * 4 <= _GATHER_MAX_BYTES:
-                idx = torch.nonzero(used_cpu).flatten()
-                if passes and device.type == "cpu" and _onednn_pass_ok():
-                    # the copy is made anyway: make it in oneDNN's layout, one layer at a time (its
-                    # products ran ~1.4x faster per pass than MKL's batched GEMM); the statistics
-                    # pass streams the dense rows in small chunks
-                    self.mk, self.mk_idx = [], idx  # filled by gathered_layers() in the statistics pass
-                else:
-                    x = x.index_select(1, idx)  # every pass skips the unused rows
+            idx = torch.nonzero(used_cpu).flatten()
+            if (passes and device.type == "cpu" and x.numel() * frac * 4 <= _GATHER_MAX_BYTES
+                    and _onednn_pass_ok()):
+                # a copy of the used rows in oneDNN's layout, one layer at a time, made in the
+                # statistics pass (which reads each gathered layer while it is in cache): its
+                # products ran ~2x faster per pass than MKL's batched GEMMs, for the price of one copy
+                self.mk, self.mk_idx = [], idx
+            elif frac <= _GATHER_MAX_FRACTION and x.numel() * frac * 4 <= _GATHER_MAX_BYTES:
+                x = x.index_select(1, idx)  # every pass skips the unused rows
             else:
                 used_cpu = torch.ones_like(used_cpu)
             if self.mk is None:
