@@ -25,11 +25,11 @@ Algorithm (one pass over the features per iteration, no Python loop over layers 
   ``W [L, P*k, d]`` (standardisation folded in: ``W = V / sd``, ``b = c - mean . W``), a chunk
   of rows gives the logits of every (layer, problem) as ``X_c W^T + b`` and the gradient as
   ``R_c^T X_c`` with the weighted residuals ``R_c``. The output is narrow (``P*k`` columns), a
-  shape where MKL's batched GEMM is slow on CPU, so on CPU the gathered rows are copied once
-  into oneDNN's layout and every pass runs oneDNN's inner product and its weight gradient, per
-  layer (the ``nn.Linear`` forward and weight-gradient kernels); streamed or fully used
-  in-memory features use oneDNN's inner product for the logits and a batched GEMM for the
-  gradient; CUDA uses batched GEMMs. On one core, for 30 layers x 2250 rows x 576 and 6
+  shape where MKL's batched GEMM is slow on CPU, so on CPU in-memory features (up to 1 GiB of
+  used rows) are copied once into oneDNN's layout and every pass runs oneDNN's inner product and
+  its weight gradient, per layer (the ``nn.Linear`` forward and weight-gradient kernels), skipping
+  layers whose problems have all finished; streamed features use oneDNN's inner product for the
+  logits and a batched GEMM for the gradient; CUDA uses batched GEMMs. On one core, for 30 layers x 2250 rows x 576 and 6
   problems, a pass went from ~45 ms (two batched GEMMs) to ~22 ms; with 15 problems from ~90 ms
   to ~27 ms. Work buffers (logits, residuals) are allocated once per fit.
 - **Batched L-BFGS** (Nocedal & Wright 2006, alg. 7.4) with a history, a curvature scale and a
@@ -194,8 +194,8 @@ class _Rows:
             x = feats.x
             frac = float(used_cpu.float().mean())
             idx = torch.nonzero(used_cpu).flatten()
-            if (passes and device.type == "cpu" and x.numel() * frac * 4 <= _GATHER_MAX_BYTES
-                    and _onednn_pass_ok()):
+            if (passes and device.type == "cpu" and x.device.type == "cpu"
+                    and x.numel() * frac * 4 <= _GATHER_MAX_BYTES and _onednn_pass_ok()):
                 # a copy of the used rows in oneDNN's layout, one layer at a time, made in the
                 # statistics pass (which reads each gathered layer while it is in cache): its
                 # products ran ~2x faster per pass than MKL's batched GEMMs, for the price of one copy
