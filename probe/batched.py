@@ -28,8 +28,11 @@ Algorithm (one pass over the features per iteration, no Python loop over layers 
   shape where MKL's batched GEMM is slow on CPU, so on CPU in-memory features (up to 1 GiB of
   used rows) are copied once into oneDNN's layout and every pass runs oneDNN's inner product and
   its weight gradient, per layer (the ``nn.Linear`` forward and weight-gradient kernels), skipping
-  layers whose problems have all finished; streamed features use oneDNN's inner product for the
-  logits and a batched GEMM for the gradient; CUDA uses batched GEMMs. On one core, for 30 layers x 2250 rows x 576 and 6
+  layers whose problems have all finished. That copy is centred on each layer's mean, which
+  keeps float32 logits accurate on model activations (dimensions with means far above their
+  spread; on raw rows ``x.w`` and ``b`` cancel and fits stall above ``tol``). Streamed features
+  use oneDNN's inner product for the logits and a batched GEMM for the gradient, and CUDA uses
+  batched GEMMs, both on raw rows (centre the activations first if they have huge means). On one core, for 30 layers x 2250 rows x 576 and 6
   problems, a pass went from ~45 ms (two batched GEMMs) to ~22 ms; with 15 problems from ~90 ms
   to ~27 ms. Work buffers (logits, residuals) are allocated once per fit.
 - **Batched L-BFGS** (Nocedal & Wright 2006, alg. 7.4) with a history, a curvature scale and a
@@ -214,9 +217,14 @@ class _Rows:
 
     def gathered_layers(self) -> Iterator[tuple[int, torch.Tensor]]:
         """oneDNN mode, once: each layer's used rows as a dense ``[n_used, d]`` block (valid until
-        the next one; the statistics pass reads it while it is in cache), then kept in oneDNN's
-        layout in ``self.mk``."""
+        the next one; the statistics pass reads it while it is in cache, and may shift it in
+        place), then kept in oneDNN's layout in ``self.mk``. The statistics pass centres each
+        block on its mean (``self.mk_shift``), so the passes multiply centred rows: model
+        activations have dimensions with means in the hundreds or thousands, and float32 logits
+        ``x.w + b`` of uncentred rows lose most of their digits to the cancellation between
+        ``x.w`` and ``b``, which left fits at a noise floor of gradient ~1e-3."""
         x, buf = self.feats.x, torch.empty(self.n_used, self.feats.d)
+        self.mk_shift = torch.zeros(x.shape[0], 1, self.feats.d, dtype=torch.float64)
         for layer in range(x.shape[0]):
             if x.dtype == torch.float32 and x[layer].is_contiguous():
                 torch.index_select(x[layer], 0, self.mk_idx, out=buf)
@@ -364,14 +372,15 @@ def _stats_pass(feats: FeatureSource, y: torch.Tensor, w: torch.Tensor, K: int, 
     shift = None
     sub = max(16, _STATS_ROWS_BYTES // (4 * L * d))
     buf = None
-    if rows.mk is not None and not rows.mk:  # oneDNN mode: one gathered layer at a time
+    if rows.mk is not None and not rows.mk:  # oneDNN mode: one gathered layer at a time, centred in place
         shifts = []
         for layer, x in rows.gathered_layers():
-            sh = x[:64].mean(0, keepdim=True)
+            sh = x.mean(0, keepdim=True)
+            x.sub_(sh)  # the copy the passes use is centred too (see _Rows.gathered_layers)
+            rows.mk_shift[layer] = sh.double()
             buf = torch.empty_like(x) if buf is None else buf
-            torch.sub(x, sh, out=buf)
-            s1[layer] += (A @ buf).double()
-            s2[layer] += (Mrows @ buf.square_()).double()
+            s1[layer] += (A @ x).double()
+            s2[layer] += (Mrows @ torch.mul(x, x, out=buf)).double()
             shifts.append(sh)
         shift = torch.stack(shifts)  # [L, 1, d]
     for pos, x in ([] if shift is not None else rows.chunks(max_rows=sub)):
@@ -499,10 +508,12 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
     def split(th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return th[..., :k * d].view(*th.shape[:-1], k, d), th[..., k * d:]
 
-    def raw(th: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def raw(th: torch.Tensor, shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weights and bias on raw rows, or on rows minus ``shift [L, 1, d]`` (bias computed in
+        float64 from the mean's offset to the shift, so it does not cancel)."""
         V, c = split(th)
         W = V / sd
-        b = c - (W * mu).sum(-1)
+        b = c - (W * (mu if shift is None else mu - shift[:, None])).sum(-1)
         return W.reshape(L, Pk, d).float().contiguous(), b.reshape(L, 1, Pk).float()
 
     # Work buffers, allocated once per fit: logits double-buffered (accepted / trial), residuals,
@@ -560,8 +571,8 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
         ``on [L]``: layers with an active problem. On the per-layer (oneDNN) path the other layers
         are skipped: their logits are copied from ``Zcur`` (or zeroed) and their gradient is zero,
         values the caller never uses (a finished problem's step is 0 and its result is not accepted)."""
-        Wt, b = raw(th)
-        if rows.mk is not None:  # oneDNN row blocks: per layer, inner product and its weight gradient
+        Wt, b = raw(th, rows.mk_shift if rows.mk is not None else None)
+        if rows.mk is not None:  # oneDNN row blocks (centred): per layer, inner product and its weight gradient
             todo = range(L) if on is None else [i for i, o in enumerate(on.tolist()) if o]
             skip = [] if on is None else [i for i, o in enumerate(on.tolist()) if not o]
             for i in todo:
@@ -576,7 +587,7 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
             for i in todo:
                 gw, gbi = torch.ops.aten.mkldnn_linear_backward_weights(r[i].to_mkldnn(), rows.mk[i], Wt[i], True)
                 G[i], gb[i] = _dense(gw), _dense(gbi)
-            return Z, G, gb
+            return Z, G + gb[..., None] * rows.mk_shift, gb  # R^T x = R^T (x - shift) + (R^T 1) shift
         G = torch.zeros(L, Pk, d, device=device, dtype=torch.float64)
         gb = torch.zeros(L, Pk, device=device, dtype=torch.float64)
         for pos, x in rows.chunks():

@@ -544,10 +544,14 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
             pc = fit.problem_converged.cpu().numpy()
             bad = sorted({pnames[p] for _, p in zip(*np.nonzero(~pc))})
             bad_layers = sorted({int(Ls[li]) for li, _ in zip(*np.nonzero(~pc))})
-            notes.append(f"L-BFGS stopped at max_iter={max_iter} before tol for {int((~pc).sum())} of {pc.size} "
+            why = (f"stopped at max_iter={max_iter}" if fit.n_iter >= max_iter else
+                   f"stopped after {fit.n_iter} iterations at the float32 resolution of the objective")
+            notes.append(f"L-BFGS {why} before tol for {int((~pc).sum())} of {pc.size} "
                          f"(layer, problem) fits (problems {bad[:6]}, layers {bad_layers[:10]}; largest gradient "
                          f"{fit.grad_max:.2g}): separable training rows with weak regularisation converge slowly; "
-                         "their predictions are usable, raise max_iter for exact weights")
+                         "their predictions are usable"
+                         + (", raise max_iter for exact weights" if fit.n_iter >= max_iter else
+                            "; a smaller C (stronger regularisation) converges further"))
         settings["solver_unconverged"] = int((~fit.problem_converged).sum()) if fit.problem_converged is not None else 0
     if cv_scores is not None:
         settings["cv_scores"] = cv_scores.tolist()
