@@ -32,7 +32,9 @@ Algorithm (one pass over the features per iteration, no Python loop over layers 
   keeps float32 logits accurate on model activations (dimensions with means far above their
   spread; on raw rows ``x.w`` and ``b`` cancel and fits stall above ``tol``). Streamed features
   use oneDNN's inner product for the logits and a batched GEMM for the gradient, and CUDA uses
-  batched GEMMs, both on raw rows (centre the activations first if they have huge means). On one core, for 30 layers x 2250 rows x 576 and 6
+  batched GEMMs; a copy the trainer owns (gathered rows, features moved to the GPU) is centred
+  likewise, while rows read in place (streamed shards, a fully used tensor already on the
+  device) are not (centre such activations first if they have huge means). On one core, for 30 layers x 2250 rows x 576 and 6
   problems, a pass went from ~45 ms (two batched GEMMs) to ~22 ms; with 15 problems from ~90 ms
   to ~27 ms. Work buffers (logits, residuals) are allocated once per fit.
 - **Batched L-BFGS** (Nocedal & Wright 2006, alg. 7.4) with a history, a curvature scale and a
@@ -193,6 +195,8 @@ class _Rows:
         used_cpu = used.cpu()
         self.x = None
         self.mk: list[torch.Tensor] | None = None  # per-layer oneDNN copies of the used rows (CPU)
+        self.shift: torch.Tensor | None = None  # [L, 1, d] float64: the rows the passes read are x - shift
+        self.owned = False  # self.x is our copy (gathered, or moved to another device/dtype)
         if isinstance(feats, TensorFeatures):
             x = feats.x
             frac = float(used_cpu.float().mean())
@@ -209,6 +213,7 @@ class _Rows:
                 used_cpu = torch.ones_like(used_cpu)
             if self.mk is None:
                 self.x = x.to(device=device, dtype=torch.float32)
+                self.owned = self.x.data_ptr() != feats.x.data_ptr()
         self.used = used_cpu.to(device)
         self.n_used = int(used_cpu.sum())
         self.all = self.n_used == feats.n
@@ -219,12 +224,12 @@ class _Rows:
         """oneDNN mode, once: each layer's used rows as a dense ``[n_used, d]`` block (valid until
         the next one; the statistics pass reads it while it is in cache, and may shift it in
         place), then kept in oneDNN's layout in ``self.mk``. The statistics pass centres each
-        block on its mean (``self.mk_shift``), so the passes multiply centred rows: model
+        block on its mean (``self.shift``), so the passes multiply centred rows: model
         activations have dimensions with means in the hundreds or thousands, and float32 logits
         ``x.w + b`` of uncentred rows lose most of their digits to the cancellation between
         ``x.w`` and ``b``, which left fits at a noise floor of gradient ~1e-3."""
         x, buf = self.feats.x, torch.empty(self.n_used, self.feats.d)
-        self.mk_shift = torch.zeros(x.shape[0], 1, self.feats.d, dtype=torch.float64)
+        self.shift = torch.zeros(x.shape[0], 1, self.feats.d, dtype=torch.float64)
         for layer in range(x.shape[0]):
             if x.dtype == torch.float32 and x[layer].is_contiguous():
                 torch.index_select(x[layer], 0, self.mk_idx, out=buf)
@@ -377,7 +382,7 @@ def _stats_pass(feats: FeatureSource, y: torch.Tensor, w: torch.Tensor, K: int, 
         for layer, x in rows.gathered_layers():
             sh = x.mean(0, keepdim=True)
             x.sub_(sh)  # the copy the passes use is centred too (see _Rows.gathered_layers)
-            rows.mk_shift[layer] = sh.double()
+            rows.shift[layer] = sh.double()
             buf = torch.empty_like(x) if buf is None else buf
             s1[layer] += (A @ x).double()
             s2[layer] += (Mrows @ torch.mul(x, x, out=buf)).double()
@@ -396,6 +401,7 @@ def _stats_pass(feats: FeatureSource, y: torch.Tensor, w: torch.Tensor, K: int, 
         raise FeatureError(f"activations at layer index {bad} contain NaN or inf; fix the activations (a float16 "
                            "overflow?) before probing")
     shift = shift.double()  # [L, 1, d]
+    rows.stats_shift = shift
     csum = s1[:, :P * K].view(L, P, K, d)  # shifted class sums
     counts = onehot.sum(1).double()  # [P, K]
     cnt_m = masks.sum(1).double()  # [M]
@@ -501,6 +507,9 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
     r0_full = torch.zeros(feats.n, Pk, device=device)
     r0_full[rows.used] = r0
     stats, G0 = _stats_pass(feats, yt, wt, K, device, rows, extra=r0_full)
+    if rows.x is not None and rows.owned:  # centre our copy too (the oneDNN copy already is)
+        rows.shift = rows.stats_shift.to(device)
+        rows.x.sub_(rows.shift.to(rows.x.dtype))
     mu = stats.mean.double()[:, :, None, :]  # [L, P, 1, d]
     sd = stats.std.double()[:, :, None, :]
     m = k * d + k
@@ -571,7 +580,7 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
         ``on [L]``: layers with an active problem. On the per-layer (oneDNN) path the other layers
         are skipped: their logits are copied from ``Zcur`` (or zeroed) and their gradient is zero,
         values the caller never uses (a finished problem's step is 0 and its result is not accepted)."""
-        Wt, b = raw(th, rows.mk_shift if rows.mk is not None else None)
+        Wt, b = raw(th, rows.shift)
         if rows.mk is not None:  # oneDNN row blocks (centred): per layer, inner product and its weight gradient
             todo = range(L) if on is None else [i for i, o in enumerate(on.tolist()) if o]
             skip = [] if on is None else [i for i, o in enumerate(on.tolist()) if not o]
@@ -587,7 +596,7 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
             for i in todo:
                 gw, gbi = torch.ops.aten.mkldnn_linear_backward_weights(r[i].to_mkldnn(), rows.mk[i], Wt[i], True)
                 G[i], gb[i] = _dense(gw), _dense(gbi)
-            return Z, G + gb[..., None] * rows.mk_shift, gb  # R^T x = R^T (x - shift) + (R^T 1) shift
+            return Z, G + gb[..., None] * rows.shift, gb  # R^T x = R^T (x - shift) + (R^T 1) shift
         G = torch.zeros(L, Pk, d, device=device, dtype=torch.float64)
         gb = torch.zeros(L, Pk, device=device, dtype=torch.float64)
         for pos, x in rows.chunks():
@@ -598,6 +607,8 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
             r = residual(z, pos)
             G += torch.bmm(r.transpose(1, 2), x).double()
             gb += r.sum(1).double()
+        if rows.shift is not None:  # R^T x = R^T (x - shift) + (R^T 1) shift
+            G += gb[..., None] * rows.shift
         return Z, G, gb
 
     theta = torch.zeros(L, P, m, device=device, dtype=torch.float64)
