@@ -18,17 +18,22 @@ ours, BLAS limited with threadpoolctl for scikit-learn's), and they alternate, s
 a shared machine hit both. Single-threaded is scikit-learn's best case on these small per-layer
 problems: with 2 BLAS threads its fits ran about 10x slower on a 2-core machine (and the ratio
 rose to 37x), which says more about BLAS threading than about the trainer, so the acceptance
-number is the single-threaded one. Timed: ours = ``fit_logistic_batched`` (statistics pass + L-BFGS);
-sklearn = ``StandardScaler`` + ``LogisticRegression.fit`` (+ ``decision_function`` of the main
-probe). Also printed: L-BFGS iterations (one pass over the features each: two batched matmuls),
-the arithmetic per pass and the rate it ran at, and scikit-learn's mean iteration count.
+number is the single-threaded one. Timed: ours = ``fit_logistic_batched`` (the copy of the used
+rows, the statistics pass and L-BFGS); sklearn = ``StandardScaler`` + ``LogisticRegression.fit``
+(+ ``decision_function`` of the main probe). Both sides are warmed up first on a small fit that
+takes the same code path. Also printed: L-BFGS iterations (one pass over the features each: two
+products), the arithmetic per pass and the rate it ran at, and scikit-learn's mean iteration
+count. On this 2-core VM the two sides' times drift by up to ~40% between runs minutes apart;
+the ratio of alternated runs moved much less (3.2-3.4 in four runs).
 Also printed (before the ratio line), the fitting work of ``probe.layer_sweep``'s default
 ``C="cv"``: C per layer by 3-fold cross-validation over 5 Cs on the training split (15
 problems per layer, at most 100 iterations, inner-fold AUROC), then the probe and 5 shuffles at
 the chosen C. The peer is what ``LogisticRegressionCV`` does per layer: per fold, a scaler and a
 warm-started path over the Cs (each C starts from the previous C's solution), then the refit and
 5 shuffles. Warm starts make scikit-learn's weakly regularised fits cheap, while the batched fit
-runs every C from zero, so here the ratio is far smaller (skip with ``--no-cv``).
+runs every C from zero and pays, per layer, for its slowest problem (C = 10: ~75 iterations), so
+here the ratio is far smaller (skip with ``--no-cv``). A warm-started path in the batched fit
+would not help: with per-C maxima of 7, 8, 14, 23 and 49 iterations it needs about as many passes.
 
 Run: ``python benchmarks/bench_layer_sweep.py [--threads N] [--no-cv]``.
 """
