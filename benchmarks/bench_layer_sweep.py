@@ -24,7 +24,7 @@ rows, the statistics pass and L-BFGS); sklearn = ``StandardScaler`` + ``Logistic
 takes the same code path. Also printed: L-BFGS iterations (one pass over the features each: two
 products), the arithmetic per pass and the rate it ran at, and scikit-learn's mean iteration
 count. On this 2-core VM the two sides' times drift by up to ~40% between runs minutes apart;
-the ratio of alternated runs moved much less (3.2-3.4 in four runs).
+the ratio of alternated runs moved less (2.4-3.4 in six runs, most near 3.2).
 Also printed (before the ratio line), the fitting work of ``probe.layer_sweep``'s default
 ``C="cv"``: C per layer by 3-fold cross-validation over 5 Cs on the training split (15
 problems per layer, at most 100 iterations, inner-fold AUROC), then the probe and 5 shuffles at
