@@ -95,8 +95,9 @@ class LayerSweepResult:
     notes: list[str] = field(default_factory=list)
 
     # -- access ------------------------------------------------------------------------
-    def estimates(self, method: str = "logistic", condition: str = "main", metric: str = "auroc") -> list[Estimate]:
+    def estimates(self, method: str | None = None, condition: str = "main", metric: str = "auroc") -> list[Estimate]:
         """Estimates per layer (in ``layers`` order) for one method/condition/metric."""
+        method = self._method(method)
         got = {s.layer: s.estimate for s in self.scores
                if s.method == method and s.condition == condition and s.metric == metric}
         if not got:
@@ -104,13 +105,15 @@ class LayerSweepResult:
             raise KeyError(f"no scores for ({method}, {condition}, {metric}); have {have}")
         return [got[L] for L in self.layers]
 
-    def values(self, method: str = "logistic", condition: str = "main", metric: str = "auroc") -> np.ndarray:
+    def values(self, method: str | None = None, condition: str = "main", metric: str = "auroc") -> np.ndarray:
+        method = self._method(method)
         return np.array([e.value for e in self.estimates(method, condition, metric)])
 
-    def best_layer(self, method: str = "logistic", metric: str = "auroc", condition: str = "main") -> int:
+    def best_layer(self, method: str | None = None, metric: str = "auroc", condition: str = "main") -> int:
         """The layer with the highest point estimate. Ties (common when several layers separate
         the test split perfectly) go to the layer whose probe does best on held-out templates,
         when that control ran, then to the earliest."""
+        method = self._method(method)
         v = self.values(method, condition, metric)
         tied = np.flatnonzero(v >= v.max() - 1e-12)
         if tied.size > 1 and condition == "main" and "held_out_templates" in self.conditions:
@@ -121,6 +124,13 @@ class LayerSweepResult:
                 pass
         return int(self.layers[int(tied[0])])
 
+    def _method(self, method: str | None) -> str:
+        """``method``, or by default ``"logistic"`` when the sweep fitted it, else its first method."""
+        if method is not None:
+            return method
+        ms = self.methods
+        return "logistic" if ("logistic" in ms or not ms) else ms[0]
+
     @property
     def methods(self) -> list[str]:
         return sorted({s.method for s in self.scores if s.method in self.probes})
@@ -129,12 +139,13 @@ class LayerSweepResult:
     def conditions(self) -> list[str]:
         return [c for c in CONDITIONS if any(s.condition == c for s in self.scores)]
 
-    def controls_at_chance(self, method: str = "logistic", alpha: float = 0.05) -> dict[str, bool]:
+    def controls_at_chance(self, method: str | None = None, alpha: float = 0.05) -> dict[str, bool]:
         """Is the label-shuffle control at chance? True when no layer's control AUROC differs
         from 0.5 after Holm's correction across layers (each layer's interval alone would
         exclude 0.5 somewhere in 30 layers most of the time by chance). The random-direction
         control is a baseline, not a null (oriented directions beat 0.5 when the classes differ
         along many directions); compare the probe with it via :meth:`estimates`."""
+        method = self._method(method)
         out = {}
         try:
             ests = self.estimates(method, "label_shuffle", "auroc")
@@ -144,9 +155,10 @@ class LayerSweepResult:
         out["label_shuffle"] = not bool(holm(p, alpha=alpha).reject.any()) if len(p) else True
         return out
 
-    def layers_with_ci_containing(self, value: float = 0.5, method: str = "logistic",
+    def layers_with_ci_containing(self, value: float = 0.5, method: str | None = None,
                                   condition: str = "label_shuffle", metric: str = "auroc") -> list[int]:
         """Layers whose interval for (method, condition, metric) contains ``value``."""
+        method = self._method(method)
         return [L for L, e in zip(self.layers, self.estimates(method, condition, metric)) if e.contains(value)]
 
     def to_dataframe(self):
@@ -167,10 +179,11 @@ class LayerSweepResult:
                 df.loc[p[ok].index, "p_holm"] = holm(p[ok].to_numpy()).p_adjusted
         return df
 
-    def layer_table(self, method: str = "logistic", digits: int = 3):
+    def layer_table(self, method: str | None = None, digits: int = 3):
         """One row per layer: AUROC ``value [low, high]`` of the probe (main split), held-out
         templates, the label-shuffle control and the random-direction baseline, plus the main
         AUROC's p-value after Holm across layers."""
+        method = self._method(method)
         import pandas as pd
 
         def fmt(e):
@@ -189,8 +202,9 @@ class LayerSweepResult:
         out["p_holm_main"] = holm(p).p_adjusted
         return pd.DataFrame(out)
 
-    def summary(self, method: str = "logistic") -> str:
+    def summary(self, method: str | None = None) -> str:
         """A short text table: best layer, its AUROC, and the controls there."""
+        method = self._method(method)
         L = self.best_layer(method)
         i = self.layers.index(L)
         lines = [f"{method} probe on {self.site_kind}, {len(self.layers)} layers, "
@@ -212,8 +226,9 @@ class LayerSweepResult:
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
-    def directions(self, method: str = "logistic"):
+    def directions(self, method: str | None = None):
         """The probes' unit directions as a :class:`workbench.vectors.DirectionSet` (for steering)."""
+        method = self._method(method)
         from .directions import to_direction_set
 
         return to_direction_set(self, method=method)

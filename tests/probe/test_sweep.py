@@ -128,3 +128,17 @@ def test_best_layer_ties_go_to_the_probe_that_survives_held_out_templates():
     assert main[1] == main[2] == 1.0
     assert r.values("logistic", "held_out_templates")[1] < 0.9
     assert r.best_layer() == 2
+
+
+def test_mean_difference_only_sweep_defaults_to_its_method():
+    """A sweep without the logistic probe: every accessor's default method is the one it ran
+    (they all raised KeyError for "logistic" before)."""
+    X, y, u = planted_layers(n=600)
+    r = layer_sweep(X, y, methods=("mean_diff",), seed=0, n_resamples=200)
+    assert r.methods == ["mean_diff"]
+    assert r.best_layer() == 2 and r.values()[2] > 0.85 and r.estimates()[0].contains(0.5)
+    assert "mean_diff probe" in r.summary()
+    assert r.controls_at_chance()["label_shuffle"]
+    assert len(r.layer_table()) == 3
+    d = r.directions()["resid_post.2"].numpy()
+    assert abs(float(d @ u)) / np.linalg.norm(d) > 0.9
