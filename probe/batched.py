@@ -47,8 +47,9 @@ Algorithm (one pass over the features per iteration, no Python loop over layers 
   problem that fails gets the minimiser of its objective along the segment (safeguarded
   Newton on the exact 1-D function, all failing problems at once) as its next trial step,
   evaluated in the same pass as every other problem's next iterate. No pass is ever spent on
-  a line search, and a problem whose exact 1-D minimum does not lower the objective is at
-  the float32 noise floor and stops.
+  a line search. A problem whose exact 1-D minimum does not lower the objective, or whose
+  retry at that minimum fails Armijo on the recomputed logits (in exact arithmetic it cannot),
+  is at the float32 noise floor and stops.
 - The first pass (statistics) also yields the gradient at zero, so iteration 1 needs no
   extra pass; its initial inverse-Hessian scale is the diagonal Newton step on standardised
   features (Hessian ~ sigma'(0) + lambda), and later ones use ``s.y / y.y``.
