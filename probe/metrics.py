@@ -200,8 +200,20 @@ def _has_clusters(groups: Any) -> bool:
 
 
 def _cluster_ids(groups: Any) -> np.ndarray | None:
-    """Cluster index per example when ``groups`` has clusters (some group with >1 example)."""
-    return np.asarray(groups) if _has_clusters(groups) else None
+    """Cluster index per example when ``groups`` has clusters (some group with >1 example) and
+    at least two of them. A single cluster has no between-cluster variance to estimate, so its
+    examples are treated as independent, and :func:`_one_cluster_note` says so."""
+    if not _has_clusters(groups):
+        return None
+    g = np.asarray(groups)
+    return g if np.unique(g).size >= 2 else None
+
+
+def _one_cluster_note(groups: Any) -> tuple[str, ...]:
+    if groups is None or np.asarray(groups).size < 2 or np.unique(np.asarray(groups)).size != 1:
+        return ()
+    return ("every example is in one cluster: the interval treats them as independent, which is optimistic; "
+            "evaluate on more groups (topics, templates) for a cluster-robust interval",)
 
 
 def auroc_estimate(scores: Any, labels: Any, groups: Sequence[Any] | None = None, *, ci: str = "delong",
@@ -229,7 +241,7 @@ def auroc_estimate(scores: Any, labels: Any, groups: Sequence[Any] | None = None
     n_units = int(np.unique(g).size) if g is not None else s.size
     base = _normal_estimate(float(auc), var, n_units, confidence, method, "auroc", null=0.5,
                             notes=(f"{int(y.sum())} positive, {int((1 - y).sum())} negative"
-                                   + (f" in {n_units} clusters" if g is not None else ""),))
+                                   + (f" in {n_units} clusters" if g is not None else ""),) + _one_cluster_note(groups))
     if base.p_value is None and auc != 0.5:
         base = _with_null_p(base, float(auc), int(y.sum()), int((1 - y).sum()), n_units / s.size)
     if ci == "delong":
@@ -265,7 +277,8 @@ def _mean_estimate(x: np.ndarray, groups: Any, confidence: float, statistic: str
         cnt = np.bincount(gi, minlength=G)
         var = G / (G - 1.0) * float(((tot - m * cnt) ** 2).sum()) / n ** 2 if G > 1 else 0.0
         units, method = G, "normal (cluster-robust)"
-    return _normal_estimate(m, var, units, confidence, method, statistic, null=null, lo=lo, hi=hi)
+    return _normal_estimate(m, var, units, confidence, method, statistic, null=null, lo=lo, hi=hi,
+                            notes=_one_cluster_note(groups))
 
 
 def accuracy_estimate(correct: Any, groups: Sequence[Any] | None = None, *, confidence: float = 0.95,

@@ -91,3 +91,21 @@ def test_perfect_separation_has_a_small_p_value():
     y = np.repeat([0, 1], 30)
     est = auroc_estimate(np.arange(60.0), y, np.repeat(np.arange(30), 2))
     assert est.value == 1.0 and est.p_value is not None and est.p_value < 1e-4
+
+
+def test_one_cluster_falls_back_to_independent_examples_and_says_so():
+    """A test split holding a single topic: a cluster-robust variance needs two clusters or more
+    (it divided by G - 1 = 0 before). The interval is the unclustered one, with a note."""
+    from probe.metrics import accuracy_estimate
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 30)
+    s = rng.normal(size=60) + y
+    one = auroc_estimate(s, y, np.zeros(60, int))
+    plain = auroc_estimate(s, y)
+    assert np.isfinite(one.ci_low) and (one.ci_low, one.ci_high) == (plain.ci_low, plain.ci_high)
+    assert any("one cluster" in n for n in one.notes) and not any("one cluster" in n for n in plain.notes)
+    acc = accuracy_estimate((s > 0.5) == y, np.zeros(60, int))
+    assert acc.ci_high - acc.ci_low > 0.1 and any("one cluster" in n for n in acc.notes)
+    two = auroc_estimate(s, y, np.arange(60) % 2)  # two clusters: clustered as before
+    assert "clustered" in two.method

@@ -50,9 +50,16 @@ def test_caa_sweep_monotone_with_a_behaviour_smollm_has(smollm):
     """The sweep machinery on SmolLM2 and CAA data, with a behaviour the model demonstrably has:
     answering a given letter. Vectors built from CAA records whose matching answer is always "(A)"
     (so the letter does not cancel) encode "answer A"; on held-out items whose matching answer is
-    "(A)", p(matching) at the best layer rises monotonically with the multiplier, the +max vs -max
-    difference excludes 0, and the equal-norm random direction's does not. (The semantic CAA
-    behaviours do not move SmolLM2's A/B choices: see the steering report.)"""
+    "(A)", p(matching) at the best layer rises monotonically with the multiplier, and the +max vs
+    -max difference excludes 0 and is several times the equal-norm random direction's.
+
+    This vector is the raw A-minus-B letter difference, with a norm near 100 at layers 8-14 (semantic
+    CAA vectors: 1-5), so the multipliers are +-0.1: at +-1 the push saturates the model, the
+    curve stops being monotone, and a random direction of that norm moves p(matching) from 0.47 to
+    0.85. Even at +-0.1 the random direction nudges the letter choice a little (effect 0.015
+    [0.004, 0.026] on these items, against 0.081 [0.075, 0.086] for the vector), so the control is
+    compared with the vector rather than required to contain 0. (The semantic CAA behaviours do
+    not move SmolLM2's A/B choices: see the steering report.)"""
     from steering import build_caa_vectors, caa_sweep
     from steering.data import load_caa
 
@@ -60,9 +67,10 @@ def test_caa_sweep_monotone_with_a_behaviour_smollm_has(smollm):
     test = [r for r in load_caa("myopic-reward", "test") if r["answer_matching_behavior"] == "(A)"][:20]
     v = build_caa_vectors(smollm, gen[:32], layers=[8, 14], batch_size=16)
     assert v.meta["unmirrored_groups"] == ["A/B"]
-    res = caa_sweep(smollm, {"answer-A": v}, {"answer-A": test}, [8, 14], [-1, -0.5, 0, 0.5, 1],
+    res = caa_sweep(smollm, {"answer-A": v}, {"answer-A": test}, [8, 14], [-0.1, -0.05, 0, 0.05, 0.1],
                     select_items={"answer-A": gen[32:48]}, batch_size=16)
     s = res.summary("answer-A")
     assert s["monotone"], s["curve"]
-    assert s["effect"].ci_low > 0 and s["control_effect"].contains(0.0)
-    assert s["trend"].ci_low > 0 and s["control_trend"].contains(0.0)
+    assert s["effect"].ci_low > 0 and s["trend"].ci_low > 0
+    assert s["effect"].ci_low > s["control_effect"].ci_high and s["effect"].value > 3 * abs(s["control_effect"].value)
+    assert abs(s["control_effect"].value) < 0.05
