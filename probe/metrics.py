@@ -251,7 +251,7 @@ def auroc_estimate(scores: Any, labels: Any, groups: Sequence[Any] | None = None
                      confidence=confidence)
         return Estimate(base.value, boot.ci_low, boot.ci_high, confidence=confidence, stderr=base.stderr, n=s.size,
                         method=boot.method, seed=seed, p_value=base.p_value, statistic="auroc",
-                        notes=boot.notes)
+                        notes=tuple(boot.notes) + _one_cluster_note(groups))
     boot = bootstrap(np.arange(s.size), _IndexAUC(s, y), groups=list(g), n_resamples=n_resamples,
                      seed=seed, confidence=confidence, vectorized=True)
     return Estimate(base.value, boot.ci_low, boot.ci_high, confidence=confidence, stderr=base.stderr, n=n_units,

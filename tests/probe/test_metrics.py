@@ -105,6 +105,8 @@ def test_one_cluster_falls_back_to_independent_examples_and_says_so():
     plain = auroc_estimate(s, y)
     assert np.isfinite(one.ci_low) and (one.ci_low, one.ci_high) == (plain.ci_low, plain.ci_high)
     assert any("one cluster" in n for n in one.notes) and not any("one cluster" in n for n in plain.notes)
+    boot = auroc_estimate(s, y, np.zeros(60, int), ci="bootstrap", n_resamples=300)
+    assert np.isfinite(boot.ci_low) and any("one cluster" in n for n in boot.notes)
     acc = accuracy_estimate((s > 0.5) == y, np.zeros(60, int))
     assert acc.ci_high - acc.ci_low > 0.1 and any("one cluster" in n for n in acc.notes)
     two = auroc_estimate(s, y, np.arange(60) % 2)  # two clusters: clustered as before
