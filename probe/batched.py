@@ -379,7 +379,6 @@ def _stats_pass(feats: FeatureSource, y: torch.Tensor, w: torch.Tensor, K: int, 
     sub = max(16, _STATS_ROWS_BYTES // (4 * L * d))
     buf = None
     if rows.mk is not None and not rows.mk:  # oneDNN mode: one gathered layer at a time, centred in place
-        shifts = []
         for layer, x in rows.gathered_layers():
             sh = x.mean(0, keepdim=True)
             x.sub_(sh)  # the copy the passes use is centred too (see _Rows.gathered_layers)
@@ -387,8 +386,7 @@ def _stats_pass(feats: FeatureSource, y: torch.Tensor, w: torch.Tensor, K: int, 
             buf = torch.empty_like(x) if buf is None else buf
             s1[layer] += (A @ x).double()
             s2[layer] += (Mrows @ torch.mul(x, x, out=buf)).double()
-            shifts.append(sh)
-        shift = torch.stack(shifts)  # [L, 1, d]
+        shift = rows.shift  # [L, 1, d]
     for pos, x in ([] if shift is not None else rows.chunks(max_rows=sub)):
         if shift is None:  # a per-layer shift keeps E[x^2] - E[x]^2 accurate for features with large means
             shift = x[:, :64].mean(1, keepdim=True)
@@ -583,12 +581,13 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
         values the caller never uses (a finished problem's step is 0 and its result is not accepted)."""
         Wt, b = raw(th, rows.shift)
         if rows.mk is not None:  # oneDNN row blocks (centred): per layer, inner product and its weight gradient
-            todo = range(L) if on is None else [i for i, o in enumerate(on.tolist()) if o]
-            skip = [] if on is None else [i for i, o in enumerate(on.tolist()) if not o]
-            for i in todo:
-                Z[i] = _dense(torch._C._nn.mkldnn_linear(rows.mk[i], Wt[i], b[i, 0]))
-            for i in skip:
-                Z[i] = Zcur[i] if Zcur is not None else 0.0
+            live = [True] * L if on is None else on.tolist()
+            todo = [i for i in range(L) if live[i]]
+            for i in range(L):
+                if live[i]:
+                    Z[i] = _dense(torch._C._nn.mkldnn_linear(rows.mk[i], Wt[i], b[i, 0]))
+                else:
+                    Z[i] = Zcur[i] if Zcur is not None else 0.0
             if not grad:
                 return Z, None, None
             r = residual(Z, slice(None))

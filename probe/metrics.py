@@ -210,7 +210,8 @@ def _cluster_ids(groups: Any) -> np.ndarray | None:
 
 
 def _one_cluster_note(groups: Any) -> tuple[str, ...]:
-    if groups is None or np.asarray(groups).size < 2 or np.unique(np.asarray(groups)).size != 1:
+    g = None if groups is None else np.asarray(groups)
+    if g is None or g.size < 2 or np.unique(g).size != 1:
         return ()
     return ("every example is in one cluster: the interval treats them as independent, which is optimistic; "
             "evaluate on more groups (topics, templates) for a cluster-robust interval",)
