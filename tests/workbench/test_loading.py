@@ -17,7 +17,7 @@ def test_local_directory_round_trip(tiny_model, tmp_path):
     m = tiny_model("llama")
     d = tmp_path / "copy"
     shutil.copytree(m.source, d)
-    m2 = load(str(d), backend="nnsight")
+    m2 = load(str(d), backend="nnsight", device=m.device)
     assert m2.facts == m.facts.__class__(**{**m.facts.__dict__, "name": str(d)})
     assert torch.equal(m2.forward("abc"), m.forward("abc"))
     assert m2.weights_hash == m.weights_hash
@@ -30,7 +30,8 @@ def test_model_object_with_tokenizer(tiny_model):
     hf = AutoModelForCausalLM.from_pretrained(src)
     with pytest.raises(ValueError, match="needs its tokenizer"):
         load(hf)
-    m = load(hf, tokenizer=AutoTokenizer.from_pretrained(src), backend="tl", name="my-gpt2")
+    m = load(hf, tokenizer=AutoTokenizer.from_pretrained(src), backend="tl", name="my-gpt2",
+             device=tiny_model("gpt2").device)
     assert m.name == "my-gpt2" and m.facts.n_layers == 2
     assert (m.forward("hello") - tiny_model("gpt2").forward("hello")).abs().max() < 1e-5
 
@@ -105,9 +106,38 @@ def test_default_model_facts_and_gguf(smollm):
         smollm.tokenizer(" Paris", add_special_tokens=False)["input_ids"][0]
 
 
+def test_hub_cache_check_reads_the_environment(monkeypatch, tmp_path):
+    """A hub id is only tried offline when its config is in the local cache (HF_HUB_CACHE / HF_HOME,
+    read at call time); otherwise load() goes straight to the reachability check."""
+    from workbench.models.loading import _in_hub_cache
+
+    snap = tmp_path / "hub" / "models--someorg--tiny" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    (snap.parents[1] / "refs").mkdir()
+    (snap.parents[1] / "refs" / "main").write_text("abc123")
+    assert not _in_hub_cache("someorg/tiny", None)  # snapshot without config.json
+    (snap / "config.json").write_text("{}")
+    assert _in_hub_cache("someorg/tiny", None)
+    assert not _in_hub_cache("someorg/other", None)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
+    assert not _in_hub_cache("someorg/tiny", None)
+
+
 def test_trust_remote_code_is_off_by_default():
     import inspect
 
     from workbench.models.loading import load as load_fn
 
     assert inspect.signature(load_fn).parameters["trust_remote_code"].default is False
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: checks that device='cpu' is kept")
+@pytest.mark.parametrize("backend", ["tl", "nnsight"])
+def test_device_cpu_is_kept_on_a_gpu_machine(backend):
+    """transformers' pipeline, which nnsight wraps the model in, moved it to the first GPU whatever
+    load(device=...) said: the nnsight model of load(..., device="cpu") ran on cuda:0."""
+    m = load("tiny-llama", backend=backend, device="cpu")
+    assert m.device.type == "cpu" and {p.device.type for p in m._raw.parameters()} == {"cpu"}
+    assert m.forward("hello").device.type == "cpu"

@@ -201,7 +201,13 @@ class HookedModel:
 
             from .backends import NNsightBackend
 
-            self.nnsight = nnsight.TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation")
+            # device= pins the model where load() put it: transformers' pipeline (which nnsight wraps
+            # the model in) otherwise moves it to the first GPU, also when load(device="cpu") was asked
+            dev = self._embed.weight.device
+            self.nnsight = nnsight.TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation",
+                                                     device=dev)
+            if self._embed.weight.device != dev:  # pragma: no cover - a pipeline that ignored device=
+                hf_model.to(dev)
             self._backend = NNsightBackend(self.nnsight, hf_model, arch, self.facts)
         else:
             raise ValueError(f"backend must be 'tl' or 'nnsight', got {backend!r}")
@@ -303,10 +309,12 @@ class HookedModel:
 
     def final_norm(self, h: torch.Tensor) -> torch.Tensor:
         """The model's final LayerNorm/RMSNorm, applied to residual vectors."""
-        return self._final_norm(h)
+        return self._final_norm(h.to(self.device))
 
     def unembed(self, h: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
-        """Logits from residual vectors: ``lm_head(final_norm(h))`` (the logit lens)."""
+        """Logits from residual vectors: ``lm_head(final_norm(h))`` (the logit lens; ``h`` is moved to the
+        model's device)."""
+        h = h.to(self.device)
         return self._lm_head(self.final_norm(h) if normalize else h)
 
     # ------------------------------------------------------------------ tokenisation
@@ -350,14 +358,16 @@ class HookedModel:
                 never gets an extra BOS (the template writes its own special tokens).
             padding_side: ``"left"`` (default; needed for generation) or ``"right"``.
         """
+        # token ids given as tensors (or Tokens made elsewhere) go to the model's device: a CPU
+        # ``torch.tensor(ids)`` passed to a CUDA model is the common case
         if isinstance(prompts, Tokens):
-            return prompts
+            return prompts if prompts.input_ids.device == self.device else prompts.to(self.device)
         if isinstance(prompts, (list, tuple)) and prompts and isinstance(prompts[0], Tokens):
             rows = [t.real_tokens(0) for t in prompts]
             return self._pad(rows, padding_side, [t.texts[0] if t.texts else None for t in prompts], {})
         if isinstance(prompts, torch.Tensor):
-            ids = prompts if prompts.ndim == 2 else prompts.unsqueeze(0)
-            return Tokens(ids.long(), torch.ones_like(ids), padding_side)
+            ids = (prompts if prompts.ndim == 2 else prompts.unsqueeze(0)).long().to(self.device)
+            return Tokens(ids, torch.ones_like(ids), padding_side)
         single = isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], dict))
         items = [prompts] if single else list(prompts)
         if not items:

@@ -104,6 +104,21 @@ def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
         return False, f"{host}:{port}: {e}"
 
 
+def _in_hub_cache(repo_id: str, revision: str | None) -> bool:
+    """Whether ``repo_id``'s config.json is in the local Hugging Face cache (read from the environment
+    now, so ``HF_HOME`` / ``HF_HUB_CACHE`` set after import count)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - a transformers dependency
+        return True
+    cache = os.environ.get("HF_HUB_CACHE") or (
+        os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None)
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json", cache_dir=cache, revision=revision), str)
+    except Exception:  # a malformed id or cache: let the loader report it
+        return True
+
+
 def _load_hf(path_or_id: str, dtype: torch.dtype, device: str, *, local_only: bool, trust_remote_code: bool,
              revision: str | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -196,10 +211,17 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
                 ) from e
             source = str(path)
         elif _looks_like_hub_id(s):
-            try:
-                model, tok = _load_hf(s, dt, dev, local_only=True, trust_remote_code=trust_remote_code,
-                                      revision=revision)
-            except OSError:
+            model = None
+            # only a repo with its config in the local cache is tried offline: for one that is not,
+            # transformers' local_files_only load still asked the hub for an adapter config and retried
+            # with backoff (23 s on an air-gapped GPU node) before failing
+            if _in_hub_cache(s, revision):
+                try:
+                    model, tok = _load_hf(s, dt, dev, local_only=True, trust_remote_code=trust_remote_code,
+                                          revision=revision)
+                except OSError:
+                    model = None
+            if model is None:
                 ok, why = hub_reachable()
                 if not ok:
                     raise HubUnreachableError(
