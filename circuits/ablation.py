@@ -328,8 +328,8 @@ def induction_protocol(model: Any, *, k_percent: float = 2.0, n_random: int = 10
         lr.append(x)
         ar.append(y)
     lr_t, ar_t = torch.stack(lr), torch.stack(ar)
-    et = (lt - l0).double().numpy()
-    er = (lr_t.mean(0) - l0).double().numpy()
+    et = (lt - l0).double().cpu().numpy()
+    er = (lr_t.mean(0) - l0).double().cpu().numpy()
     e_t, e_r = mean_estimate(et, seed=seed), mean_estimate(er, seed=seed)
     diff = mean_estimate(et - er, seed=seed)
     behaviour = None

@@ -117,6 +117,7 @@ def _rotary(model: Any, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
 def _pattern_from(model: Any, q: torch.Tensor, k: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """Causal softmax pattern ``[B, H, T, T]`` from canonical (pre-rotary) q ``[B,T,H,dh]`` and k ``[B,T,KV,dh]``."""
     f = model.facts
+    pos = pos.to(q.device)
     qr, kr = _rotary(model, q, pos), _rotary(model, k, pos)
     group = f.n_heads // f.n_kv_heads
     kr = kr.repeat_interleave(group, dim=2)

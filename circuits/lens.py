@@ -58,8 +58,9 @@ class FoldedUnembed:
         return (hc.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Lens logits of residual vectors ``h`` (``[..., d_model]``)."""
-        return (h.float() / self.scale(h)) @ self.W_U + self.b_U
+        """Lens logits of residual vectors ``h`` (``[..., d_model]``; moved to the lens's device)."""
+        h = h.to(self.W_U.device).float()
+        return (h / self.scale(h)) @ self.W_U + self.b_U
 
 
 def _norm_eps(mod: torch.nn.Module) -> float:
@@ -140,7 +141,7 @@ class LensResult:
         if x is None:
             raise ValueError(f"{metric} was not computed (pass targets= to logit_lens for target metrics)")
         out = []
-        mask = self.mask.bool()
+        mask = self.mask.bool().cpu()
         if position is not None:
             last = torch.zeros_like(mask)
             for b in range(mask.shape[0]):
@@ -388,4 +389,4 @@ def direct_logit_attribution(model: Any, prompts: Any, correct: Any, wrong: Any 
     tname = str(correct) + (f" - {wrong}" if wrong is not None else "")
     prov = model.provenance(data_hash=data_hash(tokens.input_ids), sites=tuple(s.name for s in kinds),
                             extra={"method": "direct_logit_attribution", "coordinates": "folded", "position": position})
-    return DLAResult(names, vals, total.cpu(), hv, err, tname, prov)
+    return DLAResult(names, vals.cpu(), total.cpu(), hv, err, tname, prov)  # results live on the CPU

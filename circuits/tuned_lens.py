@@ -120,7 +120,7 @@ def collect_residuals(model: Any, texts: Sequence[str], *, batch_size: int = 16,
             m[r, idx[:skip_first]] = False
             m[r, idx[skip_first + max_tokens_per_text:]] = False
         chunks.append(resid[:, m].float().cpu())
-        groups.append((i + torch.nonzero(m)[:, 0]).numpy())
+        groups.append((i + torch.nonzero(m)[:, 0]).cpu().numpy())
     return _Residuals(torch.cat(chunks, 1), np.concatenate(groups))
 
 
@@ -174,9 +174,10 @@ def train_tuned_lens(model: Any, texts: Sequence[str], *, steps: int = 100, batc
     train_stages = list(range(S - 1)) if stages is None else list(stages)
     lens = TunedLens.identity(model)
     norm, head = model._final_norm, model._lm_head
+    dev = model.device  # residuals stay on the CPU; each batch and the translators live on the model's device
 
     def lens_logits(h):
-        return head(norm(h)).float()
+        return head(norm(h.to(dev))).float()
 
     if va.resid.shape[1] > max_val_tokens:  # bound the cost of model selection (full-vocabulary KL)
         keep = torch.randperm(va.resid.shape[1], generator=gen)[:max_val_tokens]
@@ -187,11 +188,13 @@ def train_tuned_lens(model: Any, texts: Sequence[str], *, steps: int = 100, batc
     # divided by sqrt(d_model), so one Adam step changes the translated residual by a similar *relative* amount
     # at every depth (residual norms grow by orders of magnitude through the network).
     rms = {s: float(tr.resid[s].pow(2).mean().sqrt()) for s in train_stages}
-    params = {s: (torch.zeros(d, d, requires_grad=True), torch.zeros(d, requires_grad=True)) for s in train_stages}
+    params = {s: (torch.zeros(d, d, device=dev, requires_grad=True), torch.zeros(d, device=dev, requires_grad=True))
+              for s in train_stages}
     opt = torch.optim.Adam([{"params": [params[s][0] for s in train_stages], "lr": lr / math.sqrt(d)},
                             {"params": [params[s][1] for s in train_stages], "lr": lr}])
 
     def affine(s, h, A, c):
+        h = h.to(dev)
         return h + h @ A + rms[s] * c
 
     @torch.no_grad()
@@ -223,7 +226,7 @@ def train_tuned_lens(model: Any, texts: Sequence[str], *, steps: int = 100, batc
                     if v < best[s][0]:
                         best[s] = (v, step, params[s][0].detach().clone(), params[s][1].detach().clone())
     for s in train_stages:
-        lens.A[s], lens.b[s] = best[s][2], rms[s] * best[s][3]
+        lens.A[s], lens.b[s] = best[s][2].cpu(), rms[s] * best[s][3].cpu()
     settings = dict(steps=steps, batch_tokens=batch_tokens, lr=lr, lr_A=lr / math.sqrt(d), val_fraction=val_fraction, seed=seed,
                     max_tokens_per_text=max_tokens_per_text, n_train_tokens=int(n_tr),
                     n_val_tokens=int(va.resid.shape[1]), train_texts_hash=data_hash(list(texts)))
@@ -278,17 +281,18 @@ def compare_lenses(model: Any, lens: TunedLens, texts: Sequence[str], *, seed: i
     res = collect_residuals(model, texts, max_tokens_per_text=max_tokens_per_text)
     S = res.resid.shape[0]
     norm, head = model._final_norm, model._lm_head
-    final_logp = head(norm(res.resid[-1])).float().log_softmax(-1)
+    dev = model.device
+    final_logp = head(norm(res.resid[-1].to(dev))).float().log_softmax(-1)
     final_top = final_logp.argmax(-1)
     kl_l, kl_t, diff, ag_l, ag_t = [], [], [], [], []
     g = res.groups
     for s in range(S):
-        h = res.resid[s]
+        h = res.resid[s].to(dev)
         ll = head(norm(h)).float()
         lt = head(norm(lens.translate(s, h))).float()
-        kl1, kl2 = _kl(ll, final_logp).double().numpy(), _kl(lt, final_logp).double().numpy()
-        a1 = (ll.argmax(-1) == final_top).double().numpy()
-        a2 = (lt.argmax(-1) == final_top).double().numpy()
+        kl1, kl2 = _kl(ll, final_logp).double().cpu().numpy(), _kl(lt, final_logp).double().cpu().numpy()
+        a1 = (ll.argmax(-1) == final_top).double().cpu().numpy()
+        a2 = (lt.argmax(-1) == final_top).double().cpu().numpy()
         kw = dict(groups=g, seed=seed, n_resamples=n_resamples)
         kl_l.append(mean_estimate(kl1, **kw))
         kl_t.append(mean_estimate(kl2, **kw))

@@ -134,8 +134,8 @@ def residual_norms(model: Any, prompts: Any = None, layers: Any = None, *, site:
 def kl_divergence(base_logits: torch.Tensor, logits: torch.Tensor) -> np.ndarray:
     """Per row ``KL(softmax(base) || softmax(logits))`` in nats."""
     lp = torch.log_softmax(base_logits.double(), -1)
-    lq = torch.log_softmax(logits.double(), -1)
-    return (lp.exp() * (lp - lq)).sum(-1).clamp_min(0).numpy()
+    lq = torch.log_softmax(logits.double().to(lp.device), -1)
+    return (lp.exp() * (lp - lq)).sum(-1).clamp_min(0).cpu().numpy()
 
 
 def _last_logits(model: Any, items: Sequence[Any], *, chat: bool, batch_size: int, operators: Sequence[Any] = ()

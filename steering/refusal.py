@@ -71,8 +71,8 @@ def refusal_tokens(model: Any, phrases: Sequence[str] | None = None) -> list[int
 
 def _refusal_score(logits: torch.Tensor, toks: torch.Tensor) -> np.ndarray:
     lp = torch.log_softmax(logits.double(), -1)
-    lpr = torch.logsumexp(lp[:, toks], -1)
-    return (lpr - torch.log1p(-lpr.exp().clamp(max=1 - 1e-12))).numpy()
+    lpr = torch.logsumexp(lp[:, torch.as_tensor(toks, device=lp.device)], -1)
+    return (lpr - torch.log1p(-lpr.exp().clamp(max=1 - 1e-12))).cpu().numpy()
 
 
 def refusal_scores(model: Any, prompts: Sequence[str], operators: Sequence[Any] = (), *,

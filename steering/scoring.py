@@ -107,7 +107,7 @@ def ab_prompts(model: Any, records: Sequence[Any], *, system: str | None = None,
 
 def p_matching(logits: torch.Tensor, ab: ABPrompts) -> np.ndarray:
     """``p(matching) = sigmoid(l_matching - l_other)`` from last-token logits ``[n, vocab]``."""
-    lg = logits.double()
+    lg = logits.double().cpu()
     rows = torch.arange(lg.shape[0])
     return torch.sigmoid(lg[rows, ab.matching] - lg[rows, ab.other]).numpy()
 
