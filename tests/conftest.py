@@ -1,4 +1,11 @@
-"""Shared fixtures: tiny models on both backends, the default real model, ../shared/data."""
+"""Shared fixtures: tiny models on both backends, the default real model, ../shared/data.
+
+The fixtures' models load on the CPU, also on a machine with a GPU, so the suite checks the same
+numbers everywhere (CI has no GPU). ``WORKBENCH_TEST_DEVICE=cuda pytest`` loads them on the GPU
+instead: it checks that the library keeps every tensor on the model's device. Tests that compare
+with a CPU reference (a Hugging Face model built in the test, hand-made CPU tensors) move the
+model's outputs with ``.cpu()``.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+TEST_DEVICE = os.environ.get("WORKBENCH_TEST_DEVICE", "cpu")
 
 
 def smollm_available() -> bool:
@@ -35,7 +43,7 @@ def _load(name: str, backend: str):
 
     key = (name, backend)
     if key not in _MODELS:
-        _MODELS[key] = load(name, backend=backend)
+        _MODELS[key] = load(name, backend=backend, device=TEST_DEVICE)
     return _MODELS[key]
 
 

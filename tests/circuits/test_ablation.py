@@ -48,7 +48,7 @@ def test_icl_score_by_hand(tiny_model):
     texts = ["abcdefghijklmnopqrstuvwxyz" * 2, "the quick brown fox jumps over the lazy dog!!"]
     res = icl_score(model, texts, early=5, late=30)
     ids = torch.tensor([model.tokenize(t).real_tokens(0)[:31] for t in texts])
-    lp = model.forward(ids).float().log_softmax(-1)
+    lp = model.forward(ids).float().log_softmax(-1).cpu()
     loss = -lp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
     assert torch.allclose(res.per_text, loss[:, 29] - loss[:, 4], atol=1e-5)
     assert res.estimate.n == 2 and len(res.to_dataframe()) == 2
@@ -81,7 +81,8 @@ def test_repeated_half_loss_by_hand_in_one_forward(tiny_model, monkeypatch):
     toks = repeated_random_tokens(model, 3, half, seed=0)
     ivs = head_ablation(model, [(1, 0)], "zero")
     with torch.inference_mode():
-        logits = model.forward(toks, interventions=ivs).float()
+        logits = model.forward(toks, interventions=ivs).float().cpu()
+    toks = toks.cpu()
     start = toks.shape[1] - half + 1
     lp = logits[:, :-1].log_softmax(-1).gather(-1, toks[:, 1:, None])[..., 0]
     want_loss = -lp[:, start - 1:].mean(1)
@@ -91,7 +92,7 @@ def test_repeated_half_loss_by_hand_in_one_forward(tiny_model, monkeypatch):
     monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
     loss, acc = repeated_half_loss(model, toks, half, ivs)
     assert len(calls) == 1  # loss and copy accuracy from the same forward pass
-    assert torch.allclose(loss, want_loss, atol=1e-5) and torch.equal(acc, want_acc)
+    assert torch.allclose(loss.cpu(), want_loss, atol=1e-5) and torch.equal(acc.cpu(), want_acc)
 
 
 def test_resample_ablation_on_more_rows_than_one_chunk(tiny_model):

@@ -36,7 +36,7 @@ def test_atp_is_the_first_order_term(tiny_model, arch):
             y[:, :, h] = y[:, :, h] + eps * dz[:, :, h]
             return y
         m_eps = metric(model.forward(xt, interventions=custom("z.1", fn), logits="last"), torch.arange(2))
-        fd = (m_eps - base) / eps
+        fd = ((m_eps - base) / eps).cpu()
         assert torch.allclose(atp.values[1, h], fd, atol=2e-2, rtol=2e-2), (h, atp.values[1, h], fd)
 
 

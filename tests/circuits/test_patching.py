@@ -82,13 +82,13 @@ def test_kinds_match_transformer_lens_on_sampled_cells(tiny_model, arch, directi
         df = _sample(kind, model, T)
         ref = _reference(model, kind, direction, clean, corrupt, metric, index_df=df)
         got = torch.stack([ours.mean[tuple(r)] for r in df.itertuples(index=False)])
-        assert (got - ref).abs().max().item() < TOL, kind
+        assert (got - ref.cpu()).abs().max().item() < TOL, kind
     assert ref.abs().max() > 0.05
     ours = patching_sweep(model, clean, corrupt, "z", metric=metric, direction=direction, per_position=True)
     df = pd.DataFrame([(0, 2, 1), (model.n_layers - 1, T - 1, 0)], columns=["layer", "pos", "head"])
     ref = _reference(model, "z", direction, clean, corrupt, metric, index_df=df)
     got = torch.stack([ours.mean[tuple(r)] for r in df.itertuples(index=False)])
-    assert (got - ref).abs().max().item() < TOL
+    assert (got - ref.cpu()).abs().max().item() < TOL
 
 
 @pytest.mark.slow
@@ -150,7 +150,7 @@ def test_matches_transformer_lens_on_smollm_sample(smollm):
         ours = patching_sweep(smollm, ct, xt, kind, metric=metric, layers=layers, positions=positions)
         df = pd.DataFrame([(L, p) for L in layers for p in positions], columns=["layer", "pos"])
         ref = _reference(smollm, kind, "denoise", ct.input_ids, xt.input_ids, metric, index_df=df)
-        err = (ours.mean.reshape(-1) - ref).abs().max().item()
+        err = (ours.mean.reshape(-1) - ref.cpu()).abs().max().item()
         assert err < TOL, f"{kind}: {err:.2e}"
     heads = [0, 4, 8]
     ours = patching_sweep(smollm, ct, xt, "z", metric=metric, layers=layers, heads=heads)
@@ -192,7 +192,7 @@ def test_metrics_prob_and_kl_against_full_forward(tiny_model):
             iv = replace(f"attn_out.{L}", cache[f"attn_out.{L}"], positions=[p])
             logits = model.forward(xt, interventions=iv, logits="last")
             ref = metric(logits, torch.arange(2))
-            assert torch.allclose(res.values[L, p], ref, atol=TOL), (metric.name, L, p)
+            assert torch.allclose(res.values[L, p], ref.cpu(), atol=TOL), (metric.name, L, p)
 
 
 def test_noise_corruption(tiny_model):
@@ -203,12 +203,12 @@ def test_noise_corruption(tiny_model):
     res = patching_sweep(model, ct, noise, "resid_pre", metric=metric)
     # the corrupt baseline is the noised forward
     noised = model.forward(ct, interventions=noise.intervention, logits="last")
-    assert torch.allclose(res.corrupt_value, metric(noised, torch.arange(2)), atol=TOL)
+    assert torch.allclose(res.corrupt_value, metric(noised, torch.arange(2)).cpu(), atol=TOL)
     # one cell by hand: noise at the embeddings, clean resid_pre.1 patched in at position 3
     _, cache = model.run_with_cache(ct, ["resid_pre.1"])
     iv = replace("resid_pre.1", cache["resid_pre.1"], positions=[3])
     logits = model.forward(ct, interventions=[noise.intervention, iv], logits="last")
-    assert torch.allclose(res.values[1, 3], metric(logits, torch.arange(2)), atol=TOL)
+    assert torch.allclose(res.values[1, 3], metric(logits, torch.arange(2)).cpu(), atol=TOL)
     # noise only at positions 2, 3: patching resid_pre.0 elsewhere changes nothing
     assert res.values[0, 0].tolist() == res.corrupt_value.tolist()
     assert noise.noise[:, [0, 1, 4]].abs().sum() == 0 and noise.sigma > 0
@@ -250,7 +250,7 @@ def test_direct_path_matches_transformer_lens(tiny_model, component):
     ref = tlp.get_act_patch_direct_path(b, corrupt, cc, xc, _tl_metric(metric), src_layer=0, src_head=1,
                                         component=component, verbose=False)
     ours = path_patching(model, clean, corrupt, (0, 1), metric=metric, component=component)
-    assert (ours.to_heads.mean(-1)[1] - ref[1]).abs().max().item() < TOL
+    assert (ours.to_heads.mean(-1)[1] - ref[1].cpu()).abs().max().item() < TOL
     assert torch.isnan(ours.to_heads[0]).all()
     df = ours.to_dataframe()
     assert "logits" in set(df["dst"]) and len(df) == model.facts.n_heads + 1

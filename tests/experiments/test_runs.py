@@ -36,7 +36,8 @@ def test_run_directory_contents(clean_run):
     assert set(m["data_hashes"]) == {"caa/sycophancy", "caa/corrigible-neutral-HHH", "refusal_prompts"}
     assert m["steps"] == ["completions", "ab", "refusal", "norms"] and "ab" in m["timings"]
     for name in ("completions__completions", "ab__ab", "refusal__refusal", "norms__norms"):
-        csv = pd.read_csv(out / "results" / f"{name}.csv")
+        # round_trip: pandas' default fast float parser can be 1 ulp off what to_csv wrote
+        csv = pd.read_csv(out / "results" / f"{name}.csv", float_precision="round_trip")
         assert csv.equals(pd.read_parquet(out / "results" / f"{name}.parquet"))
     assert (out / "figures" / "ab__ab.png").exists() and (out / "figures" / "ab__ab.pdf").exists()
     html = report.read_text()

@@ -138,3 +138,18 @@ def test_features_with_huge_means_still_converge_to_sklearn(path, monkeypatch):
     for l in range(3):
         coef, b = _sk(X[l][train], y[train], 1.0)
         assert np.abs(fit.coef[l, 0].numpy() - coef).max() / np.abs(coef).max() < 1e-2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("subset", [True, False])
+def test_cuda_copy_is_centred_and_matches_sklearn(subset):
+    """CPU features moved to the GPU (all rows, or the gathered training rows) are the trainer's own
+    copy and are centred like the CPU copies: huge-mean dimensions still converge to scikit-learn."""
+    X, y = _data(2, L=3, n=400, d=40, seed=0)
+    X[:, :, :4] += np.array([3e5, -1.5e5, 8e4, 5e5], dtype=np.float32)
+    train = np.random.default_rng(1).random(400) < 0.7 if subset else np.ones(400, bool)
+    fit = fit_logistic_batched(X, y, train.astype(np.float32), C=1.0, device="cuda", tol=1e-5)
+    assert fit.converged and fit.grad_max <= 1e-5
+    for l in range(3):
+        coef, b = _sk(X[l][train], y[train], 1.0)
+        assert np.abs(fit.coef[l, 0].cpu().numpy() - coef).max() / np.abs(coef).max() < 1e-2

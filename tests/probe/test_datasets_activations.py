@@ -65,10 +65,10 @@ def test_read_positions_match_manual_forward(tiny_model):
         text = "hello world" + ("(A)" if sl is not None else "")
         _, c = m.run_with_cache(text, ["resid_post.1"])
         ref = c["resid_post.1"][0, sl].mean(0) if sl is not None else c["resid_post.1"][0, -1]
-        torch.testing.assert_close(a.x[0, 0], ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a.x[0, 0], ref.cpu(), atol=1e-5, rtol=1e-5)
     chat = collect(m, ds, read="last", layers=[0])
     _, c = m.run_with_cache(m.format_chat("hi") + "(B)", ["resid_post.0"], prepend_bos=False)
-    torch.testing.assert_close(chat.x[0, 1], c["resid_post.0"][0, -1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(chat.x[0, 1], c["resid_post.0"][0, -1].cpu(), atol=1e-5, rtol=1e-5)
     e = encode_example(m, ds.examples[0], "mean_output", chat=False)
     assert e.span == (11, 14) and e.joined
 

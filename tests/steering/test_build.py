@@ -19,7 +19,7 @@ def _letter_acts(m, r, L):
     for key in ("answer_matching_behavior", "answer_not_matching_behavior"):
         toks = m.tokenize(r["question"], chat=True, assistant_prefix=r[key][:2])
         assert m.to_str_tokens(toks)[-1] == r[key][1]  # the last token is the letter
-        _, c = m.run_with_cache(toks, [f"resid_post.{L}"], positions="last")
+        _, c = m.run_with_cache(toks, [f"resid_post.{L}"], positions="last", device="cpu")
         acts.append(c[f"resid_post.{L}"][0])
     return acts[0] - acts[1]
 

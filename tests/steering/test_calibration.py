@@ -76,7 +76,7 @@ def test_matched_shift_on_a_reference_measure(tiny_model):
     tok = 65
 
     def logit_of_A(model):
-        return model.forward(model.tokenize(PROMPTS, chat=True), logits="last")[:, tok].numpy()
+        return model.forward(model.tokenize(PROMPTS, chat=True), logits="last")[:, tok].cpu().numpy()
 
     # steer along the direction that raises that logit most at the last layer's input
     v = torch.randn(m.facts.d_model, generator=torch.Generator().manual_seed(1))

@@ -21,8 +21,8 @@ def test_replay_matches_full_forward(tiny_model, arch, backend):
             rp = ResidualReplay(m, PROMPTS, site, positions=positions, batch_size=2)
             with steer(m, Add(site, v, positions=positions)):
                 full = m.forward(m.tokenize(PROMPTS, chat=True), logits="last")
-            assert (rp.last_logits(v) - full).abs().max() < 1e-4
-            assert (rp.last_logits() - base).abs().max() < 1e-4
+            assert (rp.last_logits(v) - full.cpu()).abs().max() < 1e-4
+            assert (rp.last_logits() - base.cpu()).abs().max() < 1e-4
             assert (full - base).abs().max() > 1e-2
 
 
@@ -38,7 +38,7 @@ def test_replay_runs_only_the_steered_positions(tiny_model):
     with steer(m, Add(site, v, positions=positions)):
         full = m.forward(m.tokenize(PROMPTS, chat=True), logits="last")
     for _ in range(2):  # the stored prefix is not extended by a replay
-        assert (rp.last_logits(v) - full).abs().max() < 1e-4
+        assert (rp.last_logits(v) - full.cpu()).abs().max() < 1e-4
     assert ResidualReplay(m, PROMPTS, site, positions="all")._batches[0][4] == 0  # every column steered: no prefix
 
 
@@ -55,7 +55,7 @@ def test_replays_of_several_sites_share_one_pass(tiny_model, positions):
         assert rp.batch_norms == pytest.approx(one.batch_norms, rel=1e-5)
         with steer(m, Add(site, v, positions=positions)):
             full = m.forward(m.tokenize(PROMPTS, chat=True), logits="last")
-        assert (rp.last_logits(v) - full).abs().max() < 1e-4
+        assert (rp.last_logits(v) - full.cpu()).abs().max() < 1e-4
 
 
 def test_replay_rejects_other_sites(tiny_model):

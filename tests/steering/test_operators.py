@@ -38,7 +38,8 @@ def test_forward_positions_touch_exactly_the_documented_tokens(tiny_model):
     for policy, expect in [("all", real), ("prompt", real), ("generated", last), ("last", last), (0, first)]:
         with steer(m, Add("resid_post.0", v, 2.0, positions=policy)):
             _, c = m.run_with_cache(toks, ["resid_post.0"])
-        diff = c["resid_post.0"] - base["resid_post.0"]
+        diff = (c["resid_post.0"] - base["resid_post.0"]).cpu()
+        expect = expect.cpu()
         touched = diff.abs().amax(-1) > 1e-6
         assert torch.equal(touched, expect), policy
         assert torch.allclose(diff[expect], (2.0 * v).expand(int(expect.sum()), -1), atol=1e-5)
@@ -75,10 +76,10 @@ def test_directional_ablation_removes_the_direction_everywhere(tiny_model):
         r = torch.randn(m.facts.d_model, generator=torch.Generator().manual_seed(3))
         r_hat = r / r.norm()
         sites = [f"resid_post.{L}" for L in range(m.n_layers)] + [f"resid_pre.{L}" for L in range(m.n_layers)]
-        _, base = m.run_with_cache(PROMPTS, sites)
+        _, base = m.run_with_cache(PROMPTS, sites, device="cpu")
         with steer(m, Ablate(r)):
-            _, c = m.run_with_cache(PROMPTS, sites)
-        real = m.tokenize(PROMPTS).attention_mask.bool()
+            _, c = m.run_with_cache(PROMPTS, sites, device="cpu")
+        real = m.tokenize(PROMPTS).attention_mask.bool().cpu()
         for s in sites:
             assert (c[s][real] @ r_hat).abs().max() < 1e-4, (arch, s)
             assert (base[s][real] @ r_hat).abs().max() > 1e-2  # it was there before
@@ -88,8 +89,8 @@ def test_clamp_sets_the_projection(tiny_model):
     m = tiny_model("llama")
     r = torch.randn(m.facts.d_model)
     with steer(m, Clamp("resid_post.0", r, value=7.5)):
-        _, c = m.run_with_cache(PROMPTS, ["resid_post.0"])
-    real = m.tokenize(PROMPTS).attention_mask.bool()
+        _, c = m.run_with_cache(PROMPTS, ["resid_post.0"], device="cpu")
+    real = m.tokenize(PROMPTS).attention_mask.bool().cpu()
     proj = c["resid_post.0"][real] @ (r / r.norm())
     assert torch.allclose(proj, torch.full_like(proj, 7.5), atol=1e-4)
 

@@ -10,7 +10,7 @@ PROMPTS = ["hello there", "a", "the quick brown fox jumps"]
 
 def _alone(m, text_ids, layer, kind="resid_post"):
     toks = m.tokenize(torch.tensor([text_ids]))
-    _, c = m.run_with_cache(toks, [f"{kind}.{layer}"])
+    _, c = m.run_with_cache(toks, [f"{kind}.{layer}"], device="cpu")
     return c[f"{kind}.{layer}"][0]  # [t, d]
 
 
@@ -55,7 +55,7 @@ def test_per_item_system_and_prefix_match_the_models_chat_template(tiny_model):
     got = record_activations(m, items, [0])
     for i, it in enumerate(items):
         toks = m.tokenize(it["prompt"], chat=True, system=it["system"], assistant_prefix=it.get("assistant_prefix"))
-        _, c = m.run_with_cache(toks, ["resid_post.0"], positions="last")
+        _, c = m.run_with_cache(toks, ["resid_post.0"], positions="last", device="cpu")
         assert torch.allclose(got[0][i], c["resid_post.0"][0], atol=1e-5)
 
 

@@ -19,7 +19,7 @@ def _pair(request, arch):
 
 
 def _hf(model):
-    return AutoModelForCausalLM.from_pretrained(model.source, attn_implementation="eager").eval()
+    return AutoModelForCausalLM.from_pretrained(model.source, attn_implementation="eager").eval().to(model.device)
 
 
 @pytest.mark.parametrize("arch", ARCHS + [pytest.param("smollm", marks=pytest.mark.smollm)])
@@ -88,7 +88,7 @@ def test_canonical_shapes_gqa(tiny_model):
     assert c["k.0"].shape == (1, 6, f.n_kv_heads, f.d_head) and f.n_kv_heads == 2
     assert c["pattern.0"].shape == (1, f.n_heads, 6, 6)
     assert c["head_out.0"].shape == (1, 6, f.n_heads, f.d_model)
-    assert torch.allclose(c["pattern.0"].sum(-1), torch.ones(1, f.n_heads, 6), atol=1e-5)
+    assert torch.allclose(c["pattern.0"].sum(-1), torch.ones(1, f.n_heads, 6, device=m.device), atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ARCHS + [pytest.param("smollm", marks=pytest.mark.smollm)])

@@ -20,7 +20,7 @@ def test_gradients_equal_autograd(tiny_model, arch, backend):
     m = tiny_model(arch, backend)
     toks = m.tokenize(PROMPTS)
     r = m.gradients(toks, ["resid_pre.1", "z.0", "head_out.1", "attn_out.1"], metric)
-    hf = AutoModelForCausalLM.from_pretrained(m.source, attn_implementation="eager").eval()
+    hf = AutoModelForCausalLM.from_pretrained(m.source, attn_implementation="eager").eval().to(m.device)
     layer = hf.model.layers[1] if arch == "llama" else hf.transformer.h[1]
     store = {}
 
@@ -34,7 +34,7 @@ def test_gradients_equal_autograd(tiny_model, arch, backend):
     value.backward()
     handle.remove()
     assert abs(r.value - value.item()) < 1e-4
-    assert (r.grads["resid_pre.1"] - store["h"].grad).abs().max() < 1e-5
+    assert (r.grads["resid_pre.1"].cpu() - store["h"].grad.cpu()).abs().max() < 1e-5
     # each head's output enters the residual unchanged: its gradient is attn_out's
     assert torch.equal(r.grads["head_out.1"][:, :, 2], r.grads["attn_out.1"])
     # first-order check: metric(x + eps*g) - metric(x) ~ eps*|g|^2 at resid_pre.1

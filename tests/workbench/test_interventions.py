@@ -17,7 +17,7 @@ def llama(tiny_model):
 
 @pytest.fixture(scope="module")
 def hf(llama):
-    return AutoModelForCausalLM.from_pretrained(llama[0].source, attn_implementation="eager").eval()
+    return AutoModelForCausalLM.from_pretrained(llama[0].source, attn_implementation="eager").eval().to(llama[0].device)
 
 
 def _hf_logits(hf, toks, layer_hook=None, o_pre=None, layer=1):
@@ -39,11 +39,11 @@ def test_add_scale_project_match_hand_hooks(llama, hf):
     toks = tl.tokenize(PROMPTS)
     v = torch.randn(tl.facts.d_model, generator=torch.Generator().manual_seed(1))
     last = toks.last_index
-    rows = torch.arange(len(toks))
+    rows = torch.arange(len(toks), device=last.device)
 
     def add_last(o):
         o = o.clone()
-        o[rows, last] += 2.5 * v
+        o[rows, last] += 2.5 * v.to(o.device)
         return o
     ref = _hf_logits(hf, toks, layer_hook=add_last, layer=0)
     for m in (tl, nn):
@@ -55,13 +55,14 @@ def test_add_scale_project_match_hand_hooks(llama, hf):
         assert (m.forward(toks, interventions=scale("resid_post.0", 0.3)) - ref)[toks.attention_mask.bool()].abs().max() < 1e-5
 
     r = v / v.norm()
-    ref = _hf_logits(hf, toks, layer_hook=lambda o: o - (o @ r)[..., None] * r, layer=0)
+    rd = r.to(tl.device)
+    ref = _hf_logits(hf, toks, layer_hook=lambda o: o - (o @ rd)[..., None] * rd, layer=0)
     for m in (tl, nn):
         got = m.forward(toks, interventions=project_out("resid_post.0", v))
         assert (got - ref)[toks.attention_mask.bool()].abs().max() < 1e-5
         _, c = m.run_with_cache(toks, ["resid_post.0"], interventions=project_out("resid_post.0", v))
         # the cache records the value after the intervention (padding is never intervened on)
-        assert (c["resid_post.0"] @ r)[toks.attention_mask.bool()].abs().max() < 1e-5
+        assert (c["resid_post.0"] @ rd)[toks.attention_mask.bool()].abs().max() < 1e-5
 
 
 def test_head_ablations_match_o_proj_hook(llama, hf):
@@ -83,7 +84,7 @@ def test_head_ablations_match_o_proj_hook(llama, hf):
 
     def mean_head2(x):
         x = x.clone()
-        x[..., 2 * d:3 * d] = mean
+        x[..., 2 * d:3 * d] = mean.to(x.device)
         return x
     ref = _hf_logits(hf, toks, o_pre=mean_head2, layer=1)
     for m in (tl, nn):
@@ -116,7 +117,7 @@ def test_custom_and_hooks_context(llama):
             inside = m.forward(PROMPTS)
         assert (inside - base).abs().max() > 0
         assert torch.equal(m.forward(PROMPTS), m.forward(PROMPTS))  # removed on exit
-        assert (m.forward(PROMPTS) - base).abs().max() < 1e-6
+        assert (m.forward(PROMPTS) - base).abs().max() < 1e-5  # 1.2e-6 on an H100 (kernel choice)
 
 
 def test_clear_errors(llama, smollm):

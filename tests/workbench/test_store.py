@@ -32,12 +32,12 @@ def test_collect_equals_direct_and_is_lazy(tiny_model, tmp_path, positions):
     assert st.n_prompts == len(PROMPTS) and st.sites == ["resid_post.0", "resid_post.1", "z.1"]
     x = st.load("resid_post.1")
     if positions == "last":
-        _, c = m.run_with_cache(PROMPTS[:6], ["resid_post.1"], positions="last")
+        _, c = m.run_with_cache(PROMPTS[:6], ["resid_post.1"], positions="last", device="cpu")
         assert x.shape == (40, 64) and (x[:6] - c["resid_post.1"]).abs().max() < 1e-5
     else:
         spans = st.token_spans()
         for i in (0, 17, 39):
-            _, c = m.run_with_cache(PROMPTS[i], ["resid_post.1"])
+            _, c = m.run_with_cache(PROMPTS[i], ["resid_post.1"], device="cpu")
             a, b = spans[i]
             assert (x[a:b] - c["resid_post.1"][0]).abs().max() < 1e-5
     assert st.load("z.1").shape[1:] == (4, 16)
