@@ -203,9 +203,10 @@ class HookedModel:
 
             # device= pins the model where load() put it: transformers' pipeline (which nnsight wraps
             # the model in) otherwise moves it to the first GPU, also when load(device="cpu") was asked
+            # (a model dispatched over devices by accelerate must not be given one: the pipeline refuses)
             dev = self._embed.weight.device
-            self.nnsight = nnsight.TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation",
-                                                     device=dev)
+            place = {} if getattr(hf_model, "hf_device_map", None) else {"device": dev}
+            self.nnsight = nnsight.TransformersModel(hf_model, tokenizer=tokenizer, task="text-generation", **place)
             if self._embed.weight.device != dev:  # pragma: no cover - a pipeline that ignored device=
                 hf_model.to(dev)
             self._backend = NNsightBackend(self.nnsight, hf_model, arch, self.facts)
