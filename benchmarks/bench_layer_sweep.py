@@ -135,7 +135,7 @@ def cv_sweep(X, Xt, y, train, test, threads):
     fit = fit_logistic_batched(Xt, Y, Wt, C=np.repeat(C_ours[:, None], len(Y), 1), device=DEVICE)
     _sync()
     ours = time.perf_counter() - t
-    auc_ours = np.array([roc_auc_score(y[test], X[layer, test] @ fit.coef[layer, 0, :, 0].numpy())
+    auc_ours = np.array([roc_auc_score(y[test], X[layer, test] @ fit.coef[layer, 0, :, 0].cpu().numpy())
                          for layer in range(L)])
     folds = group_kfold(y[idx], None, 3, seed=1)  # the inner folds _cv_choose_C uses (seed + 1)
     t = time.perf_counter()
@@ -207,7 +207,7 @@ def main() -> None:
         for name, (Y, Wt) in configs.items():
             ours_t, fit = run_ours(Xt, Y, Wt)
             peer_t, peer_auc, peer_iter = run_sklearn(X, Y, Wt, test)
-            ours_auc = np.array([roc_auc_score(y[test], X[layer, test] @ fit.coef[layer, 0, :, 0].numpy())
+            ours_auc = np.array([roc_auc_score(y[test], X[layer, test] @ fit.coef[layer, 0, :, 0].cpu().numpy())
                                  for layer in range(L)])
             n_used = int((Wt > 0).any(0).sum())
             gflop = 2 * 2 * L * n_used * D * Y.shape[0] / 1e9  # forward + backward matmul per pass
