@@ -197,6 +197,7 @@ class _Rows:
         self.x = None
         self.mk: list[torch.Tensor] | None = None  # per-layer oneDNN copies of the used rows (CPU)
         self.shift: torch.Tensor | None = None  # [L, 1, d] float64: the rows the passes read are x - shift
+        self.stats_shift: torch.Tensor | None = None  # [L, 1, d] float64: the statistics pass's shift
         self.owned = False  # self.x is our copy (gathered, or moved to another device/dtype)
         if isinstance(feats, TensorFeatures):
             x = feats.x
@@ -541,14 +542,14 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
         out = torch.zeros(L, P, dtype=torch.float64, device=device)
         for a in range(0, nu, lc):  # float64 sums (f is compared across iterations), chunk-sized temporaries
             z = Z[:, a:a + lc]
-            m = z.shape[1]
-            t, t64 = lbuf[:, :m], lbuf64[:, :m]
+            nr = z.shape[1]
+            t, t64 = lbuf[:, :nr], lbuf64[:, :nr]
             if k == 1:
-                torch.nn.functional.softplus(torch.mul(z, nsgn[a:a + m], out=t), out=t)
+                torch.nn.functional.softplus(torch.mul(z, nsgn[a:a + nr], out=t), out=t)
             else:
                 zv = z.reshape(L, -1, P, K)
-                torch.sub(torch.logsumexp(zv, -1), (zv * oh[a:a + m].view(-1, P, K)).sum(-1), out=t)
-            out += t64.copy_(t).mul_(wn64[a:a + m]).sum(1)
+                torch.sub(torch.logsumexp(zv, -1), (zv * oh[a:a + nr].view(-1, P, K)).sum(-1), out=t)
+            out += t64.copy_(t).mul_(wn64[a:a + nr]).sum(1)
         return out
 
     def penalty(th: torch.Tensor) -> torch.Tensor:

@@ -106,7 +106,6 @@ class LayerSweepResult:
         return [got[L] for L in self.layers]
 
     def values(self, method: str | None = None, condition: str = "main", metric: str = "auroc") -> np.ndarray:
-        method = self._method(method)
         return np.array([e.value for e in self.estimates(method, condition, metric)])
 
     def best_layer(self, method: str | None = None, metric: str = "auroc", condition: str = "main") -> int:

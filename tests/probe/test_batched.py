@@ -118,37 +118,25 @@ def test_onednn_row_blocks_match_the_dense_path_and_sklearn(K, monkeypatch):
             assert np.abs(fast.coef[l, 0].numpy() - coef).max() / np.abs(coef).max() < 1e-2
 
 
-@pytest.mark.parametrize("path", ["onednn", "dense"])
+@pytest.mark.parametrize("path", ["onednn", "dense", "cuda", "cuda_all_rows"])
 def test_features_with_huge_means_still_converge_to_sklearn(path, monkeypatch):
     """Model activations have dimensions with means far above their spread. The trainer's own
-    copy of the rows (oneDNN blocks, or the gathered dense rows) is centred; on raw rows the
-    float32 logits ``x.w + b`` cancel (``b`` ~ -mean.w) and the fit stalled above tol (gradient
-    4e-4, weights 3.5% off here)."""
+    copy of the rows (oneDNN blocks, the gathered dense rows, or CPU features moved to the GPU:
+    all rows or the gathered training rows) is centred; on raw rows the float32 logits ``x.w + b``
+    cancel (``b`` ~ -mean.w) and the fit stalled above tol (gradient 4e-4, weights 3.5% off here)."""
     import probe.batched as pb
 
     if path == "onednn" and not pb._onednn_pass_ok():
         pytest.skip("this torch build has no working oneDNN inner product")
+    if path.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
     if path == "dense":
         monkeypatch.setattr(pb, "_ONEDNN_PASS", False)
     X, y = _data(2, L=3, n=400, d=40, seed=0)
     X[:, :, :4] += np.array([3e5, -1.5e5, 8e4, 5e5], dtype=np.float32)
-    train = np.random.default_rng(1).random(400) < 0.7
-    fit = fit_logistic_batched(X, y, train.astype(np.float32), C=1.0, device="cpu", tol=1e-5)
-    assert fit.converged and fit.grad_max <= 1e-5
-    for l in range(3):
-        coef, b = _sk(X[l][train], y[train], 1.0)
-        assert np.abs(fit.coef[l, 0].numpy() - coef).max() / np.abs(coef).max() < 1e-2
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
-@pytest.mark.parametrize("subset", [True, False])
-def test_cuda_copy_is_centred_and_matches_sklearn(subset):
-    """CPU features moved to the GPU (all rows, or the gathered training rows) are the trainer's own
-    copy and are centred like the CPU copies: huge-mean dimensions still converge to scikit-learn."""
-    X, y = _data(2, L=3, n=400, d=40, seed=0)
-    X[:, :, :4] += np.array([3e5, -1.5e5, 8e4, 5e5], dtype=np.float32)
-    train = np.random.default_rng(1).random(400) < 0.7 if subset else np.ones(400, bool)
-    fit = fit_logistic_batched(X, y, train.astype(np.float32), C=1.0, device="cuda", tol=1e-5)
+    train = np.ones(400, bool) if path == "cuda_all_rows" else np.random.default_rng(1).random(400) < 0.7
+    fit = fit_logistic_batched(X, y, train.astype(np.float32), C=1.0, device="cuda" if path.startswith("cuda") else "cpu",
+                               tol=1e-5)
     assert fit.converged and fit.grad_max <= 1e-5
     for l in range(3):
         coef, b = _sk(X[l][train], y[train], 1.0)
