@@ -199,6 +199,7 @@ class _Rows:
         self.shift: torch.Tensor | None = None  # [L, 1, d] float64: the rows the passes read are x - shift
         self.stats_shift: torch.Tensor | None = None  # [L, 1, d] float64: the statistics pass's shift
         self.owned = False  # self.x is our copy (gathered, or moved to another device/dtype)
+        self.flip = False  # oneDNN passes alternate the layer order; the first runs backwards (see run_pass)
         if isinstance(feats, TensorFeatures):
             x = feats.x
             frac = float(used_cpu.float().mean())
@@ -563,14 +564,15 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
         gV = (G - mu * gb[..., None]) / sd + lam[..., None, None] * V
         return torch.cat([gV.reshape(L, P, k * d), gb], -1)
 
-    def residual(z: torch.Tensor, pos: Any) -> torch.Tensor:
-        """Weighted d(loss)/d(logit) of the rows ``pos``: ``[L, rows, P*k]`` (in ``rbuf``)."""
-        out = rbuf[:, :z.shape[1]]
+    def residual(z: torch.Tensor, pos: Any, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Weighted d(loss)/d(logit) of the rows ``pos``: ``[L, rows, P*k]`` logits (in ``rbuf``),
+        or one layer's ``[rows, P*k]`` (in ``out``)."""
+        out = rbuf[:, :z.shape[-2]] if out is None else out
         if k == 1:
             return torch.mul(z, nsgn[pos], out=out).sigmoid_().mul_(nsw[pos])
-        zz = z.view(L, -1, P, K)
+        zz = z.view(*z.shape[:-2], -1, P, K)
         return torch.mul(torch.softmax(zz, -1).sub_(oh[pos].view(-1, P, K)), wn[pos][..., None],
-                         out=out.view(L, -1, P, K)).view(L, -1, Pk)
+                         out=out.view(zz.shape)).view(z.shape)
 
     def run_pass(th: torch.Tensor, Z: torch.Tensor, grad: bool = True, on: torch.Tensor | None = None,
                  Zcur: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -583,20 +585,24 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
         Wt, b = raw(th, rows.shift)
         if rows.mk is not None:  # oneDNN row blocks (centred): per layer, inner product and its weight gradient
             live = [True] * L if on is None else on.tolist()
-            todo = [i for i in range(L) if live[i]]
             for i in range(L):
-                if live[i]:
-                    Z[i] = _dense(torch._C._nn.mkldnn_linear(rows.mk[i], Wt[i], b[i, 0]))
-                else:
+                if not live[i]:
                     Z[i] = Zcur[i] if Zcur is not None else 0.0
+            # Each layer's weight gradient right after its logits, while its rows are in the last-level
+            # cache, and the layers in alternating order from pass to pass, so the layers a pass ends
+            # with are still cached when the next one starts (~8% per pass on one core).
+            todo = [i for i in range(L) if live[i]]
+            rows.flip = not rows.flip
+            G = torch.zeros(L, Pk, d, dtype=torch.float64) if grad else None
+            gb = torch.zeros(L, Pk, dtype=torch.float64) if grad else None
+            for i in (reversed(todo) if rows.flip else todo):
+                Z[i] = _dense(torch._C._nn.mkldnn_linear(rows.mk[i], Wt[i], b[i, 0]))
+                if grad:
+                    r = residual(Z[i], slice(None), out=rbuf[i])
+                    gw, gbi = torch.ops.aten.mkldnn_linear_backward_weights(r.to_mkldnn(), rows.mk[i], Wt[i], True)
+                    G[i], gb[i] = _dense(gw), _dense(gbi)
             if not grad:
                 return Z, None, None
-            r = residual(Z, slice(None))
-            G = torch.zeros(L, Pk, d, dtype=torch.float64)
-            gb = torch.zeros(L, Pk, dtype=torch.float64)
-            for i in todo:
-                gw, gbi = torch.ops.aten.mkldnn_linear_backward_weights(r[i].to_mkldnn(), rows.mk[i], Wt[i], True)
-                G[i], gb[i] = _dense(gw), _dense(gbi)
             return Z, G + gb[..., None] * rows.shift, gb  # R^T x = R^T (x - shift) + (R^T 1) shift
         G = torch.zeros(L, Pk, d, device=device, dtype=torch.float64)
         gb = torch.zeros(L, Pk, device=device, dtype=torch.float64)
