@@ -24,7 +24,7 @@ rows, the statistics pass and L-BFGS); sklearn = ``StandardScaler`` + ``Logistic
 takes the same code path. Also printed: L-BFGS iterations (one pass over the features each: two
 products), the arithmetic per pass and the rate it ran at, and scikit-learn's mean iteration
 count. On this 2-core VM the two sides' times drift by up to ~40% between runs minutes apart;
-the ratio of alternated runs moved less (2.4-3.4 in six runs, most near 3.2; 2.99-3.29 in four runs on
+the ratio of alternated runs moved less (2.4-3.4 in six runs, most near 3.2; 2.99-3.29 in six runs on
 2026-11-22).
 
 Why the CPU ratio stays near 3 (measured on this VM, 2026-11-22, one core): scikit-learn fits one layer
@@ -32,7 +32,7 @@ at a time, so its 5 MB of rows sit in the last-level cache for all of that layer
 batched pass streams all 155 MB of used rows from memory each iteration; oneDNN's forward product and
 weight gradient over the 30 layers (6 problems) took 11.6 + 8.8 ms streamed against 6.8 + 4.8 ms on a
 cached layer. A fused C kernel (logits, residual and weight gradient per block of 4 rows, AVX-512,
-rows read in place without the copy) was prototyped: 17-21 ms per pass streamed and 10-13 ms cached
+rows read in place without the copy) was prototyped: 17-22 ms per pass streamed and 10-13 ms cached
 against oneDNN's 19-25 and 12-15 ms in the same runs, too little for 5x, so it was not shipped. Running
 each layer's gradient right after its logits, in alternating layer order (the trainer does this now),
 saved 6-9% per pass. What the measurements point to for 5x on CPU: the whole L-BFGS loop per layer in
