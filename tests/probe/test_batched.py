@@ -22,10 +22,10 @@ def _sk(X, y, C):
     return coef, m.intercept_ - sc.mean_ @ coef
 
 
-@pytest.mark.parametrize("K", [2, 3])
-def test_matches_sklearn_per_layer(K):
+@pytest.mark.parametrize("K,backend", [(2, "native"), (2, "torch"), (3, "auto")])
+def test_matches_sklearn_per_layer(K, backend):
     X, y = _data(K)
-    fit = fit_logistic_batched(X, y, C=0.3, device="cpu", tol=1e-6)
+    fit = fit_logistic_batched(X, y, C=0.3, device="cpu", tol=1e-6, backend=backend)
     assert fit.converged
     for l in range(X.shape[0]):
         coef, b = _sk(X[l], y, 0.3)
@@ -102,9 +102,9 @@ def test_onednn_row_blocks_match_the_dense_path_and_sklearn(K, monkeypatch):
         made.append(self.mk is not None)
 
     monkeypatch.setattr(pb._Rows, "__init__", spy)
-    fast = fit_logistic_batched(X, Y, W, C=0.3, device="cpu", tol=1e-6)
+    fast = fit_logistic_batched(X, Y, W, C=0.3, device="cpu", tol=1e-6, backend="torch")
     monkeypatch.setattr(pb, "_ONEDNN_PASS", False)
-    dense = fit_logistic_batched(X, Y, W, C=0.3, device="cpu", tol=1e-6)
+    dense = fit_logistic_batched(X, Y, W, C=0.3, device="cpu", tol=1e-6, backend="torch")
     assert made == [True, False]
     assert fast.converged and dense.converged
     scale = dense.coef.abs().max()
@@ -118,11 +118,11 @@ def test_onednn_row_blocks_match_the_dense_path_and_sklearn(K, monkeypatch):
             assert np.abs(fast.coef[l, 0].numpy() - coef).max() / np.abs(coef).max() < 1e-2
 
 
-@pytest.mark.parametrize("path", ["onednn", "dense", "cuda", "cuda_all_rows"])
+@pytest.mark.parametrize("path", ["native", "onednn", "dense", "cuda", "cuda_all_rows"])
 def test_features_with_huge_means_still_converge_to_sklearn(path, monkeypatch):
     """Model activations have dimensions with means far above their spread. The trainer's own
-    copy of the rows (oneDNN blocks, the gathered dense rows, or CPU features moved to the GPU:
-    all rows or the gathered training rows) is centred; on raw rows the float32 logits ``x.w + b``
+    copy of the rows (the native solver's gathered layer, oneDNN blocks, the gathered dense rows,
+    or CPU features moved to the GPU: all rows or the gathered training rows) is centred; on raw rows the float32 logits ``x.w + b``
     cancel (``b`` ~ -mean.w) and the fit stalled above tol (gradient 4e-4, weights 3.5% off here)."""
     import probe.batched as pb
 
@@ -136,7 +136,7 @@ def test_features_with_huge_means_still_converge_to_sklearn(path, monkeypatch):
     X[:, :, :4] += np.array([3e5, -1.5e5, 8e4, 5e5], dtype=np.float32)
     train = np.ones(400, bool) if path == "cuda_all_rows" else np.random.default_rng(1).random(400) < 0.7
     fit = fit_logistic_batched(X, y, train.astype(np.float32), C=1.0, device="cuda" if path.startswith("cuda") else "cpu",
-                               tol=1e-5)
+                               tol=1e-5, backend="native" if path == "native" else "torch")
     assert fit.converged and fit.grad_max <= 1e-5
     for l in range(3):
         coef, b = _sk(X[l][train], y[train], 1.0)
