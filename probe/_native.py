@@ -14,13 +14,17 @@ minimum along the segment (safeguarded Newton on stored logits) as the next tria
 fails. The differences: each problem keeps its own L-BFGS history of accepted pairs, and the
 kernels are written for this shape (narrow outputs, one layer in cache):
 
-- logits ``X W^T`` with a register tile of 2 rows x 6 problems (vectorised along the features),
-- weight gradient ``R^T X`` over blocks of 8 rows (float32 per block, float64 accumulators),
+- logits ``X W^T`` with a register tile of 2 rows x 6 problems (vectorised along the features);
+  only the problems still active are packed into the tiles, so a layer's slowest problem does
+  not make the finished ones pay,
+- weight gradient ``R^T X`` of the active problems over blocks of 8 rows (float32 per block,
+  flushed into float64 every 512 rows),
 - residual and loss with a vectorised float32 ``exp`` (Cephes polynomial) and ``log1p``
   (``2 atanh(e / (2 + e))`` series), summed per problem in float64.
 
 Importing this module imports numba (and compiles nothing); the kernels compile on first use
-and are cached on disk by numba (``cache=True``).
+(~10 s) and numba caches them on disk (``cache=True``: next to this file, or in the user's cache
+directory when that is read-only), so later processes load them in well under a second.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ import math
 import numba
 import numpy as np
 
-_OPTS = dict(nogil=True, fastmath=True, boundscheck=False, error_model="numpy", cache=True)
+# fastmath without the no-NaN/no-inf assumptions (the solver's isfinite checks must hold): reassociation
+# is what lets LLVM vectorise the reductions
+_FAST = {"reassoc", "contract", "nsz", "arcp", "afn"}
+_OPTS = dict(nogil=True, fastmath=_FAST, boundscheck=False, error_model="numpy", cache=True)
 _TILE = 6  # problems per register tile of the logits kernel
 
 
