@@ -1,4 +1,4 @@
-"""Batched torch layer sweep vs per-layer scikit-learn, on the same features, in one run.
+"""Our layer sweep (``fit_logistic_batched``) vs per-layer scikit-learn, on the same features, in one run.
 
 Features: 30 layers x 3000 examples x 576 (SmolLM2-135M's shape), synthetic with a planted
 direction whose strength grows with depth (x = noise + y * s_L * u_L). Both sides solve the
@@ -7,8 +7,8 @@ C = 0.1, trained on the same 2250 rows and scored by AUROC on the same 750 held-
 
 - "main only": one probe per layer.
 - "sweep": what ``probe.layer_sweep(..., C=0.1)`` fits at every layer on these features (no
-  templates): the probe plus 5 label-shuffle probes (6 problems per layer). Ours: one batched
-  fit; peer: 6 x 30 ``LogisticRegression`` fits. This is the acceptance configuration: its
+  templates): the probe plus 5 label-shuffle probes (6 problems per layer). Ours: one
+  ``fit_logistic_batched`` call; peer: 6 x 30 ``LogisticRegression`` fits. This is the acceptance configuration: its
   speed-up is the last line, ``ratio=<sklearn time / our time>`` (> 1: ours faster).
 - "sweep + templates": the same with 5 held-out-template folds (11 problems per layer), what
   layer_sweep fits when the examples have templates.
@@ -21,33 +21,39 @@ rose to 37x), which says more about BLAS threading than about the trainer, so th
 number is the single-threaded one. Timed: ours = ``fit_logistic_batched`` (the copy of the used
 rows, the statistics pass and L-BFGS); sklearn = ``StandardScaler`` + ``LogisticRegression.fit``
 (+ ``decision_function`` of the main probe). Both sides are warmed up first on a small fit that
-takes the same code path. Also printed: L-BFGS iterations (one pass over the features each: two
-products), the arithmetic per pass and the rate it ran at, and scikit-learn's mean iteration
-count. On this 2-core VM the two sides' times drift by up to ~40% between runs minutes apart;
-the ratio of alternated runs moved less (2.4-3.4 in six runs, most near 3.2; 2.99-3.29 in six runs on
-2026-11-22).
+takes the same code path (which also loads the native solver's compiled kernels). Also printed:
+L-BFGS iterations (the most any layer took; one pass over that layer's rows each: two products),
+the arithmetic per pass and the rate it ran at, and scikit-learn's mean iteration count. On this
+2-core VM the two sides' times drift by up to ~40% between runs minutes apart; the ratio of
+alternated runs moves less.
 
-Why the CPU ratio stays near 3 (measured on this VM, 2026-11-22, one core): scikit-learn fits one layer
-at a time, so its 5 MB of rows sit in the last-level cache for all of that layer's fits, while a
-batched pass streams all 155 MB of used rows from memory each iteration; oneDNN's forward product and
-weight gradient over the 30 layers (6 problems) took 11.6 + 8.8 ms streamed against 6.8 + 4.8 ms on a
-cached layer. A fused C kernel (logits, residual and weight gradient per block of 4 rows, AVX-512,
-rows read in place without the copy) was prototyped: 17-22 ms per pass streamed and 10-13 ms cached
-against oneDNN's 19-25 and 12-15 ms in the same runs, too little for 5x, so it was not shipped. Running
-each layer's gradient right after its logits, in alternating layer order (the trainer does this now),
-saved 6-9% per pass. What the measurements point to for 5x on CPU: the whole L-BFGS loop per layer in
-compiled code while the layer is cached (kernel time alone ~0.39 ms per layer and pass: ~0.2 s for the
-acceptance sweep, ~7x); per-layer calls of the Python loop cost ~20 ms each, which is why
-``fit_logistic_batched`` batches over layers instead.
+Our CPU side is the native solver (``probe._native``, numba): layer by layer, the whole L-BFGS loop
+of one layer runs in compiled code while that layer's 5 MB of rows are in the last-level cache.
+Measured on this VM (AMD EPYC, 2 cores, 2026-11-22), one thread: sweep 0.17-0.18 s vs scikit-learn
+1.59-1.79 s: ``ratio=`` 8.80, 9.66, 9.43 while the solver gained padded and packed tiles, then 8.82,
+9.80 and 10.40 in three runs of the final code; sweep + templates 7.9-9.5x; main only 3.5-4.6x;
+the default CV sweep 5.3x. Of the 0.18 s, the
+statistics pass took 44 ms and the solver 123 ms (~4 ms per layer for 12 passes and the first
+step); per pass on one cached layer the logits kernel took 0.09 ms, the weight gradient 0.20 ms
+and the residual and loss 0.015 ms, against 0.29 + 0.18 ms for oneDNN's inner product and weight
+gradient (which also pay Python calls per layer).
+
+Before it, the batched passes (``backend="torch"``) gave ``ratio=`` 2.4-3.8 here: a pass batched
+over all 30 layers streams 155 MB of rows from memory every iteration (oneDNN's products: 11.6 +
+8.8 ms streamed vs 6.8 + 4.8 ms on a cached layer), and running the Python loop per layer group to
+keep rows cached cost ~20 ms per call, more than it saved. A fused C kernel for the batched pass
+(17-22 ms per pass vs oneDNN's 19-25) was not enough either; what closed the gap is running every
+iteration of a layer while it is cached, with no interpreter in the loop.
+
 Also printed (before the ratio line), the fitting work of ``probe.layer_sweep``'s default
 ``C="cv"``: C per layer by 3-fold cross-validation over 5 Cs on the training split (15
 problems per layer, at most 100 iterations, inner-fold AUROC), then the probe and 5 shuffles at
 the chosen C. The peer is what ``LogisticRegressionCV`` does per layer: per fold, a scaler and a
 warm-started path over the Cs (each C starts from the previous C's solution), then the refit and
-5 shuffles. Warm starts make scikit-learn's weakly regularised fits cheap, while the batched fit
-runs every C from zero and pays, per layer, for its slowest problem (C = 10: ~75 iterations), so
-here the ratio is far smaller (skip with ``--no-cv``). A warm-started path in the batched fit
-would not help: with per-C maxima of 7, 8, 14, 23 and 49 iterations it needs about as many passes.
+5 shuffles. Warm starts make scikit-learn's weakly regularised fits cheap, while our fit runs
+every C from zero; the native solver drops finished problems from its kernels, so a layer's
+slowest problem (C = 10: ~50-75 iterations) no longer makes every problem pay (5.3x here; skip
+with ``--no-cv``).
 
 ``--device cuda`` runs our side on the GPU (scikit-learn stays on the CPU with ``--threads``):
 the acceptance number is the CPU one; the GPU line says what a GPU node buys. Our GPU time includes
@@ -56,7 +62,7 @@ single-threaded on the node's Xeon): sweep 0.29 s vs 3.26 s, ``ratio=11.08``; sw
 0.09 s vs 6.76 s (79x); the default CV sweep 0.59 s vs 9.82 s (16.5x); AUROC within 0.00018 of
 scikit-learn at every layer. The first timed GPU fits (main only, sweep) still carry one-time CUDA
 costs, so the templates row is the steady state. The same script on that node's CPU gave ``ratio=2.21``
-(3.4x with templates), against 3.2 on this project's 2-core AMD EPYC VM.
+(3.4x with templates) with the batched passes, before the native solver.
 
 Run: ``python benchmarks/bench_layer_sweep.py [--threads N] [--no-cv] [--device cpu|cuda]``.
 """
