@@ -204,7 +204,9 @@ class _Rows:
     statistics pass and used by every later pass). Otherwise, in-memory features where at most
     80% of the rows are used (a sweep without templates trains on its training split only) are
     gathered once into a contiguous copy of the used rows (at most 1 GiB; else every row is
-    passed and unused rows get weight 0); streamed chunks drop the unused rows as they arrive."""
+    passed and unused rows get weight 0); streamed chunks drop the unused rows as they arrive.
+    For the native solver (``native=True``) no copy is kept: the statistics pass gathers and
+    centres one layer at a time, and the solver gathers each layer again (:meth:`gather_layer`)."""
 
     def __init__(self, feats: FeatureSource, used: torch.Tensor, device: torch.device, chunk_rows: int,
                  passes: bool = True, native: bool = False):
