@@ -164,8 +164,9 @@ def _weight_grad(X, R, acc, G, gb, active):
 
 @numba.njit(**_OPTS)
 def _exp_neg(a, out, kbits, cnt):
-    """``out[:cnt] = exp(a[:cnt])`` for float32 ``a <= 0`` (Cephes ``expf`` polynomial, ~1 ulp; below -87:
-    ~exp(-87)), vectorised: the power of two is built from its bits in ``kbits`` (int32 scratch)."""
+    """``out[:cnt] = exp(a[:cnt])`` for float32 ``a <= 0`` (Cephes ``expf`` polynomial, ~1 ulp;
+    below -87: ~exp(-87)), vectorised: the power of two is built from its bits in ``kbits``
+    (int32 scratch)."""
     for i in range(cnt):
         x = max(a[i], np.float32(-87.0))
         k = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
