@@ -8,8 +8,9 @@ C = 0.1, trained on the same 2250 rows and scored by AUROC on the same 750 held-
 - "main only": one probe per layer.
 - "sweep": what ``probe.layer_sweep(..., C=0.1)`` fits at every layer on these features (no
   templates): the probe plus 5 label-shuffle probes (6 problems per layer). Ours: one
-  ``fit_logistic_batched`` call; peer: 6 x 30 ``LogisticRegression`` fits. This is the acceptance configuration: its
-  speed-up is the last line, ``ratio=<sklearn time / our time>`` (> 1: ours faster).
+  ``fit_logistic_batched`` call; peer: 6 x 30 ``LogisticRegression`` fits. This is the
+  acceptance configuration: its speed-up is the last line, ``ratio=<sklearn time / our time>``
+  (> 1: ours faster).
 - "sweep + templates": the same with 5 held-out-template folds (11 problems per layer), what
   layer_sweep fits when the examples have templates.
 
@@ -32,11 +33,10 @@ of one layer runs in compiled code while that layer's 5 MB of rows are in the la
 Measured on this VM (AMD EPYC, 2 cores, 2026-11-22), one thread: sweep 0.17-0.18 s vs scikit-learn
 1.59-1.79 s: ``ratio=`` 8.80, 9.66, 9.43 while the solver gained padded and packed tiles, then 8.82,
 9.80 and 10.40 in three runs of the final code; sweep + templates 7.9-9.5x; main only 3.5-4.6x;
-the default CV sweep 5.3x. Of the 0.18 s, the
-statistics pass took 44 ms and the solver 123 ms (~4 ms per layer for 12 passes and the first
-step); per pass on one cached layer the logits kernel took 0.09 ms, the weight gradient 0.20 ms
-and the residual and loss 0.015 ms, against 0.29 + 0.18 ms for oneDNN's inner product and weight
-gradient (which also pay Python calls per layer).
+the default CV sweep 5.3x. Of the 0.18 s, the statistics pass took 44 ms and the solver 123 ms
+(~4 ms per layer for 12 passes and the first step); per pass on one cached layer the logits kernel
+took 0.09 ms, the weight gradient 0.20 ms and the residual and loss 0.015 ms, against 0.29 + 0.18
+ms for oneDNN's inner product and weight gradient (which also pay Python calls per layer).
 
 Before it, the batched passes (``backend="torch"``) gave ``ratio=`` 2.4-3.8 here: a pass batched
 over all 30 layers streams 155 MB of rows from memory every iteration (oneDNN's products: 11.6 +

@@ -201,9 +201,9 @@ def _log1p_unit(e):
 
 
 @numba.njit(**_OPTS)
-def _residual_loss(Z, nsgn, w, R, f, m_buf, e_buf, k_buf, want_residual):
+def _residual_loss(Z, nsgn, w, R, f, m_buf, e_buf, k_buf):
     """For logits ``Z [n, P]``: ``f[p] = sum_i w[i, p] softplus(-sgn z)`` (float64 sums of
-    float32 terms) and, if ``want_residual``, ``R = -sgn w sigmoid(-sgn z)`` (d loss / d z).
+    float32 terms) and ``R = -sgn w sigmoid(-sgn z)`` (d loss / d z).
     ``nsgn = -sgn``; the ``*_buf`` are flat scratch of ``n * P``."""
     n, P = Z.shape
     N = n * P
@@ -217,9 +217,8 @@ def _residual_loss(Z, nsgn, w, R, f, m_buf, e_buf, k_buf, want_residual):
     for i in range(N):
         m = s[i] * z[i]
         e = e_buf[i]
-        if want_residual:
-            sig = np.float32(1.0) / (np.float32(1.0) + e)
-            r[i] = s[i] * wf[i] * (sig if m >= 0 else e * sig)
+        sig = np.float32(1.0) / (np.float32(1.0) + e)
+        r[i] = s[i] * wf[i] * (sig if m >= 0 else e * sig)
         m_buf[i] = wf[i] * (max(m, np.float32(0.0)) + _log1p_unit(e))
     f[:] = 0.0
     for i in range(n):
@@ -238,6 +237,15 @@ def _gradient(th, G, gb, mus, sd, lam, g):
 
 
 @numba.njit(**_OPTS)
+def _segment_exp(p, Z0, Z1, nsgn, uf, a_buf, e_buf, k_buf):
+    """``e_buf[i] = exp(-|m_i|)`` for problem ``p``'s margins ``m = -sgn (Z0 + uf (Z1 - Z0))``."""
+    n = Z0.shape[0]
+    for i in range(n):
+        a_buf[i] = -abs(nsgn[i, p] * (Z0[i, p] + uf * (Z1[i, p] - Z0[i, p])))
+    _exp_neg(a_buf, e_buf, k_buf, n)
+
+
+@numba.njit(**_OPTS)
 def _segment_min(p, Z0, Z1, nsgn, w, vv, vd, dd, lam, hi, newton_steps, a_buf, e_buf, k_buf):
     """Problem ``p``: logits are ``Z0 + u (Z1 - Z0)`` along the segment (u = 1: the trial step).
     Returns the ``u`` in ``(0, hi)`` minimising the objective along it (safeguarded Newton on
@@ -248,9 +256,7 @@ def _segment_min(p, Z0, Z1, nsgn, w, vv, vd, dd, lam, hi, newton_steps, a_buf, e
     u = min(1.0, 0.5 * hi)
     for _ in range(newton_steps):
         uf = np.float32(u)
-        for i in range(n):
-            a_buf[i] = -abs(nsgn[i, p] * (Z0[i, p] + uf * (Z1[i, p] - Z0[i, p])))
-        _exp_neg(a_buf, e_buf, k_buf, n)
+        _segment_exp(p, Z0, Z1, nsgn, uf, a_buf, e_buf, k_buf)
         d1 = 0.0
         d2 = 0.0
         for i in range(n):
@@ -274,9 +280,7 @@ def _segment_min(p, Z0, Z1, nsgn, w, vv, vd, dd, lam, hi, newton_steps, a_buf, e
         if fin:
             break
     uf = np.float32(u)
-    for i in range(n):
-        a_buf[i] = -abs(nsgn[i, p] * (Z0[i, p] + uf * (Z1[i, p] - Z0[i, p])))
-    _exp_neg(a_buf, e_buf, k_buf, n)
+    _segment_exp(p, Z0, Z1, nsgn, uf, a_buf, e_buf, k_buf)
     val = 0.0
     for i in range(n):
         m = nsgn[i, p] * (Z0[i, p] + uf * (Z1[i, p] - Z0[i, p]))
@@ -304,8 +308,8 @@ def solve_layer(X, nsgn, w, mus, sd, lam, tol, ftol, max_iter, history, theta, s
     X ``[n, d]`` float32 centred rows; nsgn, w ``[n, P]`` float32 (minus the label sign, the
     row weight normalised to sum 1 per problem; 0 outside a problem's training rows); mus, sd
     ``[P, d]`` float64 (mean minus centring shift, std); lam ``[P]``. Writes ``theta
-    [P, d + 1]`` (standardised weights, intercept) and ``status [P, 3]`` (largest gradient
-    entry, converged-at-tol flag, float32-floor flag); returns the number of passes."""
+    [P, d + 1]`` (standardised weights, intercept) and ``status [P, 2]`` (largest gradient
+    entry, float32-floor flag); returns the number of passes."""
     n, d = X.shape
     P = nsgn.shape[1]
     m = d + 1
@@ -345,7 +349,7 @@ def solve_layer(X, nsgn, w, mus, sd, lam, tol, ftol, max_iter, history, theta, s
     theta[:] = 0.0
 
     # theta = 0: logits 0, the gradient from one backward product
-    _residual_loss(Z, nsgn, w, R, f, m_buf, e_buf, k_buf, True)
+    _residual_loss(Z, nsgn, w, R, f, m_buf, e_buf, k_buf)
     active[:] = True
     _weight_grad(X, R, acc, G, gb, active)
     _gradient(theta, G, gb, mus, sd, lam, g)
@@ -401,7 +405,7 @@ def solve_layer(X, nsgn, w, mus, sd, lam, tol, ftol, max_iter, history, theta, s
             trial[p] = theta[p] + step[p] * pd[p]
         # one pass: logits, loss, residual and gradient at every trial point
         _forward(X, trial, active, mus, sd, Wf, bf, Zf, Zt)
-        _residual_loss(Zt, nsgn, w, R, ft, m_buf, e_buf, k_buf, True)
+        _residual_loss(Zt, nsgn, w, R, ft, m_buf, e_buf, k_buf)
         _weight_grad(X, R, acc, G, gb, active)
         _gradient(trial, G, gb, mus, sd, lam, gt)
         for p in range(P):
@@ -450,8 +454,6 @@ def solve_layer(X, nsgn, w, mus, sd, lam, tol, ftol, max_iter, history, theta, s
                     floor[p] = True
                     active[p] = False
     for p in range(P):
-        gm = np.abs(g[p]).max()
-        status[p, 0] = gm
-        status[p, 1] = 1.0 if gm <= tol else 0.0
-        status[p, 2] = 1.0 if floor[p] else 0.0
+        status[p, 0] = np.abs(g[p]).max()
+        status[p, 1] = 1.0 if floor[p] else 0.0
     return n_iter

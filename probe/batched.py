@@ -214,7 +214,9 @@ class _Rows:
         used_cpu = used.cpu()
         self.x = None
         self.mk: list[torch.Tensor] | None = None  # per-layer oneDNN copies of the used rows (CPU)
-        self.keep_mk = not native  # native solver: the statistics pass gathers each layer but keeps no copy
+        # the statistics pass gathers the used rows (self.idx) one layer at a time: oneDNN mode (which
+        # keeps each layer in self.mk) and the native solver (which keeps nothing and gathers again)
+        self.layerwise = False
         self.shift: torch.Tensor | None = None  # [L, 1, d] float64: the rows the passes read are x - shift
         self.stats_shift: torch.Tensor | None = None  # [L, 1, d] float64: the statistics pass's shift
         self.owned = False  # self.x is our copy (gathered, or moved to another device/dtype)
@@ -223,19 +225,19 @@ class _Rows:
             x = feats.x
             frac = float(used_cpu.float().mean())
             idx = torch.nonzero(used_cpu).flatten()
-            if native:  # one layer at a time, gathered again by the solver (gather_layer)
-                self.mk, self.mk_idx = [], idx
+            if native:
+                self.layerwise, self.idx = True, idx
             elif (passes and device.type == "cpu" and x.device.type == "cpu"
                     and x.numel() * frac * 4 <= _GATHER_MAX_BYTES and _onednn_pass_ok()):
                 # a copy of the used rows in oneDNN's layout, one layer at a time, made in the
                 # statistics pass (which reads each gathered layer while it is in cache): its
                 # products ran ~2x faster per pass than MKL's batched GEMMs, for the price of one copy
-                self.mk, self.mk_idx = [], idx
+                self.layerwise, self.idx, self.mk = True, idx, []
             elif frac <= _GATHER_MAX_FRACTION and x.numel() * frac * 4 <= _GATHER_MAX_BYTES:
                 x = x.index_select(1, idx)  # every pass skips the unused rows
             else:
                 used_cpu = torch.ones_like(used_cpu)
-            if self.mk is None:
+            if not self.layerwise:
                 self.x = x.to(device=device, dtype=torch.float32)
                 self.owned = self.x.data_ptr() != feats.x.data_ptr()
         self.used = used_cpu.to(device)
@@ -245,9 +247,9 @@ class _Rows:
         self.pos[used_cpu] = torch.arange(self.n_used)
 
     def gathered_layers(self) -> Iterator[tuple[int, torch.Tensor]]:
-        """oneDNN mode, once: each layer's used rows as a dense ``[n_used, d]`` block (valid until
+        """Layerwise mode, once: each layer's used rows as a dense ``[n_used, d]`` block (valid until
         the next one; the statistics pass reads it while it is in cache, and may shift it in
-        place), then kept in oneDNN's layout in ``self.mk``. The statistics pass centres each
+        place), then in oneDNN mode kept in oneDNN's layout in ``self.mk``. The statistics pass centres each
         block on its mean (``self.shift``), so the passes multiply centred rows: model
         activations have dimensions with means in the hundreds or thousands, and float32 logits
         ``x.w + b`` of uncentred rows lose most of their digits to the cancellation between
@@ -257,16 +259,16 @@ class _Rows:
         for layer in range(x.shape[0]):
             self.gather_layer(layer, buf)
             yield layer, buf
-            if self.keep_mk:
+            if self.mk is not None:
                 self.mk.append(buf.to_mkldnn())
 
     def gather_layer(self, layer: int, buf: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
         """The used rows of one layer into ``buf [n_used, d]`` (float32), minus ``shift [1, d]`` if given."""
         x = self.feats.x
         if x.dtype == torch.float32 and x[layer].is_contiguous():
-            torch.index_select(x[layer], 0, self.mk_idx, out=buf)
+            torch.index_select(x[layer], 0, self.idx, out=buf)
         else:
-            buf.copy_(x[layer].index_select(0, self.mk_idx))
+            buf.copy_(x[layer].index_select(0, self.idx))
         if shift is not None:
             buf.sub_(shift)
         return buf
@@ -410,7 +412,7 @@ def _stats_pass(feats: FeatureSource, y: torch.Tensor, w: torch.Tensor, K: int, 
     shift = None
     sub = max(16, _STATS_ROWS_BYTES // (4 * L * d))
     buf = None
-    if rows.mk is not None and not rows.mk:  # oneDNN mode: one gathered layer at a time, centred in place
+    if rows.layerwise:  # one gathered layer at a time, centred in place
         for layer, x in rows.gathered_layers():
             sh = x.mean(0, keepdim=True)
             x.sub_(sh)  # the copy the passes use is centred too (see _Rows.gathered_layers)
@@ -567,7 +569,7 @@ def fit_logistic_batched(features: Any, y: Any, weights: Any = None, *, C: float
     if native:
         theta, n_iter, status = _solve_native(rows, sgn, wn, mu, sd, lam, tol, ftol, max_iter, history_size)
         gmax = torch.from_numpy(status[..., 0])
-        floor = torch.from_numpy(status[..., 2] > 0)
+        floor = torch.from_numpy(status[..., 1] > 0)
         prob_conv = (gmax <= tol) | (floor & (gmax <= max(tol, 1e-4)))
         W, b = raw(theta)
         coef = W.view(L, P, k, d).permute(0, 1, 3, 2).contiguous()
@@ -804,7 +806,7 @@ def _solve_native(rows: _Rows, sgn: torch.Tensor, wn: torch.Tensor, mu: torch.Te
     (as in the statistics pass) into a buffer that stays in cache while its L-BFGS runs.
     Layers run on up to ``torch.get_num_threads()`` threads (the kernels release the GIL).
     Returns ``theta [L, P, d + 1]`` (standardised space), the most passes any layer took and
-    ``status [L, P, 3]`` (largest gradient entry, converged at tol, stopped at the float32 floor)."""
+    ``status [L, P, 2]`` (largest gradient entry, stopped at the float32 floor)."""
     from . import _native
 
     L, P, d = mu.shape[0], mu.shape[1], mu.shape[-1]
@@ -814,7 +816,7 @@ def _solve_native(rows: _Rows, sgn: torch.Tensor, wn: torch.Tensor, mu: torch.Te
     sd_np = np.ascontiguousarray(sd[:, :, 0, :].numpy())
     lam_np = np.ascontiguousarray(lam.numpy())
     theta = torch.zeros(L, P, d + 1, dtype=torch.float64)
-    status = np.zeros((L, P, 3))
+    status = np.zeros((L, P, 2))
     iters = np.zeros(L, dtype=np.int64)
 
     def work(layers: range) -> None:
