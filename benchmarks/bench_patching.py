@@ -46,8 +46,8 @@ def main() -> None:
     model = load("smollm2-135m-instruct", backend="tl", device=a.device)
 
     def sync():
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        if model.device.type == "cuda":  # timings include the queued GPU work
+            torch.cuda.synchronize(model.device)
     clean = "When Mary and John went to the store after a long day at work, John gave a drink to"
     corrupt = "When Mary and John went to the store after a long day at work, Mary gave a drink to"
     ct, xt = check_pair(model, clean, corrupt)

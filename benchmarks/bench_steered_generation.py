@@ -61,8 +61,8 @@ def main() -> None:
             t = time.perf_counter()
             out = model.generate(prompts, chat=True, max_new_tokens=args.tokens, stop_at_eos=False,
                                  batch_size=args.batch)
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
+            if model.device.type == "cuda":  # timings include the queued GPU work
+                torch.cuda.synchronize(model.device)
             return time.perf_counter() - t, out
 
     run([])  # warm-up
