@@ -94,19 +94,6 @@ class ArchSpec:
             h = h + self.get(root, self.pos_embed)(position_ids).to(h.device)
         return h
 
-    def call_layer(self, layer_module: torch.nn.Module, hidden: torch.Tensor, *, mask: Any,
-                   position_ids: torch.Tensor, position_embeddings: Any, cache: Any,
-                   use_cache: bool) -> torch.Tensor:
-        if self.family == "gpt2":
-            out = layer_module(hidden, cache, mask, None, use_cache=use_cache, position_ids=position_ids)
-        elif self.family == "neox":
-            out = layer_module(hidden, attention_mask=mask, position_ids=position_ids, layer_past=cache,
-                               use_cache=use_cache, position_embeddings=position_embeddings)
-        else:
-            out = layer_module(hidden, attention_mask=mask, position_embeddings=position_embeddings,
-                               position_ids=position_ids, past_key_values=cache, use_cache=use_cache)
-        return out[0] if isinstance(out, tuple) else out
-
     # -- head geometry ----------------------------------------------------------------
     def W_O(self, o_module: torch.nn.Module, n_heads: int, d_head: int) -> torch.Tensor:
         """Output weights per head, ``[n_heads, d_head, d_model]``, from the o-projection module."""

@@ -690,10 +690,10 @@ class HookedModel:
                         stop_at_eos: bool) -> tuple[list[list[int]], list[str]]:
         if tokens.padding_side != "left" and not bool((tokens.attention_mask == 1).all()):
             raise PaddingError("generation needs left padding (right-padded rows would continue from padding)")
-        from transformers import DynamicCache
+        from . import compat
 
         B, T0 = tokens.shape
-        cache = DynamicCache(config=self._hf_config)
+        cache = compat.new_cache(self._hf_config)
         prefill = []
         for iv in ivs:
             site = self.check_site(iv.site)
