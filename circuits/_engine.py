@@ -92,12 +92,14 @@ def base_run(model: Any, input_ids: torch.Tensor, kinds: Sequence[str], *, embed
 
 
 def mlp_after_attn(model: Any, layer: int, resid_mid: torch.Tensor) -> torch.Tensor:
-    """``resid_mid + mlp(ln2(resid_mid))`` of a sequential block (the residual leaving ``layer``)."""
-    arch = model.arch
-    ln2 = model._module_ref(arch.layer_path(layer, arch.ln2))
-    mlp = model._module_ref(arch.layer_path(layer, arch.mlp))
+    """The residual leaving a sequential ``layer`` given ``resid_mid``: ``resid_mid + post(mlp(ln2(resid_mid)))``
+    (``ln2`` and the post-MLP norm where the family has them)."""
+    ln2, mlp = model.layer_module(layer, "ln2"), model.layer_module(layer, "mlp")
+    post = model.layer_module(layer, "mlp_post_norm")
     with torch.inference_mode():
-        return resid_mid + mlp(ln2(resid_mid))
+        out = mlp(ln2(resid_mid) if ln2 is not None else resid_mid)
+        out = out[0] if isinstance(out, tuple) else out
+        return resid_mid + (post(out) if post is not None else out)
 
 
 def _make_cache(model: Any, base: BaseRun, p0: int, n: int) -> Any:

@@ -101,14 +101,12 @@ def _sum_metric(m, rp: int):
 
 def _rotary(model: Any, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """Apply the model's rotary embedding to canonical q or k ``[B, T, heads, d_head]``."""
-    if model._rotary is None:
+    pe = model.rotary_embeddings(x, pos)
+    if pe is None:
         return x
-    fam = model.arch.family
-    if fam != "llama":
-        raise NotImplementedError(f"the AtP* QK fix is implemented for llama-family and GPT-2 models, not {fam}")
     from workbench.models.compat import apply_rotary
 
-    cos, sin = model._rotary(x, pos)
+    cos, sin = pe
     return apply_rotary(x, cos, sin)
 
 
@@ -119,7 +117,7 @@ def _pattern_from(model: Any, q: torch.Tensor, k: torch.Tensor, pos: torch.Tenso
     qr, kr = _rotary(model, q, pos), _rotary(model, k, pos)
     group = f.n_heads // f.n_kv_heads
     kr = kr.repeat_interleave(group, dim=2)
-    scale = getattr(model._module_ref(model.arch.layer_path(0, model.arch.attn)), "scaling", None)
+    scale = getattr(model.layer_module(0, "attn"), "scaling", None)
     if scale is None:
         scale = 1.0 / math.sqrt(f.d_head)
     s = torch.einsum("bqhd,bkhd->bhqk", qr.float(), kr.float()) * scale
@@ -163,6 +161,11 @@ def attribution_patching(model: Any, clean: Any, corrupt: Any, node_kind: str = 
         raise ValueError(f"node_kind must be one of {NODE_KINDS}, got {node_kind!r}")
     if qk_fix and node_kind not in ("q", "k"):
         raise ValueError("qk_fix applies to q/k nodes (query and key patches); for heads' outputs AtP is linear in z")
+    plain = {"q/k norms", "attention soft-capping", "sliding-window/local attention layers"} & set(model.arch.quirks)
+    if qk_fix and (plain or model.arch.family == "gptj"):
+        why = ", ".join(sorted(plain)) or "interleaved rotary embeddings"
+        raise NotImplementedError(f"the QK fix recomputes softmax patterns from q and k with plain causal attention; "
+                                  f"{model.name} ({model.arch.family}) has {why}: use qk_fix=False or exact patching")
     m = as_metric(metric)
     ct, xt = check_pair(model, clean, corrupt, **tokenize_kw)
     B, T = ct.shape

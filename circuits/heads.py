@@ -209,15 +209,20 @@ def W_V(model: Any, layer: int) -> torch.Tensor:
     """Value weights ``[n_kv_heads, d_model, d_head]`` of ``layer`` (``v = ln1(x) @ W_V[kv]``, bias ignored)."""
     arch, f = model.arch, model.facts
     if arch.qkv == "separate":
-        w = model._module_ref(arch.layer_path(layer, arch.v)).weight  # [kv*dh, d]
+        w = model.layer_module(layer, "v").weight  # [kv*dh, d]
         return w.T.reshape(f.d_model, f.n_kv_heads, f.d_head).permute(1, 0, 2)
-    mod = model._module_ref(arch.layer_path(layer, arch.q))
-    if arch.qkv == "gpt2":  # Conv1D weight [d, 3 * H * dh] = [q | k | v]
-        w = mod.weight[:, 2 * f.n_heads * f.d_head:]
+    mod = model.layer_module(layer, "q")
+    qd, kvd = f.n_heads * f.d_head, f.n_kv_heads * f.d_head
+    if arch.qkv == "gpt2":  # Conv1D weight [d, q | k | v]
+        w = mod.weight[:, qd + kvd:]
         return w.reshape(f.d_model, f.n_kv_heads, f.d_head).permute(1, 0, 2)
-    # neox: Linear weight [H * 3 * dh, d], per head [q | k | v]
-    w = mod.weight.reshape(f.n_heads, 3, f.d_head, f.d_model)[:, 2]  # [H, dh, d]
-    return w.permute(0, 2, 1)
+    if arch.qkv == "concat":  # Linear weight [q | k | v, d] (Phi-3)
+        w = mod.weight[qd + kvd:]  # [kv*dh, d]
+        return w.T.reshape(f.d_model, f.n_kv_heads, f.d_head).permute(1, 0, 2)
+    if arch.qkv == "neox":  # Linear weight [H * 3 * dh, d], per head [q | k | v]
+        w = mod.weight.reshape(f.n_heads, 3, f.d_head, f.d_model)[:, 2]  # [H, dh, d]
+        return w.permute(0, 2, 1)
+    raise NotImplementedError(f"{arch.family}: W_V needs a known q/k/v layout (this family's is {arch.qkv!r})")
 
 
 @dataclass
@@ -235,24 +240,18 @@ class CopyingScores:
                              for a in range(L) for b in range(H)])
 
 
-def _norm_weight(mod: torch.nn.Module, d: int) -> torch.Tensor:
-    w = getattr(mod, "weight", None)
-    return torch.ones(d) if w is None else w.detach().float()
-
-
 @torch.inference_mode()
 def copying_scores(model: Any) -> CopyingScores:
     """OV-circuit eigenvalue copying score of every head (see the module docstring)."""
     f = model.facts
     d = f.d_model
     W_E = model.W_E.detach().float()  # [V, d]
-    W_U = _norm_weight(model._final_norm, d)[:, None] * model.W_U.detach().float()  # [d, V]
+    W_U = model.norm_weight(model.final_norm_module).to(W_E.device)[:, None] * model.W_U.detach().float()  # [d, V]
     C = W_U @ W_E  # [d, d]
     group = f.n_heads // f.n_kv_heads
     out = torch.zeros(f.n_layers, f.n_heads)
     for L in range(f.n_layers):
-        ln1 = model._module_ref(model.arch.layer_path(L, model.arch.ln1))
-        wv = _norm_weight(ln1, d)[None, :, None] * W_V(model, L).detach().float()  # [kv, d, dh]
+        wv = model.norm_weight(model.layer_module(L, "ln1")).to(W_E.device)[None, :, None] * W_V(model, L).detach().float()
         wo = model.W_O(L).detach().float()  # [H, dh, d]
         for h in range(f.n_heads):
             M = wv[h // group] @ wo[h] @ C  # [d, d], rank <= d_head

@@ -48,6 +48,7 @@ class FoldedUnembed:
     b_U: torch.Tensor  # [d_vocab]
     norm: str          # "rms" | "ln"
     eps: float
+    softcap: float | None = None  # final-logit soft-capping (Gemma 2): cap * tanh(logits / cap)
 
     def scale(self, h: torch.Tensor) -> torch.Tensor:
         """The final norm's per-position scale ``rms(h)`` or ``std(h)`` (``[..., 1]``)."""
@@ -60,7 +61,8 @@ class FoldedUnembed:
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Lens logits of residual vectors ``h`` (``[..., d_model]``; moved to the lens's device)."""
         h = h.to(self.W_U.device).float()
-        return (h / self.scale(h)) @ self.W_U + self.b_U
+        logits = (h / self.scale(h)) @ self.W_U + self.b_U
+        return torch.tanh(logits / self.softcap) * self.softcap if self.softcap else logits
 
 
 def _norm_eps(mod: torch.nn.Module) -> float:
@@ -71,24 +73,22 @@ def _norm_eps(mod: torch.nn.Module) -> float:
 
 
 def fold_unembed(model: Any) -> FoldedUnembed:
-    """Fold ``model``'s final norm into its unembedding (RMSNorm or LayerNorm)."""
-    norm_mod = model._final_norm
+    """Fold ``model``'s final norm into its unembedding (RMSNorm, Gemma's ``(1 + w)`` RMSNorm, or LayerNorm),
+    in float32, with the family's final-logit soft-capping."""
+    norm_mod = model.final_norm_module
     W = model.W_U.detach().float()  # [d, V]
-    head_b = getattr(model._lm_head, "bias", None)
-    b = torch.zeros(W.shape[1]) if head_b is None else head_b.detach().float()
-    w = getattr(norm_mod, "weight", None)
-    w = torch.ones(W.shape[0]) if w is None else w.detach().float()
+    head_b = getattr(model.unembed_module, "bias", None)
+    b = torch.zeros(W.shape[1], device=W.device) if head_b is None else head_b.detach().float()
+    w = model.norm_weight(norm_mod).to(W.device)
+    cap = model.arch.final_logit_softcap
     if model.facts.normalization == "rms":
-        W2 = w[:, None] * W
-        if "gemma" in type(norm_mod).__name__.lower():  # Gemma norms scale by (1 + w)
-            W2 = (1 + w)[:, None] * W
-        return FoldedUnembed(W2, b, "rms", _norm_eps(norm_mod))
+        return FoldedUnembed(w[:, None] * W, b, "rms", _norm_eps(norm_mod), cap)
     nb = getattr(norm_mod, "bias", None)
     W2 = w[:, None] * W
     if nb is not None:
-        b = b + nb.detach().float() @ W
+        b = b + nb.detach().float().to(W.device) @ W
     W2 = W2 - W2.mean(0, keepdim=True)
-    return FoldedUnembed(W2, b, "ln", _norm_eps(norm_mod))
+    return FoldedUnembed(W2, b, "ln", _norm_eps(norm_mod), cap)
 
 
 def residual_stack(model: Any, inputs: Any, **tokenize_kw: Any):
@@ -240,7 +240,7 @@ def lens_from_residuals(model: Any, tokens: Any, resid: torch.Tensor, final_logi
             h = h_all[j.to(h_all.device)]
             if translate is not None:
                 h = translate(s, h)
-            lg = folded.logits(h) if folded is not None else model.unembed(h).float()
+            lg = folded.logits(h) if folded is not None else model.unembed(h, fp32=True).float()
             lg = lg.cpu()
             flp = final_logp.reshape(B * T, -1)[j.to(final_logp.device)].cpu()
             kl[s].view(-1)[j] = _kl_final(lg, flp)

@@ -489,15 +489,14 @@ class DirectPathResult:
 def _head_input(model: Any, layer: int, resid: torch.Tensor, component: str) -> torch.Tensor:
     """The canonical q/k/v (``[B, T, heads, d_head]``, before rotary) that layer ``layer`` computes from ``resid``."""
     arch, f = model.arch, model.facts
-    ln1 = model._module_ref(arch.layer_path(layer, arch.ln1))
-    x = ln1(resid)
+    ln1 = model.layer_module(layer, "ln1")
+    x = ln1(resid) if ln1 is not None else resid
     if arch.qkv == "separate":
-        mod = model._module_ref(arch.layer_path(layer, {"q": arch.q, "k": arch.k, "v": arch.v}[component]))
+        mod = model.layer_module(layer, component)
         n = f.n_heads if component == "q" else f.n_kv_heads
         out = mod(x)
         return out.reshape(*out.shape[:-1], n, f.d_head)
-    mod = model._module_ref(arch.layer_path(layer, arch.q))
-    q, k, v = arch.split_qkv(mod(x), f.n_heads, f.n_kv_heads, f.d_head)
+    q, k, v = arch.split_qkv(model.layer_module(layer, "q")(x), f.n_heads, f.n_kv_heads, f.d_head)
     return {"q": q, "k": k, "v": v}[component]
 
 

@@ -173,11 +173,10 @@ def train_tuned_lens(model: Any, texts: Sequence[str], *, steps: int = 100, batc
     S, _, d = tr.resid.shape
     train_stages = list(range(S - 1)) if stages is None else list(stages)
     lens = TunedLens.identity(model)
-    norm, head = model._final_norm, model._lm_head
     dev = model.device  # residuals stay on the CPU; each batch and the translators live on the model's device
 
     def lens_logits(h):
-        return head(norm(h.to(dev))).float()
+        return model.unembed(h.to(dev), fp32=True).float()
 
     if va.resid.shape[1] > max_val_tokens:  # bound the cost of model selection (full-vocabulary KL)
         keep = torch.randperm(va.resid.shape[1], generator=gen)[:max_val_tokens]
@@ -280,16 +279,18 @@ def compare_lenses(model: Any, lens: TunedLens, texts: Sequence[str], *, seed: i
     """Evaluate the logit lens and ``lens`` on the same (held-out) ``texts``."""
     res = collect_residuals(model, texts, max_tokens_per_text=max_tokens_per_text)
     S = res.resid.shape[0]
-    norm, head = model._final_norm, model._lm_head
     dev = model.device
-    final_logp = head(norm(res.resid[-1].to(dev))).float().log_softmax(-1)
+
+    def head_norm(h):
+        return model.unembed(h, fp32=True).float()
+    final_logp = head_norm(res.resid[-1].to(dev)).log_softmax(-1)
     final_top = final_logp.argmax(-1)
     kl_l, kl_t, diff, ag_l, ag_t = [], [], [], [], []
     g = res.groups
     for s in range(S):
         h = res.resid[s].to(dev)
-        ll = head(norm(h)).float()
-        lt = head(norm(lens.translate(s, h))).float()
+        ll = head_norm(h)
+        lt = head_norm(lens.translate(s, h))
         kl1, kl2 = _kl(ll, final_logp).double().cpu().numpy(), _kl(lt, final_logp).double().cpu().numpy()
         a1 = (ll.argmax(-1) == final_top).double().cpu().numpy()
         a2 = (lt.argmax(-1) == final_top).double().cpu().numpy()

@@ -56,6 +56,9 @@ class Intervention:
     def __post_init__(self) -> None:
         if self.op not in OPS:
             raise InterventionError(f"unknown intervention op {self.op!r}; valid: {OPS}")
+        if self.site.kind == "router":
+            raise InterventionError(f"{self.site.name}: router logits are read-only (the block recomputes its routing "
+                                    "from its input); intervene on the MLP's input or output instead")
         if self.heads is not None and not self.site.is_head_site:
             raise InterventionError(f"heads= given for {self.site.kind!r}, which has no heads")
         if self.site.head is not None:

@@ -20,7 +20,12 @@ kind            canonical shape           meaning
 ``head_out``    ``[batch, pos, n_heads, d_model]``    each head's write into the residual
                                                        (``z[h] @ W_O[h]``, without the
                                                        output bias)
+``router``      ``[batch, pos, n_experts]``           mixture-of-experts router logits
+                                                       (MoE models only; read-only)
 ==============  ========================  ============================================
+
+On families with norms after attention and MLP (Gemma 2/3, OLMo 2), ``attn_out`` and ``mlp_out``
+are those norms' outputs: what is added to the residual stream (see :mod:`workbench.models.arch`).
 
 The same shapes and names as TransformerLens (``blocks.L.hook_resid_post``,
 ``blocks.L.attn.hook_z``...), which are accepted as aliases. Strings are written
@@ -36,19 +41,20 @@ from dataclasses import dataclass
 from typing import Iterable, Union
 
 __all__ = [
-    "Site", "SiteError", "SITE_KINDS", "RESID_KINDS", "HEAD_KINDS", "parse_site", "parse_sites", "site",
+    "Site", "SiteError", "SITE_KINDS", "RESID_KINDS", "HEAD_KINDS", "READ_ONLY_KINDS", "parse_site", "parse_sites", "site",
     "sites", "tl_hook_name", "EXECUTION_ORDER",
 ]
 
 RESID_KINDS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
 HEAD_KINDS = ("q", "k", "v", "z", "pattern", "head_out")
-SITE_KINDS = RESID_KINDS + HEAD_KINDS
+READ_ONLY_KINDS = ("router",)
+SITE_KINDS = RESID_KINDS + HEAD_KINDS + READ_ONLY_KINDS
 
 # Order in which the sites of one block run. Both backends visit sites in this order
 # (nnsight requires it; interventions that read one site and write a later one rely on it).
 EXECUTION_ORDER = {
     "resid_pre": 0, "q": 1, "k": 2, "v": 3, "pattern": 4, "z": 5, "head_out": 6,
-    "attn_out": 7, "resid_mid": 8, "mlp_out": 9, "resid_post": 10,
+    "attn_out": 7, "resid_mid": 8, "router": 8.5, "mlp_out": 9, "resid_post": 10,
 }
 
 _TL_NAMES = {
@@ -63,6 +69,7 @@ _TL_NAMES = {
     "z": "blocks.{L}.attn.hook_z",
     "pattern": "blocks.{L}.attn.hook_pattern",
     "head_out": "blocks.{L}.attn.hook_result",
+    "router": "blocks.{L}.mlp.gate.hook_out",
 }
 _TL_ALIAS = re.compile(r"^blocks\.(\d+)\.(?:attn\.)?hook_(\w+)$")
 _CANON = re.compile(r"^([a-z_]+)\.(-?\d+)(?:\.h(\d+))?$")

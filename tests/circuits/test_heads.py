@@ -73,17 +73,16 @@ def test_copying_score_equals_full_ov_circuit(tiny_model):
     """The d_model x d_model shortcut gives the same score as the vocabulary-sized OV circuit W_E W_V W_O W_U."""
     model = tiny_model("llama", "tl")
     f = model.facts
-    from circuits.heads import _norm_weight
     W_E = model.W_E.detach().float()
-    W_U = _norm_weight(model._final_norm, f.d_model)[:, None] * model.W_U.detach().float()
+    W_U = model.final_norm_module.weight.detach().float()[:, None] * model.W_U.detach().float()
     C = W_U @ W_E
     res = copying_scores(model)
     assert res.scores.shape == (f.n_layers, f.n_heads)
     assert bool((res.scores.abs() <= 1 + 1e-6).all())
     # recompute one head by the definition with the full vocabulary-sized OV circuit (small vocab: 260)
     L, h = 1, 3
-    ln1 = model._module_ref(model.arch.layer_path(L, model.arch.ln1))
-    wv = _norm_weight(ln1, f.d_model)[:, None] * W_V(model, L)[h // (f.n_heads // f.n_kv_heads)].detach().float()
+    ln1 = model.layer_module(L, "ln1")
+    wv = ln1.weight.detach().float()[:, None] * W_V(model, L)[h // (f.n_heads // f.n_kv_heads)].detach().float()
     full = W_E @ wv @ model.W_O(L)[h].detach().float() @ W_U  # [V, V]
     ev = torch.linalg.eigvals(full.double())
     ev = ev[ev.abs() > 1e-9 * ev.abs().max()]

@@ -64,7 +64,7 @@ def test_dla_decomposes_the_logit_exactly(tiny_model, arch):
     for L in range(model.n_layers):
         attn = res.values[names.index(f"attn.{L}")]
         heads = res.head_values[L].sum(0)
-        if getattr(model._o_modules[L], "bias", None) is None:  # llama: no output bias
+        if getattr(model.layer_module(L, "o"), "bias", None) is None:  # llama: no output bias
             assert torch.allclose(attn, heads, atol=1e-4)
         else:  # GPT-2 / NeoX: the difference is the output bias's direct effect, the same for both prompts' heads
             assert not torch.allclose(attn, heads, atol=1e-4)

@@ -109,6 +109,6 @@ def test_head_out_sums_to_attn_out(tiny_model):
     for arch in ARCHS:
         m = tiny_model(arch)
         _, c = m.run_with_cache(PROMPTS[:2], ["head_out.1", "attn_out.1"])
-        o = m._o_modules[1]
+        o = m.layer_module(1, "o")
         bias = o.bias if getattr(o, "bias", None) is not None else 0
         assert (c["head_out.1"].sum(2) + bias - c["attn_out.1"]).abs().max().item() < 1e-5, arch

@@ -139,7 +139,7 @@ def test_device_cpu_is_kept_on_a_gpu_machine(backend):
     """transformers' pipeline, which nnsight wraps the model in, moved it to the first GPU whatever
     load(device=...) said: the nnsight model of load(..., device="cpu") ran on cuda:0."""
     m = load("tiny-llama", backend=backend, device="cpu")
-    assert m.device.type == "cpu" and {p.device.type for p in m._raw.parameters()} == {"cpu"}
+    assert m.device.type == "cpu" and {p.device.type for p in m.hf_model.parameters()} == {"cpu"}
     assert m.forward("hello").device.type == "cpu"
 
 

@@ -1,42 +1,74 @@
-"""Per-architecture facts: where each canonical site lives in a Hugging Face module tree.
+"""Model families: where each canonical site lives in a Hugging Face module tree.
 
-One :class:`ArchSpec` per family. The nnsight backend reads and writes sites through these
-module paths; the raw stack runner (:mod:`workbench.models.stack`) calls the decoder layers
-directly with each family's calling convention. TransformerLens's bridge has its own adapter
-per architecture; tests check that the two agree site by site.
+One :class:`ArchSpec` per loaded model, *derived* from TransformerLens 4.3's architecture adapter
+for the model's config (its ``component_mapping`` names every family's embedding, blocks, norms,
+attention projections, MLP and unembedding), so both backends, the stack runner and every method
+read the same description and no family is hand-written twice. Hand-written code is kept for what
+an adapter does not say and the workbench needs:
 
-Supported: Llama-family (``llama``, ``mistral``, ``qwen2``; grouped-query attention),
-GPT-2 (``gpt2``), GPT-NeoX / Pythia (``gpt_neox``; parallel or sequential residual).
-Adding a family means adding a spec here and a row to the agreement tests.
+- the output layout of *fused* q/k/v projections (:data:`FUSED_QKV`: GPT-2's ``[q|k|v]`` Conv1D,
+  GPT-NeoX's per-head ``[q|k|v]``, Phi-3's ``[q|k|v]`` with grouped KV heads);
+- parallel attention and MLP (GPT-J, GPT-NeoX with ``use_parallel_residual``);
+- final-logit soft-capping (Gemma 2), applied by :meth:`HookedModel.unembed` as the model does;
+- sliding-window / local-global layers and per-layer-type rotary embeddings (Gemma 2/3), which the
+  stack runner reproduces from ``config.layer_types``;
+- mixture-of-experts MLPs, whose router is a readable site.
+
+What the residual-stream sites mean on every family (what is *added* to the residual stream):
+
+- ``attn_out``: the attention block's contribution: the output of the post-attention norm where the
+  family has one (Gemma 2/3, OLMo 2), else the attention module's output;
+- ``mlp_out``: likewise the output of the post-MLP norm where there is one, else the MLP output (for
+  a mixture of experts: the routed, weighted sum of the chosen experts);
+- ``resid_mid``: the residual stream between them (sequential blocks only): the input of the
+  pre-MLP norm, or of the MLP where the family has no pre-MLP norm (OLMo 2);
+- ``router``: the MoE router's logits ``[batch, pos, n_experts]`` (read-only: the routing is
+  recomputed inside the block).
+
+A family TransformerLens has no adapter for, or whose adapter names a module the model lacks, is
+refused from its config with :class:`UnsupportedArchitecture` (before any weights are read).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..errors import WorkbenchError
 
-__all__ = ["ArchSpec", "ARCHS", "arch_for_config", "UnsupportedArchitecture"]
+__all__ = ["ArchSpec", "arch_for_config", "text_config", "UnsupportedArchitecture", "FUSED_QKV", "support_report"]
 
 
 class UnsupportedArchitecture(WorkbenchError, ValueError):
     pass
 
 
+# Output layout of fused q/k/v projections, by model_type. Families with a fused projection not
+# listed here still run (residual, attention-output, z and pattern sites); their q/k/v sites do not.
+FUSED_QKV = {"gpt2": "gpt2", "gpt_neox": "neox", "phi3": "concat"}
+
+
+def text_config(config: Any) -> Any:
+    """The config of the text decoder (Gemma 3 and other multimodal checkpoints nest it)."""
+    get = getattr(config, "get_text_config", None)
+    return get() if callable(get) else config
+
+
 @dataclass(frozen=True)
 class ArchSpec:
-    """Module paths (relative to the causal-LM module) and conventions of one family.
+    """Module paths (relative to the causal-LM module) and conventions of one model.
 
-    ``layer_paths`` are relative to a decoder layer. ``qkv`` is ``"separate"`` (q_proj,
-    k_proj, v_proj), ``"gpt2"`` (one Conv1D whose output splits into [q | k | v]) or
-    ``"neox"`` (one Linear whose output is [head][q | k | v]).
+    Per-layer paths (``attn``, ``q``... ``mlp``) are relative to a decoder layer; ``None`` where the
+    family has no such module (OLMo 2 has no pre-attention norm; GPT-J no pre-MLP norm). ``qkv`` is
+    ``"separate"`` (q, k, v are separate projections) or a fused layout from :data:`FUSED_QKV`
+    (then ``q`` is the fused projection and ``k``/``v`` are ``None``), or ``"fused"`` when the layout
+    is unknown (no q/k/v sites).
     """
 
     family: str
-    model_types: tuple[str, ...]
+    hf_architecture: str
     embed: str
     pos_embed: str | None
     layers: str
@@ -44,38 +76,46 @@ class ArchSpec:
     lm_head: str
     rotary: str | None
     attn: str
-    q: str
+    q: str | None
     k: str | None
     v: str | None
     o: str
-    ln1: str
-    ln2: str
+    ln1: str | None
+    ln2: str | None
     mlp: str
     qkv: str
-    o_is_conv1d: bool = False
+    attn_post_norm: str | None = None
+    mlp_post_norm: str | None = None
+    router: str | None = None
     norm: str = "rms"
+    norm_offset: bool = False
+    parallel: bool = False
+    final_logit_softcap: float | None = None
+    layer_types: tuple[str, ...] | None = None
+    quirks: tuple[str, ...] = field(default_factory=tuple)
 
     # -- facts ----------------------------------------------------------------------
     def facts(self, config: Any) -> dict:
-        if self.family == "gpt2":
-            d_model, n_heads, n_layers = config.n_embd, config.n_head, config.n_layer
-            n_kv = n_heads
-            d_mlp = config.n_inner or 4 * d_model
-            n_ctx = config.n_positions
-            parallel = False
-        else:
-            d_model, n_heads = config.hidden_size, config.num_attention_heads
-            n_layers = config.num_hidden_layers
-            n_kv = getattr(config, "num_key_value_heads", None) or n_heads
-            d_mlp = config.intermediate_size
-            n_ctx = config.max_position_embeddings
-            parallel = bool(getattr(config, "use_parallel_residual", False))
-        d_head = getattr(config, "head_dim", None) or d_model // n_heads
+        c = text_config(config)
+        d_model = _first(c, "hidden_size", "n_embd", "d_model")
+        n_heads = _first(c, "num_attention_heads", "n_head")
+        n_layers = _first(c, "num_hidden_layers", "n_layer")
+        n_kv = getattr(c, "num_key_value_heads", None) or n_heads
+        d_mlp = getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * d_model
+        n_ctx = _first(c, "max_position_embeddings", "n_positions", "n_ctx")
+        d_head = getattr(c, "head_dim", None) or d_model // n_heads
+        n_experts = getattr(c, "num_local_experts", None) or getattr(c, "num_experts", None) or 0
         return dict(
             architecture=self.family, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv,
-            d_model=d_model, d_head=d_head, d_mlp=d_mlp, d_vocab=config.vocab_size,
-            n_ctx=n_ctx, parallel_attn_mlp=parallel, normalization=self.norm,
+            d_model=d_model, d_head=d_head, d_mlp=d_mlp, d_vocab=c.vocab_size,
+            n_ctx=n_ctx, parallel_attn_mlp=self.parallel, normalization=self.norm,
+            n_experts=int(n_experts) if self.router else 0,
+            experts_per_token=int(getattr(c, "num_experts_per_tok", 0) or 0) if self.router else 0,
         )
+
+    @property
+    def is_moe(self) -> bool:
+        return self.router is not None
 
     # -- module access ----------------------------------------------------------------
     @staticmethod
@@ -85,86 +125,176 @@ class ArchSpec:
             mod = mod[int(part)] if part.isdigit() else getattr(mod, part)
         return mod
 
+    @staticmethod
+    def has(root: torch.nn.Module, path: str) -> bool:
+        try:
+            ArchSpec.get(root, path)
+            return True
+        except (AttributeError, IndexError, TypeError):
+            return False
+
     def layer_path(self, layer: int, rel: str | None = None) -> str:
         base = f"{self.layers}.{layer}"
         return base if rel is None else f"{base}.{rel}"
 
-    # -- raw execution ----------------------------------------------------------------
-    def embed_tokens(self, root: torch.nn.Module, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        h = self.get(root, self.embed)(input_ids)
-        if self.pos_embed is not None:
-            h = h + self.get(root, self.pos_embed)(position_ids).to(h.device)
-        return h
+    def layer_rels(self) -> dict[str, str]:
+        """Role -> path (relative to a layer) of every module the family has."""
+        roles = dict(attn=self.attn, q=self.q, k=self.k, v=self.v, o=self.o, ln1=self.ln1, ln2=self.ln2,
+                     mlp=self.mlp, attn_post_norm=self.attn_post_norm, mlp_post_norm=self.mlp_post_norm,
+                     router=self.router)
+        return {k: v for k, v in roles.items() if v}
+
+    def layer_type(self, layer: int) -> str:
+        return self.layer_types[layer] if self.layer_types else "full_attention"
 
     # -- head geometry ----------------------------------------------------------------
-    def W_O(self, o_module: torch.nn.Module, n_heads: int, d_head: int) -> torch.Tensor:
+    @staticmethod
+    def W_O(o_module: torch.nn.Module, n_heads: int, d_head: int) -> torch.Tensor:
         """Output weights per head, ``[n_heads, d_head, d_model]``, from the o-projection module."""
         w = o_module.weight
-        if self.o_is_conv1d:  # Conv1D stores [in, out]
+        if type(o_module).__name__ == "Conv1D":  # GPT-2's Conv1D stores [in, out]
             return w.reshape(n_heads, d_head, -1)
         return w.T.reshape(n_heads, d_head, -1)
 
     def split_qkv(self, native: torch.Tensor, n_heads: int, n_kv: int, d_head: int) -> tuple[torch.Tensor, ...]:
         """Split a fused qkv output into canonical q, k, v ``[b, pos, heads, d_head]``."""
         b, t = native.shape[:2]
-        if self.qkv == "gpt2":
-            q, k, v = native.split(n_heads * d_head, dim=-1)
+        if self.qkv in ("gpt2", "concat"):
+            q, k, v = native.split([n_heads * d_head, n_kv * d_head, n_kv * d_head], dim=-1)
             return (q.reshape(b, t, n_heads, d_head), k.reshape(b, t, n_kv, d_head),
                     v.reshape(b, t, n_kv, d_head))
         if self.qkv == "neox":
             q, k, v = native.reshape(b, t, n_heads, 3 * d_head).chunk(3, dim=-1)
             return q, k, v
-        raise ValueError(f"{self.family} has separate q/k/v projections")
+        raise ValueError(f"{self.family}: q/k/v sites need a known q/k/v layout (this family's is {self.qkv!r})")
 
     def merge_qkv(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         b, t = q.shape[:2]
-        if self.qkv == "gpt2":
+        if self.qkv in ("gpt2", "concat"):
             return torch.cat([q.reshape(b, t, -1), k.reshape(b, t, -1), v.reshape(b, t, -1)], dim=-1)
         if self.qkv == "neox":
             return torch.cat([q, k, v], dim=-1).reshape(b, t, -1)
-        raise ValueError(f"{self.family} has separate q/k/v projections")
+        raise ValueError(f"{self.family}: q/k/v sites need a known q/k/v layout (this family's is {self.qkv!r})")
+
+    def check_model(self, model: torch.nn.Module) -> None:
+        """Raise :class:`UnsupportedArchitecture` naming every path this spec names that ``model`` lacks."""
+        missing = [p for p in (self.embed, self.layers, self.final_norm, self.lm_head, self.pos_embed, self.rotary)
+                   if p and not self.has(model, p)]
+        if not missing:
+            layer0 = self.get(model, self.layer_path(0))
+            missing = [f"{self.layer_path(0)}.{r}" for r in self.layer_rels().values() if not self.has(layer0, r)]
+        if missing:
+            raise UnsupportedArchitecture(
+                f"{self.hf_architecture}: the module tree lacks {', '.join(missing)}, which TransformerLens's adapter for "
+                "this family names; this checkpoint's layout is not supported (a custom or remote-code variant?)"
+            )
 
 
-LLAMA = ArchSpec(
-    family="llama", model_types=("llama", "mistral", "qwen2"),
-    embed="model.embed_tokens", pos_embed=None, layers="model.layers", final_norm="model.norm",
-    lm_head="lm_head", rotary="model.rotary_emb", attn="self_attn", q="self_attn.q_proj",
-    k="self_attn.k_proj", v="self_attn.v_proj", o="self_attn.o_proj", ln1="input_layernorm",
-    ln2="post_attention_layernorm", mlp="mlp", qkv="separate", norm="rms",
-)
-GPT2 = ArchSpec(
-    family="gpt2", model_types=("gpt2",),
-    embed="transformer.wte", pos_embed="transformer.wpe", layers="transformer.h",
-    final_norm="transformer.ln_f", lm_head="lm_head", rotary=None, attn="attn", q="attn.c_attn",
-    k=None, v=None, o="attn.c_proj", ln1="ln_1", ln2="ln_2", mlp="mlp", qkv="gpt2",
-    o_is_conv1d=True, norm="ln",
-)
-NEOX = ArchSpec(
-    family="neox", model_types=("gpt_neox",),
-    embed="gpt_neox.embed_in", pos_embed=None, layers="gpt_neox.layers",
-    final_norm="gpt_neox.final_layer_norm", lm_head="lm_head",
-    rotary="gpt_neox.rotary_emb", attn="attention", q="attention.query_key_value", k=None, v=None,
-    o="attention.dense", ln1="input_layernorm", ln2="post_attention_layernorm", mlp="mlp",
-    qkv="neox", norm="ln",
-)
+def _first(c: Any, *names: str) -> Any:
+    for n in names:
+        v = getattr(c, n, None)
+        if v is not None:
+            return v
+    raise UnsupportedArchitecture(f"{type(c).__name__} has none of {', '.join(names)}; not a decoder-only LM config")
 
-ARCHS: dict[str, ArchSpec] = {s.family: s for s in (LLAMA, GPT2, NEOX)}
+
+def _find_rotary(model: torch.nn.Module | None, layers: str) -> str | None:
+    """The model-level rotary-embedding module beside the layers, where the adapter names none (GPT-J)."""
+    if model is None:
+        return None
+    base = layers.rsplit(".", 1)[0]
+    for name in ("rotary_emb", "rotary_embedding"):
+        path = f"{base}.{name}" if base else name
+        if ArchSpec.has(model, path):
+            return path
+    return None
 
 
 def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSpec:
-    """The spec for an HF config (by ``model_type``), with a clear error when unsupported."""
-    mt = getattr(config, "model_type", None)
-    for spec in ARCHS.values():
-        if mt in spec.model_types:
-            if spec.family == "neox" and model is not None and hasattr(model, "embed_out"):
-                # transformers < 5 named the NeoX unembedding embed_out
-                import dataclasses
+    """The spec of a model from its config (and, when given, checked against its module tree).
 
-                spec = dataclasses.replace(spec, lm_head="embed_out")
-            return spec
-    supported = sorted(t for s in ARCHS.values() for t in s.model_types)
-    raise UnsupportedArchitecture(
-        f"model_type {mt!r} is not supported by the workbench yet (supported: {', '.join(supported)}). "
-        "Add an ArchSpec in workbench/models/arch.py and a row in tests/test_backends_agree.py."
+    Derived from TransformerLens's adapter for the config's architecture; raises
+    :class:`UnsupportedArchitecture` with what is missing when there is none or it cannot be used.
+    """
+    from . import compat
+
+    c = text_config(config)
+    mt = getattr(c, "model_type", None) or getattr(config, "model_type", None)
+    comps, hf_arch, flags = compat.tl_components(config)
+    if "blocks" not in comps or "blocks.attn" not in comps or "blocks.mlp" not in comps:
+        raise UnsupportedArchitecture(
+            f"{hf_arch} ({mt}) is not a decoder-only transformer the workbench can hook: its TransformerLens adapter "
+            f"has no attention/MLP blocks (components: {', '.join(sorted(comps)[:12])})"
+        )
+    name = {k: v[0] for k, v in comps.items()}
+    kind = {k: v[1] for k, v in comps.items()}
+    attn = name["blocks.attn"]
+    quirks = []
+    if "blocks.attn.qkv" in name:
+        qkv = FUSED_QKV.get(mt, "fused")
+        q, k, v = f"{attn}.{name['blocks.attn.qkv']}", None, None
+        quirks.append(f"fused q/k/v ({qkv})")
+    else:
+        if not all(f"blocks.attn.{x}" in name for x in "qkv"):
+            raise UnsupportedArchitecture(f"{hf_arch}: its adapter names no q/k/v projections")
+        qkv = "separate"
+        q, k, v = (f"{attn}.{name[f'blocks.attn.{x}']}" for x in "qkv")
+    if "blocks.attn.o" not in name:
+        raise UnsupportedArchitecture(f"{hf_arch}: its adapter names no attention output projection")
+    mlp = name["blocks.mlp"]
+    router = None
+    if "MoE" in kind["blocks.mlp"]:
+        if "blocks.mlp.gate" not in name:
+            raise UnsupportedArchitecture(f"{hf_arch}: a mixture-of-experts MLP whose router the adapter does not name")
+        router = f"{mlp}.{name['blocks.mlp.gate']}"
+        quirks.append("mixture of experts")
+    parallel = getattr(c, "use_parallel_residual", None)
+    if parallel is None:
+        parallel = "Parallel" in kind["blocks"]
+    if parallel:
+        quirks.append("parallel attention and MLP")
+    rotary = name.get("rotary_emb") or _find_rotary(model, name["blocks"])
+    softcap = getattr(c, "final_logit_softcapping", None)
+    if softcap:
+        quirks.append("final-logit soft-capping")
+    if getattr(c, "attn_logit_softcapping", None):
+        quirks.append("attention soft-capping")
+    if "blocks.ln1_post" in name or "blocks.ln2_post" in name:
+        quirks.append("norms after attention/MLP")
+    if "blocks.attn.q_norm" in name:
+        quirks.append("q/k norms")
+    layer_types = tuple(getattr(c, "layer_types", None) or ()) or None
+    if layer_types and len(set(layer_types)) > 1 or (layer_types and "full_attention" not in layer_types):
+        quirks.append("sliding-window/local attention layers")
+    if getattr(c, "tie_word_embeddings", False):
+        quirks.append("tied embeddings")
+    if flags["norm_offset"]:
+        quirks.append("(1 + w) RMSNorm")
+    spec = ArchSpec(
+        family=str(mt), hf_architecture=hf_arch, embed=name["embed"], pos_embed=name.get("pos_embed"),
+        layers=name["blocks"], final_norm=name["ln_final"], lm_head=name["unembed"], rotary=rotary,
+        attn=attn, q=q, k=k, v=v, o=f"{attn}.{name['blocks.attn.o']}", ln1=name.get("blocks.ln1"),
+        ln2=None if parallel else name.get("blocks.ln2"), mlp=mlp, qkv=qkv,
+        attn_post_norm=name.get("blocks.ln1_post"), mlp_post_norm=name.get("blocks.ln2_post"), router=router,
+        norm="rms" if "RMS" in kind.get("ln_final", "") else "ln", norm_offset=flags["norm_offset"],
+        parallel=bool(parallel),
+        final_logit_softcap=float(softcap) if softcap else None, layer_types=layer_types, quirks=tuple(quirks),
     )
+    if model is not None:
+        spec.check_model(model)
+    return spec
 
+
+def support_report(config: Any) -> dict:
+    """Whether the workbench supports a model, from its config alone: ``{"supported", "family", "quirks",
+    "missing"}`` (``missing`` lists what does not work when it is partly supported)."""
+    try:
+        spec = arch_for_config(config)
+    except UnsupportedArchitecture as e:
+        return {"supported": False, "family": getattr(text_config(config), "model_type", None), "quirks": [],
+                "missing": [str(e)]}
+    missing = []
+    if spec.qkv == "fused":
+        missing.append("q/k/v sites (fused projection of unknown layout)")
+    return {"supported": True, "family": spec.family, "architecture": spec.hf_architecture,
+            "quirks": list(spec.quirks), "missing": missing}

@@ -107,34 +107,44 @@ class _Access:
     index: int | None
 
 
-# Access-point order inside a block, by how HF runs the block.
-_AP_ORDER = {"resid_pre": 0, "qkv": 1, "q": 1, "k": 2, "v": 3, "z": 5, "attn": 7, "resid_mid": 8,
-             "mlp_out": 9, "resid_post": 10}
-
-
 def site_access(arch: ArchSpec, s: Site) -> tuple[_Access, str]:
     """Where a site is read in the HF module tree, and how to turn it into canonical shape
-    (``"plain"``, ``"heads"``: last dim split into heads, ``"fused"``: split from a fused qkv)."""
+    (``"plain"``, ``"heads"``: last dim split into heads, ``"fused"``: split from a fused qkv).
+
+    The access order inside a block follows how HF runs it: resid_pre, q/k/v, z, attention output,
+    its post-norm, resid_mid (input of the pre-MLP norm, or of the MLP), router, MLP output, its
+    post-norm, resid_post.
+    """
     L, lp, k = s.layer, arch.layer_path, s.kind
     if k == "resid_pre":
         return _Access((L, 0), lp(L), "input", None), "plain"
     if k == "resid_post":
-        return _Access((L, 10), lp(L), "output", None), "plain"
+        return _Access((L, 100), lp(L), "output", None), "plain"
     if k == "attn_out":
-        return _Access((L, 7), lp(L, arch.attn), "output", 0), "plain"
+        if arch.attn_post_norm:
+            return _Access((L, 75), lp(L, arch.attn_post_norm), "output", None), "plain"
+        return _Access((L, 70), lp(L, arch.attn), "output", 0), "plain"
     if k == "pattern":
-        return _Access((L, 7), lp(L, arch.attn), "output", 1), "plain"
+        return _Access((L, 70), lp(L, arch.attn), "output", 1), "plain"
     if k == "resid_mid":
-        return _Access((L, 8), lp(L, arch.ln2), "input", None), "plain"
+        if arch.parallel:
+            raise ValueError(f"{arch.family} runs attention and MLP in parallel: it has no resid_mid")
+        return _Access((L, 80), lp(L, arch.ln2 or arch.mlp), "input", None), "plain"
+    if k == "router":
+        if not arch.router:
+            raise ValueError(f"{arch.family} has no mixture-of-experts router")
+        return _Access((L, 85), lp(L, arch.router), "output", 0), "plain"
     if k == "mlp_out":
-        return _Access((L, 9), lp(L, arch.mlp), "output", None), "plain"
+        if arch.mlp_post_norm:
+            return _Access((L, 95), lp(L, arch.mlp_post_norm), "output", None), "plain"
+        return _Access((L, 90), lp(L, arch.mlp), "output", None), "plain"
     if k == "z":
-        return _Access((L, 5), lp(L, arch.o), "input", None), "heads"
+        return _Access((L, 50), lp(L, arch.o), "input", None), "heads"
     if k in ("q", "k", "v"):
         if arch.qkv == "separate":
             path = {"q": arch.q, "k": arch.k, "v": arch.v}[k]
-            return _Access((L, _AP_ORDER[k]), lp(L, path), "output", None), "heads"
-        return _Access((L, 1), lp(L, arch.q), "output", None), "fused"
+            return _Access((L, {"q": 10, "k": 20, "v": 30}[k]), lp(L, path), "output", None), "heads"
+        return _Access((L, 10), lp(L, arch.q), "output", None), "fused"
     raise ValueError(f"{s.kind!r} is not reached directly in the module tree")
 
 

@@ -162,17 +162,25 @@ def repeat_cache(cache: Any, n: int) -> Any:
 
 # ----------------------------------------------------------------------------------- masks
 def causal_mask(config: Any, hidden: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                cache: Any) -> Any:
-    """The causal attention mask the model's decoder layers expect for ``hidden`` after ``cache``.
+                cache: Any, layer_type: str = "full_attention") -> Any:
+    """The attention mask a decoder layer of ``layer_type`` expects for ``hidden`` after ``cache``.
 
-    Built by transformers' own ``create_causal_mask`` for the model's attention implementation
-    (eager: an additive float mask; SDPA: a boolean mask or ``None`` when causal alone suffices).
+    Built by transformers' own mask functions for the model's attention implementation (eager: an
+    additive float mask; SDPA: a boolean mask or ``None`` when causal alone suffices): ``full_attention``
+    (``create_causal_mask``), ``sliding_attention`` (``create_sliding_window_causal_mask``, the
+    config's ``sliding_window``), ``chunked_attention`` (``create_chunked_causal_mask``).
     """
-    from transformers.masking_utils import create_causal_mask
+    from transformers import masking_utils
 
+    fns = {"full_attention": "create_causal_mask", "sliding_attention": "create_sliding_window_causal_mask",
+           "chunked_attention": "create_chunked_causal_mask"}
+    if layer_type not in fns:
+        raise NotImplementedError(f"attention layers of type {layer_type!r} are not supported by the stack runner "
+                                  f"(supported: {', '.join(fns)})")
+    fn = getattr(masking_utils, fns[layer_type])
     kw = {"config": config, "inputs_embeds": hidden, "attention_mask": attention_mask, "position_ids": position_ids}
-    kw[cache_kwarg(create_causal_mask)] = cache
-    return create_causal_mask(**kw)
+    kw[cache_kwarg(fn)] = cache
+    return fn(**kw)
 
 
 # ----------------------------------------------------------------------------------- TransformerLens
@@ -215,3 +223,97 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
         return x * c + _rotate_half(x) * s
     xr, xp = x[..., :rot], x[..., rot:]
     return torch.cat((xr * c + _rotate_half(xr) * s, xp), dim=-1)
+
+
+# ----------------------------------------------------------------------------------- TransformerLens adapters
+def tl_components(config: Any) -> tuple[dict[str, tuple[str, str]], str, dict[str, Any]]:
+    """TransformerLens 4.3's component mapping for a config: ``{"blocks.attn.q": (module name, bridge type)}``
+    (names relative to their parent component), the HF architecture class name, and the adapter's flags the
+    workbench uses (``norm_offset``: RMSNorm scales by ``1 + w``, as Gemma's does).
+
+    Read from the adapter TransformerLens itself would use for this checkpoint, without loading weights.
+    """
+    import copy
+
+    from transformer_lens.factories.architecture_adapter_factory import ArchitectureAdapterFactory
+    from transformer_lens.model_bridge.sources.transformers import source as tl_source
+
+    from .arch import UnsupportedArchitecture
+
+    cfg = copy.deepcopy(config)
+    if not getattr(cfg, "architectures", None):
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(getattr(cfg, "model_type", None))
+        if name is not None:
+            cfg.architectures = [name]
+    try:
+        hf_arch = tl_source.determine_architecture_from_hf_config(cfg)
+        bridge_cfg = tl_source.build_bridge_config_from_hf(cfg, hf_arch, "workbench", torch.float32)
+        adapter = ArchitectureAdapterFactory.select_architecture_adapter(bridge_cfg)
+    except Exception as e:  # noqa: BLE001 - TransformerLens raises ValueError/KeyError/AttributeError here
+        raise UnsupportedArchitecture(
+            f"model_type {getattr(cfg, 'model_type', None)!r} ({', '.join(cfg.architectures or []) or 'no architecture'}) "
+            f"has no TransformerLens 4.3 adapter the workbench can use ({type(e).__name__}: {str(e)[:160]}). "
+            "`workbench models` lists what is supported."
+        ) from None
+    out: dict[str, tuple[str, str]] = {}
+
+    def walk(mapping: Any, prefix: str) -> None:
+        for key, comp in mapping.items():
+            nm = getattr(comp, "name", None)
+            if nm is not None:
+                out[prefix + key] = (nm, type(comp).__name__)
+            sub = getattr(comp, "submodules", None)
+            if sub:
+                walk(sub, prefix + key + ".")
+    walk(adapter.component_mapping or {}, "")
+    flags = {"norm_offset": bool(getattr(adapter.cfg, "rmsnorm_uses_offset", False))}
+    return out, hf_arch, flags
+
+
+# ----------------------------------------------------------------------------------- multimodal checkpoints
+def text_decoder(model: torch.nn.Module) -> torch.nn.Module:
+    """The causal-LM text decoder of a checkpoint whose config nests a text config (Gemma 3, ...).
+
+    Returns ``model`` itself for a text-only model. Otherwise builds the text family's own
+    ``*ForCausalLM`` (e.g. ``Gemma3ForCausalLM``) around the loaded language model and ``lm_head``,
+    sharing their weights (no copy), and drops the rest (the vision tower): the workbench studies the
+    language model, and TransformerLens boots a multimodal checkpoint with its processor (4.3 even
+    pip-installs torchvision into the running environment when that processor does not load).
+    """
+    from transformers import AutoModelForCausalLM
+
+    config = model.config
+    get = getattr(config, "get_text_config", None)
+    text = get() if callable(get) else config
+    if text is config:
+        return model
+    try:
+        cls = AutoModelForCausalLM._model_mapping[type(text)]
+    except KeyError:
+        from .arch import UnsupportedArchitecture
+
+        raise UnsupportedArchitecture(
+            f"{type(model).__name__}'s text decoder ({getattr(text, 'model_type', type(text).__name__)}) has no "
+            "causal-LM class in transformers; it cannot be studied as a language model"
+        ) from None
+    with torch.device("meta"):
+        lm = cls(text)
+    base_attr = lm.base_model_prefix
+    base_cls = type(getattr(lm, base_attr))
+    found = [m for m in model.modules() if type(m) is base_cls]
+    head = model.get_output_embeddings()
+    if len(found) != 1 or head is None:
+        from .arch import UnsupportedArchitecture
+
+        raise UnsupportedArchitecture(f"cannot find the {base_cls.__name__} and output embedding inside "
+                                      f"{type(model).__name__} to study its text decoder")
+    setattr(lm, base_attr, found[0])
+    lm.set_output_embeddings(head)
+    for attr in ("hf_device_map", "generation_config", "name_or_path"):
+        if hasattr(model, attr):
+            setattr(lm, attr, getattr(model, attr))
+    lm.config._name_or_path = getattr(config, "_name_or_path", "")
+    lm.config.architectures = [cls.__name__]  # TransformerLens picks its adapter by this name
+    return lm.eval()

@@ -28,6 +28,7 @@ from __future__ import annotations
 from workbench.errors import WorkbenchError
 import contextlib
 import hashlib
+import inspect
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ import torch
 from ..interventions import Intervention, InterventionError, as_interventions
 from ..results import Provenance, to_jsonable
 from ..sites import Site, SiteError, SiteLike, parse_site, parse_sites
-from .arch import ArchSpec
+from .arch import ArchSpec, text_config
 from .cache import ActivationCache
 from .tokens import GENERATION_POLICIES, PositionError, PositionSpec, Tokens, resolve_positions
 
@@ -76,6 +77,8 @@ class ModelFacts:
     n_ctx: int
     parallel_attn_mlp: bool
     normalization: str
+    n_experts: int
+    experts_per_token: int
     has_chat_template: bool
     bos_token_id: int | None
     eos_token_id: int | None
@@ -163,12 +166,13 @@ class HookedModel:
         self.source = source
         self.notes = notes
         self.tokenizer = tokenizer
-        self._hf_config = hf_model.config
+        self._hf_config = text_config(hf_model.config)
         self._source_hash = source_hash
         self._weights_hash: str | None = None
         self._active: list[list[Intervention]] = []
         # References to the original modules and tensors, taken before a backend wraps the tree
         # (TransformerLens renames state_dict keys; the weights hash must not depend on the backend).
+        arch.check_model(hf_model)
         self._raw = hf_model
         self._state_items = sorted(hf_model.state_dict().items())
         self._embed = arch.get(hf_model, arch.embed)
@@ -177,12 +181,18 @@ class HookedModel:
         self._layers = list(arch.get(hf_model, arch.layers))
         self._o_modules = [arch.get(hf_model, arch.layer_path(i, arch.o)) for i in range(len(self._layers))]
         self._rotary = arch.get(hf_model, arch.rotary) if arch.rotary else None
+        self._rotary_by_type = self._rotary is not None and \
+            "layer_type" in inspect.signature(self._rotary.forward).parameters
         self._pos_embed = arch.get(hf_model, arch.pos_embed) if arch.pos_embed else None
         self._refs: dict[str, torch.nn.Module] = {}
+        self._roles: list[dict[str, torch.nn.Module]] = []
         for i in range(len(self._layers)):
-            rels = [r for r in (arch.attn, arch.q, arch.k, arch.v, arch.o, arch.ln1, arch.ln2, arch.mlp) if r]
-            for path in [arch.layer_path(i)] + [arch.layer_path(i, r) for r in rels]:
-                self._refs[path] = arch.get(hf_model, path)
+            self._refs[arch.layer_path(i)] = self._layers[i]
+            roles = {}
+            for role, rel in arch.layer_rels().items():
+                path = arch.layer_path(i, rel)
+                roles[role] = self._refs[path] = arch.get(hf_model, path)
+            self._roles.append(roles)
         f = arch.facts(hf_model.config)
         self._tokenizer_adds_bos = self._detect_tokenizer_bos()
         self.prepend_bos = self._tokenizer_adds_bos if prepend_bos is None else bool(prepend_bos)
@@ -337,6 +347,11 @@ class HookedModel:
                 f"{self.name} uses a parallel residual (attention and MLP read the same input), so it "
                 "has no resid_mid; use resid_pre, attn_out, mlp_out or resid_post"
             )
+        if s.kind == "router" and not self.arch.is_moe:
+            raise SiteError(f"{self.name} has no mixture-of-experts router (router sites exist on MoE models only)")
+        if s.kind in ("q", "k", "v") and self.arch.qkv == "fused":
+            raise SiteError(f"{self.name} computes q, k and v in one fused projection of a layout the workbench does "
+                            "not know, so it has no q/k/v sites; z, pattern, head_out and the residual sites work")
         return s
 
     def all_sites(self, kinds: Iterable[str] | None = None) -> list[Site]:
@@ -347,21 +362,41 @@ class HookedModel:
         out = []
         for L in range(self.n_layers):
             for k in kinds:
-                if k == "resid_mid" and self.facts.parallel_attn_mlp:
+                if k == "resid_mid" and self.facts.parallel_attn_mlp or k == "router" and not self.arch.is_moe \
+                        or k in ("q", "k", "v") and self.arch.qkv == "fused":
                     continue
                 out.append(Site(k, L))
         return out
 
-    # ------------------------------------------------------------------ weights
+    # ------------------------------------------------------------------ the public model contract
+    # What circuits, probe and steering use besides forward / run_with_cache / generate / gradients
+    # (listed in workbench.models.protocol.Model): the original modules by role, the config, weights,
+    # norms, unembedding, embeddings, rotary embeddings and padding.
+    @property
+    def hf_config(self) -> Any:
+        """The (text) config of the model, as transformers built it."""
+        return self._hf_config
+
+    def module(self, path: str) -> torch.nn.Module:
+        """The original module at an HF path the family description names (a layer, or one of a layer's
+        modules: see :meth:`layer_module`), as it was before a backend wrapped the tree."""
+        if path not in self._refs:
+            raise KeyError(f"no module {path!r} in {self.name}'s description (known: a layer, or a layer's "
+                           f"{', '.join(self.arch.layer_rels())})")
+        return self._refs[path]
+
+    def layer_module(self, layer: int, role: str) -> torch.nn.Module | None:
+        """A layer's module by role (``attn``, ``q``, ``k``, ``v``, ``o``, ``ln1``, ``ln2``, ``mlp``,
+        ``attn_post_norm``, ``mlp_post_norm``, ``router``); ``None`` where this family has no such module
+        (an OLMo 2 layer has no ``ln1``; ``k``/``v`` are ``None`` under a fused q/k/v projection)."""
+        known = ("attn", "q", "k", "v", "o", "ln1", "ln2", "mlp", "attn_post_norm", "mlp_post_norm", "router")
+        if role not in known:
+            raise KeyError(f"unknown module role {role!r}; roles: {', '.join(known)}")
+        return self._roles[layer].get(role)
+
     def W_O(self, layer: int) -> torch.Tensor:
         """``[n_heads, d_head, d_model]`` output weights of layer ``layer`` (``head_out = z[h] @ W_O[h]``)."""
         return self.arch.W_O(self._o_modules[layer], self.facts.n_heads, self.facts.d_head)
-
-    def _module_ref(self, path: str) -> torch.nn.Module:
-        """The original module at an HF path (as it was before a backend wrapped the tree)."""
-        if path not in self._refs:
-            raise KeyError(f"no saved module reference for {path!r}")
-        return self._refs[path]
 
     @property
     def W_U(self) -> torch.Tensor:
@@ -373,15 +408,73 @@ class HookedModel:
         """Token embedding ``[d_vocab, d_model]``."""
         return self._embed.weight
 
-    def final_norm(self, h: torch.Tensor) -> torch.Tensor:
-        """The model's final LayerNorm/RMSNorm, applied to residual vectors."""
-        return self._final_norm(h.to(self.device))
+    @property
+    def final_norm_module(self) -> torch.nn.Module:
+        """The final LayerNorm/RMSNorm module (its weights: the lens folds them into the unembedding)."""
+        return self._final_norm
 
-    def unembed(self, h: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
-        """Logits from residual vectors: ``lm_head(final_norm(h))`` (the logit lens; ``h`` is moved to the
-        model's device)."""
-        h = h.to(self.device)
-        return self._lm_head(self.final_norm(h) if normalize else h)
+    @property
+    def unembed_module(self) -> torch.nn.Module:
+        """The unembedding (``lm_head``) module."""
+        return self._lm_head
+
+    def norm_weight(self, module: torch.nn.Module | None) -> torch.Tensor:
+        """The elementwise scale a norm module applies after normalising, float32 on the CPU: its weight, or
+        ``1 + weight`` for families whose RMSNorm is offset (Gemma), or ones for a missing module or one
+        without a weight (weight folding in the lens and the OV/QK circuits reads this)."""
+        d = self.facts.d_model
+        w = getattr(module, "weight", None) if module is not None else None
+        if w is None:
+            return torch.ones(d)
+        w = w.detach().float().cpu()
+        return 1.0 + w if self.arch.norm_offset else w
+
+    def embed(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The residual stream entering layer 0: token embeddings (scaled where the family scales them),
+        plus learned position embeddings where the family has them."""
+        h = self._embed(input_ids.to(self.device))
+        if self._pos_embed is not None:
+            if position_ids is None:
+                position_ids = torch.arange(input_ids.shape[-1], device=self.device).expand_as(input_ids)
+            h = h + self._pos_embed(position_ids.to(self.device)).to(h.device)
+        return h
+
+    def rotary_embeddings(self, hidden: torch.Tensor, position_ids: torch.Tensor, layer: int | None = None) -> Any:
+        """The model's rotary ``(cos, sin)`` at these positions (for ``layer``'s attention type, where the
+        family gives local and global layers different bases); ``None`` without rotary embeddings."""
+        if self._rotary is None:
+            return None
+        if self._rotary_by_type:
+            return self._rotary(hidden, position_ids, self.arch.layer_type(0 if layer is None else layer))
+        return self._rotary(hidden, position_ids)
+
+    def final_norm(self, h: torch.Tensor) -> torch.Tensor:
+        """The model's final LayerNorm/RMSNorm, applied to residual vectors (moved to the norm's device)."""
+        return self._final_norm(h.to(_module_device(self._final_norm, self.device)))
+
+    def unembed(self, h: torch.Tensor, *, normalize: bool = True, fp32: bool = False) -> torch.Tensor:
+        """Logits from residual vectors: ``lm_head(final_norm(h))``, with the family's final-logit soft-capping
+        (the logit lens). ``fp32=True`` computes the unembedding in float32, upcasting the vocabulary in chunks
+        (no float32 copy of the whole matrix): a bf16/fp16 model's lens needs it, as small logit differences
+        over a 100k-token vocabulary drown in bf16 rounding. ``h`` moves to the head's device."""
+        x = self.final_norm(h) if normalize else h
+        W = self._lm_head.weight
+        x = x.to(W.device)
+        if fp32 and W.dtype != torch.float32:
+            bias = getattr(self._lm_head, "bias", None)
+            xf = x.float()
+            parts = []
+            for i in range(0, W.shape[0], 16384):
+                c = xf @ W[i:i + 16384].float().T
+                parts.append(c if bias is None else c + bias[i:i + 16384].float())
+            logits = torch.cat(parts, dim=-1)
+        else:
+            logits = self._lm_head(x.to(W.dtype))
+        cap = self.arch.final_logit_softcap
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+    def _module_ref(self, path: str) -> torch.nn.Module:  # the old private name, kept for users' code
+        return self.module(path)
 
     # ------------------------------------------------------------------ tokenisation
     def _detect_tokenizer_bos(self) -> bool:
@@ -594,6 +687,10 @@ class HookedModel:
             return fn
 
         composed = {s: compose(fns) for s, fns in hooks.items()}
+        for s in composed:  # router logits come flattened over [batch * pos]
+            if s.kind == "router":
+                B, T = input_ids.shape[:2]
+                composed[s] = (lambda fn: lambda x: fn(x.reshape(B, T, -1)).reshape(x.shape))(composed[s])
         ctx = torch.enable_grad() if grad else torch.inference_mode()
         with ctx:
             logits = self._backend.run(input_ids, attention_mask, position_ids, composed,
@@ -869,6 +966,12 @@ class HookedModel:
             x = torch.full_like(x, -math.inf).scatter(-1, si, sx)
         probs = x.softmax(-1).cpu()
         return torch.multinomial(probs, 1, generator=gen).flatten().to(logits.device)
+
+
+def _module_device(module: torch.nn.Module, default: torch.device) -> torch.device:
+    for t in module.parameters():
+        return t.device
+    return default
 
 
 def _describe_iv(iv: Intervention) -> dict:

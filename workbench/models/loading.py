@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from . import compat
 from .arch import arch_for_config
 from .gguf import ModelFileError, cache_root, dequantised_dir
 from .hooked import HookedModel
@@ -150,7 +151,7 @@ def _load_hf(path_or_id: str, dtype: torch.dtype, device: str, *, local_only: bo
         kw["revision"] = revision
     model = AutoModelForCausalLM.from_pretrained(path_or_id, dtype=dtype, attn_implementation="eager", **kw)
     tok = AutoTokenizer.from_pretrained(path_or_id, **kw)
-    return model.eval(), tok
+    return compat.text_decoder(model).eval(), tok
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -193,7 +194,7 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
     if isinstance(spec, torch.nn.Module):
         if tokenizer is None:
             raise ValueError("loading a model object needs its tokenizer: load(model, tokenizer=tok)")
-        model = spec.to(dev).eval()
+        model = compat.text_decoder(spec).to(dev).eval()
         if getattr(model.config, "_attn_implementation", "eager") != "eager":
             model.config._attn_implementation = "eager"
         tok = tokenizer

@@ -97,9 +97,26 @@ register_model(ModelEntry(
           "are the sharpest behavioural signal.",
     source_hash=_smollm_hash,
 ))
-for _arch, _desc in [("gpt2", "GPT-2, 2 layers, 4 heads, d_model 64"),
-                     ("llama", "Llama with grouped-query attention, 2 layers, 4 heads, 2 KV heads, d_model 64"),
-                     ("neox", "GPT-NeoX with parallel residual and partial rotary, 2 layers, 4 heads, d_model 64")]:
+_TINY = [
+    ("gpt2", "GPT-2, 2 layers, 4 heads, d_model 64"),
+    ("llama", "Llama with grouped-query attention, 2 layers, 4 heads, 2 KV heads, d_model 64"),
+    ("neox", "GPT-NeoX with parallel residual and partial rotary, 2 layers, 4 heads, d_model 64"),
+    ("mistral", "Mistral, 2 layers, grouped-query attention"),
+    ("qwen2", "Qwen2, 2 layers, q/k/v biases"),
+    ("gemma", "Gemma, 2 layers, scaled embeddings, (1 + w) RMSNorm, tied embeddings"),
+    ("gemma2", "Gemma 2, 3 layers, norms after attention and MLP, 8-token sliding-window layers, attention and "
+               "final-logit soft-capping"),
+    ("gemma3", "Gemma 3 text, 3 layers, q/k norms, local (sliding) and global layers with their own rotary bases"),
+    ("gemma3-mm", "Gemma 3 multimodal checkpoint (nested text config, tiny vision tower); its text decoder is "
+                  "what loads"),
+    ("qwen3", "Qwen3, 2 layers, q/k norms"),
+    ("qwen3-moe", "Qwen3-MoE, 2 layers, 4 experts, top-2 routing"),
+    ("phi3", "Phi-3, 2 layers, fused q/k/v and gate/up projections"),
+    ("olmo2", "OLMo 2, 2 layers, post-norms only, q/k norms"),
+    ("mixtral", "Mixtral, 2 layers, 4 experts, top-2 routing"),
+    ("gptj", "GPT-J, 2 layers, parallel attention and MLP, interleaved partial rotary"),
+]
+for _arch, _desc in _TINY:
     register_model(ModelEntry(
         name=f"tiny-{_arch}", description=f"tiny random {_desc}; byte-level tokenizer (vocab 260); seed 0",
         resolve=_tiny(_arch), notes="random weights, for tests",

@@ -92,14 +92,8 @@ class StackRunner:
         self.n_layers = model.facts.n_layers
 
     def embed(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        """Residual stream entering layer 0 (token embedding, plus learned positions for GPT-2)."""
-        h = self.model._embed(input_ids)
-        if self.model._pos_embed is not None:
-            h = h + self.model._pos_embed(position_ids).to(h.device)
-        return h
-
-    def _mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, cache: Any):
-        return compat.causal_mask(self.model._hf_config, hidden, attention_mask, position_ids, cache)
+        """Residual stream entering layer 0 (:meth:`HookedModel.embed`)."""
+        return self.model.embed(input_ids, position_ids)
 
     @torch.inference_mode()
     def run(self, hidden: torch.Tensor, start: int, end: int | None = None, *, attention_mask: torch.Tensor,
@@ -109,19 +103,29 @@ class StackRunner:
         ``hidden`` covers the positions being computed (``[batch, t, d_model]``);
         ``attention_mask`` covers the cached prefix *and* these positions (``[batch, past + t]``);
         ``position_ids`` are those of these positions (``[batch, t]``); ``cache`` holds the keys and
-        values of the prefix for every layer from ``start`` on (it is extended in place).
+        values of the prefix for every layer from ``start`` on (it is extended in place). Each layer gets
+        the mask and rotary embeddings of its attention type (full, sliding-window, chunked), as the
+        model's own forward gives them.
         """
         end = self.n_layers if end is None else end
         if not 0 <= start <= end <= self.n_layers:
             raise ValueError(f"need 0 <= start <= end <= {self.n_layers}, got start={start}, end={end}")
         use_cache = cache is not None
-        mask = self._mask(hidden, attention_mask, position_ids, cache)
-        pe = self.model._rotary(hidden, position_ids) if self.model._rotary is not None else None
+        cfg = self.model.hf_config
+        # masks and rotary embeddings before any layer runs (the cache grows as layers run, as in the
+        # model's own forward): one per attention type among the layers run
+        first = {}
+        for i in range(start, end):
+            first.setdefault(self.arch.layer_type(i), i)
+        masks = {lt: compat.causal_mask(cfg, hidden, attention_mask, position_ids, cache, layer_type=lt) for lt in first}
+        pes = {lt: self.model.rotary_embeddings(hidden, position_ids, layer=i) for lt, i in first.items()}
         ctx = raw_site_hooks(self.model, hooks) if hooks else contextlib.nullcontext()
         with ctx:
             for i in range(start, end):
-                hidden = compat.call_layer(self.model._layers[i], hidden, attention_mask=mask, position_ids=position_ids,
-                                           position_embeddings=pe, cache=cache, use_cache=use_cache)
+                lt = self.arch.layer_type(i)
+                hidden = compat.call_layer(self.model._layers[i], hidden, attention_mask=masks[lt],
+                                           position_ids=position_ids, position_embeddings=pes[lt], cache=cache,
+                                           use_cache=use_cache)
         return hidden
 
     @torch.inference_mode()

@@ -1,4 +1,4 @@
-"""Tiny seeded models for fast tests: GPT-2, Llama (with grouped-query attention), GPT-NeoX.
+"""Tiny seeded models for fast tests: one per supported family (GPT-2, Llama, GPT-NeoX, Gemma 1-3, Qwen 2/3, MoE...).
 
 Each tiny model is built from a config with a fixed seed, saved in Hugging Face layout
 (``config.json``, ``model.safetensors``, tokenizer files) to a directory, and then loaded
@@ -103,10 +103,65 @@ def _neox_config(vocab: int):
     )
 
 
+def _auto(model_type: str, **kw) -> Callable:
+    """A tiny config of ``model_type`` from transformers' own config class (no download)."""
+    def make(vocab: int):
+        from transformers import AutoConfig
+
+        base = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, bos_token_id=256,
+                    eos_token_id=256, pad_token_id=259, initializer_range=INIT_STD, tie_word_embeddings=False,
+                    attention_dropout=0.0)
+        base.update(kw)
+        return AutoConfig.for_model(model_type, **base)
+    return make
+
+
+def _gptj_config(vocab: int):
+    from transformers import GPTJConfig
+
+    return GPTJConfig(vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_inner=128, rotary_dim=8, n_positions=256,
+                      bos_token_id=256, eos_token_id=256, pad_token_id=259, initializer_range=INIT_STD,
+                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=False)
+
+
+def _gemma3_multimodal(vocab: int):
+    """Gemma 3 as released: a multimodal checkpoint whose config nests the text decoder's (tiny vision tower)."""
+    from transformers import AutoConfig
+
+    text = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, max_position_embeddings=256, sliding_window=8,
+                layer_types=["sliding_attention", "sliding_attention", "full_attention"], bos_token_id=256,
+                eos_token_id=256, pad_token_id=259, initializer_range=INIT_STD, query_pre_attn_scalar=16)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    return AutoConfig.for_model("gemma3", text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                                image_token_index=258, boi_token_index=257, eoi_token_index=257,
+                                initializer_range=INIT_STD, tie_word_embeddings=True)
+
+
+# Every family the workbench names as supported, as a tiny random model (2-3 layers, d_model 64).
+# Sliding windows are 8 tokens so tests with longer sequences exercise the local-attention masks.
 TINY_ARCHITECTURES: dict[str, Callable] = {
     "gpt2": _gpt2_config,
     "llama": _llama_config,
     "neox": _neox_config,
+    "mistral": _auto("mistral", sliding_window=None),
+    "qwen2": _auto("qwen2"),
+    "gemma": _auto("gemma", head_dim=16, tie_word_embeddings=True),
+    "gemma2": _auto("gemma2", head_dim=16, num_hidden_layers=3, sliding_window=8, query_pre_attn_scalar=16,
+                    final_logit_softcapping=5.0, attn_logit_softcapping=8.0, tie_word_embeddings=True),
+    "gemma3": _auto("gemma3_text", head_dim=16, num_hidden_layers=3, sliding_window=8, query_pre_attn_scalar=16,
+                    layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                    tie_word_embeddings=True),
+    "gemma3-mm": _gemma3_multimodal,
+    "qwen3": _auto("qwen3", head_dim=16),
+    "qwen3-moe": _auto("qwen3_moe", head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                       decoder_sparse_step=1, mlp_only_layers=[], norm_topk_prob=True),
+    "phi3": _auto("phi3", original_max_position_embeddings=256, resid_pdrop=0.0, embd_pdrop=0.0),
+    "olmo2": _auto("olmo2"),
+    "mixtral": _auto("mixtral", num_local_experts=4, num_experts_per_tok=2, sliding_window=None),
+    "gptj": _gptj_config,
 }
 
 

@@ -1,0 +1,141 @@
+"""Every named model family, as a tiny random model built from transformers' own config class and saved to a
+directory: both backends against plain transformers, against each other at every site, cached generation
+against the uncached loop, and the patching engine against full forwards with the same patch.
+
+Sequences are longer than the tiny Gemma models' 8-token sliding window, so local-attention masks are
+exercised. ``tests/workbench/test_families.py::test_bf16`` repeats the checks at bf16 tolerances.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from circuits import LogitDiff, patching_sweep
+from workbench.interventions import replace
+from workbench.sites import Site
+
+FAMILIES = ["gpt2", "llama", "neox", "mistral", "qwen2", "gemma", "gemma2", "gemma3", "gemma3-mm", "qwen3",
+            "qwen3-moe", "phi3", "olmo2", "mixtral", "gptj"]
+IDS = torch.tensor([[256] + [40 + (7 * i) % 90 for i in range(23)],
+                    [256] + [60 + (5 * i) % 80 for i in range(23)]])  # [2, 24]
+TOL = 1e-4
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float) -> float:
+    """max |a - b| relative to the scale of b (at least 1)."""
+    a, b = a.detach().float().cpu(), b.detach().float().cpu()
+    return float((a - b).abs().max() / max(1.0, float(b.abs().max())))
+
+
+@pytest.fixture(scope="module")
+def hf_reference():
+    cache = {}
+
+    def get(model):
+        if model.source not in cache:
+            cache[model.source] = AutoModelForCausalLM.from_pretrained(model.source, attn_implementation="eager").eval()
+        return cache[model.source]
+    return get
+
+
+@pytest.mark.drift
+@pytest.mark.parametrize("fam", FAMILIES)
+def test_logits_and_every_site_agree(tiny_model, hf_reference, fam):
+    tl, nn = tiny_model(fam, "tl"), tiny_model(fam, "nnsight")
+    with torch.no_grad():
+        ref = hf_reference(tl)(IDS).logits
+    for m in (tl, nn):
+        assert _close(m.forward(IDS), ref, TOL) < TOL, (fam, m.backend_name)
+    sites = tl.all_sites()
+    assert sites == nn.all_sites()
+    _, a = tl.run_with_cache(IDS, sites)
+    _, b = nn.run_with_cache(IDS, sites)
+    for s in sites:
+        assert _close(a[s], b[s], TOL) < TOL, (fam, s.name)
+    # what attn_out and mlp_out mean on every family: what is added to the residual stream
+    for L in range(tl.n_layers):
+        pre, post = b[Site("resid_pre", L)], b[Site("resid_post", L)]
+        attn, mlp = b[Site("attn_out", L)], b[Site("mlp_out", L)]
+        if tl.facts.parallel_attn_mlp:
+            assert _close(pre + attn + mlp, post, 1e-5) < 1e-5, (fam, L)
+        else:
+            mid = b[Site("resid_mid", L)]
+            assert _close(pre + attn, mid, 1e-5) < 1e-5 and _close(mid + mlp, post, 1e-5) < 1e-5, (fam, L)
+    if tl.arch.is_moe:  # the router is readable: its top-k choice per token
+        r = b[Site("router", 0)]
+        assert r.shape == (*IDS.shape, tl.facts.n_experts)
+        assert r.topk(tl.facts.experts_per_token, dim=-1).indices.unique().numel() > 1
+
+
+def _greedy_uncached(model, ids, n):
+    ids = ids.tolist()
+    out = []
+    for _ in range(n):
+        nxt = int(model.forward(torch.tensor([ids]))[0, -1].argmax())
+        out.append(nxt)
+        ids.append(nxt)
+    return out
+
+
+@pytest.mark.drift
+@pytest.mark.parametrize("fam", FAMILIES)
+def test_cached_generation_equals_uncached_and_transformers(tiny_model, hf_reference, fam):
+    prompt = IDS[0, :12]  # 12 prompt + 10 new tokens: decoding crosses the 8-token sliding window
+    hf = hf_reference(tiny_model(fam, "tl"))
+    ref = hf.generate(prompt[None], attention_mask=torch.ones(1, 12, dtype=torch.long), max_new_tokens=10,
+                      do_sample=False, eos_token_id=None, pad_token_id=0)[0, 12:].tolist()
+    for backend in ("tl", "nnsight"):
+        m = tiny_model(fam, backend)
+        got = m.generate(m.tokenize(prompt), max_new_tokens=10, stop_at_eos=False).completion_ids[0]
+        assert got == _greedy_uncached(m, prompt, 10) == ref, (fam, backend)
+
+
+@pytest.mark.parametrize("fam", FAMILIES)
+def test_patching_engine_equals_full_forwards(tiny_model, fam):
+    """The batched engine (partial forwards from cached residuals and KV prefixes) against a full forward of the
+    corrupt prompt with the clean activation written at the same site and position."""
+    m = tiny_model(fam, "nnsight")
+    clean, corrupt = IDS[:1], IDS[1:]
+    metric = LogitDiff([ord("a")], [ord("b")])
+    _, cc = m.run_with_cache(clean, m.all_sites(["resid_pre", "attn_out", "mlp_out", "z"]))
+    base = float(metric(m.forward(corrupt)[:, -1], torch.arange(1)))
+    for kind in ("resid_pre", "attn_out", "mlp_out"):
+        cells = [(0, 3), (m.n_layers - 1, 20), (m.n_layers - 1, 23)]
+        layers, positions = sorted({c[0] for c in cells}), sorted({c[1] for c in cells})
+        res = patching_sweep(m, clean, corrupt, kind, metric=metric, layers=layers, positions=positions)
+        for L, p in cells:
+            iv = replace(f"{kind}.{L}", cc[f"{kind}.{L}"], positions=[p])
+            want = float(metric(m.forward(corrupt, interventions=iv)[:, -1], torch.arange(1)))
+            got = float(res.mean[layers.index(L), positions.index(p)])
+            assert abs(got - want) < TOL * max(1.0, abs(want)), (fam, kind, L, p, got, want)
+    # a patch that changes something (the comparison is not between equal numbers)
+    iv = replace("resid_pre.0", cc["resid_pre.0"], positions=[23])
+    assert abs(float(metric(m.forward(corrupt, interventions=iv)[:, -1], torch.arange(1))) - base) > 1e-4
+
+
+@pytest.mark.parametrize("fam", ["llama", "gemma2", "qwen3-moe", "gpt2", "phi3"])
+def test_bf16(tiny_model, fam, tmp_path):
+    """bf16 loads: logits against transformers in bf16, the backends against each other, cached generation,
+    and the self-check, at bf16 tolerances."""
+    from workbench.models import load
+
+    src = tiny_model(fam, "nnsight").source
+    hf = AutoModelForCausalLM.from_pretrained(src, attn_implementation="eager", dtype=torch.bfloat16).eval()
+    with torch.no_grad():
+        ref = hf(IDS).logits
+    tl = load(src, backend="tl", dtype="bfloat16", device="cpu")
+    nn = load(src, backend="nnsight", dtype="bfloat16", device="cpu")
+    assert tl.dtype == nn.dtype == torch.bfloat16
+    for m in (tl, nn):
+        assert _close(m.forward(IDS), ref, 2e-2) < 2e-2, (fam, m.backend_name)
+    sites = [s for s in nn.all_sites(["resid_post", "attn_out", "mlp_out"])]
+    _, a = tl.run_with_cache(IDS, sites)
+    _, b = nn.run_with_cache(IDS, sites)
+    for s in sites:
+        assert _close(a[s], b[s], 2e-2) < 2e-2, (fam, s.name)
+    prompt = IDS[0, :12]
+    assert nn.generate(nn.tokenize(prompt), max_new_tokens=6, stop_at_eos=False).completion_ids[0] == \
+        hf.generate(prompt[None], attention_mask=torch.ones(1, 12, dtype=torch.long), max_new_tokens=6,
+                    do_sample=False, eos_token_id=None, pad_token_id=0)[0, 12:].tolist()
