@@ -18,8 +18,8 @@ def _pair(request, arch):
     return tm(arch, "tl"), tm(arch, "nnsight")
 
 
-def _hf(model):
-    return AutoModelForCausalLM.from_pretrained(model.source, attn_implementation="eager").eval().to(model.device)
+def _hf(model, attn="eager"):
+    return AutoModelForCausalLM.from_pretrained(model.source, attn_implementation=attn).eval().to(model.device)
 
 
 @pytest.mark.parametrize("arch", ARCHS + [pytest.param("smollm", marks=pytest.mark.smollm)])
@@ -46,6 +46,10 @@ def test_logits_agree_with_each_other_and_with_hf(request, arch):
     with torch.no_grad():
         ref = hf(toks.input_ids, attention_mask=toks.attention_mask, position_ids=toks.position_ids).logits
     assert (lt - ref)[real].abs().max().item() < 1e-5
+    # the nnsight backend runs SDPA by default: its reference is transformers with the same kernel
+    hf = _hf(nn, nn.attn_implementation)
+    with torch.no_grad():
+        ref = hf(toks.input_ids, attention_mask=toks.attention_mask, position_ids=toks.position_ids).logits
     assert (ln - ref)[real].abs().max().item() < 1e-5
     # logits at the last token, computed alone (unpadded), equal the batched left-padded ones
     alone = tl.forward(PROMPTS[2], logits="last")[0]

@@ -160,7 +160,7 @@ class HookedModel:
 
     def __init__(self, hf_model: torch.nn.Module, tokenizer: Any, *, backend: str, arch: ArchSpec,
                  name: str, source: str, prepend_bos: bool | None = None, notes: str = "",
-                 tl_model_name: str | None = None, source_hash: str | None = None):
+                 tl_model_name: str | None = None, source_hash: str | None = None, attn_implementation: str = "auto"):
         self.arch = arch
         self.name = name
         self.source = source
@@ -228,6 +228,7 @@ class HookedModel:
             self._backend = NNsightBackend(self.nnsight, hf_model, arch, self.facts)
         else:
             raise ValueError(f"backend must be 'tl' or 'nnsight', got {backend!r}")
+        self.attn_implementation = self._choose_attention(attn_implementation)
 
     # ------------------------------------------------------------------ facts
     @property
@@ -260,8 +261,49 @@ class HookedModel:
         return self._weights_hash
 
     def provenance(self, **kw: Any) -> Provenance:
-        """A :class:`Provenance` naming this model and its weights hash (plus ``kw``)."""
-        return Provenance(model=self.name, model_hash=self.weights_hash, **kw)
+        """A :class:`Provenance` naming this model and its weights hash (plus ``kw``); ``extra`` also records the
+        backend, dtype, attention implementation and the source's hash (a GGUF's or an adapter's)."""
+        extra = {"backend": self.backend_name, "dtype": str(self.dtype).replace("torch.", ""),
+                 "attn_implementation": self.attn_implementation}
+        if self._source_hash:
+            extra["source_hash"] = self._source_hash
+        extra.update(kw.pop("extra", None) or {})
+        return Provenance(model=self.name, model_hash=self.weights_hash, extra=extra, **kw)
+
+    # ------------------------------------------------------------------ attention implementation
+    def _choose_attention(self, requested: str) -> str:
+        """Pick the attention kernel runs use when nothing reads or writes attention weights.
+
+        TransformerLens's bridge computes attention itself, step by step (its hooks need the pattern), so the
+        ``tl`` backend always runs that ("transformer_lens"). On ``nnsight`` the HF modules run: ``"auto"`` takes
+        SDPA where the family supports it (flash attention 2 when asked for and installed), and a run that reads
+        or writes ``pattern`` switches to eager for its duration (:meth:`_attention_for`)."""
+        if requested not in ("auto", "eager", "sdpa", "flash_attention_2"):
+            raise ValueError(f"attn_implementation must be 'auto', 'eager', 'sdpa' or 'flash_attention_2', got {requested!r}")
+        if self.backend_name == "tl":
+            return "transformer_lens"
+        want = "sdpa" if requested == "auto" else requested
+        if want != "eager":
+            try:
+                self._raw.set_attn_implementation(want)
+            except (ValueError, ImportError) as e:
+                if requested != "auto":
+                    raise ValueError(f"{self.name} cannot use {requested} attention: {e}") from e
+        return str(getattr(self._raw.config, "_attn_implementation", "eager") or "eager")
+
+    @contextlib.contextmanager
+    def _attention_for(self, sites: Iterable[Site]) -> Iterator[None]:
+        """Eager attention for the duration of a run that reads or writes attention patterns (the fused
+        kernels never materialise them); the model's default otherwise."""
+        need = self.attn_implementation not in ("eager", "transformer_lens") and any(s.kind == "pattern" for s in sites)
+        if not need:
+            yield
+            return
+        self._raw.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            self._raw.set_attn_implementation(self.attn_implementation)
 
     def __repr__(self) -> str:
         f = self.facts
@@ -692,7 +734,7 @@ class HookedModel:
                 B, T = input_ids.shape[:2]
                 composed[s] = (lambda fn: lambda x: fn(x.reshape(B, T, -1)).reshape(x.shape))(composed[s])
         ctx = torch.enable_grad() if grad else torch.inference_mode()
-        with ctx:
+        with ctx, self._attention_for(composed):
             logits = self._backend.run(input_ids, attention_mask, position_ids, composed,
                                        past_key_values=past, logits_to_keep=logits_to_keep)
         return logits, captured, grad_targets

@@ -10,8 +10,9 @@
   the hub is reachable. Where it is not, the call fails within seconds with a clear message
   (a 3-second connection check runs first; transformers alone retries for about 30 s).
 
-Attention is always the eager implementation (attention patterns are observable, and results
-match a plain HF forward to 1e-5). ``trust_remote_code`` is off unless you turn it on.
+Attention: models load with eager attention; on the nnsight backend ``attn_implementation="auto"`` then
+switches to SDPA where the family supports it, and back to eager for any run that reads or writes attention
+patterns (TransformerLens computes attention itself). ``trust_remote_code`` is off unless you turn it on.
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def _looks_like_hub_id(spec: str) -> bool:
 
 def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any = None, dtype: Any = torch.float32,
          cache_dir: str | Path | None = None, trust_remote_code: bool = False, revision: str | None = None,
-         prepend_bos: bool | None = None, name: str | None = None, check: bool = True) -> HookedModel:
+         prepend_bos: bool | None = None, name: str | None = None, check: bool = True,
+         attn_implementation: str = "auto") -> HookedModel:
     """Load a model and wrap it in a :class:`HookedModel` on ``backend`` (``"tl"`` or ``"nnsight"``).
 
     Args:
@@ -179,6 +181,9 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
         trust_remote_code: allow repository code to run (off by default).
         prepend_bos: BOS policy for raw text (default: the registry's, else the tokenizer's behaviour).
         name: display name recorded in results.
+        attn_implementation: ``"auto"`` (SDPA on the nnsight backend where the family supports it, eager for
+            any run that reads or writes attention patterns; TransformerLens computes attention itself),
+            ``"eager"``, ``"sdpa"`` or ``"flash_attention_2"``. Recorded in every result's provenance.
         check: run :meth:`HookedModel.self_check` (cached decoding and the stack runner against an
             uncached forward on six tokens; milliseconds on small models) and refuse a model whose
             paths disagree, e.g. under an untested transformers release.
@@ -273,7 +278,8 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
     if not isinstance(spec, torch.nn.Module):  # a user's own object keeps its requires_grad flags
         model.requires_grad_(False)
     hooked = HookedModel(model, tok, backend=backend, arch=arch, name=display, source=source,
-                         prepend_bos=prepend_bos, notes=notes, tl_model_name=tl_name, source_hash=source_hash)
+                         prepend_bos=prepend_bos, notes=notes, tl_model_name=tl_name, source_hash=source_hash,
+                         attn_implementation=attn_implementation)
     if check:
         hooked.self_check()
     return hooked
