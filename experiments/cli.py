@@ -1,6 +1,6 @@
 """The ``workbench`` command line.
 
-    workbench models                       registered models
+    workbench models [--check MODEL]       registered models; whether MODEL is supported (from its config)
     workbench experiments                  built-in experiments and what they do
     workbench config EXPERIMENT            an experiment's default config, as TOML
     workbench run EXPERIMENT [--model NAME|PATH] [--backend tl|nnsight] [--device D] [--dtype T]
@@ -22,7 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="interp-workbench: interpretability investigations "
                                 "that cross-check internal findings against behaviour.")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("models", help="list registered models")
+    mo = sub.add_parser("models", help="list registered models, or check whether a model is supported")
+    mo.add_argument("--check", metavar="MODEL", help="a local directory, .gguf file, hub id or registered name: whether the "
+                    "workbench supports it, from its config alone (no weights read or downloaded)")
     sub.add_parser("experiments", help="list built-in experiments")
     c = sub.add_parser("config", help="print an experiment's default config as TOML")
     c.add_argument("experiment")
@@ -116,6 +118,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "models" and args.check:
+        from workbench.models.loading import check_support
+
+        r = check_support(args.check)
+        print(f"{args.check}: {'supported' if r['supported'] else 'NOT supported'}")
+        for key in ("family", "architecture", "source"):
+            if r.get(key):
+                print(f"  {key}: {r[key]}")
+        if r.get("quirks"):
+            print(f"  handled quirks: {', '.join(r['quirks'])}")
+        for m in r.get("missing", []):
+            print(f"  {'missing' if r['supported'] else 'why'}: {m}")
+        return 0 if r["supported"] else 1
     if args.command == "models":
         from workbench.models import DEFAULT_MODEL, list_models
 

@@ -181,7 +181,7 @@ class Intervention:
         sd = self.site.seq_dim
         shape = [1] * x.ndim
         shape[0], shape[sd] = mask.shape[0], mask.shape[1]
-        sel = mask.view(shape)
+        sel = mask.to(x.device).view(shape)  # on a model split over devices, x may live elsewhere
         hm = self._head_mask(x)
         if hm is not None:
             sel = sel & hm

@@ -156,3 +156,47 @@ def test_sdpa_by_default_equals_eager_and_patterns_run_eager(tiny_model, fam):
     assert torch.equal(a["pattern.0"], b["pattern.0"]) and _close(a["z.0"], b["z.0"], 1e-5) < 1e-5
     assert sd.hf_model.config._attn_implementation == "sdpa"
     assert tiny_model(fam, "tl").attn_implementation == "transformer_lens"
+
+
+def _mamba_gguf(path):
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), "mamba")
+    w.add_block_count(2)
+    w.add_context_length(64)
+    w.add_embedding_length(32)
+    w.add_tensor("token_embd.weight", np.zeros((10, 32), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_unsupported_models_are_refused_from_their_config(tiny_model, tmp_path, capsys):
+    """Before any weights are read: a GGUF from its metadata (no dequantising), a directory from config.json
+    (its weights file here is garbage, so reading it would fail differently)."""
+    from transformers import AutoConfig
+
+    from experiments.cli import main
+    from workbench.models import load
+    from workbench.models.arch import UnsupportedArchitecture
+
+    gg = _mamba_gguf(tmp_path / "mamba.gguf")
+    with pytest.raises(UnsupportedArchitecture, match="mamba"):
+        load(gg, cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "models").glob("gguf-*"))  # nothing was dequantised
+    d = tmp_path / "mamba-dir"
+    AutoConfig.for_model("mamba", vocab_size=300, hidden_size=32, num_hidden_layers=2).save_pretrained(d)
+    (d / "model.safetensors").write_bytes(b"not weights")
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (d / f).write_bytes((__import__("pathlib").Path(tiny_model("llama", "nnsight").source) / f).read_bytes())
+    with pytest.raises(UnsupportedArchitecture, match="not a decoder-only transformer"):
+        load(d)
+    assert main(["models", "--check", str(gg)]) == 1
+    out = capsys.readouterr().out
+    assert "NOT supported" in out and "mamba" in out
+    assert main(["models", "--check", tiny_model("gemma2", "nnsight").source]) == 0
+    out = capsys.readouterr().out
+    assert "supported" in out and "sliding-window" in out and "soft-capping" in out

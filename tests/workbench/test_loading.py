@@ -17,7 +17,7 @@ def test_local_directory_round_trip(tiny_model, tmp_path):
     m = tiny_model("llama")
     d = tmp_path / "copy"
     shutil.copytree(m.source, d)
-    m2 = load(str(d), backend="nnsight", device=m.device)
+    m2 = load(str(d), backend="nnsight", device=m.device, attn_implementation="eager")  # TL's attention is eager
     assert m2.facts == m.facts.__class__(**{**m.facts.__dict__, "name": str(d)})
     assert torch.equal(m2.forward("abc"), m.forward("abc"))
     assert m2.weights_hash == m.weights_hash

@@ -317,3 +317,47 @@ def text_decoder(model: torch.nn.Module) -> torch.nn.Module:
     lm.config._name_or_path = getattr(config, "_name_or_path", "")
     lm.config.architectures = [cls.__name__]  # TransformerLens picks its adapter by this name
     return lm.eval()
+
+
+# ----------------------------------------------------------------------------------- models split over devices
+def execution_device(module: torch.nn.Module, default: Any = None) -> torch.device:
+    """Where ``module`` computes: its parameters' device, or, for weights that accelerate offloads to the CPU
+    or disk (parameters on the meta device), the execution device of accelerate's hook on it."""
+    for t in module.parameters():
+        if t.device.type != "meta":
+            return t.device
+        hook = getattr(module, "_hf_hook", None)
+        dev = getattr(hook, "execution_device", None)
+        if dev is not None:
+            return torch.device(dev) if not isinstance(dev, torch.device) else dev
+        break
+    for sub in module.modules():  # a module whose own hook sits on a child
+        hook = getattr(sub, "_hf_hook", None)
+        dev = getattr(hook, "execution_device", None)
+        if dev is not None:
+            return torch.device(dev) if not isinstance(dev, torch.device) else dev
+    return torch.device(default) if default is not None else torch.device("cpu")
+
+
+def state_tensors(model: torch.nn.Module) -> list[tuple[str, Callable[[], torch.Tensor]]]:
+    """``(name, get)`` for every entry of ``model.state_dict()``, sorted by name; ``get()`` returns the tensor,
+    read back from accelerate's offload map for weights offloaded to the CPU or disk (which the state dict
+    shows on the meta device). The weights hash of a model split over devices then equals one device's."""
+    out: list[tuple[str, Callable[[], torch.Tensor]]] = []
+    for key, t in model.state_dict().items():
+        if t.device.type != "meta":
+            out.append((key, (lambda t=t: t)))
+            continue
+        mod_name, _, local = key.rpartition(".")
+        wm = getattr(getattr(model.get_submodule(mod_name), "_hf_hook", None), "weights_map", None)
+        if wm is None:
+            raise ValueError(f"{key} is on the meta device and no offload map holds it; the model is not fully loaded")
+        out.append((key, (lambda wm=wm, local=local: wm[local])))
+    return sorted(out, key=lambda kv: kv[0])
+
+
+def is_dispatched(model: torch.nn.Module) -> bool:
+    """Whether accelerate placed ``model`` over several devices (or offloaded part of it)."""
+    dm = getattr(model, "hf_device_map", None)
+    return bool(dm) and (len(set(map(str, dm.values()))) > 1 or any(str(v) in ("cpu", "disk") for v in dm.values())
+                         and any(p.device.type == "meta" for p in model.parameters()))

@@ -174,7 +174,10 @@ class HookedModel:
         # (TransformerLens renames state_dict keys; the weights hash must not depend on the backend).
         arch.check_model(hf_model)
         self._raw = hf_model
-        self._state_items = sorted(hf_model.state_dict().items())
+        from . import compat
+
+        self._state_items = compat.state_tensors(hf_model)
+        self._dispatched = compat.is_dispatched(hf_model)
         self._embed = arch.get(hf_model, arch.embed)
         self._final_norm = arch.get(hf_model, arch.final_norm)
         self._lm_head = arch.get(hf_model, arch.lm_head)
@@ -233,7 +236,11 @@ class HookedModel:
     # ------------------------------------------------------------------ facts
     @property
     def device(self) -> torch.device:
-        return self._embed.weight.device
+        """Where inputs go: the embedding's (execution) device. A model split over devices by ``device_map``
+        returns activations, caches and results on this device."""
+        from . import compat
+
+        return compat.execution_device(self._embed)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -253,8 +260,8 @@ class HookedModel:
         """sha256 (16 hex) over the parameters as loaded (names, dtypes, shapes, bytes)."""
         if self._weights_hash is None:
             h = hashlib.sha256()
-            for k, v in self._state_items:
-                t = v.detach().cpu().contiguous()
+            for k, get in self._state_items:
+                t = get().detach().cpu().contiguous()
                 h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
                 h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
             self._weights_hash = h.hexdigest()[:16]
@@ -501,8 +508,8 @@ class HookedModel:
         over a 100k-token vocabulary drown in bf16 rounding. ``h`` moves to the head's device."""
         x = self.final_norm(h) if normalize else h
         W = self._lm_head.weight
-        x = x.to(W.device)
-        if fp32 and W.dtype != torch.float32:
+        x = x.to(_module_device(self._lm_head, self.device))
+        if fp32 and W.dtype != torch.float32 and W.device.type != "meta":
             bias = getattr(self._lm_head, "bias", None)
             xf = x.float()
             parts = []
@@ -675,6 +682,7 @@ class HookedModel:
         the graph) the tensors to differentiate with respect to."""
         hooks: dict[Site, list[Callable]] = defaultdict(list)
         captured: dict[Site, torch.Tensor] = {}
+        out_device = self.device
         grad_targets: dict[Site, torch.Tensor] = {}
         head_out: dict[int, dict] = defaultdict(lambda: {"ivs": [], "caps": []})
 
@@ -685,8 +693,9 @@ class HookedModel:
                     grad_targets[c.site] = x
                 if c.select is not None:
                     y = c.select(y)
-                if c.dtype is not None or c.device is not None:
-                    y = y.to(device=c.device or y.device, dtype=c.dtype or y.dtype)
+                dev = c.device or (out_device if self._dispatched else None)  # a split model's caches on one device
+                if c.dtype is not None or dev is not None:
+                    y = y.to(device=dev or y.device, dtype=c.dtype or y.dtype)
                 captured[c.site] = y
                 return x
             return fn
@@ -865,6 +874,8 @@ class HookedModel:
                 raise ValueError(f"{what} must be a positive integer, got {val!r}")
         if not math.isfinite(float(temperature)):
             raise ValueError(f"temperature must be a finite number, got {temperature!r}")
+        if isinstance(prompts, torch.Tensor):  # token ids: [seq] or [batch, seq], no padding
+            prompts = self.tokenize(prompts)
         if isinstance(prompts, Tokens):
             if prompts.padding_side != "left" and not bool((prompts.attention_mask == 1).all()):
                 raise PaddingError(
@@ -1011,9 +1022,9 @@ class HookedModel:
 
 
 def _module_device(module: torch.nn.Module, default: torch.device) -> torch.device:
-    for t in module.parameters():
-        return t.device
-    return default
+    from . import compat
+
+    return compat.execution_device(module, default)
 
 
 def _describe_iv(iv: Intervention) -> dict:

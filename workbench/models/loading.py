@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 import torch
 
 from . import compat
-from .arch import arch_for_config
+from .arch import UnsupportedArchitecture, arch_for_config
 from .gguf import ModelFileError, cache_root, dequantised_dir
 from .hooked import HookedModel
 from .registry import UnknownModelError, get_entry
@@ -144,15 +144,71 @@ def _in_hub_cache(repo_id: str, revision: str | None) -> bool:
 
 
 def _load_hf(path_or_id: str, dtype: torch.dtype, device: str, *, local_only: bool, trust_remote_code: bool,
-             revision: str | None = None):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+             revision: str | None = None, placement: dict | None = None):
+    """Config first (an unsupported family is refused before any weights are read or downloaded), then the
+    weights and the tokenizer."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     kw: dict[str, Any] = dict(local_files_only=local_only, trust_remote_code=trust_remote_code)
     if revision is not None:
         kw["revision"] = revision
-    model = AutoModelForCausalLM.from_pretrained(path_or_id, dtype=dtype, attn_implementation="eager", **kw)
+    config = AutoConfig.from_pretrained(path_or_id, **kw)
+    spec = arch_for_config(config)
+    mkw = dict(kw)
+    if placement:
+        mkw.update(placement)
+        if isinstance(placement.get("device_map"), dict):
+            mkw["device_map"] = _tie_placement(dict(placement["device_map"]), spec, config)
+    model = AutoModelForCausalLM.from_pretrained(path_or_id, config=config, dtype=dtype, attn_implementation="eager",
+                                                 **mkw)
     tok = AutoTokenizer.from_pretrained(path_or_id, **kw)
     return compat.text_decoder(model).eval(), tok
+
+
+def _tie_placement(device_map: dict, spec: Any, config: Any) -> dict:
+    """With tied embeddings the unembedding *is* the embedding matrix: place it where the embedding goes
+    (accelerate keeps one copy with the embedding; TransformerLens refuses a map that says otherwise)."""
+    from .arch import text_config
+
+    if getattr(text_config(config), "tie_word_embeddings", False) and spec.embed in device_map \
+            and spec.lm_head in device_map:
+        device_map[spec.lm_head] = device_map[spec.embed]
+    return device_map
+
+
+def check_support(spec: Any, *, trust_remote_code: bool = False, revision: str | None = None) -> dict:
+    """Whether the workbench supports a model, from its config alone (no weights read or downloaded):
+    ``{"supported", "family", "architecture", "quirks", "missing", "source"}``. ``spec``: a local
+    directory, a ``.gguf`` file (its metadata only), a hub id (the config from the local cache, or the hub
+    where reachable), a registered name, or a config object."""
+    from transformers import AutoConfig
+
+    from .arch import support_report
+
+    if not isinstance(spec, (str, Path)):
+        return {**support_report(spec), "source": type(spec).__name__}
+    s = str(spec)
+    path = Path(s).expanduser()
+    if not path.exists() and not _looks_like_path(s) and not _looks_like_hub_id(s):
+        path = get_entry(s).resolve(cache_root(None))
+    if path.is_file() and path.suffix == ".gguf":
+        try:
+            config = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+        except Exception as e:  # noqa: BLE001 - gguf metadata errors of every kind
+            raise ModelFileError(f"cannot read the metadata of {path} (truncated or corrupt?): {type(e).__name__}: "
+                                 f"{str(e)[:200]}; download it again or pass a Hugging Face directory") from e
+        return {**support_report(config), "source": str(path)}
+    if path.exists():
+        check_local_dir(path)
+        return {**support_report(AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)),
+                "source": str(path)}
+    if not _in_hub_cache(s, revision):
+        ok, why = hub_reachable()
+        if not ok:
+            raise HubUnreachableError(f"{s!r}: its config is not in the local Hugging Face cache and the hub cannot "
+                                      f"be reached ({why})")
+    config = AutoConfig.from_pretrained(s, trust_remote_code=trust_remote_code, revision=revision)
+    return {**support_report(config), "source": f"hub:{s}"}
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -168,7 +224,8 @@ def _looks_like_hub_id(spec: str) -> bool:
 def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any = None, dtype: Any = torch.float32,
          cache_dir: str | Path | None = None, trust_remote_code: bool = False, revision: str | None = None,
          prepend_bos: bool | None = None, name: str | None = None, check: bool = True,
-         attn_implementation: str = "auto") -> HookedModel:
+         attn_implementation: str = "auto", device_map: Any = None, max_memory: dict | None = None,
+         offload_folder: str | Path | None = None) -> HookedModel:
     """Load a model and wrap it in a :class:`HookedModel` on ``backend`` (``"tl"`` or ``"nnsight"``).
 
     Args:
@@ -184,6 +241,11 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
         attn_implementation: ``"auto"`` (SDPA on the nnsight backend where the family supports it, eager for
             any run that reads or writes attention patterns; TransformerLens computes attention itself),
             ``"eager"``, ``"sdpa"`` or ``"flash_attention_2"``. Recorded in every result's provenance.
+        device_map: for a model larger than one device: ``"auto"`` or a dict (module -> device, ``"cpu"`` or
+            ``"disk"``), passed to transformers (accelerate places and offloads the weights; one copy of them).
+            Inputs go to the embedding's device; activations, caches and results come back there.
+        max_memory: per-device memory caps for ``device_map="auto"`` (``{0: "70GiB", "cpu": "200GiB"}``).
+        offload_folder: where weights offloaded to ``"disk"`` are kept.
         check: run :meth:`HookedModel.self_check` (cached decoding and the stack runner against an
             uncached forward on six tokens; milliseconds on small models) and refuse a model whose
             paths disagree, e.g. under an untested transformers release.
@@ -194,6 +256,17 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
     if backend not in ("tl", "nnsight"):
         raise ValueError(f"backend must be 'tl' or 'nnsight', got {backend!r}")
     dt, dev = _resolve_dtype(dtype), _resolve_device(device)
+    placement = None
+    if device_map is not None:
+        if device is not None:
+            raise ValueError("give device= or device_map=, not both (device_map places every module itself)")
+        placement = {"device_map": device_map}
+        if max_memory is not None:
+            placement["max_memory"] = max_memory
+        if offload_folder is not None:
+            placement["offload_folder"] = str(offload_folder)
+    elif max_memory is not None or offload_folder is not None:
+        raise ValueError("max_memory= and offload_folder= go with device_map= (e.g. device_map='auto')")
     cache = cache_root(cache_dir)
     notes, source_hash, tl_name = "", None, None
     if isinstance(spec, torch.nn.Module):
@@ -225,6 +298,12 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
         display = name or (entry.name if entry else s)
         if path.exists():
             if path.is_file() and path.suffix == ".gguf":
+                from ..store import clean_stale_partials
+
+                clean_stale_partials(cache / "models")  # builds a dead process left half-made
+                report = check_support(path)  # from its metadata: no minute of dequantising for a refusal
+                if not report["supported"]:
+                    raise UnsupportedArchitecture(f"{path}: {'; '.join(report['missing'])}")
                 path = dequantised_dir(path, expected_sha256=None, cache=cache)
                 notes = notes or "dequantised from a GGUF file: quantised weights"
             check_local_dir(path)
@@ -234,11 +313,16 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
                     "tokenizer.save_pretrained(dir) or pass tokenizer=..."
                 )
             try:
-                model, tok = _load_hf(str(path), dt, dev, local_only=True, trust_remote_code=trust_remote_code)
+                model, tok = _load_hf(str(path), dt, dev, local_only=True, trust_remote_code=trust_remote_code,
+                                      placement=placement)
+            except WorkbenchError:
+                raise
             except Exception as e:  # safetensors, json, torch and config errors all mean a bad directory
+                msg = str(e)
+                hint = ("check device_map / max_memory / offload_folder" if placement and "device" in msg.lower()
+                        else "the directory looks corrupt or incomplete; re-save it with model.save_pretrained(dir)")
                 raise ModelLoadError(
-                    f"could not load the model in {path}: {type(e).__name__}: {str(e)[:300]}. The directory "
-                    "looks corrupt or incomplete; re-save it with model.save_pretrained(dir)."
+                    f"could not load the model in {path}: {type(e).__name__}: {msg[:300]}. {hint[0].upper()}{hint[1:]}."
                 ) from e
             source = str(path)
         elif _looks_like_hub_id(s):
@@ -249,7 +333,7 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
             if _in_hub_cache(s, revision):
                 try:
                     model, tok = _load_hf(s, dt, dev, local_only=True, trust_remote_code=trust_remote_code,
-                                          revision=revision)
+                                          revision=revision, placement=placement)
                 except OSError:
                     model = None
             if model is None:
@@ -262,7 +346,7 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
                         "'smollm2-135m-instruct', which needs no hub."
                     ) from None
                 model, tok = _load_hf(s, dt, dev, local_only=False, trust_remote_code=trust_remote_code,
-                                      revision=revision)
+                                      revision=revision, placement=placement)
             source = f"hub:{s}" + (f"@{revision}" if revision else "")
         else:
             raise ModelFileError(f"no such file or directory: {s}")
@@ -274,7 +358,8 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
     if tok.pad_token_id is None and tok.eos_token_id is not None:
         tok.pad_token = tok.eos_token
     arch = arch_for_config(model.config, model)
-    model = model.to(dev)
+    if placement is None and not getattr(model, "hf_device_map", None):
+        model = model.to(dev)
     if not isinstance(spec, torch.nn.Module):  # a user's own object keeps its requires_grad flags
         model.requires_grad_(False)
     hooked = HookedModel(model, tok, backend=backend, arch=arch, name=display, source=source,
@@ -285,4 +370,4 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
     return hooked
 
 
-__all__ += ["UnknownModelError", "check_local_dir", "hub_reachable"]
+__all__ += ["UnknownModelError", "check_local_dir", "hub_reachable", "check_support"]
