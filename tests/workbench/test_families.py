@@ -200,3 +200,20 @@ def test_unsupported_models_are_refused_from_their_config(tiny_model, tmp_path, 
     assert main(["models", "--check", tiny_model("gemma2", "nnsight").source]) == 0
     out = capsys.readouterr().out
     assert "supported" in out and "sliding-window" in out and "soft-capping" in out
+
+
+@pytest.mark.parametrize("fam", ["llama", "gpt2", "neox", "gemma2", "qwen3-moe", "olmo2"])
+@pytest.mark.parametrize("backend", ["tl", "nnsight"])
+def test_residual_collection_fast_path_equals_the_backend(tiny_model, fam, backend):
+    """run_with_cache of residual sites with logits=None runs the raw stack (no tracing, no unembedding, no layers
+    after the last one asked for); the numbers are the backend's."""
+    m = tiny_model(fam, backend)
+    toks = m.tokenize(["a short one", "and a rather longer prompt of many more bytes"])  # left padding
+    sites = ["resid_pre.0", f"resid_post.{m.n_layers - 2}", "resid_post.0"]
+    _, fast = m.run_with_cache(toks, sites, logits=None)
+    logits, ref = m.run_with_cache(toks, sites, logits="all")  # the backend path
+    real = toks.attention_mask.bool()
+    for s in sites:
+        assert (fast[s] - ref[s])[real].abs().max().item() < 1e-5, s
+    _, last = m.run_with_cache(toks, sites, logits=None, positions="last", dtype=torch.float16)
+    assert last["resid_post.0"].dtype == torch.float16 and last["resid_post.0"].shape == (2, m.facts.d_model)

@@ -784,11 +784,44 @@ class HookedModel:
         ``[batch, ...]`` at each row's last real token. Activations are recorded after any
         intervention at the same site. ``dtype``/``device`` convert what is stored (default: as
         computed, on the model's device).
+
+        Collecting residual-stream activations (only ``resid_pre``/``resid_post`` sites, no interventions,
+        ``logits=None``: what probes and activation stores do) takes a fast path: the model's own decoder
+        layers run directly, up to the last layer asked for, with no backend tracing, no final norm and no
+        unembedding (the same numbers: tested against both backends).
         """
         tokens = self.tokenize(inputs, **tokenize_kw)
         caps = [self._capture_spec(s, positions, tokens, dtype, device) for s in parse_sites(sites)]
-        out, captured, _, tokens = self._forward_capture(tokens, caps, interventions=interventions, logits=logits)
+        if logits is None and not self._active_ivs(interventions) and caps \
+                and all(c.site.kind in ("resid_pre", "resid_post") for c in caps):
+            out, captured = None, self._collect_residuals(tokens, caps)
+        else:
+            out, captured, _, tokens = self._forward_capture(tokens, caps, interventions=interventions, logits=logits)
         return out, ActivationCache(self._order_captured(captured, caps), tokens, "all" if positions == "all" else positions)
+
+    @torch.inference_mode()
+    def _collect_residuals(self, tokens: Tokens, caps: list[_Capture]) -> dict[Site, torch.Tensor]:
+        """Residual-stream captures through the raw stack, stopping after the last layer needed."""
+        from .stack import StackRunner, raw_site_hooks
+
+        captured: dict[Site, torch.Tensor] = {}
+        out_device = self.device
+
+        def grab(c: _Capture):
+            def fn(x):
+                y = x if c.select is None else c.select(x)
+                dev = c.device or (out_device if self._dispatched else None)
+                if c.dtype is not None or dev is not None:
+                    y = y.to(device=dev or y.device, dtype=c.dtype or y.dtype)
+                captured[c.site] = y
+                return x
+            return fn
+        last = max(c.site.layer for c in caps)
+        runner = StackRunner(self)
+        h = runner.embed(tokens.input_ids, tokens.position_ids)
+        with raw_site_hooks(self, {c.site: grab(c) for c in caps}):
+            runner.run(h, 0, last + 1, attention_mask=tokens.attention_mask, position_ids=tokens.position_ids)
+        return captured
 
     def _capture_spec(self, s: SiteLike, positions: PositionSpec, tokens: Tokens, dtype, device,
                       keep_graph: bool = False) -> _Capture:

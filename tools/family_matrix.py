@@ -1,0 +1,160 @@
+"""Which model families work: every decoder-only architecture TransformerLens 4.3 has an adapter for and the
+installed transformers ships, tried as a tiny random model built from transformers' own config class.
+
+For each family: build a tiny config (small widths, 2 layers) and a random model, save it with the tiny
+byte-level tokenizer, then on both backends: load (which runs the self-check: cached decoding and the stack
+runner against an uncached forward), compare logits with plain transformers (eager, fp32; 1e-4 of the logits'
+scale) and every canonical site across the backends (1e-4). Writes ``docs/families.md`` (the table the README
+links to) and prints a summary. The named families also have their own tests (tests/workbench/test_families.py).
+
+Usage: python tools/family_matrix.py [--out docs/families.md] [--only gemma2,qwen3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SMALL = dict(vocab_size=260, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, head_dim=16, max_position_embeddings=256, n_embd=64, n_layer=2, n_head=4,
+             n_positions=256, num_experts=4, num_local_experts=4, n_routed_experts=4, num_experts_per_tok=2,
+             moe_intermediate_size=32, n_shared_experts=1, first_k_dense_replace=0, moe_layer_freq=1,
+             shared_expert_intermediate_size=32, bos_token_id=256, eos_token_id=256, pad_token_id=259,
+             tie_word_embeddings=False, sliding_window=8, initializer_range=0.1, d_model=64, ffn_dim=128,
+             kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16,
+             rotary_dim=8, partial_rotary_factor=0.5, attention_dropout=0.0, hidden_dropout=0.0, resid_pdrop=0.0,
+             embd_pdrop=0.0, attn_pdrop=0.0)
+
+
+def candidates() -> list[tuple[str, str]]:
+    """(model_type, HF causal-LM class name) of every TransformerLens adapter transformers ships."""
+    from transformer_lens.factories.architecture_adapter_factory import SUPPORTED_ARCHITECTURES
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    by_class: dict[str, str] = {}
+    for mt, cls in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items():
+        # several model types can share a class (exaone -> LlamaForCausalLM): keep the one the class is named after
+        key = cls.lower().replace("forcausallm", "").replace("lmheadmodel", "").replace("forconditionalgeneration", "")
+        if cls not in by_class or mt.replace("_", "").replace("-", "") == key.replace("_", ""):
+            by_class[cls] = mt
+    return sorted((by_class[cls], cls) for cls in SUPPORTED_ARCHITECTURES if cls in by_class)
+
+
+def tiny_config(model_type: str):
+    from transformers import AutoConfig
+
+    base = AutoConfig.for_model(model_type)
+    keys = set(base.to_dict()) | set(getattr(base, "attribute_map", {}))
+    kw = {k: v for k, v in SMALL.items() if k in keys}
+    cfg = AutoConfig.for_model(model_type, **kw)
+    if getattr(cfg, "layer_types", None):
+        n = getattr(cfg, "num_hidden_layers", 2)
+        kinds = list(dict.fromkeys(cfg.layer_types))
+        cfg.layer_types = [kinds[i % len(kinds)] for i in range(n)]
+    return cfg
+
+
+def try_family(model_type: str, root: Path) -> tuple[str, str, list[str]]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from workbench.models import load
+    from workbench.models.tiny import build_tiny_tokenizer
+
+    d = root / model_type
+    try:
+        cfg = tiny_config(model_type)
+        torch.manual_seed(0)
+        hf = AutoModelForCausalLM.from_config(cfg).eval()
+        hf.save_pretrained(d)
+        build_tiny_tokenizer(d)
+    except Exception as e:  # noqa: BLE001
+        return "not tried", f"no tiny model from its config class ({type(e).__name__}: {str(e)[:90]})", []
+    ids = torch.tensor([[256] + [40 + (7 * i) % 90 for i in range(19)]])
+    with torch.no_grad():
+        ref = hf(ids).logits
+    models, quirks = {}, []
+    for backend in ("tl", "nnsight"):
+        try:
+            m = load(str(d), backend=backend, device="cpu")
+        except Exception as e:  # noqa: BLE001
+            return "fails", f"{backend}: {type(e).__name__}: {str(e)[:140]}", []
+        err = float((m.forward(ids).float() - ref).abs().max()) / max(1.0, float(ref.abs().max()))
+        if not err < 1e-4:
+            return "fails", f"{backend}: logits differ from transformers by {err:.1e}", []
+        models[backend] = m
+        quirks = list(m.arch.quirks)
+    try:
+        sites = models["tl"].all_sites()
+        _, a = models["tl"].run_with_cache(ids, sites)
+        _, b = models["nnsight"].run_with_cache(ids, sites)
+        bad = [s.name for s in sites if not float((a[s] - b[s]).abs().max()) / max(1.0, float(b[s].abs().max())) < 1e-4]
+    except Exception as e:  # noqa: BLE001
+        return "partial", f"logits and self-check pass; sites: {type(e).__name__}: {str(e)[:120]}", quirks
+    if bad:
+        return "partial", f"logits and self-check pass; backends differ at {', '.join(bad[:4])}", quirks
+    return "passes", "", quirks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "families.md"))
+    ap.add_argument("--only", default="")
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    import torch
+    import transformer_lens
+    import transformers
+
+    torch.set_num_threads(1)
+    only = set(filter(None, args.only.split(",")))
+    rows = []
+    root = Path(tempfile.mkdtemp(prefix="workbench-families-"))
+    t0 = time.time()
+    try:
+        for mt, cls in candidates():
+            if only and mt not in only:
+                continue
+            try:
+                status, why, quirks = try_family(mt, root)
+            except Exception as e:  # noqa: BLE001 - one family must not stop the survey
+                status, why, quirks = "fails", f"{type(e).__name__}: {str(e)[:140]}", []
+                traceback.print_exc(limit=1)
+            rows.append((mt, cls, status, why, quirks))
+            print(f"{mt:<22} {status:<9} {why}", flush=True)
+            shutil.rmtree(root / mt, ignore_errors=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    counts = {s: sum(r[2] == s for r in rows) for s in ("passes", "partial", "fails", "not tried")}
+    lines = [
+        "# Model families",
+        "",
+        f"Written by `python tools/family_matrix.py` on {time.strftime('%Y-%m-%d')} (transformers "
+        f"{transformers.__version__}, TransformerLens {transformer_lens.__version__ if hasattr(transformer_lens, '__version__') else '4.3'}"
+        f"; {time.time() - t0:.0f} s). Every decoder-only architecture TransformerLens has an adapter for and transformers "
+        "ships, as a tiny random model from transformers' own config class: *passes* = both backends load it (the "
+        "load-time self-check compares cached decoding and the stack runner with an uncached forward), logits equal "
+        "plain transformers within 1e-4 and every canonical site agrees across the backends within 1e-4.",
+        "",
+        f"{counts['passes']} pass, {counts['partial']} partly, {counts['fails']} fail, {counts['not tried']} could not be "
+        "built from their config class alone.",
+        "",
+        "| model_type | class | status | quirks handled / why not |",
+        "|---|---|---|---|",
+    ]
+    for mt, cls, status, why, quirks in rows:
+        lines.append(f"| `{mt}` | {cls} | {status} | {why or ', '.join(quirks) or '-'} |")
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}: {counts}")
+
+
+if __name__ == "__main__":
+    main()
