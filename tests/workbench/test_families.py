@@ -217,3 +217,51 @@ def test_residual_collection_fast_path_equals_the_backend(tiny_model, fam, backe
         assert (fast[s] - ref[s])[real].abs().max().item() < 1e-5, s
     _, last = m.run_with_cache(toks, sites, logits=None, positions="last", dtype=torch.float16)
     assert last["resid_post.0"].dtype == torch.float16 and last["resid_post.0"].shape == (2, m.facts.d_model)
+
+
+@pytest.mark.parametrize("fam", ["gemma2", "qwen3-moe", "olmo2", "phi3", "gptj"])
+def test_every_method_runs_on_quirky_families(tiny_model, fam, tmp_path):
+    """Lens (raw and folded, with soft-capping), tuned lens, head detectors, probes, steering and its fast path
+    on families whose quirks the methods must respect, each checked against a reference."""
+    from circuits import head_scores, logit_lens
+    from circuits.tuned_lens import compare_lenses, train_tuned_lens
+    from probe.sweep import layer_sweep
+    from steering import Add, contrastive_vectors, steer
+    from steering.fastpath import ResidualReplay
+    from workbench.store import collect_activations
+
+    m = tiny_model(fam, "nnsight")
+    texts = ["the cat sat on the mat", "a dog ran in the park today", "abc def ghi", "hello there world"]
+    # the logit lens at the last stage is the model's own output (soft-capped where the family caps):
+    # KL to the final distribution 0 and top-1 agreement 1, in raw and folded coordinates
+    for coords in ("raw", "folded"):
+        lens = logit_lens(m, texts[:2], k=3, coordinates=coords)
+        real = lens.mask.bool()
+        assert lens.kl[-1][real].abs().max() < 1e-4, coords
+        assert bool((lens.top1_agree[-1][real] == 1).all()), coords
+        assert lens.kl[0][real].mean() > 1e-3  # the embedding stage is not the output
+    training = train_tuned_lens(m, texts * 4, steps=5, batch_tokens=32, seed=0)
+    comp = compare_lenses(m, training.lens, texts, seed=0, n_resamples=50)
+    assert abs(comp.kl_logit[-1].value) < 1e-4 and len(comp.stages) == m.n_layers + 1
+    # head detectors on repeated random tokens: every head scored, in [0, 1]
+    ind = head_scores(m, n_seqs=2, half=6).get("induction", "target")
+    assert ind.shape == (m.n_layers, m.facts.n_heads) and bool(((ind >= 0) & (ind <= 1 + 1e-6)).all())
+    # probes on activations collected through the store (the residual fast path): a planted word is found
+    prompts = [f"{w} {i}" for i in range(20) for w in ("apple", "stone")]
+    labels = [w == "apple" for i in range(20) for w in ("apple", "stone")]
+    store = collect_activations(m, prompts, [f"resid_post.{L}" for L in range(m.n_layers)], tmp_path / "store",
+                                positions="last", progress=False)
+    sw = layer_sweep(store, labels, C=1.0, controls=False, seed=0, n_resamples=50)
+    auroc = sw.estimates(metric="auroc")
+    assert max(e.value for e in auroc) > 0.9, [e.value for e in auroc]
+    # steering: the same added vector through the hooked forward and through the fast path's partial forwards
+    L = m.n_layers - 1
+    vec = contrastive_vectors(m, ["happy joy"], ["sad grief"], [L - 1], chat=False)
+    d = vec.vectors[next(iter(vec.vectors))].float()
+    with steer(m, Add(f"resid_post.{L - 1}", d, 4.0, positions="all")):
+        full = torch.stack([m.forward(t, logits="last")[0] for t in texts[:2]]).float().cpu()
+    rp = ResidualReplay(m, texts[:2], f"resid_post.{L - 1}", positions="all", batch_size=2, chat=False)
+    base = torch.stack([m.forward(t, logits="last")[0] for t in texts[:2]]).float().cpu()
+    assert (rp.last_logits().cpu() - base).abs().max() < 1e-4
+    assert (rp.last_logits(4.0 * d).cpu() - full).abs().max() < 1e-4
+    assert (full - base).abs().max() > 1e-3
