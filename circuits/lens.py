@@ -81,6 +81,8 @@ def fold_unembed(model: Any) -> FoldedUnembed:
     b = torch.zeros(W.shape[1], device=W.device) if head_b is None else head_b.detach().float()
     w = model.norm_weight(norm_mod).to(W.device)
     cap = model.arch.final_logit_softcap
+    if model.arch.logit_scale:  # Cohere scales the logits: fold it into the unembedding
+        W, b = W * model.arch.logit_scale, b * model.arch.logit_scale
     if model.facts.normalization == "rms":
         return FoldedUnembed(w[:, None] * W, b, "rms", _norm_eps(norm_mod), cap)
     nb = getattr(norm_mod, "bias", None)

@@ -9,7 +9,8 @@ an adapter does not say and the workbench needs:
 - the output layout of *fused* q/k/v projections (:data:`FUSED_QKV`: GPT-2's ``[q|k|v]`` Conv1D,
   GPT-NeoX's per-head ``[q|k|v]``, Phi-3's ``[q|k|v]`` with grouped KV heads);
 - parallel attention and MLP (GPT-J, GPT-NeoX with ``use_parallel_residual``);
-- final-logit soft-capping (Gemma 2), applied by :meth:`HookedModel.unembed` as the model does;
+- final-logit soft-capping (Gemma 2) and logit scaling (Cohere), applied by :meth:`HookedModel.unembed` as the
+  model does;
 - sliding-window / local-global layers and per-layer-type rotary embeddings (Gemma 2/3), which the
   stack runner reproduces from ``config.layer_types``;
 - mixture-of-experts MLPs, whose router is a readable site.
@@ -91,6 +92,7 @@ class ArchSpec:
     norm_offset: bool = False
     parallel: bool = False
     final_logit_softcap: float | None = None
+    logit_scale: float | None = None
     layer_types: tuple[str, ...] | None = None
     quirks: tuple[str, ...] = field(default_factory=tuple)
 
@@ -257,6 +259,9 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
     softcap = getattr(c, "final_logit_softcapping", None)
     if softcap:
         quirks.append("final-logit soft-capping")
+    logit_scale = getattr(c, "logit_scale", None) if mt in ("cohere", "cohere2", "cohere2_moe") else None
+    if logit_scale not in (None, 1, 1.0):
+        quirks.append("logit scaling")
     if getattr(c, "attn_logit_softcapping", None):
         quirks.append("attention soft-capping")
     if "blocks.ln1_post" in name or "blocks.ln2_post" in name:
@@ -278,7 +283,9 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
         attn_post_norm=name.get("blocks.ln1_post"), mlp_post_norm=name.get("blocks.ln2_post"), router=router,
         norm="rms" if "RMS" in kind.get("ln_final", "") else "ln", norm_offset=flags["norm_offset"],
         parallel=bool(parallel),
-        final_logit_softcap=float(softcap) if softcap else None, layer_types=layer_types, quirks=tuple(quirks),
+        final_logit_softcap=float(softcap) if softcap else None,
+        logit_scale=float(logit_scale) if logit_scale not in (None, 1, 1.0) else None, layer_types=layer_types,
+        quirks=tuple(quirks),
     )
     if model is not None:
         spec.check_model(model)

@@ -519,6 +519,8 @@ class HookedModel:
             logits = torch.cat(parts, dim=-1)
         else:
             logits = self._lm_head(x.to(W.dtype))
+        if self.arch.logit_scale:
+            logits = logits * self.arch.logit_scale
         cap = self.arch.final_logit_softcap
         return torch.tanh(logits / cap) * cap if cap else logits
 
