@@ -134,8 +134,19 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 def _init_with_timeout(ray: Any, kw: dict, timeout: float, address: str | None) -> None:
     """``ray.init(**kw)``, given up after ``timeout`` seconds (a port that accepts connections but is not a
-    Ray head makes ``ray.init`` wait indefinitely)."""
+    Ray head makes ``ray.init`` wait indefinitely).
+
+    Only joining an existing cluster runs in a helper thread. Starting a local Ray forks its GCS and raylet
+    with a parent-death signal, which Linux ties to the forking *thread*: started from a helper thread that
+    then exits, they are killed and the driver aborts a minute later ("Failed to connect to GCS")."""
     import threading
+
+    if address is None:
+        try:
+            ray.init(**kw)
+        except Exception as e:  # noqa: BLE001 - one named error for every way a local start fails
+            raise RayConnectionError(f"could not start a local Ray: {type(e).__name__}: {e}") from e
+        return
 
     err: list[BaseException] = []
 
