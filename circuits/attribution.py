@@ -38,8 +38,8 @@ import torch
 from workbench.interventions import custom
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
+from workbench.stats import Estimate, spearman
 
-from ._stats import Estimate, mean_estimate, spearman_estimate
 from .corruption import check_pair
 from .metrics import as_metric
 from .patching import PatchingResult
@@ -307,7 +307,7 @@ def attribution_agreement(attribution: AttributionResult, exact: PatchingResult,
     at = attribution.values.reshape(-1, B).double().numpy()
     n_nodes = ex.shape[0]
     k = min(k, n_nodes)
-    rho = spearman_estimate(at.mean(1), ex.mean(1), seed=seed)
+    rho = spearman(at.mean(1), ex.mean(1), seed=seed)
     rec = len(_topk(ex.mean(1), k) & _topk(at.mean(1), k)) / k
     if B >= 2:
         rng = np.random.default_rng(seed)

@@ -26,18 +26,15 @@ ignored, as in the paper's attention-only analysis).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
 from workbench.errors import InputError, check_count
 import torch
 
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
-
-from ._stats import Estimate, mean_estimate
+from workbench.stats import Estimate, mean_estimate
 
 __all__ = ["HEAD_KINDS", "repeated_random_tokens", "detection_pattern", "pattern_scores", "HeadScores", "head_scores",
            "copying_scores", "CopyingScores", "W_V"]
@@ -134,11 +131,7 @@ class HeadScores:
         return self.scores[kind][measure]
 
     def estimate(self, kind: str, layer: int, head: int, measure: str = "target", seed: int = 0) -> Estimate:
-        v = self.per_seq[kind][measure][:, layer, head].double().numpy()
-        if self.n_seqs < 2 or v.std() == 0:
-            return Estimate(float(v.mean()), float(v.min()), float(v.max()), n=self.n_seqs,
-                            method="range (fewer than 2 distinct sequences)")
-        return mean_estimate(v, seed=seed)
+        return mean_estimate(self.per_seq[kind][measure][:, layer, head].double().numpy(), seed=seed)
 
     def top(self, kind: str = "induction", k: int = 5, measure: str = "target") -> list[tuple[int, int, float]]:
         s = self.scores[kind][measure]

@@ -24,17 +24,14 @@ logit attribution (DLA) whose terms sum exactly to the model's logit.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
-
-from ._stats import mean_estimate
+from workbench.stats import mean_estimate
 
 __all__ = ["FoldedUnembed", "fold_unembed", "LensResult", "logit_lens", "lens_from_residuals",
            "DLAResult", "direct_logit_attribution", "residual_stack"]

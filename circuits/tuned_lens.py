@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from workbench.results import Provenance, data_hash
+from workbench.stats import Estimate, mean_estimate
 
-from ._stats import Estimate, mean_estimate
 from .lens import LensResult, lens_from_residuals, residual_stack
 
 __all__ = ["TunedLens", "train_tuned_lens", "TunedLensTraining", "LensComparison", "compare_lenses",
@@ -297,8 +297,8 @@ def compare_lenses(model: Any, lens: TunedLens, texts: Sequence[str], *, seed: i
         kl_l.append(mean_estimate(kl1, **kw))
         kl_t.append(mean_estimate(kl2, **kw))
         diff.append(mean_estimate(kl2 - kl1, **kw) if s < S - 1 else _zero(len(texts)))
-        ag_l.append(mean_estimate(a1, **kw) if a1.std() > 0 else _const(a1, len(np.unique(g))))
-        ag_t.append(mean_estimate(a2, **kw) if a2.std() > 0 else _const(a2, len(np.unique(g))))
+        ag_l.append(mean_estimate(a1, **kw))
+        ag_t.append(mean_estimate(a2, **kw))
     stages = ["embed"] + [str(L) for L in range(S - 1)]
     prov = model.provenance(data_hash=data_hash(list(texts)), seed=seed,
                             extra={"method": "compare_lenses", "lens_meta": lens.meta})
@@ -308,7 +308,3 @@ def compare_lenses(model: Any, lens: TunedLens, texts: Sequence[str], *, seed: i
 def _zero(n: int) -> Estimate:
     return Estimate(0.0, 0.0, 0.0, n=n, method="exact (last stage: both lenses are the model's output)")
 
-
-def _const(a: np.ndarray, n: int) -> Estimate:
-    v = float(a.mean())
-    return Estimate(v, v, v, n=n, method="constant over tokens (no variation to resample)")

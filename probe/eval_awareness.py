@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from workbench.errors import check_count
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,7 +36,7 @@ from workbench.stats import Estimate
 from .activations import collect_cached
 from .controls import TokenArtifactResult, token_artifact_control
 from .datasets import Example, LabelledPromptSet, load_framing
-from .metrics import paired_difference
+from .metrics import _paired_difference
 from .probes import LinearProbe
 from .sweep import LayerSweepResult, layer_sweep
 
@@ -453,7 +452,7 @@ def framing_shift(probe: Any, model: Any, originals: Sequence[str], rewrites: Se
     a = score_prompts(probe, model, originals, **kw)
     b = score_prompts(probe, model, rewrites, **kw)
     shift = b.normalized - a.normalized
-    mean = paired_difference(b.normalized, a.normalized, n_resamples=n_resamples, seed=seed, statistic="mean_shift")
+    mean = _paired_difference(b.normalized, a.normalized, statistic="mean_shift")
     frac = proportion((shift < 0).astype(int))
     prov = a.provenance.replace(seed=seed, extra={**a.provenance.extra, "method": "framing_shift"})
     return FramingShiftResult(list(ids) if ids is not None else list(range(len(originals))), a, b, shift, mean,

@@ -29,6 +29,7 @@ import torch
 
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site, parse_site
+from workbench.stats import mean_estimate
 
 from .layer_matching import resolve_layers
 from .operators import Add, SteeringError, check_positions, steer
@@ -43,19 +44,6 @@ __all__ = [
 
 class CalibrationError(WorkbenchError, ValueError):
     pass
-
-
-def _estimate_mean(values: Sequence[float], seed: int = 0, statistic: str = "mean"):
-    import dataclasses
-
-    from workbench.stats import Estimate, bootstrap
-
-    v = np.asarray(values, dtype=float)
-    if v.size >= 2 and float(v.std()) > 0:
-        return dataclasses.replace(bootstrap(v, np.mean, seed=seed), statistic=statistic)
-    val = float(v.mean())
-    return Estimate(val, val, val, n=int(v.size), method="exact (constant or single value)", statistic=statistic,
-                    notes=("no spread: the interval is degenerate",))
 
 
 # ------------------------------------------------------------------------------------ norms
@@ -125,7 +113,7 @@ def residual_norms(model: Any, prompts: Any = None, layers: Any = None, *, site:
             mean = (n * m).sum(1) / m.sum(1)
             for j, i in enumerate(idx):
                 per[s][i] = float(mean[j])
-    est = {s: _estimate_mean(v, seed, "mean_residual_norm") for s, v in per.items()}
+    est = {s: mean_estimate(v, seed=seed, statistic="mean_residual_norm") for s, v in per.items()}
     prov = model.provenance(data_hash=data_hash([it.to_dict() for it in items], skip_first, chat), seed=seed,
                             sites=tuple(s.name for s in sites))
     return ResidualNorms(est, skip_first, len(ids), prov)
@@ -358,7 +346,7 @@ def match_strength(model: Any, vectors: Mapping[str, SteeringVector | torch.Tens
 
             rel = c / lookup_norm(norms, site)
         rows.append({"label": label, "site": site.name, "target": targets[label], "norm": c, "multiplier": c / float(v.norm()), "relative": rel,
-                     "achieved": _estimate_mean(per_item(c), seed, f"matched_{mname}"), "evaluations": len(curve)})
+                     "achieved": mean_estimate(per_item(c), seed=seed, statistic=f"matched_{mname}"), "evaluations": len(curve)})
         curves[label] = curve
     prov = model.provenance(data_hash=data_hash([i.to_dict() for i in items], targets, str(positions)), seed=seed,
                             sites=tuple(sorted({r["site"] for r in rows})),

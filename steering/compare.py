@@ -32,12 +32,12 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from workbench.results import Provenance, data_hash
+from workbench.stats import mean_estimate, paired_difference
 
-from .calibration import StrengthMatch, _estimate_mean, match_strength, prompt_kls
+from .calibration import StrengthMatch, match_strength, prompt_kls
 from .operators import check_positions
 from .personas import Persona, PersonaVectors, load_personas
 from .scoring import ab_scores, generate_and_score, model_generate_fn
-from .sweeps import paired_difference
 from .vector import SteeringVector
 
 __all__ = ["Condition", "StatementsScorer", "HarmfulScorer", "TraitJudgeScorer", "PersonaComparison",
@@ -276,7 +276,7 @@ def persona_comparison(model: Any, personas: Sequence[Persona | str], vectors: P
 
     # ---- matched strength
     pk = prompt_kls(model, {p.name: p.system_prompt(prompt_index) for p in ps}, kl_prompts)
-    pkl = {n: _estimate_mean(pk[n], seed, "prompt_kl") for n in names}
+    pkl = {n: mean_estimate(pk[n], seed=seed, statistic="prompt_kl") for n in names}
     if isinstance(strength, StrengthMatch):
         sm, how = strength, "given StrengthMatch"
     else:

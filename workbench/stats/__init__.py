@@ -4,10 +4,13 @@ A package of small modules by topic, all re-exported here (``from workbench.stat
 
 - :mod:`~workbench.stats.estimate`: :class:`Estimate`, the result type;
 - :mod:`~workbench.stats.resampling`: :func:`bootstrap` (units, clusters, strata; percentile or BCa);
+- :mod:`~workbench.stats.means`: :func:`mean_estimate` (bootstrap or normal, clustered), :func:`paired_difference`,
+  :func:`normal_estimate`;
 - :mod:`~workbench.stats.rates`: :func:`wilson`, :func:`proportion`;
 - :mod:`~workbench.stats.correlation`: :func:`spearman`, :func:`kendall_tau_b`;
 - :mod:`~workbench.stats.kappa`: :func:`cohens_kappa`;
-- :mod:`~workbench.stats.roc`: :func:`auroc`;
+- :mod:`~workbench.stats.roc`: :func:`auroc` (clustered DeLong / cluster bootstrap with ``groups``), DeLong
+  placements and variance, vectorised :func:`auroc_rows`;
 - :mod:`~workbench.stats.passk`: pass@k and pass^k;
 - :mod:`~workbench.stats.multiple`: Holm and Benjamini-Hochberg;
 - :mod:`~workbench.stats.power`: power and sample size for two rates;
@@ -62,12 +65,13 @@ from workbench.stats._base import MIN_BOOTSTRAP_UNITS, MIN_CORRELATION_UNITS, St
 from workbench.stats.correlation import kendall_tau_b, spearman
 from workbench.stats.estimate import Estimate
 from workbench.stats.kappa import cohens_kappa
+from workbench.stats.means import mean_estimate, normal_estimate, paired_difference
 from workbench.stats.multiple import AdjustedPValues, adjust_pvalues, benjamini_hochberg, holm
 from workbench.stats.passk import pass_at_k, pass_at_k_over_tasks, pass_hat_k, pass_hat_k_over_tasks
 from workbench.stats.power import detectable_difference, two_proportion_power, two_proportion_sample_size
 from workbench.stats.rates import proportion, wilson
 from workbench.stats.resampling import bootstrap
-from workbench.stats.roc import auroc
+from workbench.stats.roc import IndexedAUROC, auroc, auroc_rows, delong_placements, delong_variance
 
 # Internal helpers kept reachable under their old names (used by workbench.crosscheck/plots and the tests).
 from workbench.stats._base import _check_confidence as _check_confidence
@@ -102,4 +106,11 @@ __all__ = [
     "detectable_difference",
     "MIN_BOOTSTRAP_UNITS",
     "MIN_CORRELATION_UNITS",
+    "mean_estimate",
+    "normal_estimate",
+    "paired_difference",
+    "auroc_rows",
+    "delong_placements",
+    "delong_variance",
+    "IndexedAUROC",
 ]

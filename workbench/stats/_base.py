@@ -109,23 +109,22 @@ def _rngs(seed: int | None) -> tuple[np.random.Generator, np.random.Generator, i
 
 
 def _rankdata(a: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based) along the last axis; ties get their mean rank (scipy 'average')."""
+    """Average ranks (1-based) along the last axis; ties get their mean rank (scipy 'average').
+    Vectorised over any leading axes (rows, layers, bootstrap resamples)."""
     a = np.asarray(a, dtype=float)
-    one_d = a.ndim == 1
-    a2 = a[None, :] if one_d else a
-    b, n = a2.shape
-    order = np.argsort(a2, axis=-1, kind="stable")
-    s = np.take_along_axis(a2, order, axis=-1)
-    new = np.ones((b, n), dtype=bool)
-    new[:, 1:] = s[:, 1:] != s[:, :-1]
-    last = np.ones((b, n), dtype=bool)
-    last[:, :-1] = new[:, 1:]
-    pos = np.broadcast_to(np.arange(n), (b, n))
-    start = np.maximum.accumulate(np.where(new, pos, 0), axis=1)
-    end = np.minimum.accumulate(np.where(last, pos, n)[:, ::-1], axis=1)[:, ::-1]
-    ranks = np.empty((b, n), dtype=float)
+    order = np.argsort(a, axis=-1, kind="stable")
+    s = np.take_along_axis(a, order, axis=-1)
+    n = a.shape[-1]
+    new = np.ones(s.shape, dtype=bool)
+    new[..., 1:] = s[..., 1:] != s[..., :-1]
+    last = np.ones(s.shape, dtype=bool)
+    last[..., :-1] = new[..., 1:]
+    pos = np.broadcast_to(np.arange(n), s.shape)
+    start = np.maximum.accumulate(np.where(new, pos, 0), axis=-1)
+    end = np.flip(np.minimum.accumulate(np.flip(np.where(last, pos, n), -1), axis=-1), -1)
+    ranks = np.empty(s.shape, dtype=float)
     np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=-1)
-    return ranks[0] if one_d else ranks
+    return ranks
 
 
 def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
