@@ -315,10 +315,10 @@ class ActivationStore:
 
         name = parse_site(site).name
         if name not in self.index["sites"]:
-            import difflib
+            from .errors import did_you_mean
 
-            close = difflib.get_close_matches(name, self.index["sites"], n=3)
-            raise KeyError(f"site {name} is not in this store" + (f"; did you mean {close}?" if close else "") +
+            hint = did_you_mean(name, self.index["sites"], n=3, cutoff=0.6, inline=True)
+            raise KeyError(f"site {name} is not in this store" + (f"; {hint}" if hint else "") +
                            f" (stored: {len(self.sites)} sites)")
         return name
 

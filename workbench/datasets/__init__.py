@@ -48,10 +48,10 @@ def caa_items(behaviour: str, split: str = "test") -> list:
     from workbench.scorers.ab import load_ab_items
 
     if behaviour not in caa_behaviours():
-        import difflib
+        from workbench.errors import did_you_mean
 
-        close = difflib.get_close_matches(behaviour, caa_behaviours(), n=2)
-        raise KeyError(f"unknown CAA behaviour {behaviour!r}" + (f"; did you mean {close}?" if close else "") +
+        hint = did_you_mean(behaviour, caa_behaviours(), n=2, cutoff=0.6, inline=True)
+        raise KeyError(f"unknown CAA behaviour {behaviour!r}" + (f"; {hint}" if hint else "") +
                        f" Behaviours: {', '.join(caa_behaviours())}")
     files = {"test": "test_dataset_ab.json", "generate": "generate_dataset.json"}
     if split not in files:
