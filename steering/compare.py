@@ -37,7 +37,7 @@ from workbench.stats import mean_estimate, paired_difference
 from .calibration import StrengthMatch, match_strength, prompt_kls
 from .operators import check_positions
 from .personas import Persona, PersonaVectors, load_personas
-from .scoring import ab_scores, generate_and_score, model_generate_fn
+from .scoring import generate_and_score, model_generate_fn, steered_ab_scores
 from .vector import SteeringVector
 
 __all__ = ["Condition", "StatementsScorer", "HarmfulScorer", "TraitJudgeScorer", "PersonaComparison",
@@ -81,7 +81,7 @@ class StatementsScorer:
         return self._records[persona.name]
 
     def score(self, model: Any, persona: Persona, condition: Condition) -> Any:
-        return ab_scores(model, self.records(persona), condition.operators, system=condition.system,
+        return steered_ab_scores(model, self.records(persona), condition.operators, system=condition.system,
                          batch_size=self.batch_size, seed=self.seed)
 
 

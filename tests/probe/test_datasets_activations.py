@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from probe.activations import collect, encode_example
-from probe.datasets import (DatasetError, Example, LabelledPromptSet, load_caa, load_contrastive, load_dataset, load_mrm,
+from probe.datasets import (DatasetError, Example, LabelledPromptSet, load_caa_file, load_contrastive, load_dataset, load_mrm,
                             load_persona, load_preference_pairs, read_records)
 
 
@@ -47,7 +47,7 @@ def test_caa_persona_hh(tmp_path):
     (tmp_path / "beh").mkdir()
     p = _write(tmp_path / "beh", "g.json", [{"question": "Q", "answer_matching_behavior": "(B)",
                                             "answer_not_matching_behavior": "(A)"}])
-    ds = load_caa(p)
+    ds = load_caa_file(p)
     assert [e.output for e in ds.examples] == ["(B)", "(A)"] and ds.name == "beh"
     pp = _write(tmp_path, "p.jsonl", [{"question": "Is it?", "statement": "s", "answer_matching_behavior": " No",
                                        "answer_not_matching_behavior": " Yes"}])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from steering import Add, SteeringVector, build_caa_vectors
-from steering.scoring import ab_scores
+from steering.scoring import steered_ab_scores
 from steering.sweeps import SweepResult, caa_sweep, generation_sweep, paired_difference, trend
 from workbench.scorers import RefusalScorer
 from workbench.sites import Site
@@ -24,9 +24,9 @@ def test_caa_sweep_cells_equal_full_forwards(tiny_model):
     for L in (0, 1):
         for mult in (-1.0, 1.0):
             for kind, vec in (("steer", v), ("random", ctrl)):
-                ref = ab_scores(m, RECS[4:], [Add(f"resid_post.{L}", vec.vector(L), mult)]).values
+                ref = steered_ab_scores(m, RECS[4:], [Add(f"resid_post.{L}", vec.vector(L), mult)]).values
                 assert np.allclose(res.values[("toy", L, mult, kind)], ref, atol=1e-5), (L, mult, kind)
-        assert np.allclose(res.values[("toy", L, 0.0, "steer")], ab_scores(m, RECS[4:]).values, atol=1e-5)
+        assert np.allclose(res.values[("toy", L, 0.0, "steer")], steered_ab_scores(m, RECS[4:]).values, atol=1e-5)
     df = res.to_dataframe()
     assert len(df) == 2 * 3 * 2 and set(df.kind) == {"steer", "random"}
     assert res.vector_norms[("toy", 0, "random")] == pytest.approx(res.vector_norms[("toy", 0, "steer")], rel=1e-5)
@@ -36,7 +36,7 @@ def test_caa_sweep_cells_equal_full_forwards(tiny_model):
     toks = m.to_str_tokens(m.tokenize("QQ", chat=True, assistant_prefix="("))
     k = len(toks) - 1 - toks.index("Q", toks.index("Q") + 1)  # tokens after the instruction "QQ"
     assert toks[-k] == "<|im_end|>" and toks[-1] == "("
-    ref = ab_scores(m, RECS[4:], [Add("resid_post.1", v.vector(1), 1.0, positions=list(range(-k, 0)))]).values
+    ref = steered_ab_scores(m, RECS[4:], [Add("resid_post.1", v.vector(1), 1.0, positions=list(range(-k, 0)))]).values
     assert np.allclose(sel.values[("behaviour", 1, 1.0, "steer")], ref, atol=1e-5)
     assert sel.selection_on == "select_items" and sel.best_layer("behaviour") in (0, 1)
     assert set(sel.selection["behaviour"]) == {0, 1}
