@@ -158,6 +158,12 @@ class ICLScore:
                              "loss_late": self.loss_late.numpy(), "icl_score": self.per_text.numpy(),
                              "early": self.early, "late": self.late})
 
+    def summary(self) -> str:
+        """The mean ICL score with its CI, and the two losses it is the difference of."""
+        return (f"ICL score (loss at token {self.late} minus loss at token {self.early}; negative = in-context "
+                f"learning) over {len(self.per_text)} texts: {self.estimate} (losses {float(self.loss_early.mean()):.3g} "
+                f"-> {float(self.loss_late.mean()):.3g})")
+
 
 def icl_score(model: Any, texts: Any, *, early: int = 50, late: int = 500, interventions: Any = None,
               window: int = 0, seed: int = 0) -> ICLScore:

@@ -91,6 +91,18 @@ class AttributionResult:
         df["method"] = self.method.get("name")
         return df
 
+    def summary(self) -> str:
+        """Method, nodes, prompts and the three nodes with the largest estimated effect."""
+        m = self.mean
+        flat = m.reshape(-1)
+        order = torch.argsort(flat.abs(), descending=True)[:3]
+        shape = tuple(m.shape)
+        cells = "; ".join(" ".join(f"{a} {i}" for a, i in zip(self.axes, np.unravel_index(int(o), shape)))
+                          + f" {float(flat[o]):.3g}" for o in order)
+        return (f"{self.method.get('name', 'attribution')} ({self.direction}) over {self.node_kind} by "
+                f"{' x '.join(self.axes)} ({flat.numel()} nodes, {self.values.shape[-1]} prompts); largest estimated "
+                f"metric changes: {cells}")
+
 
 def _sum_metric(m, rp: int):
     def f(logits, tokens):

@@ -156,6 +156,15 @@ class HeadScores:
                         rows.append(r)
         return pd.DataFrame(rows)
 
+    def summary(self) -> str:
+        """The top three heads of each kind (target measure where computed) over how many sequences."""
+        parts = []
+        for kind, by_m in self.scores.items():
+            measure = "target" if "target" in by_m else next(iter(by_m))
+            top = ", ".join(f"L{a}H{b} {v:.2f}" for a, b, v in self.top(kind, 3, measure))
+            parts.append(f"{kind} ({measure}): {top}")
+        return f"head scores over {self.n_seqs} sequences of {self.seq_len} tokens; top heads: " + "; ".join(parts)
+
 
 @torch.inference_mode()
 def head_scores(model: Any, tokens: torch.Tensor | None = None, *, kinds: Sequence[str] = HEAD_KINDS,
@@ -226,6 +235,14 @@ class CopyingScores:
         L, H = self.scores.shape
         return pd.DataFrame([{"layer": a, "head": b, "copying_score": float(self.scores[a, b])}
                              for a in range(L) for b in range(H)])
+
+    def summary(self) -> str:
+        """How many heads copy (positive OV eigenvalue score) and the three strongest."""
+        s = self.scores
+        H = s.shape[1]
+        order = torch.argsort(s.reshape(-1), descending=True)[:3]
+        top = ", ".join(f"L{int(o) // H}H{int(o) % H} {float(s.reshape(-1)[o]):.2f}" for o in order)
+        return f"OV copying scores: {int((s > 0).sum())} of {s.numel()} heads positive; highest {top}"
 
 
 def _norm_weight(mod: torch.nn.Module, d: int) -> torch.Tensor:

@@ -142,6 +142,14 @@ class TunedLensTraining:
         return pd.DataFrame({"stage_index": range(len(self.val_kl_logit)), "val_kl_logit": self.val_kl_logit,
                              "val_kl_tuned": self.val_kl_tuned, "best_step": self.best_step})
 
+    def summary(self) -> str:
+        """Validation KL to the final distribution, logit vs tuned lens, averaged over the stages."""
+        n = len(self.val_kl_logit)
+        lo, tu = sum(self.val_kl_logit) / n, sum(self.val_kl_tuned) / n
+        better = sum(t < g for t, g in zip(self.val_kl_tuned, self.val_kl_logit))
+        return (f"tuned lens trained for {self.steps} steps ({self.seconds:.0f} s): mean validation KL {tu:.3g} vs "
+                f"{lo:.3g} for the logit lens; lower at {better} of {n} stages")
+
 
 def _kl(lens_logits: torch.Tensor, final_logp: torch.Tensor) -> torch.Tensor:
     lp = lens_logits.log_softmax(-1)
@@ -252,6 +260,16 @@ class LensComparison:
     n_texts: int
     n_tokens: int
     provenance: Provenance = field(default_factory=Provenance)
+
+    def summary(self) -> str:
+        """At how many stages the tuned lens is closer to the final distribution (paired CI below zero)."""
+        inner = range(len(self.stages) - 1)
+        better = sum(self.kl_diff[s].ci_high < 0 for s in inner)
+        worse = sum(self.kl_diff[s].ci_low > 0 for s in inner)
+        mid = len(self.stages) // 2
+        return (f"tuned vs logit lens on {self.n_texts} held-out texts ({self.n_tokens} tokens): KL lower at {better}, "
+                f"higher at {worse} of {len(inner)} stages before the output; at stage {self.stages[mid]}: KL "
+                f"{self.kl_tuned[mid].value:.3g} vs {self.kl_logit[mid].value:.3g}, difference {self.kl_diff[mid]}")
 
     def tuned_better_everywhere(self, stages: Sequence[int] | None = None) -> bool:
         """True when the tuned lens's KL is below the logit lens's at every stage (default all but the last),

@@ -371,6 +371,12 @@ class PromptScores:
 
         return bootstrap(self.normalized, np.mean, n_resamples=n_resamples, seed=seed)
 
+    def summary(self) -> str:
+        """How test-like the prompts look on average (0 = training deploy mean, 1 = training test mean)."""
+        return (f"{len(self.prompts)} prompts scored at layer {self.layer}: mean test-likeness "
+                f"{float(np.mean(self.normalized)):.2f} (0 = deploy, 1 = test; range {float(np.min(self.normalized)):.2f}"
+                f" to {float(np.max(self.normalized)):.2f}), mean p(test) {float(np.mean(self.p_test)):.2f}")
+
 
 def score_prompts(probe: Any, model: Any, prompts: Sequence[Any], *, layer: int | None = None,
                   read: str | None = None, chat: bool | None = None, system: str | None = None,
@@ -436,6 +442,11 @@ class FramingShiftResult:
         return pd.DataFrame({"id": self.ids, "original": self.original.prompts, "rewritten": self.rewritten.prompts,
                              "score_original": self.original.normalized, "score_rewritten": self.rewritten.normalized,
                              "shift": self.shift})
+
+    def summary(self) -> str:
+        """The mean score shift under the deploy-style rewrite and the fraction of prompts it lowered."""
+        return (f"{len(self.ids)} prompts rewritten in a user's voice: probe score shift {self.mean_shift} "
+                f"(negative = less test-like); lowered for a fraction {self.fraction_lower}")
 
 
 def framing_shift(probe: Any, model: Any, originals: Sequence[str], rewrites: Sequence[str] | None = None, *,

@@ -79,6 +79,13 @@ class ResidualNorms:
         return pd.DataFrame([{"site": s.name, "layer": s.layer, "mean_norm": e.value, "ci_low": e.ci_low,
                               "ci_high": e.ci_high, "n_prompts": e.n} for s, e in sorted(self.estimates.items())])
 
+    def summary(self) -> str:
+        """The mean residual norm at the first and last site measured, over how many prompts."""
+        sites = sorted(self.estimates)
+        ends = [sites[0]] if len(sites) == 1 else [sites[0], sites[-1]]
+        return (f"mean residual norm over {self.n_prompts} prompts (first {self.skip_first} token(s) skipped) at "
+                f"{len(sites)} sites: " + "; ".join(f"{s.name} {self.estimates[s]}" for s in ends))
+
 
 def residual_norms(model: Any, prompts: Any = None, layers: Any = None, *, site: str = "resid_post",
                    skip_first: int = 1, chat: bool = True, batch_size: int = 16, seed: int = 0,
@@ -221,6 +228,13 @@ class StrengthMatch:
                          "achieved": a.value, "ci_low": a.ci_low, "ci_high": a.ci_high, "n": a.n,
                          "evaluations": r["evaluations"], "positions": str(self.positions)})
         return pd.DataFrame(recs)
+
+    def summary(self) -> str:
+        """The matched norm of every vector and the effect it achieved."""
+        parts = [f"{r['label']} at {r['site']}: norm {r['norm']:.3g} (x{r['multiplier']:.3g}) -> {r['achieved']}"
+                 for r in self.rows]
+        return (f"strength matched to {self.measure} = {self.target:.3g} (positions {self.positions}): "
+                + "; ".join(parts))
 
 
 def _bisect(f: Callable[[float], float], target: float, hi: float, *, rtol: float, max_iter: int,

@@ -220,6 +220,13 @@ class PersonaComparison:
                          "norm": d["norm"], "multiplier": d["multiplier"], "relative": d.get("relative")})
         return pd.DataFrame(rows)
 
+    def summary(self) -> str:
+        """Per scorer: the rank agreement of the prompted and the steered shifts across personas."""
+        parts = [f"{sc}: Spearman {self.correlations[sc]}" if sc in self.correlations else f"{sc}: no correlation"
+                 for sc in self.scorers]
+        return (f"{len(self.personas)} personas by system prompt vs by steering at layer {self.layer} (matched "
+                f"strength): " + "; ".join(parts))
+
     def report(self) -> str:
         s = self.strength
         lines = [f"Persona comparison at layer {self.layer}, positions={self.positions}; matched strength: "

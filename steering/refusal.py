@@ -139,6 +139,18 @@ class RefusalDirectionResult:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def summary(self) -> str:
+        """The selected direction, the selection filters it passed, and its scores."""
+        head = (f"refusal direction at layer {self.layer}, position {self.position} (of {len(self.layers)} layers x "
+                f"{len(self.positions)} positions)")
+        sel = next((s for s in self.scores if s["layer"] == self.layer and s["position"] == self.position), None)
+        if sel is not None:
+            head += (f": {'passes the selection filters' if sel['passes'] else 'fails the filters (' + str(sel['reason']) + ')'}"
+                     f"; ablation refusal score {sel['bypass']}, addition {sel['induce']}, KL {sel['kl']}")
+        if self.baseline:
+            head += "; unsteered: " + ", ".join(f"{k} {v}" for k, v in self.baseline.items())
+        return head + "".join(f"; note: {n}" for n in self.notes)
+
 
 def refusal_direction(model: Any, harmful: Sequence[str], harmless: Sequence[str], *,
                       val_harmful: Sequence[str] | None = None, val_harmless: Sequence[str] | None = None,

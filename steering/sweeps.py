@@ -117,7 +117,7 @@ class SweepResult:
             return max(self.layers, key=lambda L: self.effect(behaviour, L).value)
         return max(sel, key=lambda L: float(np.mean(sel[L])))
 
-    def summary(self, behaviour: str) -> dict:
+    def behaviour_summary(self, behaviour: str) -> dict:
         """Best layer, its curve, effect and trend, and the control's, as Estimates."""
         L = self.best_layer(behaviour)
         ms = sorted(self.multipliers)
@@ -132,11 +132,21 @@ class SweepResult:
                         "control_trend": self.trend(behaviour, L, "random")})
         return out
 
+    def summary(self) -> str:
+        """Per behaviour: the best layer, its effect (max minus min multiplier) and whether the curve is monotone."""
+        parts = []
+        for b in self.behaviours:
+            s = self.behaviour_summary(b)
+            ctrl = f", random control {s['control_effect']}" if self.control else ""
+            parts.append(f"{b}: best layer {s['best_layer']}, effect {s['effect']}"
+                         f"{', monotone' if s['monotone'] else ', not monotone'}{ctrl}")
+        return "CAA sweep, p(matching): " + "; ".join(parts)
+
     def report(self) -> str:
         """A plain-text summary of every behaviour (what the experiments print)."""
         lines = []
         for b in self.behaviours:
-            s = self.summary(b)
+            s = self.behaviour_summary(b)
             lines.append(f"{b}: best layer {s['best_layer']} (selected on {s['selected_on']}), positions="
                          f"{self.positions}, scale={self.scale}")
             for m, e in s["curve"].items():
@@ -293,6 +303,18 @@ class GenerationSweepResult:
                          "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n, "n_unscored": res.n_unscored,
                          "positions": str(self.positions), "scale": self.scale})
         return pd.DataFrame(rows)
+
+    def summary(self) -> str:
+        """Per layer: the score's change from the lowest to the highest coefficient (and the random control's)."""
+        lo, hi = min(self.coefficients), max(self.coefficients)
+        parts = []
+        for L in self.layers:
+            s = f"layer {L}: {self.effect(L)}"
+            if self.control:
+                s += f" (random control {self.effect(L, 'random')})"
+            parts.append(s)
+        scorer = next(iter(self.scores.values())).scorer if self.scores else "score"
+        return (f"{scorer} of {len(self.prompts)} generations, coefficient {hi:g} minus {lo:g}: " + "; ".join(parts))
 
 
 def generation_sweep(model: Any, vector: SteeringVector, prompts: Sequence[str], layers: Sequence[int],

@@ -52,6 +52,7 @@ def test_icl_score_by_hand(tiny_model):
     loss = -lp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
     assert torch.allclose(res.per_text, loss[:, 29] - loss[:, 4], atol=1e-5)
     assert res.estimate.n == 2 and len(res.to_dataframe()) == 2
+    assert res.summary().startswith("ICL score (loss at token 30 minus loss at token 5") and str(res.estimate) in res.summary()
     with pytest.raises(ValueError, match="fewer than"):
         icl_score(model, ["short"], early=5, late=30)
 

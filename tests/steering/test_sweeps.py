@@ -69,7 +69,7 @@ def test_summary_statistics_by_hand():
     assert res.is_monotone("b", 3) and res.best_layer("b") == 3
     adj = res.adjacent_differences("b", 3)
     assert len(adj) == 4 and all(a.value > 0 for a in adj)
-    s = res.summary("b")
+    s = res.behaviour_summary("b")
     assert s["best_layer"] == 3 and s["monotone"] and "control_effect" in s
     assert "best layer 3" in res.report() and "random control" in res.report()
     assert paired_difference(np.array([1.0, np.nan, 3.0]), np.array([0.0, 1.0, 1.0])).value == pytest.approx(1.5)
@@ -87,6 +87,8 @@ def test_generation_sweep(tiny_model):
         ref = m.generate(["hi", "hello"], max_new_tokens=3, chat=True).completions
     assert res.completions[(1, 3.0, "steer")] == ref
     assert len(res.to_dataframe()) == 6 and res.estimate(1, 3.0).n == 2
+    assert res.summary() == (f"refusal of 2 generations, coefficient 3 minus -3: layer 1: {res.effect(1)} "
+                             f"(random control {res.effect(1, 'random')})")
     from steering.plots import plot_generation_sweep
 
     assert plot_generation_sweep(res).axes

@@ -109,9 +109,13 @@ class ScoreResult:
             }
         )
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """``refusal: 0.20 [0.08, 0.40] (95% wilson, n=20)``, with the unscored count when some items were."""
         extra = f", {self.n_unscored} unscored" if self.n_unscored else ""
         return f"{self.scorer}: {self.aggregate}{extra}"
+
+    def __str__(self) -> str:
+        return self.summary()
 
 
 @runtime_checkable
