@@ -43,13 +43,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from workbench.models.tokens import Tokens
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
 
 from ._engine import BaseRun, CellGroup, base_run, mlp_after_attn, run_cells
 from .corruption import NoiseCorruption, check_pair
-from .metrics import PatchMetric, as_metric
+from .metrics import as_metric
 
 __all__ = ["PatchingResult", "patching_sweep", "PATCH_KINDS", "PatchingError", "DirectPathResult",
            "path_patching", "cell_bootstrap"]
@@ -200,13 +199,6 @@ def _cell_name(axes: Sequence[str], idx: Sequence[int]) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # Cell construction
 # ----------------------------------------------------------------------------------------------------------
-
-def _first_diff(a: torch.Tensor, b: torch.Tensor) -> int | None:
-    """First position (dim 1) where ``a`` and ``b`` differ in any batch row / feature, or None."""
-    d = (a != b).reshape(a.shape[0], a.shape[1], -1).any(-1).any(0)
-    nz = torch.nonzero(d)
-    return int(nz[0]) if len(nz) else None
-
 
 def _groups_resid(model, kind: str, base: BaseRun, src: BaseRun, layers: list[int], positions: list[int],
                   cells: list[tuple], read_pos: int) -> list[CellGroup]:

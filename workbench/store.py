@@ -19,7 +19,6 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -243,19 +242,6 @@ def length_buckets(lengths: Sequence[int], *, batch_size: int, max_tokens: int |
     if cur:
         batches.append(cur)
     return batches
-
-
-@dataclass
-class _Index:
-    sites: list[str]
-    positions: str
-    dtype: str
-    n_prompts: int
-    shards: list[dict]
-    model: str
-    model_hash: str
-    data_hash: str
-    created: float
 
 
 class ActivationStore:
