@@ -42,7 +42,8 @@ import torch
 from workbench.results import Provenance, data_hash
 from workbench.stats import Estimate, StatsError, holm
 
-from .batched import BatchedFit, default_device, fit_logistic_batched, fit_stats, project, _prepare
+from ._problems import _prepare
+from .batched import BatchedFit, default_device, fit_logistic_batched, fit_stats, project
 from .features import as_features
 from .metrics import (accuracy_estimate, auroc_estimate, macro_auroc_estimate, mean_auroc_estimate,
                       _paired_difference)
