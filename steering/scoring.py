@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from workbench.scorers.ab import ABFormatError, _context_and_choices
+from workbench.scorers.ab import ABFormatError, context_and_choices
 
 from .data import as_record
 from .operators import interventions_for, steer
@@ -94,7 +94,7 @@ def ab_prompts(model: Any, records: Sequence[Any], *, system: str | None = None,
             a, b = a.strip(), b.strip()
         text = model.format_chat(q, system=system) if chat else q
         try:  # the shared A/B scorer's context and choice tokens
-            ctx, choice_a, choice_b = _context_and_choices(model, text, a, b)
+            ctx, choice_a, choice_b = context_and_choices(model, text, a, b)
         except ABFormatError as e:
             raise ScoringError(f"record {i}: {e}") from None
         if not chat and model.prepend_bos and model.facts.bos_token_id is not None:
