@@ -22,16 +22,6 @@ from .patching import (PATCH_KINDS, DirectPathResult, PatchingError, PatchingRes
                        patching_sweep)
 from .tuned_lens import LensComparison, TunedLens, TunedLensTraining, compare_lenses, train_tuned_lens
 
-# entry points for the experiments package (each returns a typed result)
-run_logit_lens = logit_lens
-run_patching_sweep = patching_sweep
-run_path_patching = path_patching
-run_attribution_patching = attribution_patching
-run_head_scores = head_scores
-run_induction_protocol = induction_protocol
-run_train_tuned_lens = train_tuned_lens
-run_compare_lenses = compare_lenses
-
 __all__ = [
     "logit_lens", "lens_from_residuals", "LensResult", "fold_unembed", "FoldedUnembed", "direct_logit_attribution",
     "DLAResult", "TunedLens", "train_tuned_lens", "TunedLensTraining", "compare_lenses", "LensComparison",
@@ -43,6 +33,4 @@ __all__ = [
     "CopyingScores", "head_ablation", "icl_score", "ICLScore", "repeated_half_loss", "induction_protocol",
     "InductionProtocolResult", "rounding_rule", "top_heads_per_layer", "copy_task",
     "induction_model_dir", "load_induction_model", "induction_model_info",
-    "run_logit_lens", "run_patching_sweep", "run_path_patching", "run_attribution_patching", "run_head_scores",
-    "run_induction_protocol", "run_train_tuned_lens", "run_compare_lenses",
 ]

@@ -42,8 +42,8 @@ import torch
 from workbench.interventions import Intervention, mean_ablate, replace, zero_ablate
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
+from workbench.stats import Estimate, mean_estimate
 
-from ._stats import Estimate, mean_estimate
 from .heads import HeadScores, head_scores, repeated_random_tokens
 
 __all__ = ["copy_task", "head_ablation", "ICLScore", "icl_score", "repeated_half_loss", "InductionProtocolResult",
@@ -158,6 +158,12 @@ class ICLScore:
                              "loss_late": self.loss_late.numpy(), "icl_score": self.per_text.numpy(),
                              "early": self.early, "late": self.late})
 
+    def summary(self) -> str:
+        """The mean ICL score with its CI, and the two losses it is the difference of."""
+        return (f"ICL score (loss at token {self.late} minus loss at token {self.early}; negative = in-context "
+                f"learning) over {len(self.per_text)} texts: {self.estimate} (losses {float(self.loss_early.mean()):.3g} "
+                f"-> {float(self.loss_late.mean()):.3g})")
+
 
 def icl_score(model: Any, texts: Any, *, early: int = 50, late: int = 500, interventions: Any = None,
               window: int = 0, seed: int = 0) -> ICLScore:
@@ -182,8 +188,7 @@ def icl_score(model: Any, texts: Any, *, early: int = 50, late: int = 500, inter
         return losses[:, t - 1 - window:t + window].mean(1)
     le, ll = at(early), at(late)
     d = (ll - le).double()
-    est = mean_estimate(d.numpy(), seed=seed) if len(d) >= 2 else Estimate(float(d.mean()), float(d.mean()),
-                                                                           float(d.mean()), n=1, method="single text")
+    est = mean_estimate(d.numpy(), seed=seed)
     prov = model.provenance(data_hash=data_hash(tokens), seed=seed,
                             extra={"method": "icl_score", "early": early, "late": late, "window": window})
     return ICLScore(early, late, d.float(), le, ll, est, prov)

@@ -38,8 +38,8 @@ import torch
 from workbench.interventions import custom
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
+from workbench.stats import Estimate, spearman
 
-from ._stats import Estimate, mean_estimate, spearman_estimate
 from .corruption import check_pair
 from .metrics import as_metric
 from .patching import PatchingResult
@@ -90,6 +90,18 @@ class AttributionResult:
         df["node_kind"], df["direction"] = self.node_kind, self.direction
         df["method"] = self.method.get("name")
         return df
+
+    def summary(self) -> str:
+        """Method, nodes, prompts and the three nodes with the largest estimated effect."""
+        m = self.mean
+        flat = m.reshape(-1)
+        order = torch.argsort(flat.abs(), descending=True)[:3]
+        shape = tuple(m.shape)
+        cells = "; ".join(" ".join(f"{a} {i}" for a, i in zip(self.axes, np.unravel_index(int(o), shape)))
+                          + f" {float(flat[o]):.3g}" for o in order)
+        return (f"{self.method.get('name', 'attribution')} ({self.direction}) over {self.node_kind} by "
+                f"{' x '.join(self.axes)} ({flat.numel()} nodes, {self.values.shape[-1]} prompts); largest estimated "
+                f"metric changes: {cells}")
 
 
 def _sum_metric(m, rp: int):
@@ -310,7 +322,7 @@ def attribution_agreement(attribution: AttributionResult, exact: PatchingResult,
     at = attribution.values.reshape(-1, B).double().numpy()
     n_nodes = ex.shape[0]
     k = min(k, n_nodes)
-    rho = spearman_estimate(at.mean(1), ex.mean(1), seed=seed)
+    rho = spearman(at.mean(1), ex.mean(1), seed=seed)
     rec = len(_topk(ex.mean(1), k) & _topk(at.mean(1), k)) / k
     if B >= 2:
         rng = np.random.default_rng(seed)

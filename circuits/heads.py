@@ -26,18 +26,15 @@ ignored, as in the paper's attention-only analysis).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
 from workbench.errors import InputError, check_count
 import torch
 
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
-
-from ._stats import Estimate, mean_estimate
+from workbench.stats import Estimate, mean_estimate
 
 __all__ = ["HEAD_KINDS", "repeated_random_tokens", "detection_pattern", "pattern_scores", "HeadScores", "head_scores",
            "copying_scores", "CopyingScores", "W_V"]
@@ -134,11 +131,7 @@ class HeadScores:
         return self.scores[kind][measure]
 
     def estimate(self, kind: str, layer: int, head: int, measure: str = "target", seed: int = 0) -> Estimate:
-        v = self.per_seq[kind][measure][:, layer, head].double().numpy()
-        if self.n_seqs < 2 or v.std() == 0:
-            return Estimate(float(v.mean()), float(v.min()), float(v.max()), n=self.n_seqs,
-                            method="range (fewer than 2 distinct sequences)")
-        return mean_estimate(v, seed=seed)
+        return mean_estimate(self.per_seq[kind][measure][:, layer, head].double().numpy(), seed=seed)
 
     def top(self, kind: str = "induction", k: int = 5, measure: str = "target") -> list[tuple[int, int, float]]:
         s = self.scores[kind][measure]
@@ -162,6 +155,15 @@ class HeadScores:
                             r["ci_low"], r["ci_high"] = e.ci_low, e.ci_high
                         rows.append(r)
         return pd.DataFrame(rows)
+
+    def summary(self) -> str:
+        """The top three heads of each kind (target measure where computed) over how many sequences."""
+        parts = []
+        for kind, by_m in self.scores.items():
+            measure = "target" if "target" in by_m else next(iter(by_m))
+            top = ", ".join(f"L{a}H{b} {v:.2f}" for a, b, v in self.top(kind, 3, measure))
+            parts.append(f"{kind} ({measure}): {top}")
+        return f"head scores over {self.n_seqs} sequences of {self.seq_len} tokens; top heads: " + "; ".join(parts)
 
 
 @torch.inference_mode()
@@ -238,6 +240,14 @@ class CopyingScores:
         L, H = self.scores.shape
         return pd.DataFrame([{"layer": a, "head": b, "copying_score": float(self.scores[a, b])}
                              for a in range(L) for b in range(H)])
+
+    def summary(self) -> str:
+        """How many heads copy (positive OV eigenvalue score) and the three strongest."""
+        s = self.scores
+        H = s.shape[1]
+        order = torch.argsort(s.reshape(-1), descending=True)[:3]
+        top = ", ".join(f"L{int(o) // H}H{int(o) % H} {float(s.reshape(-1)[o]):.2f}" for o in order)
+        return f"OV copying scores: {int((s > 0).sum())} of {s.numel()} heads positive; highest {top}"
 
 
 @torch.inference_mode()

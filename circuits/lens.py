@@ -24,17 +24,14 @@ logit attribution (DLA) whose terms sum exactly to the model's logit.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
-
-from ._stats import mean_estimate
+from workbench.stats import mean_estimate
 
 __all__ = ["FoldedUnembed", "fold_unembed", "LensResult", "logit_lens", "lens_from_residuals",
            "DLAResult", "direct_logit_attribution", "residual_stack"]
@@ -182,7 +179,7 @@ class LensResult:
         df["lens"], df["coordinates"] = self.lens, self.coordinates
         return df
 
-    def summary(self, seed: int = 0):
+    def summary_table(self, seed: int = 0):
         """Per-stage mean KL and top-1 agreement with bootstrap CIs over prompts (a DataFrame)."""
         import pandas as pd
 
@@ -196,6 +193,18 @@ class LensResult:
         df = pd.DataFrame(rows)
         df["lens"] = self.lens
         return df
+
+    def summary(self) -> str:
+        """The first stage whose top-1 token agrees with the model's output on most tokens, and the KL there."""
+        real = self.mask.bool().cpu()
+        ag = self.top1_agree.cpu()[:, real].double().mean(-1)  # per stage, over every real token
+        kl = self.kl.cpu()[:, real].double().mean(-1)
+        first = next((s for s in range(len(self.stages)) if float(ag[s]) > 0.5), None)
+        where = (f"top-1 agreement with the output first exceeds 50% at stage {self.stages[first]} "
+                 f"({float(ag[first]):.2f}; mean KL to the final distribution {float(kl[first]):.3g})"
+                 if first is not None else "top-1 agreement with the output never exceeds 50%")
+        return (f"{self.lens} lens ({self.coordinates} coordinates) over {len(self.stages)} stages, "
+                f"{self.mask.shape[0]} prompts: {where}; mean KL at the first stage {float(kl[0]):.3g}")
 
 
 def _kl_final(lens_logits: torch.Tensor, final_logp: torch.Tensor) -> torch.Tensor:
@@ -327,6 +336,15 @@ class DLAResult:
         df = pd.DataFrame(rows)
         df["target"] = self.target
         return df
+
+    def summary(self) -> str:
+        """The metric, its three largest contributors and the decomposition's residual error."""
+        mean = self.values.mean(-1)
+        order = torch.argsort(mean.abs(), descending=True)[:3]
+        top = ", ".join(f"{self.components[int(i)]} {float(mean[i]):+.3g}" for i in order)
+        return (f"direct logit attribution of {self.target} over {self.values.shape[1]} prompts (mean "
+                f"{float(self.total.mean()):.3g}): largest contributions {top}; decomposition error "
+                f"{self.residual_error:.2g}")
 
 
 @torch.inference_mode()

@@ -43,13 +43,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from workbench.models.tokens import Tokens
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
 
 from ._engine import BaseRun, CellGroup, base_run, mlp_after_attn, run_cells
 from .corruption import NoiseCorruption, check_pair
-from .metrics import PatchMetric, as_metric
+from .metrics import as_metric
 
 __all__ = ["PatchingResult", "patching_sweep", "PATCH_KINDS", "PatchingError", "DirectPathResult",
            "path_patching", "cell_bootstrap"]
@@ -180,17 +179,26 @@ class PatchingResult:
             df["token"] = [self.str_tokens[p] for p in df["pos"]]
         return df
 
+    def summary(self) -> str:
+        """What was patched over how many prompts, the clean and corrupt metric, and the three largest cells."""
+        head = (f"{self.direction} patching of {self.site_kind} by {' x '.join(self.axes)} "
+                f"({' x '.join(map(str, self.shape))} cells, {self.n_prompts} prompts); {self.metric.get('name')}: "
+                f"clean {float(self.clean_value.mean()):.3g}, corrupt {float(self.corrupt_value.mean()):.3g}")
+        try:
+            top = self.top(3)
+        except PatchingError:
+            return head + "; clean and corrupt give the same metric, so no effect is normalised"
+        cells = "; ".join(f"{_cell_name(self.axes, i)} {v:.2f}" for i, v in top)
+        return f"{head}; largest normalised effects (1 = clean): {cells}"
+
+
+def _cell_name(axes: Sequence[str], idx: Sequence[int]) -> str:
+    return " ".join(f"{a} {i}" for a, i in zip(axes, idx))
+
 
 # ----------------------------------------------------------------------------------------------------------
 # Cell construction
 # ----------------------------------------------------------------------------------------------------------
-
-def _first_diff(a: torch.Tensor, b: torch.Tensor) -> int | None:
-    """First position (dim 1) where ``a`` and ``b`` differ in any batch row / feature, or None."""
-    d = (a != b).reshape(a.shape[0], a.shape[1], -1).any(-1).any(0)
-    nz = torch.nonzero(d)
-    return int(nz[0]) if len(nz) else None
-
 
 def _groups_resid(model, kind: str, base: BaseRun, src: BaseRun, layers: list[int], positions: list[int],
                   cells: list[tuple], read_pos: int) -> list[CellGroup]:
@@ -484,6 +492,21 @@ class DirectPathResult:
         df = pd.DataFrame(rows)
         df["component"], df["direction"], df["metric"] = self.component, self.direction, self.metric.get("name")
         return df
+
+    def summary(self) -> str:
+        """The source head, its direct effect on the logits and the receiving heads it drives most."""
+        c, x = float(self.clean_value.mean()), float(self.corrupt_value.mean())
+        src = f"L{self.source[0]}H{self.source[1]}"
+        if abs(c - x) < 1e-12:
+            return f"{self.direction} path patching from {src}: clean and corrupt give the same metric"
+        logits = (float(self.to_logits.mean()) - x) / (c - x)
+        nh = self.normalized_to_heads
+        flat = torch.nan_to_num(nh.reshape(-1), nan=-math.inf)
+        order = torch.argsort(flat.abs(), descending=True)[:3]
+        H = nh.shape[1]
+        dst = "; ".join(f"L{int(o) // H}H{int(o) % H} {float(flat[o]):.2f}" for o in order if math.isfinite(flat[o]))
+        return (f"{self.direction} path patching from {src} ({self.metric.get('name')}, normalised, 1 = clean): "
+                f"to the logits {logits:.2f}; to later heads' {self.component}: {dst or 'none'}")
 
 
 def _head_input(model: Any, layer: int, resid: torch.Tensor, component: str) -> torch.Tensor:

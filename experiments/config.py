@@ -8,9 +8,8 @@ type. ``workbench config EXPERIMENT`` prints the defaults as TOML to start a fil
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, did_you_mean
 import dataclasses
-import difflib
 import sys
 import typing
 from pathlib import Path
@@ -64,8 +63,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in get_args(tp):
-            close = difflib.get_close_matches(str(value), [str(a) for a in get_args(tp)], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            close = did_you_mean(value, get_args(tp), n=1, cutoff=0.6, inline=True)
+            hint = f" ({close})" if close else ""
             raise ConfigError(f"{where}: {value!r} is not one of {_type_name(tp)}{hint}")
         return value
     if origin in (list, tuple):
@@ -106,8 +105,7 @@ def config_from_dict(cls: type, data: dict, where: str = "config") -> Any:
     unknown = [k for k in data if k not in fields]
     if unknown:
         k = unknown[0]
-        close = difflib.get_close_matches(k, list(fields), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(k, fields, n=1, cutoff=0.6)
         raise ConfigError(f"unknown key {k!r} in [{where}].{hint} Valid keys: {', '.join(fields)}.")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     for k, v in kwargs.items():

@@ -528,12 +528,6 @@ class StepWriter:
             buf = io.BytesIO()
             fig.savefig(buf, format=ext, dpi=110, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else {"Software": None})
             atomic_write_bytes(self.dir / f"{base}.{ext}", buf.getvalue())
-        try:
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
-        except Exception:  # pragma: no cover
-            pass
         return f"{base}.png"
 
     def section(self, section: Section) -> None:

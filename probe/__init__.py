@@ -16,7 +16,7 @@ from typing import Any
 
 _EXPORTS = {
     "datasets": ["Example", "LabelledPromptSet", "DatasetError", "READ_POSITIONS", "load_contrastive",
-                 "load_ab_test_deploy", "load_framing", "load_prompt_list", "load_mrm", "load_caa", "load_persona",
+                 "load_ab_test_deploy", "load_framing", "load_prompt_list", "load_mrm", "load_caa_file", "load_persona",
                  "load_preference_pairs", "load_dataset"],
     "activations": ["Activations", "collect", "collect_cached", "collect_to_store"],
     "splits": ["train_test_split", "group_kfold", "SplitError"],
@@ -37,11 +37,15 @@ _EXPORTS = {
               "plot_framing_shift", "plot_preference"],
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+#: Old names served with a DeprecationWarning by their module (``load_caa`` had a second meaning in steering).
+_RENAMED = {"load_caa": "datasets"}
 __all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:
     mod = _WHERE.get(name)
+    if mod is None and name in _RENAMED:
+        return getattr(importlib.import_module(f".{_RENAMED[name]}", __name__), name)
     if mod is None:
         raise AttributeError(f"module 'probe' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{mod}", __name__), name)

@@ -39,12 +39,12 @@ import numpy as np
 import torch
 
 from workbench.results import Provenance
-from workbench.stats import Estimate, StatsError, bootstrap
+from workbench.stats import Estimate, IndexedAUROC, StatsError, bootstrap
 
 from .activations import collect_cached
 from .batched import fit_logistic_batched, project
 from .datasets import LabelledPromptSet
-from .metrics import _IndexAUC, auroc_estimate
+from .metrics import auroc_estimate
 from .splits import as_groups, train_test_split
 
 __all__ = ["TokenArtifactResult", "token_artifact_control", "artifact_effect"]
@@ -98,7 +98,7 @@ def artifact_effect(with_scores: Any, removed_scores: Any, labels: Any, groups: 
     resampled test examples score both)."""
     s1, s0 = np.asarray(with_scores, float), np.asarray(removed_scores, float)
     y = np.asarray(labels).astype(int)
-    a1, a0 = _IndexAUC(s1, y), _IndexAUC(s0, y)
+    a1, a0 = IndexedAUROC(s1, y), IndexedAUROC(s0, y)
 
     def frac(idx, axis=-1):
         w, r = a1(idx), a0(idx)

@@ -15,7 +15,7 @@ loader                          format
 :func:`load_prompt_list`        ``[{question, ...}]`` or ``[str]``: one class (e.g. deploy controls)
 :func:`load_mrm`                ``{input, output, label}`` JSON list or JSONL (MRMBench; easy:
                                 0/1, hard: 0/1/2)
-:func:`load_caa`                ``[{question, answer_matching_behavior, answer_not_matching_behavior}]``
+:func:`load_caa_file`           ``[{question, answer_matching_behavior, answer_not_matching_behavior}]``
 :func:`load_persona`            Anthropic persona JSONL (``statement``, ``answer_matching_behavior``)
 :func:`load_preference_pairs`   HH-RLHF ``{chosen, rejected}`` JSONL
 ==============================  ==============================================================
@@ -26,6 +26,7 @@ found and what was expected.
 
 from __future__ import annotations
 
+from workbench.deprecation import renamed_names
 from workbench.errors import WorkbenchError
 import dataclasses
 import json
@@ -38,7 +39,7 @@ import numpy as np
 
 __all__ = [
     "Example", "LabelledPromptSet", "DatasetError", "READ_POSITIONS", "read_records",
-    "load_contrastive", "load_ab_test_deploy", "load_framing", "load_prompt_list", "load_mrm", "load_caa",
+    "load_contrastive", "load_ab_test_deploy", "load_framing", "load_prompt_list", "load_mrm", "load_caa_file",
     "load_persona", "load_preference_pairs", "load_dataset", "split_dialogue",
 ]
 
@@ -364,9 +365,10 @@ def load_mrm(path: str | Path, *, split: str = "easy", dimension: str | None = N
     return LabelledPromptSet(name or (dimension or p.stem), out, names, read="last", source=str(p))
 
 
-def load_caa(path: str | Path, *, name: str | None = None, answer_prefix: str = "") -> LabelledPromptSet:
-    """CAA A/B pairs (Rimsky et al. 2024): question + matching answer (label 1) and question +
-    non-matching answer (label 0), read at the answer token, one group per question."""
+def load_caa_file(path: str | Path, *, name: str | None = None, answer_prefix: str = "") -> LabelledPromptSet:
+    """CAA A/B pairs (Rimsky et al. 2024) from a file: question + matching answer (label 1) and question +
+    non-matching answer (label 0), read at the answer token, one group per question. (Formerly ``load_caa``;
+    :func:`steering.data.load_caa` is the shipped CAA records by behaviour.)"""
     p = Path(path)
     out = []
     for i, rec in enumerate(read_records(p)):
@@ -480,8 +482,11 @@ def load_dataset(path: str | Path, **kw: Any) -> LabelledPromptSet:
     if {"question", "answer_matching_behavior", "statement"} <= keys:
         return load_persona(path, **kw)
     if {"question", "answer_matching_behavior"} <= keys:
-        return load_caa(path, **kw)
+        return load_caa_file(path, **kw)
     if {"chosen", "rejected"} <= keys:
         return load_preference_pairs(path, **kw)
     raise DatasetError(f"{path}: cannot tell the format from the first record's fields {sorted(keys)}; "
-                       "use a specific loader (load_contrastive, load_mrm, load_caa, ...)")
+                       "use a specific loader (load_contrastive, load_mrm, load_caa_file, ...)")
+
+
+__getattr__ = renamed_names(__name__, {"load_caa": "load_caa_file"})

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from workbench.errors import check_count
 
-import dataclasses
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,7 +36,7 @@ from workbench.stats import Estimate
 from .activations import collect_cached
 from .controls import TokenArtifactResult, token_artifact_control
 from .datasets import Example, LabelledPromptSet, load_framing
-from .metrics import paired_difference
+from .metrics import _paired_difference
 from .probes import LinearProbe
 from .sweep import LayerSweepResult, layer_sweep
 
@@ -372,6 +371,12 @@ class PromptScores:
 
         return bootstrap(self.normalized, np.mean, n_resamples=n_resamples, seed=seed)
 
+    def summary(self) -> str:
+        """How test-like the prompts look on average (0 = training deploy mean, 1 = training test mean)."""
+        return (f"{len(self.prompts)} prompts scored at layer {self.layer}: mean test-likeness "
+                f"{float(np.mean(self.normalized)):.2f} (0 = deploy, 1 = test; range {float(np.min(self.normalized)):.2f}"
+                f" to {float(np.max(self.normalized)):.2f}), mean p(test) {float(np.mean(self.p_test)):.2f}")
+
 
 def score_prompts(probe: Any, model: Any, prompts: Sequence[Any], *, layer: int | None = None,
                   read: str | None = None, chat: bool | None = None, system: str | None = None,
@@ -438,6 +443,11 @@ class FramingShiftResult:
                              "score_original": self.original.normalized, "score_rewritten": self.rewritten.normalized,
                              "shift": self.shift})
 
+    def summary(self) -> str:
+        """The mean score shift under the deploy-style rewrite and the fraction of prompts it lowered."""
+        return (f"{len(self.ids)} prompts rewritten in a user's voice: probe score shift {self.mean_shift} "
+                f"(negative = less test-like); lowered for a fraction {self.fraction_lower}")
+
 
 def framing_shift(probe: Any, model: Any, originals: Sequence[str], rewrites: Sequence[str] | None = None, *,
                   ids: Sequence[Any] | None = None, seed: int = 0, n_resamples: int = 2000,
@@ -453,7 +463,7 @@ def framing_shift(probe: Any, model: Any, originals: Sequence[str], rewrites: Se
     a = score_prompts(probe, model, originals, **kw)
     b = score_prompts(probe, model, rewrites, **kw)
     shift = b.normalized - a.normalized
-    mean = paired_difference(b.normalized, a.normalized, n_resamples=n_resamples, seed=seed, statistic="mean_shift")
+    mean = _paired_difference(b.normalized, a.normalized, statistic="mean_shift")
     frac = proportion((shift < 0).astype(int))
     prov = a.provenance.replace(seed=seed, extra={**a.provenance.extra, "method": "framing_shift"})
     return FramingShiftResult(list(ids) if ids is not None else list(range(len(originals))), a, b, shift, mean,

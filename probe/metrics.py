@@ -1,4 +1,5 @@
-"""Probe metrics with uncertainty, reported through :mod:`workbench.stats`.
+"""Probe metrics with uncertainty: the probe's policies over :mod:`workbench.stats` (which implements the
+statistics: DeLong and its clustered form, normal and bootstrap means, the cluster bootstrap of an AUROC).
 
 Two kinds of interval, chosen by cost (a layer sweep reports hundreds of numbers; a headline
 number is one):
@@ -15,122 +16,35 @@ number is one):
   AUROC this way).
 
 - :func:`auroc_estimate`, :func:`accuracy_estimate`, :func:`macro_auroc_estimate` (one-vs-rest,
-  more than two classes), :func:`paired_difference` (selectivity, Hewitt & Liang 2019; score
-  shifts), :func:`mean_auroc_estimate` (controls averaged over several shuffles/directions:
+  more than two classes), paired differences with the analytic interval (selectivity, Hewitt & Liang
+  2019; score shifts), :func:`mean_auroc_estimate` (controls averaged over several shuffles/directions:
   the interval adds the between-draw variance, so it is about the control, not one draw).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
 
-from workbench.stats import Estimate, StatsError, auroc, bootstrap, proportion
+from workbench.stats import (Estimate, StatsError, auroc, auroc_rows, bootstrap, delong_placements, delong_variance,
+                             mean_estimate, normal_estimate, paired_difference, proportion)
 
+# paired_difference, auc_rows and delong_placements are workbench.stats' own, re-exported under their old names.
 __all__ = ["auroc_estimate", "accuracy_estimate", "macro_auroc_estimate", "paired_difference", "auc_rows",
            "analytic_auroc_gaussian", "mean_auroc_estimate", "delong_placements"]
 
 #: ``ci="auto"``: bootstrap up to this many examples, the analytic interval above.
 AUTO_BOOTSTRAP_MAX_N = 4000
 
-
-def _midranks(a: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based, ties share their mean rank) along the last axis, vectorised."""
-    order = np.argsort(a, axis=-1, kind="stable")
-    s = np.take_along_axis(a, order, axis=-1)
-    n = a.shape[-1]
-    new = np.ones(s.shape, dtype=bool)
-    new[..., 1:] = s[..., 1:] != s[..., :-1]
-    last = np.ones(s.shape, dtype=bool)
-    last[..., :-1] = new[..., 1:]
-    pos = np.broadcast_to(np.arange(n), s.shape)
-    start = np.maximum.accumulate(np.where(new, pos, 0), axis=-1)
-    end = np.flip(np.minimum.accumulate(np.flip(np.where(last, pos, n), -1), axis=-1), -1)
-    ranks = np.empty(s.shape)
-    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=-1)
-    return ranks
-
-
-def auc_rows(scores: np.ndarray, labels: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Rank AUROC along the last axis (ties count 1/2; equals scikit-learn's roc_auc_score); NaN
-    where a row lacks a class. Vectorised over leading axes (bootstrap resamples)."""
-    s = np.asarray(scores, float)
-    lab = np.broadcast_to(np.asarray(labels).astype(bool), s.shape)
-    r = _midranks(s)
-    npos = lab.sum(-1)
-    nneg = lab.shape[-1] - npos
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = ((r * lab).sum(-1) - npos * (npos + 1) / 2.0) / (npos * nneg)
-    return np.where((npos > 0) & (nneg > 0), out, np.nan)
-
-
-def delong_placements(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """DeLong placement values along the last axis: ``V10`` per positive (fraction of negatives
-    scored lower, ties 1/2) and ``V01`` per negative (fraction of positives scored higher), and
-    the AUROC (``mean(V10) = mean(V01)``). ``scores [..., n]``; returns ``V10 [..., n1]``,
-    ``V01 [..., n0]``, ``auc [...]``."""
-    s = np.asarray(scores, float)
-    lab = np.asarray(labels).astype(bool)
-    pos, neg = s[..., lab], s[..., ~lab]
-    n1, n0 = pos.shape[-1], neg.shape[-1]
-    r_all = _midranks(s)
-    v10 = (r_all[..., lab] - _midranks(pos)) / n0
-    v01 = 1.0 - (r_all[..., ~lab] - _midranks(neg)) / n1
-    return v10, v01, v10.mean(-1)
-
-
-def _delong_variance(v10: np.ndarray, v01: np.ndarray, auc: np.ndarray, labels: np.ndarray,
-                     groups: np.ndarray | None) -> np.ndarray:
-    """Variance of the AUROC from placements (last axis); clustered (Obuchowski 1997) when
-    ``groups`` are given: placement sums per cluster, ``S10 + S01`` terms and their covariance
-    ``S11`` across clusters."""
-    lab = np.asarray(labels).astype(bool)
-    n1, n0 = v10.shape[-1], v01.shape[-1]
-    if groups is None:
-        return v10.var(-1, ddof=1) / n1 + v01.var(-1, ddof=1) / n0
-    _, gi = np.unique(np.asarray(groups), return_inverse=True)
-    G = int(gi.max()) + 1
-    g1, g0 = gi[lab], gi[~lab]
-    m = np.bincount(g1, minlength=G).astype(float)  # positives per cluster
-    k = np.bincount(g0, minlength=G).astype(float)  # negatives per cluster
-    lead = v10.shape[:-1]
-
-    def per_cluster(v: np.ndarray, gidx: np.ndarray) -> np.ndarray:
-        flat = v.reshape(-1, v.shape[-1])
-        B = flat.shape[0]
-        pos = (np.arange(B)[:, None] * G + gidx[None, :]).ravel()
-        return np.bincount(pos, weights=flat.ravel(), minlength=B * G).reshape(lead + (G,))
-
-    V1, V0 = per_cluster(v10, g1), per_cluster(v01, g0)
-    a = np.asarray(auc)[..., None]
-    d1 = V1 - m * a
-    d0 = V0 - k * a
-    c = G / (G - 1.0)
-    s10 = c * (d1 * d1).sum(-1) / n1
-    s01 = c * (d0 * d0).sum(-1) / n0
-    s11 = c * (d1 * d0).sum(-1)
-    return s10 / n1 + s01 / n0 + 2.0 * s11 / (n1 * n0)
-
-
-def _normal_estimate(value: float, var: float, n: int, confidence: float, method: str, statistic: str,
-                     null: float | None = None, lo: float = 0.0, hi: float = 1.0, notes: tuple = ()) -> Estimate:
-    from statistics import NormalDist
-
-    se = float(np.sqrt(max(var, 0.0)))
-    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
-    p = None
-    if null is not None and se > 0:
-        p = 2.0 * (1.0 - NormalDist().cdf(abs(value - null) / se))
-    return Estimate(float(value), max(lo, value - z * se), min(hi, value + z * se), confidence=confidence, stderr=se,
-                    n=n, method=method, p_value=p, statistic=statistic, notes=notes)
+auc_rows = auroc_rows
 
 
 def _with_null_p(est: Estimate, auc: float, n1: int, n0: int, unit_fraction: float = 1.0) -> Estimate:
     """At perfect separation DeLong's SE is 0 and gives no p-value; use the Mann-Whitney normal
     approximation under H0 (variance (n1 + n0 + 1) / (12 n1 n0), counts scaled by the fraction
     of independent units when examples cluster)."""
-    import dataclasses
     from statistics import NormalDist
 
     m1, m0 = max(1.0, n1 * unit_fraction), max(1.0, n0 * unit_fraction)
@@ -150,46 +64,6 @@ def _check_binary(s: np.ndarray, y: np.ndarray) -> None:
                          f"{n0} negative. Add examples of the smaller class.")
     if not np.all(np.isfinite(s)):
         raise StatsError("scores contain NaN or inf")
-
-
-class _IndexAUC:
-    """Mean AUROC of ``Q`` fixed score vectors on bootstrap resamples given as index arrays.
-
-    Each score vector is sorted once; a resample is turned into per-example counts, and the
-    Mann-Whitney statistic is accumulated over tie groups in sorted order: O(resamples x n) per
-    vector instead of a sort per resample."""
-
-    def __init__(self, scores: np.ndarray, labels: np.ndarray):
-        self.S = np.atleast_2d(np.asarray(scores, float))
-        self.lab = np.asarray(labels).astype(bool)
-        self.n = self.S.shape[1]
-        self.orders, self.starts = [], []
-        for s in self.S:
-            o = np.argsort(s, kind="stable")
-            ss = s[o]
-            new = np.ones(self.n, bool)
-            new[1:] = ss[1:] != ss[:-1]
-            self.orders.append(o)
-            self.starts.append(np.flatnonzero(new))
-
-    def __call__(self, idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        idx = np.asarray(idx)
-        one = idx.ndim == 1
-        idx = np.atleast_2d(idx)
-        B = idx.shape[0]
-        flat = (idx + self.n * np.arange(B)[:, None]).ravel()
-        W = np.bincount(flat, minlength=B * self.n).reshape(B, self.n).astype(float)
-        total = np.zeros(B)
-        for o, st in zip(self.orders, self.starts):
-            Wo = W[:, o]
-            lo = self.lab[o]
-            negG = np.add.reduceat(Wo * ~lo, st, axis=1)
-            posG = np.add.reduceat(Wo * lo, st, axis=1)
-            below = np.cumsum(negG, 1) - negG
-            with np.errstate(invalid="ignore", divide="ignore"):
-                total += (posG * (below + 0.5 * negG)).sum(1) / (posG.sum(1) * negG.sum(1))
-        out = total / len(self.orders)
-        return out[0] if one else out
 
 
 def _has_clusters(groups: Any) -> bool:
@@ -236,50 +110,20 @@ def auroc_estimate(scores: Any, labels: Any, groups: Sequence[Any] | None = None
     if ci not in ("delong", "bootstrap"):
         raise StatsError(f"ci must be 'delong', 'bootstrap' or 'auto'; got {ci!r}")
     g = _cluster_ids(groups)
-    v10, v01, auc = delong_placements(s, y)
-    var = float(_delong_variance(v10, v01, auc, y, g))
-    method = "delong (clustered, Obuchowski)" if g is not None else "delong"
-    n_units = int(np.unique(g).size) if g is not None else s.size
-    base = _normal_estimate(float(auc), var, n_units, confidence, method, "auroc", null=0.5,
-                            notes=(f"{int(y.sum())} positive, {int((1 - y).sum())} negative"
-                                   + (f" in {n_units} clusters" if g is not None else ""),) + _one_cluster_note(groups))
-    if base.p_value is None and auc != 0.5:
-        base = _with_null_p(base, float(auc), int(y.sum()), int((1 - y).sum()), n_units / s.size)
-    if ci == "delong":
-        return base
-    if g is None:
-        boot = auroc(s, y, pos_label=1, ci_method="bootstrap", n_resamples=n_resamples, seed=seed,
-                     confidence=confidence)
-        return Estimate(base.value, boot.ci_low, boot.ci_high, confidence=confidence, stderr=base.stderr, n=s.size,
-                        method=boot.method, seed=seed, p_value=base.p_value, statistic="auroc",
-                        notes=tuple(boot.notes) + _one_cluster_note(groups))
-    boot = bootstrap(np.arange(s.size), _IndexAUC(s, y), groups=list(g), n_resamples=n_resamples,
-                     seed=seed, confidence=confidence, vectorized=True)
-    return Estimate(base.value, boot.ci_low, boot.ci_high, confidence=confidence, stderr=base.stderr, n=n_units,
-                    method="cluster bootstrap percentile", seed=seed, p_value=base.p_value, statistic="auroc",
-                    notes=boot.notes + base.notes + ("stderr and p-value: clustered DeLong",))
+    est = auroc(s, y, pos_label=1, groups=g, ci_method=ci, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    if est.p_value is None and est.value != 0.5:
+        est = _with_null_p(est, est.value, int(y.sum()), int((1 - y).sum()), est.n / s.size)
+    return dataclasses.replace(est, notes=est.notes + _one_cluster_note(groups))
 
 
 def _mean_estimate(x: np.ndarray, groups: Any, confidence: float, statistic: str, lo: float, hi: float,
                    null: float | None = None) -> Estimate:
-    """Mean of per-example values with a normal interval: cluster-robust (ratio estimator over
-    cluster totals) when ``groups`` cluster, else the plain standard error."""
-    x = np.asarray(x, float)
-    n = x.size
-    m = float(x.mean())
-    g = _cluster_ids(groups)
-    if g is None:
-        var = x.var(ddof=1) / n if n > 1 else 0.0
-        units, method = n, "normal"
-    else:
-        _, gi = np.unique(g, return_inverse=True)
-        G = int(gi.max()) + 1
-        tot = np.bincount(gi, weights=x, minlength=G)
-        cnt = np.bincount(gi, minlength=G)
-        var = G / (G - 1.0) * float(((tot - m * cnt) ** 2).sum()) / n ** 2 if G > 1 else 0.0
-        units, method = G, "normal (cluster-robust)"
-    return _normal_estimate(m, var, units, confidence, method, statistic, null=null, lo=lo, hi=hi,
-                            notes=_one_cluster_note(groups))
+    """Mean of per-example values with a normal interval (:func:`workbench.stats.mean_estimate`, ``ci="normal"``):
+    cluster-robust when ``groups`` cluster, else the plain standard error; one cluster counts as independent
+    examples (noted)."""
+    est = mean_estimate(x, _cluster_ids(groups), ci="normal", confidence=confidence, statistic=statistic,
+                        bounds=(lo, hi), null=null)
+    return dataclasses.replace(est, notes=est.notes + _one_cluster_note(groups))
 
 
 def accuracy_estimate(correct: Any, groups: Sequence[Any] | None = None, *, confidence: float = 0.95,
@@ -323,8 +167,8 @@ def macro_auroc_estimate(probs: Any, labels: Any, groups: Sequence[Any] | None =
         else:
             t, G = infl, y.size
         var = G / (G - 1.0) * float((t * t).sum())
-        return _normal_estimate(float(np.mean(aucs)), var, G, confidence, "delong (influence)" + (
-            ", clustered" if g is not None else ""), "macro_auroc", null=0.5,
+        return normal_estimate(float(np.mean(aucs)), var, n=G, confidence=confidence, method="delong (influence)" + (
+            ", clustered" if g is not None else ""), statistic="macro_auroc", null=0.5, bounds=(0.0, 1.0),
             notes=(f"one-vs-rest over classes {present}",))
 
     def stat(p, lab, axis=-1):
@@ -342,30 +186,15 @@ def macro_auroc_estimate(probs: Any, labels: Any, groups: Sequence[Any] | None =
         warnings.simplefilter("ignore", RuntimeWarning)
         est = bootstrap((P, y), stat, groups=list(np.asarray(groups)) if _has_clusters(groups) else None,
                         n_resamples=n_resamples, seed=seed, vectorized=True, confidence=confidence)
-    import dataclasses
-
     return dataclasses.replace(est, statistic="macro_auroc")
 
 
-def paired_difference(a: Any, b: Any, groups: Sequence[Any] | None = None, *, ci: str = "normal",
-                      n_resamples: int = 2000, seed: int = 0, statistic: str = "mean_difference",
-                      confidence: float = 0.95) -> Estimate:
-    """CI of ``mean(a) - mean(b)`` over the same units (paired). ``ci="normal"`` (default):
-    the standard error of the per-unit differences, cluster-robust when ``groups`` cluster;
-    ``"bootstrap"``: resample units (clusters) with both values together."""
-    a = np.asarray(a, float)
-    b = np.asarray(b, float)
-    if ci == "normal":
-        return _mean_estimate(a - b, groups, confidence, statistic, -np.inf, np.inf, null=0.0)
-
-    def diff(x, y, axis=-1):
-        return np.mean(x, axis=axis) - np.mean(y, axis=axis)
-
-    import dataclasses
-
-    est = bootstrap((a, b), diff, groups=list(np.asarray(groups)) if _has_clusters(groups) else None,
-                    n_resamples=n_resamples, seed=seed, vectorized=True, confidence=confidence)
-    return dataclasses.replace(est, statistic=statistic)
+def _paired_difference(a: Any, b: Any, groups: Sequence[Any] | None = None, *, statistic: str = "mean_difference",
+                       confidence: float = 0.95) -> Estimate:
+    """``mean(a - b)`` over the same examples with the analytic interval (:func:`workbench.stats.paired_difference`,
+    ``ci="normal"``: cluster-robust when ``groups`` cluster; one cluster counts as independent examples, noted)."""
+    est = paired_difference(a, b, _cluster_ids(groups), ci="normal", statistic=statistic, confidence=confidence)
+    return dataclasses.replace(est, notes=est.notes + _one_cluster_note(groups))
 
 
 def analytic_auroc_gaussian(separation: float, sigma: float = 1.0, cosine: float = 1.0) -> float:
@@ -395,11 +224,11 @@ def mean_auroc_estimate(scores: Any, labels: Any, groups: Sequence[Any] | None =
     g = _cluster_ids(groups)
     v10, v01, auc = delong_placements(D, y)  # [S, n1], [S, n0], [S]
     m = float(auc.mean())
-    var_test = float(_delong_variance(v10.mean(0), v01.mean(0), np.asarray(m), y, g))
+    var_test = float(delong_variance(v10.mean(0), v01.mean(0), np.asarray(m), y, g))
     S = D.shape[0]
     var_between = float(auc.var(ddof=1)) / S if S > 1 else 0.0
     units = int(np.unique(g).size) if g is not None else y.size
-    return _normal_estimate(m, var_test + var_between, units, confidence,
-                            "delong" + (" (clustered, Obuchowski)" if g is not None else "") + " + between-draw",
-                            statistic, null=0.5,
-                            notes=(f"mean over {S} score vectors (AUROC range {auc.min():.3f}-{auc.max():.3f})",))
+    return normal_estimate(m, var_test + var_between, n=units, confidence=confidence,
+                           method="delong" + (" (clustered, Obuchowski)" if g is not None else "") + " + between-draw",
+                           statistic=statistic, null=0.5, bounds=(0.0, 1.0),
+                           notes=(f"mean over {S} score vectors (AUROC range {auc.min():.3f}-{auc.max():.3f})",))

@@ -246,6 +246,12 @@ class PreferenceProbeResult:
                          "best_ci": (b.ci_low, b.ci_high)})
         return pd.DataFrame(rows)
 
+    def summary(self) -> str:
+        """Per dimension: the final-layer AUROC (MRMBench protocol) and the best layer's."""
+        parts = [f"{d}: final layer {self.final[d].format(2)}, best layer {self.best[d][0]} "
+                 f"{self.best[d][1].value:.2f}" for d in self.dimensions]
+        return f"preference probes ({self.split} split), AUROC: " + "; ".join(parts)
+
 
 def preference_probes(model: Any, dimensions: Sequence[str] = DIMENSIONS, *, split: str = "easy",
                       layers: Any = "all", datasets: dict[str, LabelledPromptSet] | None = None,

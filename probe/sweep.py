@@ -42,10 +42,11 @@ import torch
 from workbench.results import Provenance, data_hash
 from workbench.stats import Estimate, StatsError, holm
 
-from .batched import BatchedFit, default_device, fit_logistic_batched, fit_stats, project, _prepare
+from ._problems import _prepare
+from .batched import BatchedFit, default_device, fit_logistic_batched, fit_stats, project
 from .features import as_features
-from .metrics import (accuracy_estimate, auc_rows, auroc_estimate, macro_auroc_estimate, mean_auroc_estimate,
-                      paired_difference)
+from .metrics import (accuracy_estimate, auroc_estimate, macro_auroc_estimate, mean_auroc_estimate,
+                      _paired_difference)
 from .probes import DEFAULT_CS, LinearProbe
 from .splits import SplitError, as_groups, check_no_leak, group_kfold, train_test_split
 
@@ -486,9 +487,9 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
                             D, yte, gte, statistic="auroc")))
                 except StatsError as e:
                     notes.append(f"layer {L} {method}: label-shuffle AUROC undefined ({e})")
-                scores.append(LayerScore(L, method, "label_shuffle", "accuracy", paired_difference(
+                scores.append(LayerScore(L, method, "label_shuffle", "accuracy", _paired_difference(
                     c_sh, np.zeros_like(c_sh), gte, statistic="accuracy")))
-                scores.append(LayerScore(L, method, "main", "selectivity", paired_difference(
+                scores.append(LayerScore(L, method, "main", "selectivity", _paired_difference(
                     c_main, c_sh, gte, statistic="selectivity")))
             if tfolds:
                 pooled = np.zeros((n,) + z.shape[2:])

@@ -15,6 +15,8 @@ Importing this package loads no model, no data, and neither pandas nor matplotli
 
 from __future__ import annotations
 
+from workbench.deprecation import renamed_names
+
 from .aggregators import AGGREGATORS, mean_difference, pca_difference
 from .build import build_caa_vectors, contrastive_vectors, diff_in_means, pca_vectors, probe_vector
 from .calibration import (
@@ -28,7 +30,7 @@ from .operators import Ablate, Add, Clamp, SteeringError, interventions_for, ste
 from .personas import Persona, PersonaVectors, load_personas, persona_vectors
 from .record import PromptItem, record_activations
 from .refusal import RefusalDirectionResult, refusal_direction, refusal_scores
-from .scoring import ab_prompts, ab_scores, generate_and_score
+from .scoring import ab_prompts, generate_and_score, steered_ab_scores
 from .sweeps import GenerationSweepResult, SweepResult, caa_sweep, generation_sweep
 from .vector import SteeringVector
 
@@ -43,7 +45,9 @@ __all__ = [
     # calibration
     "residual_norms", "ResidualNorms", "next_token_kl", "prompt_kl", "match_strength", "StrengthMatch",
     # measuring
-    "ab_prompts", "ab_scores", "generate_and_score", "caa_sweep", "SweepResult", "generation_sweep",
+    "ab_prompts", "steered_ab_scores", "generate_and_score", "caa_sweep", "SweepResult", "generation_sweep",
     "GenerationSweepResult", "persona_comparison", "PersonaComparison", "Condition", "StatementsScorer",
     "HarmfulScorer", "TraitJudgeScorer",
 ]
+
+__getattr__ = renamed_names(__name__, {"ab_scores": "steered_ab_scores"})

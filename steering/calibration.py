@@ -29,6 +29,7 @@ import torch
 
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site, parse_site
+from workbench.stats import mean_estimate
 
 from .layer_matching import resolve_layers
 from .operators import Add, SteeringError, check_positions, steer
@@ -43,19 +44,6 @@ __all__ = [
 
 class CalibrationError(WorkbenchError, ValueError):
     pass
-
-
-def _estimate_mean(values: Sequence[float], seed: int = 0, statistic: str = "mean"):
-    import dataclasses
-
-    from workbench.stats import Estimate, bootstrap
-
-    v = np.asarray(values, dtype=float)
-    if v.size >= 2 and float(v.std()) > 0:
-        return dataclasses.replace(bootstrap(v, np.mean, seed=seed), statistic=statistic)
-    val = float(v.mean())
-    return Estimate(val, val, val, n=int(v.size), method="exact (constant or single value)", statistic=statistic,
-                    notes=("no spread: the interval is degenerate",))
 
 
 # ------------------------------------------------------------------------------------ norms
@@ -91,6 +79,13 @@ class ResidualNorms:
         return pd.DataFrame([{"site": s.name, "layer": s.layer, "mean_norm": e.value, "ci_low": e.ci_low,
                               "ci_high": e.ci_high, "n_prompts": e.n} for s, e in sorted(self.estimates.items())])
 
+    def summary(self) -> str:
+        """The mean residual norm at the first and last site measured, over how many prompts."""
+        sites = sorted(self.estimates)
+        ends = [sites[0]] if len(sites) == 1 else [sites[0], sites[-1]]
+        return (f"mean residual norm over {self.n_prompts} prompts (first {self.skip_first} token(s) skipped) at "
+                f"{len(sites)} sites: " + "; ".join(f"{s.name} {self.estimates[s]}" for s in ends))
+
 
 def residual_norms(model: Any, prompts: Any = None, layers: Any = None, *, site: str = "resid_post",
                    skip_first: int = 1, chat: bool = True, batch_size: int = 16, seed: int = 0,
@@ -125,7 +120,7 @@ def residual_norms(model: Any, prompts: Any = None, layers: Any = None, *, site:
             mean = (n * m).sum(1) / m.sum(1)
             for j, i in enumerate(idx):
                 per[s][i] = float(mean[j])
-    est = {s: _estimate_mean(v, seed, "mean_residual_norm") for s, v in per.items()}
+    est = {s: mean_estimate(v, seed=seed, statistic="mean_residual_norm") for s, v in per.items()}
     prov = model.provenance(data_hash=data_hash([it.to_dict() for it in items], skip_first, chat), seed=seed,
                             sites=tuple(s.name for s in sites))
     return ResidualNorms(est, skip_first, len(ids), prov)
@@ -233,6 +228,13 @@ class StrengthMatch:
                          "achieved": a.value, "ci_low": a.ci_low, "ci_high": a.ci_high, "n": a.n,
                          "evaluations": r["evaluations"], "positions": str(self.positions)})
         return pd.DataFrame(recs)
+
+    def summary(self) -> str:
+        """The matched norm of every vector and the effect it achieved."""
+        parts = [f"{r['label']} at {r['site']}: norm {r['norm']:.3g} (x{r['multiplier']:.3g}) -> {r['achieved']}"
+                 for r in self.rows]
+        return (f"strength matched to {self.measure} = {self.target:.3g} (positions {self.positions}): "
+                + "; ".join(parts))
 
 
 def _bisect(f: Callable[[float], float], target: float, hi: float, *, rtol: float, max_iter: int,
@@ -358,7 +360,7 @@ def match_strength(model: Any, vectors: Mapping[str, SteeringVector | torch.Tens
 
             rel = c / lookup_norm(norms, site)
         rows.append({"label": label, "site": site.name, "target": targets[label], "norm": c, "multiplier": c / float(v.norm()), "relative": rel,
-                     "achieved": _estimate_mean(per_item(c), seed, f"matched_{mname}"), "evaluations": len(curve)})
+                     "achieved": mean_estimate(per_item(c), seed=seed, statistic=f"matched_{mname}"), "evaluations": len(curve)})
         curves[label] = curve
     prov = model.provenance(data_hash=data_hash([i.to_dict() for i in items], targets, str(positions)), seed=seed,
                             sites=tuple(sorted({r["site"] for r in rows})),

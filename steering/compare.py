@@ -32,12 +32,12 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from workbench.results import Provenance, data_hash
+from workbench.stats import mean_estimate, paired_difference
 
-from .calibration import StrengthMatch, _estimate_mean, match_strength, prompt_kls
+from .calibration import StrengthMatch, match_strength, prompt_kls
 from .operators import check_positions
 from .personas import Persona, PersonaVectors, load_personas
-from .scoring import ab_scores, generate_and_score, model_generate_fn
-from .sweeps import paired_difference
+from .scoring import generate_and_score, model_generate_fn, steered_ab_scores
 from .vector import SteeringVector
 
 __all__ = ["Condition", "StatementsScorer", "HarmfulScorer", "TraitJudgeScorer", "PersonaComparison",
@@ -81,7 +81,7 @@ class StatementsScorer:
         return self._records[persona.name]
 
     def score(self, model: Any, persona: Persona, condition: Condition) -> Any:
-        return ab_scores(model, self.records(persona), condition.operators, system=condition.system,
+        return steered_ab_scores(model, self.records(persona), condition.operators, system=condition.system,
                          batch_size=self.batch_size, seed=self.seed)
 
 
@@ -220,6 +220,13 @@ class PersonaComparison:
                          "norm": d["norm"], "multiplier": d["multiplier"], "relative": d.get("relative")})
         return pd.DataFrame(rows)
 
+    def summary(self) -> str:
+        """Per scorer: the rank agreement of the prompted and the steered shifts across personas."""
+        parts = [f"{sc}: Spearman {self.correlations[sc]}" if sc in self.correlations else f"{sc}: no correlation"
+                 for sc in self.scorers]
+        return (f"{len(self.personas)} personas by system prompt vs by steering at layer {self.layer} (matched "
+                f"strength): " + "; ".join(parts))
+
     def report(self) -> str:
         s = self.strength
         lines = [f"Persona comparison at layer {self.layer}, positions={self.positions}; matched strength: "
@@ -276,7 +283,7 @@ def persona_comparison(model: Any, personas: Sequence[Persona | str], vectors: P
 
     # ---- matched strength
     pk = prompt_kls(model, {p.name: p.system_prompt(prompt_index) for p in ps}, kl_prompts)
-    pkl = {n: _estimate_mean(pk[n], seed, "prompt_kl") for n in names}
+    pkl = {n: mean_estimate(pk[n], seed=seed, statistic="prompt_kl") for n in names}
     if isinstance(strength, StrengthMatch):
         sm, how = strength, "given StrengthMatch"
     else:

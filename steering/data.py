@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from workbench.errors import WorkbenchError
 import json
-import os
 import random
 from functools import lru_cache
 from pathlib import Path
@@ -53,20 +52,14 @@ def as_record(item: Any) -> dict:
 
 
 def data_root(root: str | Path | None = None) -> Path:
-    """The shared data folder (only needed for data the repository may not ship): ``root``, else
-    ``$WORKBENCH_DATA``, else ``../shared/data`` beside the repository."""
-    if root is not None:
-        p = Path(root)
-    elif os.environ.get("WORKBENCH_DATA"):
-        p = Path(os.environ["WORKBENCH_DATA"])
-    else:
-        p = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not p.is_dir():
-        raise DataError(
-            f"shared data folder not found at {p}: pass root=..., or set WORKBENCH_DATA to the folder holding "
-            f"refusal_direction/ (the Alpaca harmless splits are not shipped)"
-        )
-    return p
+    """The shared data folder (only needed for data the repository may not ship):
+    :func:`workbench.datasets.shared_data_dir` (``root``, else ``$WORKBENCH_DATA``, else ``../shared/data``)."""
+    from workbench.datasets import SharedDataError, shared_data_dir
+
+    try:
+        return shared_data_dir(root)
+    except SharedDataError as e:
+        raise DataError(f"{e}; the Alpaca harmless splits (refusal_direction/) are not shipped") from None
 
 
 def _subsample(items: list, n: int | None, seed: int) -> list:

@@ -34,8 +34,8 @@ from __future__ import annotations
 from workbench.errors import WorkbenchError
 import contextlib
 import math
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 import torch
 
@@ -265,14 +265,3 @@ def steer(model: Any, *operators: Any) -> Iterator[Any]:
     with model.hooks(ivs):
         yield model
 
-
-def describe_operators(*operators: Any) -> list[dict]:
-    out = []
-    for op in operators:
-        if isinstance(op, (list, tuple)):
-            out.extend(describe_operators(*op))
-        elif hasattr(op, "describe"):
-            out.append(op.describe())
-        elif isinstance(op, Intervention):
-            out.append({"op": op.op, "site": op.site.name, "alpha": op.alpha, "positions": str(op.positions)})
-    return out

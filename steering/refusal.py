@@ -29,8 +29,9 @@ import torch
 
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
+from workbench.stats import mean_estimate
 
-from .calibration import _estimate_mean, _last_logits, kl_divergence
+from .calibration import _last_logits, kl_divergence
 from .fastpath import ResidualReplay
 from .layer_matching import resolve_layers
 from .operators import Ablate, Add
@@ -138,6 +139,18 @@ class RefusalDirectionResult:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def summary(self) -> str:
+        """The selected direction, the selection filters it passed, and its scores."""
+        head = (f"refusal direction at layer {self.layer}, position {self.position} (of {len(self.layers)} layers x "
+                f"{len(self.positions)} positions)")
+        sel = next((s for s in self.scores if s["layer"] == self.layer and s["position"] == self.position), None)
+        if sel is not None:
+            head += (f": {'passes the selection filters' if sel['passes'] else 'fails the filters (' + str(sel['reason']) + ')'}"
+                     f"; ablation refusal score {sel['bypass']}, addition {sel['induce']}, KL {sel['kl']}")
+        if self.baseline:
+            head += "; unsteered: " + ", ".join(f"{k} {v}" for k, v in self.baseline.items())
+        return head + "".join(f"; note: {n}" for n in self.notes)
+
 
 def refusal_direction(model: Any, harmful: Sequence[str], harmless: Sequence[str], *,
                       val_harmful: Sequence[str] | None = None, val_harmless: Sequence[str] | None = None,
@@ -175,8 +188,8 @@ def refusal_direction(model: Any, harmful: Sequence[str], harmless: Sequence[str
             raise ValueError("selection needs held-out val_harmful and val_harmless instructions (or select=False)")
         base_h = _logits(model, val_harmful, (), batch_size)
         base_n = _logits(model, val_harmless, (), batch_size)
-        baseline = {"harmful": _estimate_mean(_refusal_score(base_h, tok_t), seed, "refusal_score"),
-                    "harmless": _estimate_mean(_refusal_score(base_n, tok_t), seed, "refusal_score")}
+        baseline = {"harmful": mean_estimate(_refusal_score(base_h, tok_t), seed=seed, statistic="refusal_score"),
+                    "harmless": mean_estimate(_refusal_score(base_n, tok_t), seed=seed, statistic="refusal_score")}
         grid = [(pi, li) for pi in range(len(positions)) for li in range(len(layers))]
         if progress:
             from tqdm.auto import tqdm
@@ -197,7 +210,7 @@ def refusal_direction(model: Any, harmful: Sequence[str], harmless: Sequence[str
                                             batch_size=batch_size)
             induce = _refusal_score(replays[L].last_logits(r), tok_t)
             kl = kl_divergence(base_n, abl_n)
-            e_b, e_i, e_k = (_estimate_mean(x, seed, n) for x, n in ((bypass, "bypass_score"),
+            e_b, e_i, e_k = (mean_estimate(x, seed=seed, statistic=n) for x, n in ((bypass, "bypass_score"),
                                                                      (induce, "induce_score"), (kl, "kl_score")))
             reasons = []
             if L >= max_layer_fraction * model.n_layers:

@@ -1,8 +1,8 @@
 """Behavioural scores for steering, through the shared scorers.
 
 - A/B choice from next-token logits (CAA format, Rimsky et al. 2024; the Yes/No persona
-  statements of Perez et al. 2022): :func:`ab_scores` is the shared
-  :func:`workbench.scorers.ab.ab_scores` with steering operators as its interventions
+  statements of Perez et al. 2022): :func:`steered_ab_scores` is the shared
+  :func:`workbench.scorers.ab_scores` with steering operators as its interventions
   (``strip_answers=True``: " Yes" is scored as "Yes" right after the assistant turn opens). The
   sweeps compute the same per-item ``p(matching)`` from
   :class:`~steering.fastpath.ResidualReplay` logits: :func:`ab_prompts` builds the same contexts
@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+from workbench.deprecation import renamed_names
 from workbench.errors import WorkbenchError
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -28,12 +29,12 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from workbench.scorers.ab import ABFormatError, _context_and_choices
+from workbench.scorers.ab import ABFormatError, context_and_choices
 
 from .data import as_record
 from .operators import interventions_for, steer
 
-__all__ = ["ABPrompts", "ab_prompts", "p_matching", "ab_scores", "generate_and_score", "model_generate_fn",
+__all__ = ["ABPrompts", "ab_prompts", "p_matching", "steered_ab_scores", "generate_and_score", "model_generate_fn",
            "logit_trait_judge", "LOGIT_JUDGE_TEMPLATE", "ScoringError"]
 
 
@@ -93,7 +94,7 @@ def ab_prompts(model: Any, records: Sequence[Any], *, system: str | None = None,
             a, b = a.strip(), b.strip()
         text = model.format_chat(q, system=system) if chat else q
         try:  # the shared A/B scorer's context and choice tokens
-            ctx, choice_a, choice_b = _context_and_choices(model, text, a, b)
+            ctx, choice_a, choice_b = context_and_choices(model, text, a, b)
         except ABFormatError as e:
             raise ScoringError(f"record {i}: {e}") from None
         if not chat and model.prepend_bos and model.facts.bos_token_id is not None:
@@ -113,10 +114,12 @@ def p_matching(logits: torch.Tensor, ab: ABPrompts) -> np.ndarray:
     return torch.sigmoid(lg[rows, ab.matching] - lg[rows, ab.other]).numpy()
 
 
-def ab_scores(model: Any, records: Sequence[Any], operators: Sequence[Any] = (), *, system: str | None = None,
-              strip_answers: bool = True, batch_size: int = 16, seed: int = 0) -> Any:
-    """The shared A/B scorer with ``operators`` active: a :class:`~workbench.scorers.ScoreResult` of per-item
-    p(matching) (details: logit difference, choice mass...), mean with a bootstrap CI over items."""
+def steered_ab_scores(model: Any, records: Sequence[Any], operators: Sequence[Any] = (), *,
+                      system: str | None = None, strip_answers: bool = True, batch_size: int = 16,
+                      seed: int = 0) -> Any:
+    """The shared A/B scorer (:func:`workbench.scorers.ab_scores`, in the chat format, answers stripped) with
+    steering ``operators`` active: a :class:`~workbench.scorers.ScoreResult` of per-item p(matching) (details:
+    logit difference, choice mass...), mean with a bootstrap CI over items. (Formerly ``steering.ab_scores``.)"""
     from workbench.scorers.ab import ab_scores as shared
 
     return shared(model, [as_record(r) for r in records], interventions=interventions_for(model, *operators),
@@ -174,3 +177,7 @@ def logit_trait_judge(model: Any, trait: str, description: str, *, template: str
 
     judge.name = f"logit_trait_judge:{trait}"  # type: ignore[attr-defined]
     return judge
+
+
+# ``ab_scores`` was this module's name for steered_ab_scores; workbench.scorers.ab_scores is the scorer itself.
+__getattr__ = renamed_names(__name__, {"ab_scores": "steered_ab_scores"})

@@ -25,27 +25,16 @@ import numpy as np
 
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
+from workbench.stats import mean_estimate, paired_difference
 
 from .fastpath import ResidualReplay
 from .operators import check_positions
 from .scoring import ab_prompts, p_matching
 from .vector import SteeringVector, lookup_norm
 
+# paired_difference is workbench.stats.paired_difference (bootstrap over items; NaN pairs dropped), re-exported.
 __all__ = ["SweepResult", "caa_sweep", "GenerationSweepResult", "generation_sweep", "paired_difference",
            "trend"]
-
-
-def _mean_est(values: np.ndarray, seed: int, statistic: str):
-    from .calibration import _estimate_mean
-
-    return _estimate_mean(values, seed, statistic)
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray, *, seed: int = 0, statistic: str = "difference"):
-    """Estimate of ``mean(a - b)`` over paired items (bootstrap over items)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    keep = ~(np.isnan(a) | np.isnan(b))
-    return _mean_est(a[keep] - b[keep], seed, statistic)
 
 
 def trend(coefs: Sequence[float], values: np.ndarray, *, seed: int = 0):
@@ -54,7 +43,7 @@ def trend(coefs: Sequence[float], values: np.ndarray, *, seed: int = 0):
     x = np.asarray(coefs, float)
     xc = x - x.mean()
     slopes = (np.asarray(values, float) - np.asarray(values, float).mean(1, keepdims=True)) @ xc / (xc @ xc)
-    return _mean_est(slopes, seed, "slope_per_unit_coefficient")
+    return mean_estimate(slopes, seed=seed, statistic="slope_per_unit_coefficient")
 
 
 @dataclass
@@ -89,7 +78,7 @@ class SweepResult:
         if key not in self.values:
             raise KeyError(f"no cell {key}; behaviours {self.behaviours}, layers {self.layers}, "
                            f"multipliers {self.multipliers}, kinds {self.kinds}")
-        return _mean_est(self.values[key], self.seed, "p_matching")
+        return mean_estimate(self.values[key], seed=self.seed, statistic="p_matching")
 
     @property
     def kinds(self) -> list[str]:
@@ -128,7 +117,7 @@ class SweepResult:
             return max(self.layers, key=lambda L: self.effect(behaviour, L).value)
         return max(sel, key=lambda L: float(np.mean(sel[L])))
 
-    def summary(self, behaviour: str) -> dict:
+    def behaviour_summary(self, behaviour: str) -> dict:
         """Best layer, its curve, effect and trend, and the control's, as Estimates."""
         L = self.best_layer(behaviour)
         ms = sorted(self.multipliers)
@@ -143,11 +132,21 @@ class SweepResult:
                         "control_trend": self.trend(behaviour, L, "random")})
         return out
 
+    def summary(self) -> str:
+        """Per behaviour: the best layer, its effect (max minus min multiplier) and whether the curve is monotone."""
+        parts = []
+        for b in self.behaviours:
+            s = self.behaviour_summary(b)
+            ctrl = f", random control {s['control_effect']}" if self.control else ""
+            parts.append(f"{b}: best layer {s['best_layer']}, effect {s['effect']}"
+                         f"{', monotone' if s['monotone'] else ', not monotone'}{ctrl}")
+        return "CAA sweep, p(matching): " + "; ".join(parts)
+
     def report(self) -> str:
         """A plain-text summary of every behaviour (what the experiments print)."""
         lines = []
         for b in self.behaviours:
-            s = self.summary(b)
+            s = self.behaviour_summary(b)
             lines.append(f"{b}: best layer {s['best_layer']} (selected on {s['selected_on']}), positions="
                          f"{self.positions}, scale={self.scale}")
             for m, e in s["curve"].items():
@@ -163,7 +162,7 @@ class SweepResult:
 
         rows = []
         for (b, L, m, kind), v in sorted(self.values.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][3], kv[0][2])):
-            e = _mean_est(v, self.seed, "p_matching")
+            e = mean_estimate(v, seed=self.seed, statistic="p_matching")
             rows.append({"behaviour": b, "layer": L, "multiplier": m, "kind": kind, "p_matching": e.value,
                          "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n,
                          "accuracy": float(np.mean(np.asarray(v) > 0.5)), "positions": str(self.positions),
@@ -304,6 +303,18 @@ class GenerationSweepResult:
                          "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n, "n_unscored": res.n_unscored,
                          "positions": str(self.positions), "scale": self.scale})
         return pd.DataFrame(rows)
+
+    def summary(self) -> str:
+        """Per layer: the score's change from the lowest to the highest coefficient (and the random control's)."""
+        lo, hi = min(self.coefficients), max(self.coefficients)
+        parts = []
+        for L in self.layers:
+            s = f"layer {L}: {self.effect(L)}"
+            if self.control:
+                s += f" (random control {self.effect(L, 'random')})"
+            parts.append(s)
+        scorer = next(iter(self.scores.values())).scorer if self.scores else "score"
+        return (f"{scorer} of {len(self.prompts)} generations, coefficient {hi:g} minus {lo:g}: " + "; ".join(parts))
 
 
 def generation_sweep(model: Any, vector: SteeringVector, prompts: Sequence[str], layers: Sequence[int],

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from workbench.datasets import shared_data_dir
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = shared_data_dir(must_exist=False)  # $WORKBENCH_DATA, else ../shared/data beside the repository
 
 # WORKBENCH_TEST_THREADS=1 on a machine shared with other jobs: two spinning threads per small matmul on
 # two busy cores made SmolLM2 forwards 10-30x slower than one thread
@@ -31,9 +33,10 @@ def smollm_available() -> bool:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` beside the repository; tests skip with a reason where it is absent."""
+    """The shared data folder (``$WORKBENCH_DATA`` or ``../shared/data``); tests skip with a reason where it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"../shared/data not found at {SHARED_DATA} (a fresh clone has no ../shared; CI has it)")
+        pytest.skip(f"shared data not found at {SHARED_DATA} (a fresh clone has no ../shared; CI has it; "
+                    f"or set WORKBENCH_DATA)")
     return SHARED_DATA
 
 

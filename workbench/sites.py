@@ -34,8 +34,7 @@ The same shapes and names as TransformerLens (``blocks.L.hook_resid_post``,
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
-import difflib
+from workbench.errors import WorkbenchError, close_matches, did_you_mean, hint_for
 import re
 from dataclasses import dataclass
 from typing import Iterable, Union
@@ -134,9 +133,8 @@ SiteLike = Union[Site, str, tuple]
 
 
 def _unknown_kind_message(kind: str, suffix: str = "") -> str:
-    close = difflib.get_close_matches(kind, SITE_KINDS + tuple(_TL_KIND), n=4, cutoff=0.5)
-    names = list(dict.fromkeys(_TL_KIND.get(c, c) + suffix for c in close))[:3]
-    hint = f" Did you mean {', '.join(repr(n) for n in names)}?" if names else ""
+    close = close_matches(kind, SITE_KINDS + tuple(_TL_KIND), n=4, cutoff=0.5)
+    hint = hint_for(list(dict.fromkeys(_TL_KIND.get(c, c) + suffix for c in close))[:3])
     what = f"site {kind + suffix!r}" if suffix else f"site kind {kind!r}"
     return f"unknown {what}.{hint} Valid kinds: {', '.join(SITE_KINDS)}."
 
@@ -173,8 +171,7 @@ def parse_site(spec: SiteLike) -> Site:
     digits = re.findall(r"\d+", s)
     layer = digits[0] if digits else "0"
     candidates = [c.replace(".0", f".{layer}", 1) for c in candidates]
-    close = difflib.get_close_matches(s, candidates, n=3, cutoff=0.4)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(s, candidates, n=3, cutoff=0.4)
     raise SiteError(f"unknown site {spec!r}.{hint} Valid kinds: {', '.join(SITE_KINDS)}.")
 
 

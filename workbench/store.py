@@ -19,7 +19,6 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -245,19 +244,6 @@ def length_buckets(lengths: Sequence[int], *, batch_size: int, max_tokens: int |
     return batches
 
 
-@dataclass
-class _Index:
-    sites: list[str]
-    positions: str
-    dtype: str
-    n_prompts: int
-    shards: list[dict]
-    model: str
-    model_hash: str
-    data_hash: str
-    created: float
-
-
 class ActivationStore:
     """Activations on disk, written by :func:`collect_activations`; read lazily.
 
@@ -315,10 +301,10 @@ class ActivationStore:
 
         name = parse_site(site).name
         if name not in self.index["sites"]:
-            import difflib
+            from .errors import did_you_mean
 
-            close = difflib.get_close_matches(name, self.index["sites"], n=3)
-            raise KeyError(f"site {name} is not in this store" + (f"; did you mean {close}?" if close else "") +
+            hint = did_you_mean(name, self.index["sites"], n=3, cutoff=0.6, inline=True)
+            raise KeyError(f"site {name} is not in this store" + (f"; {hint}" if hint else "") +
                            f" (stored: {len(self.sites)} sites)")
         return name
 

@@ -501,7 +501,7 @@ def caa_study(ctx: Any, m: Any, *, behaviours: Sequence[str] = ("myopic-reward",
         sw = exp.sweep
         units, xs, ys, metrics, rows = [], [], [], {}, []
         for b in behaviours:
-            s = sw.summary(b)
+            s = sw.behaviour_summary(b)
             L = s["best_layer"]
             for mult, e in s["curve"].items():
                 units.append(f"{b} x{mult:+g}")

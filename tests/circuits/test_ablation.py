@@ -52,6 +52,7 @@ def test_icl_score_by_hand(tiny_model):
     loss = -lp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
     assert torch.allclose(res.per_text, loss[:, 29] - loss[:, 4], atol=1e-5)
     assert res.estimate.n == 2 and len(res.to_dataframe()) == 2
+    assert res.summary().startswith("ICL score (loss at token 30 minus loss at token 5") and str(res.estimate) in res.summary()
     with pytest.raises(ValueError, match="fewer than"):
         icl_score(model, ["short"], early=5, late=30)
 
@@ -59,8 +60,10 @@ def test_icl_score_by_hand(tiny_model):
 def test_repeated_half_and_protocol_bookkeeping(tiny_model):
     model = tiny_model("neox", "tl")
     prompts, conts = copy_task(model, 3, 10, seed=0)
-    assert all(p[1:] + c[-1:] or True for p, c in zip(prompts, conts)) and prompts[0][0] == prompts[0][-1]
-    assert prompts[0][:-1][1:] == conts[0]
+    # each prompt is a random string s plus its first character; the continuation is the rest of s again
+    assert len(prompts) == len(conts) == 3 and all(len(p) == 11 for p in prompts)
+    assert all(p + c == p[:-1] * 2 for p, c in zip(prompts, conts))
+    assert len(set(prompts)) == 3
     res = induction_protocol(model, k_percent=30, n_random=3, n_seqs=6, half=8, seed=0)
     assert res.heads_per_layer == rounding_rule(30, 4) == 2 and len(res.targeted) == 4
     for hs in res.random_sets:  # matched: the same count per layer, disjoint from the targeted heads

@@ -45,7 +45,7 @@ def test_lens_values_by_hand(tiny_model):
 def test_summary_has_intervals(tiny_model):
     model = tiny_model("gpt2", "tl")
     res = logit_lens(model, ["hello world", "abc", "xyz w", "the cat"])
-    s = res.summary()
+    s = res.summary_table()
     assert list(s["stage"]) == ["embed", "0", "1"]
     assert (s["kl_ci_low"] <= s["kl"] + 1e-12).all() and (s["kl"] <= s["kl_ci_high"] + 1e-12).all()
     assert (s["n_prompts"] == 4).all()

@@ -17,7 +17,7 @@ import torch
 from circuits import icl_score, induction_protocol
 from circuits.reports import (attribution_vs_exact, factual_recall_batch, induction_grid, ioi_batch, paris_logit_lens,
                               tuned_vs_logit_lens, write_summary)
-from circuits.text import PERSONA_HELDOUT_TRAITS, PERSONA_TRAIN_TRAITS, long_texts, persona_statements
+from circuits.text import PERSONA_HELDOUT_TRAITS, PERSONA_TRAIN_TRAITS, long_texts, persona_statement_texts
 
 pytestmark = [pytest.mark.slow, pytest.mark.smollm]
 
@@ -52,8 +52,8 @@ def test_paris_figure(smollm, out_dir):
 
 
 def test_tuned_lens_beats_logit_lens_heldout(smollm, shared_data, out_dir):
-    train = persona_statements(PERSONA_TRAIN_TRAITS, n_per_trait=40, data_dir=shared_data)
-    heldout = persona_statements(PERSONA_HELDOUT_TRAITS, n_per_trait=20, seed=1, data_dir=shared_data)
+    train = persona_statement_texts(PERSONA_TRAIN_TRAITS, n_per_trait=40, data_dir=shared_data)
+    heldout = persona_statement_texts(PERSONA_HELDOUT_TRAITS, n_per_trait=20, seed=1, data_dir=shared_data)
     assert not set(train) & set(heldout)
     tr, cmp, paths = tuned_vs_logit_lens(smollm, out_dir, train, heldout, steps=60, batch_tokens=48, lr=1e-3)
     rows = [(s, round(cmp.kl_logit[i].value, 3), round(cmp.kl_tuned[i].value, 3), _fmt(cmp.kl_diff[i]))

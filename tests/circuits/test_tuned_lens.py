@@ -32,6 +32,9 @@ def test_training_lowers_heldout_kl_and_round_trips(tiny_model, tmp_path):
     assert cmp.kl_diff[0].ci_high < 0  # paired difference over held-out texts excludes zero at the embeddings
     df = cmp.to_dataframe()
     assert set(df["lens"]) == {"logit", "tuned"} and (df["kl_ci_low"] <= df["kl"] + 1e-12).all()
+    better = sum(cmp.kl_diff[s].ci_high < 0 for s in range(len(cmp.stages) - 1))
+    assert f"KL lower at {better}," in cmp.summary() and better >= 1
+    assert tr.summary().startswith("tuned lens trained for 60 steps") and f"of {model.n_layers + 1} stages" in tr.summary()
     path = tr.lens.save(tmp_path / "lens.safetensors")
     back = TunedLens.load(path, model)
     assert torch.equal(back.A, tr.lens.A) and back.meta["steps"] == 60

@@ -35,10 +35,62 @@ def test_dedicated_experiment_runs(name, tmp_path):
     report = run_experiment(name, out=out, overrides=MINI[name], progress=False)
     m = json.loads((out / "manifest.json").read_text())
     assert m["status"] == "complete" and report.exists()
-    verdicts = [s["verdict"] for p in (out / "steps").glob("*/_sections.json") for s in json.loads(p.read_text())
-                if s["verdict"]]
-    assert verdicts and set(verdicts) <= {"agree", "disagree", "inconclusive"}
-    for cc_json in (out / "steps").glob("*/*_crosscheck.json"):
+    check_verdicts(out)
+
+
+def check_verdicts(out):
+    """Every verdict in the report is its cross-check's, and every cross-check's verdict is what the workbench's rule
+    gives when the cross-check is recomputed from the per-unit table the run wrote (so no verdict is hard-coded or
+    stale). Returns the verdicts."""
+    from workbench.crosscheck import CrossCheck
+
+    by_summary = {}
+    for cc_json in sorted((out / "steps").glob("*/*_crosscheck.json")):
         cc = json.loads(cc_json.read_text())
         df = pd.read_csv(cc_json.with_suffix(".csv"))
         assert len(df) == cc["n"] and {cc["internal_name"], cc["behavioural_name"]} <= set(df.columns)
+        redo = CrossCheck.from_measurements(
+            [str(u) for u in df[cc["unit_name"]]], df[cc["internal_name"]], df[cc["behavioural_name"]],
+            internal_name=cc["internal_name"], behavioural_name=cc["behavioural_name"], unit_name=cc["unit_name"],
+            method=cc["method"], threshold_internal=cc["threshold_internal"],
+            threshold_behavioural=cc["threshold_behavioural"], confidence=cc["confidence"], seed=cc["seed"],
+            expected_sign=cc["expected_sign"], null_band=cc["null_band"], min_units=cc["min_units"])
+        assert redo.verdict == cc["verdict"], (cc_json.name, redo.reason, cc["reason"])
+        if cc["correlation"] is not None:
+            assert redo.correlation.value == pytest.approx(cc["correlation"]["value"], abs=1e-9)
+        by_summary[cc["summary"]] = cc["verdict"]
+    verdicts = []
+    for p in (out / "steps").glob("*/_sections.json"):
+        for sec in json.loads(p.read_text()):
+            if sec["verdict"]:
+                assert by_summary.get(sec["verdict_detail"].strip()) == sec["verdict"], sec["title"]
+                verdicts.append(sec["verdict"])
+    assert verdicts and set(verdicts) <= {"agree", "disagree", "inconclusive"}
+    return verdicts
+
+
+def test_verdict_check_fails_on_a_verdict_the_data_do_not_give(tmp_path):
+    """The check above on a hand-made run directory: passes as written, fails once a verdict is altered."""
+    import numpy as np
+
+    from workbench.crosscheck import CrossCheck
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=30)
+    cc = CrossCheck.from_measurements([f"u{i}" for i in range(30)], x, x + 0.3 * rng.normal(size=30),
+                                      unit_name="prompt")
+    assert cc.verdict == "agree"
+    step = tmp_path / "steps" / "s"
+    step.mkdir(parents=True)
+    (step / "a_crosscheck.json").write_text(json.dumps(cc.to_dict()))
+    cc.to_dataframe().to_csv(step / "a_crosscheck.csv", index=False)
+    section = {"title": "A", "verdict": cc.verdict, "verdict_detail": " " + cc.summary()}
+    (step / "_sections.json").write_text(json.dumps([section]))
+    assert check_verdicts(tmp_path) == ["agree"]
+    (step / "_sections.json").write_text(json.dumps([{**section, "verdict": "disagree"}]))
+    with pytest.raises(AssertionError):
+        check_verdicts(tmp_path)
+    (step / "_sections.json").write_text(json.dumps([section]))
+    (step / "a_crosscheck.json").write_text(json.dumps({**cc.to_dict(), "verdict": "inconclusive"}))
+    with pytest.raises(AssertionError):
+        check_verdicts(tmp_path)

@@ -84,6 +84,7 @@ def test_onednn_row_blocks_match_the_dense_path_and_sklearn(K, monkeypatch):
     """A fit whose problems train on at most 80% of the rows gathers them; on CPU with oneDNN the
     copy is in oneDNN's layout and every pass runs its inner product and weight gradient. Same
     optimum as the dense batched-GEMM path and as scikit-learn on the training rows."""
+    import probe._rows as prows
     import probe.batched as pb
 
     if not pb._onednn_pass_ok():
@@ -103,7 +104,7 @@ def test_onednn_row_blocks_match_the_dense_path_and_sklearn(K, monkeypatch):
 
     monkeypatch.setattr(pb._Rows, "__init__", spy)
     fast = fit_logistic_batched(X, Y, W, C=0.3, device="cpu", tol=1e-6, backend="torch")
-    monkeypatch.setattr(pb, "_ONEDNN_PASS", False)
+    monkeypatch.setattr(prows, "_ONEDNN_PASS", False)
     dense = fit_logistic_batched(X, Y, W, C=0.3, device="cpu", tol=1e-6, backend="torch")
     assert made == [True, False]
     assert fast.converged and dense.converged
@@ -124,6 +125,7 @@ def test_features_with_huge_means_still_converge_to_sklearn(path, monkeypatch):
     copy of the rows (the native solver's gathered layer, oneDNN blocks, the gathered dense rows,
     or CPU features moved to the GPU: all rows or the gathered training rows) is centred; on raw rows the float32 logits ``x.w + b``
     cancel (``b`` ~ -mean.w) and the fit stalled above tol (gradient 4e-4, weights 3.5% off here)."""
+    import probe._rows as prows
     import probe.batched as pb
 
     if path == "onednn" and not pb._onednn_pass_ok():
@@ -131,7 +133,7 @@ def test_features_with_huge_means_still_converge_to_sklearn(path, monkeypatch):
     if path.startswith("cuda") and not torch.cuda.is_available():
         pytest.skip("no CUDA device on this machine")
     if path == "dense":
-        monkeypatch.setattr(pb, "_ONEDNN_PASS", False)
+        monkeypatch.setattr(prows, "_ONEDNN_PASS", False)
     X, y = _data(2, L=3, n=400, d=40, seed=0)
     X[:, :, :4] += np.array([3e5, -1.5e5, 8e4, 5e5], dtype=np.float32)
     train = np.ones(400, bool) if path == "cuda_all_rows" else np.random.default_rng(1).random(400) < 0.7

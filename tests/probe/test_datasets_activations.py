@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from probe.activations import collect, encode_example
-from probe.datasets import (DatasetError, Example, LabelledPromptSet, load_caa, load_contrastive, load_dataset, load_mrm,
+from probe.datasets import (DatasetError, Example, LabelledPromptSet, load_caa_file, load_contrastive, load_dataset, load_mrm,
                             load_persona, load_preference_pairs, read_records)
 
 
@@ -43,12 +43,15 @@ def test_contrastive_pairs_share_a_group_and_detect_format(tmp_path):
 
 
 def test_caa_persona_hh(tmp_path):
-    caa = _write(tmp_path / "x", "a.json", []) if False else None
     (tmp_path / "beh").mkdir()
     p = _write(tmp_path / "beh", "g.json", [{"question": "Q", "answer_matching_behavior": "(B)",
                                             "answer_not_matching_behavior": "(A)"}])
-    ds = load_caa(p)
+    ds = load_caa_file(p)
     assert [e.output for e in ds.examples] == ["(B)", "(A)"] and ds.name == "beh"
+    assert list(ds.labels) == [1, 0] and ds.groups[0] == ds.groups[1]  # matching = 1, one group per question
+    half = _write(tmp_path / "beh", "h.json", [{"question": "Q", "answer_matching_behavior": "(B)"}])
+    with pytest.raises(DatasetError, match="missing field 'answer_not_matching_behavior'"):
+        load_caa_file(half)
     pp = _write(tmp_path, "p.jsonl", [{"question": "Is it?", "statement": "s", "answer_matching_behavior": " No",
                                        "answer_not_matching_behavior": " Yes"}])
     assert list(load_persona(pp).labels) == [0]

@@ -46,3 +46,20 @@ def test_eval_awareness_probe_on_smollm_small(smollm):
                                     "Question 12: How many legs does a spider have?\n\nChoices:\n(A) 8\n(B) 6\n\n"
                                     "Answer with the letter of the correct option."])
     assert s.normalized[1] > s.normalized[0]
+
+
+def test_prompt_scores_and_framing_shift_summaries():
+    import numpy as np
+
+    from probe.eval_awareness import FramingShiftResult, PromptScores
+    from workbench.results import Provenance
+    from workbench.stats import mean_estimate, proportion
+
+    a = PromptScores(["p1", "p2"], np.array([0.1, 0.3]), np.array([0.9, 1.1]), np.array([0.7, 0.8]), 3, Provenance())
+    b = PromptScores(["q1", "q2"], np.array([0.0, 0.1]), np.array([0.2, 0.6]), np.array([0.4, 0.5]), 3, Provenance())
+    assert a.summary() == ("2 prompts scored at layer 3: mean test-likeness 1.00 (0 = deploy, 1 = test; range 0.90 to "
+                           "1.10), mean p(test) 0.75")
+    shift = b.normalized - a.normalized
+    fs = FramingShiftResult([0, 1], a, b, shift, mean_estimate(shift), proportion(shift < 0), Provenance())
+    assert fs.summary() == (f"2 prompts rewritten in a user's voice: probe score shift {fs.mean_shift} (negative = less "
+                            f"test-like); lowered for a fraction {fs.fraction_lower}")

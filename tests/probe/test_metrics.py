@@ -1,7 +1,9 @@
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from probe.metrics import _IndexAUC, analytic_auroc_gaussian, auc_rows, auroc_estimate, mean_auroc_estimate
+from workbench.stats import IndexedAUROC
+
+from probe.metrics import analytic_auroc_gaussian, auc_rows, auroc_estimate, mean_auroc_estimate
 
 
 def test_auc_rows_matches_sklearn_with_ties():
@@ -17,7 +19,7 @@ def test_index_auc_equals_resampled_sklearn():
     y = rng.integers(0, 2, 60)
     idx = rng.integers(0, 60, (5, 60))
     ref = [np.mean([roc_auc_score(y[i], r[i]) for r in s]) for i in idx]
-    np.testing.assert_allclose(_IndexAUC(s, y)(idx), ref, atol=1e-12)
+    np.testing.assert_allclose(IndexedAUROC(s, y)(idx), ref, atol=1e-12)
 
 
 def test_cluster_ci_is_wider_for_duplicated_pairs():
@@ -52,7 +54,8 @@ def test_delong_matches_workbench_and_clustered_form_reduces_to_it():
     est = auroc_estimate(s, y)
     assert abs(est.value - ref.value) < 1e-12 and abs(est.stderr - ref.stderr) < 1e-12
     # singleton clusters: Obuchowski's estimator is DeLong's up to the (G-1)/G vs (n-1) factors
-    from probe.metrics import _delong_variance, delong_placements
+    from workbench.stats import delong_placements
+    from workbench.stats import delong_variance as _delong_variance
 
     v10, v01, a = delong_placements(s, y)
     clu = _delong_variance(v10, v01, a, y, np.arange(300))

@@ -39,6 +39,8 @@ def test_preference_probes_final_layer_protocol_on_tiny(tiny_model):
     assert r.sweeps["verbosity"].layers == [1, 2]      # final layer + after the final norm
     assert r.final["verbosity"].value > 0.8            # length is readable even by a random model
     assert len(r.summary_table()) == 2
+    assert r.summary().startswith("preference probes (easy split), AUROC: verbosity: final layer ")
+    assert f"best layer {r.best['verbosity'][0]} {r.best['verbosity'][1].value:.2f}" in r.summary()
 
 
 def test_hh_harmless_pairs_come_from_the_core_copy():

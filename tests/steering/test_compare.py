@@ -6,7 +6,7 @@ import pytest
 from steering.calibration import next_token_kl, prompt_kl
 from steering.compare import Condition, persona_comparison
 from steering.personas import load_personas, persona_vectors
-from steering.scoring import ab_scores
+from steering.scoring import steered_ab_scores
 from steering.sweeps import paired_difference
 from workbench.stats import spearman
 
@@ -23,7 +23,7 @@ class ToyScorer:
 
     def score(self, model, persona, condition):
         self.seen.append((persona.name, condition.method, condition.system, len(condition.operators)))
-        return ab_scores(model, RECS, condition.operators, system=condition.system)
+        return steered_ab_scores(model, RECS, condition.operators, system=condition.system)
 
 
 @pytest.fixture(scope="module")

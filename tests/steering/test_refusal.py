@@ -49,6 +49,8 @@ def test_candidates_selection_and_scores_by_hand(tiny_model):
     assert res.direction.site_at(res.layer).kind == "resid_pre" and res.direction.meta["position"] == res.position
     df = res.to_dataframe()
     assert df.selected.sum() == 1 and {"bypass", "induce_ci_low", "kl"} <= set(df.columns)
+    assert res.summary().startswith(f"refusal direction at layer {res.layer}, position {res.position}")
+    assert str(sel["bypass"]) in res.summary() and ("passes the selection" in res.summary()) == sel["passes"]
     from steering.plots import plot_refusal_direction
 
     assert plot_refusal_direction(res).axes

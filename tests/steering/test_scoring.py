@@ -7,7 +7,7 @@ import torch
 
 from steering import Add, steer
 from steering.fastpath import ResidualReplay
-from steering.scoring import ScoringError, ab_prompts, ab_scores, generate_and_score, p_matching
+from steering.scoring import ScoringError, ab_prompts, generate_and_score, p_matching, steered_ab_scores
 from workbench.scorers import RefusalScorer
 from workbench.scorers.ab import ab_scores as shared_ab_scores
 
@@ -35,7 +35,7 @@ def test_fast_path_equals_the_shared_ab_scorer(tiny_model, records):
             seq = m.tokenizer.decode(ab.contexts[i] + [int(toks[i])])
             assert seq.startswith(text) and (text + r[key].strip()).startswith(seq)
     shared = shared_ab_scores(m, records, interventions=op.interventions(m), strip_answers=True)
-    ours = ab_scores(m, records, [op])
+    ours = steered_ab_scores(m, records, [op])
     assert np.allclose(ours.values, shared.values) and ours.scorer == "ab"
     rp = ResidualReplay(m, ab.contexts, "resid_post.0", positions="all", batch_size=2)
     assert np.allclose(p_matching(rp.last_logits(v), ab), shared.values, atol=1e-5)

@@ -69,7 +69,7 @@ def test_caa_sweep_monotone_with_a_behaviour_smollm_has(smollm):
     assert v.meta["unmirrored_groups"] == ["A/B"]
     res = caa_sweep(smollm, {"answer-A": v}, {"answer-A": test}, [8, 14], [-0.1, -0.05, 0, 0.05, 0.1],
                     select_items={"answer-A": gen[32:48]}, batch_size=16)
-    s = res.summary("answer-A")
+    s = res.behaviour_summary("answer-A")
     assert s["monotone"], s["curve"]
     assert s["effect"].ci_low > 0 and s["trend"].ci_low > 0
     assert s["effect"].ci_low > s["control_effect"].ci_high and s["effect"].value > 3 * abs(s["control_effect"].value)

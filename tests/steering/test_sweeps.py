@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from steering import Add, SteeringVector, build_caa_vectors
-from steering.scoring import ab_scores
+from steering.scoring import steered_ab_scores
 from steering.sweeps import SweepResult, caa_sweep, generation_sweep, paired_difference, trend
 from workbench.scorers import RefusalScorer
 from workbench.sites import Site
@@ -24,9 +24,9 @@ def test_caa_sweep_cells_equal_full_forwards(tiny_model):
     for L in (0, 1):
         for mult in (-1.0, 1.0):
             for kind, vec in (("steer", v), ("random", ctrl)):
-                ref = ab_scores(m, RECS[4:], [Add(f"resid_post.{L}", vec.vector(L), mult)]).values
+                ref = steered_ab_scores(m, RECS[4:], [Add(f"resid_post.{L}", vec.vector(L), mult)]).values
                 assert np.allclose(res.values[("toy", L, mult, kind)], ref, atol=1e-5), (L, mult, kind)
-        assert np.allclose(res.values[("toy", L, 0.0, "steer")], ab_scores(m, RECS[4:]).values, atol=1e-5)
+        assert np.allclose(res.values[("toy", L, 0.0, "steer")], steered_ab_scores(m, RECS[4:]).values, atol=1e-5)
     df = res.to_dataframe()
     assert len(df) == 2 * 3 * 2 and set(df.kind) == {"steer", "random"}
     assert res.vector_norms[("toy", 0, "random")] == pytest.approx(res.vector_norms[("toy", 0, "steer")], rel=1e-5)
@@ -36,7 +36,7 @@ def test_caa_sweep_cells_equal_full_forwards(tiny_model):
     toks = m.to_str_tokens(m.tokenize("QQ", chat=True, assistant_prefix="("))
     k = len(toks) - 1 - toks.index("Q", toks.index("Q") + 1)  # tokens after the instruction "QQ"
     assert toks[-k] == "<|im_end|>" and toks[-1] == "("
-    ref = ab_scores(m, RECS[4:], [Add("resid_post.1", v.vector(1), 1.0, positions=list(range(-k, 0)))]).values
+    ref = steered_ab_scores(m, RECS[4:], [Add("resid_post.1", v.vector(1), 1.0, positions=list(range(-k, 0)))]).values
     assert np.allclose(sel.values[("behaviour", 1, 1.0, "steer")], ref, atol=1e-5)
     assert sel.selection_on == "select_items" and sel.best_layer("behaviour") in (0, 1)
     assert set(sel.selection["behaviour"]) == {0, 1}
@@ -69,7 +69,7 @@ def test_summary_statistics_by_hand():
     assert res.is_monotone("b", 3) and res.best_layer("b") == 3
     adj = res.adjacent_differences("b", 3)
     assert len(adj) == 4 and all(a.value > 0 for a in adj)
-    s = res.summary("b")
+    s = res.behaviour_summary("b")
     assert s["best_layer"] == 3 and s["monotone"] and "control_effect" in s
     assert "best layer 3" in res.report() and "random control" in res.report()
     assert paired_difference(np.array([1.0, np.nan, 3.0]), np.array([0.0, 1.0, 1.0])).value == pytest.approx(1.5)
@@ -87,6 +87,8 @@ def test_generation_sweep(tiny_model):
         ref = m.generate(["hi", "hello"], max_new_tokens=3, chat=True).completions
     assert res.completions[(1, 3.0, "steer")] == ref
     assert len(res.to_dataframe()) == 6 and res.estimate(1, 3.0).n == 2
+    assert res.summary() == (f"refusal of 2 generations, coefficient 3 minus -3: layer 1: {res.effect(1)} "
+                             f"(random control {res.effect(1, 'random')})")
     from steering.plots import plot_generation_sweep
 
     assert plot_generation_sweep(res).axes

@@ -48,3 +48,28 @@ def test_loaders():
         datasets.caa_items("sycophantic")
     with pytest.raises(KeyError, match="shipped traits"):
         datasets.persona_statements("openness-to-cheese")
+
+
+def test_one_shared_data_folder_and_one_variable(monkeypatch, tmp_path):
+    import warnings
+
+    from workbench.datasets import SharedDataError, shared_data_dir
+
+    monkeypatch.delenv("WORKBENCH_SHARED_DATA", raising=False)
+    monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))
+    assert shared_data_dir() == tmp_path and shared_data_dir(tmp_path / "x", must_exist=False) == tmp_path / "x"
+    monkeypatch.delenv("WORKBENCH_DATA")
+    assert shared_data_dir(must_exist=False).parts[-2:] == ("shared", "data")
+    old = tmp_path / "old"
+    old.mkdir()
+    monkeypatch.setenv("WORKBENCH_SHARED_DATA", str(old))
+    with pytest.warns(DeprecationWarning, match="set WORKBENCH_DATA instead"):
+        assert shared_data_dir() == old
+    monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))  # the current name wins, without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert shared_data_dir() == tmp_path
+    monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path / "missing"))
+    with pytest.raises(SharedDataError, match="set WORKBENCH_DATA") as e:
+        shared_data_dir()
+    assert isinstance(e.value, FileNotFoundError) and str(tmp_path / "missing") in str(e.value)

@@ -275,7 +275,7 @@ def test_asr_with_fake_judge_counts_unparseable():
     assert (r.aggregate.ci_low, r.aggregate.ci_high) == pytest.approx(wilson(2, 4))
     assert "2 of 6 items unscored" in r.aggregate.notes[-1]
     assert r.details[2]["status"] == "unparseable" and r.details[2]["raw"] == "hmm, hard to say"
-    assert "2 unscored" in str(r)
+    assert "2 unscored" in str(r) and r.summary() == str(r) == f"{r.scorer}: {r.aggregate}, 2 unscored"
     df = r.to_dataframe()
     assert df["status"].tolist().count("unparseable") == 2 and len(df) == 6
     with warnings.catch_warnings():

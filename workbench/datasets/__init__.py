@@ -14,19 +14,57 @@ Only data whose licence allows redistribution is shipped (``../shared/data/READM
   Alpaca harmless split is non-commercial and is not shipped).
 
 Content warning: the harmful sets and HH-RLHF pairs contain harmful requests.
+
+Data that may not ship (non-commercial or unlicensed upstream: the Alpaca harmless splits, the
+evaluation-awareness prompts of Nguyen et al., persona-vector trait data) is read at run time from the
+shared data folder, :func:`shared_data_dir`: ``$WORKBENCH_DATA``, else ``../shared/data`` beside the
+repository. (``WORKBENCH_SHARED_DATA``, an older name for the same folder, still works with a
+DeprecationWarning.) Everything that ships is read from here, never from that folder.
 """
 
 from __future__ import annotations
 
-import csv
 import json
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DATA_DIR", "path", "caa_behaviours", "caa_items", "persona_traits", "persona_statements",
+from workbench.errors import WorkbenchError
+
+__all__ = ["DATA_DIR", "DATA_ENV", "SharedDataError", "shared_data_dir", "path", "caa_behaviours", "caa_items", "persona_traits", "persona_statements",
            "harmful_instructions", "harmless_instructions", "hh_rlhf_harmless"]
 
 DATA_DIR = Path(__file__).resolve().parent
+#: The environment variable naming the shared data folder (data that may not ship).
+DATA_ENV = "WORKBENCH_DATA"
+_DEPRECATED_ENV = "WORKBENCH_SHARED_DATA"
+
+
+class SharedDataError(WorkbenchError, FileNotFoundError):
+    """The shared data folder (data the repository may not ship) is not where it was looked for."""
+
+
+def shared_data_dir(root: str | Path | None = None, *, must_exist: bool = True) -> Path:
+    """The shared data folder: ``root`` if given, else ``$WORKBENCH_DATA``, else ``../shared/data`` beside the
+    repository (``$WORKBENCH_SHARED_DATA`` is accepted with a DeprecationWarning when ``WORKBENCH_DATA`` is
+    unset). Raises :class:`SharedDataError` naming the place and the fix when it is not a directory (unless
+    ``must_exist=False``)."""
+    if root is not None:
+        p = Path(root)
+    elif os.environ.get(DATA_ENV):
+        p = Path(os.environ[DATA_ENV])
+    elif os.environ.get(_DEPRECATED_ENV):
+        warnings.warn(f"{_DEPRECATED_ENV} is deprecated; set {DATA_ENV} instead (same meaning).", DeprecationWarning,
+                      stacklevel=2)
+        p = Path(os.environ[_DEPRECATED_ENV])
+    else:
+        p = DATA_DIR.parents[2] / "shared" / "data"
+    if must_exist and not p.is_dir():
+        raise SharedDataError(f"shared data folder not found at {p}: pass the folder explicitly, or set {DATA_ENV} "
+                              f"to the folder holding the unshipped datasets (a fresh clone has none; what ships is "
+                              f"in {DATA_DIR})")
+    return p
 
 
 def path(rel: str) -> Path:
@@ -48,10 +86,10 @@ def caa_items(behaviour: str, split: str = "test") -> list:
     from workbench.scorers.ab import load_ab_items
 
     if behaviour not in caa_behaviours():
-        import difflib
+        from workbench.errors import did_you_mean
 
-        close = difflib.get_close_matches(behaviour, caa_behaviours(), n=2)
-        raise KeyError(f"unknown CAA behaviour {behaviour!r}" + (f"; did you mean {close}?" if close else "") +
+        hint = did_you_mean(behaviour, caa_behaviours(), n=2, cutoff=0.6, inline=True)
+        raise KeyError(f"unknown CAA behaviour {behaviour!r}" + (f"; {hint}" if hint else "") +
                        f" Behaviours: {', '.join(caa_behaviours())}")
     files = {"test": "test_dataset_ab.json", "generate": "generate_dataset.json"}
     if split not in files:
@@ -99,9 +137,3 @@ def hh_rlhf_harmless(limit: int | None = None) -> list[dict[str, str]]:
                 if limit is not None and len(out) >= limit:
                     break
     return out
-
-
-def advbench_targets() -> list[dict[str, str]]:
-    """AdvBench goals with their affirmative target prefixes ("Sure, here is ...")."""
-    with open(path("harmful/advbench.csv"), newline="") as f:
-        return [{"goal": r["goal"], "target": r["target"]} for r in csv.DictReader(f)]

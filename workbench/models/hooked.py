@@ -140,10 +140,6 @@ class _Planned:
     mask: torch.Tensor
 
 
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class HookedModel:
     """A language model with canonical sites, interventions, caching and generation.
 

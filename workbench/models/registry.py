@@ -7,20 +7,19 @@ use), so named models take the same loading path as a user's own checkpoint.
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from workbench.registry import Registry, UnknownNameError
 
 __all__ = ["ModelEntry", "register_model", "get_entry", "list_models", "DEFAULT_MODEL", "UnknownModelError"]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
-class UnknownModelError(WorkbenchError, KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
-        return str(self.args[0])
+class UnknownModelError(UnknownNameError):
+    """No model is registered under that name (the message suggests close matches and the other specs)."""
 
 
 @dataclass(frozen=True)
@@ -40,30 +39,24 @@ class ModelEntry:
     source_hash: Callable[[], str] | None = None
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+#: The model registry (name -> :class:`ModelEntry`); see :class:`workbench.registry.Registry`.
+MODELS: Registry[ModelEntry] = Registry(
+    "model", error=UnknownModelError, n=3, cutoff=0.4,
+    footer="Other specs: a local HF directory, a .gguf file, a hub id 'org/name', or an HF model object.")
 
 
 def register_model(entry: ModelEntry, *, overwrite: bool = False) -> ModelEntry:
     """Add a model to the registry (``overwrite=True`` to replace an entry of the same name)."""
-    if entry.name in _REGISTRY and not overwrite:
-        raise ValueError(f"a model named {entry.name!r} is already registered (pass overwrite=True)")
-    _REGISTRY[entry.name] = entry
-    return entry
+    return MODELS.register(entry.name, entry, overwrite=overwrite)
 
 
 def get_entry(name: str) -> ModelEntry:
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise UnknownModelError(
-        f"unknown model {name!r}.{hint} Registered models: {', '.join(sorted(_REGISTRY))}. "
-        "Other specs: a local HF directory, a .gguf file, a hub id 'org/name', or an HF model object."
-    )
+    """The registered model ``name``; :class:`UnknownModelError` (with close matches) otherwise."""
+    return MODELS.get(name)
 
 
 def list_models() -> list[ModelEntry]:
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    return MODELS.values()
 
 
 def _smollm_dir(cache: Path) -> Path:

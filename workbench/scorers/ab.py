@@ -34,7 +34,7 @@ from workbench.results import data_hash
 from workbench.scorers.base import ScoreResult, register_scorer
 from workbench.stats import Estimate, bootstrap, proportion
 
-__all__ = ["ABItem", "load_ab_items", "ab_scores", "ab_accuracy", "ABScorer", "ABFormatError"]
+__all__ = ["ABItem", "load_ab_items", "ab_scores", "ab_accuracy", "ABScorer", "ABFormatError", "context_and_choices"]
 
 
 class ABFormatError(WorkbenchError, ValueError):
@@ -88,7 +88,10 @@ def load_ab_items(source: str | Path | Iterable[Mapping[str, Any]]) -> list[ABIt
     return items
 
 
-def _context_and_choices(model: Any, prompt_text: str, a: str, b: str) -> tuple[list[int], int, int]:
+def context_and_choices(model: Any, prompt_text: str, a: str, b: str) -> tuple[list[int], int, int]:
+    """The token ids both answers share after ``prompt_text`` (the context the model reads) and each answer's first
+    differing token (the two choices whose logits an A/B score compares); :class:`ABFormatError` when one answer's
+    tokens are a prefix of the other's."""
     tok = model.tokenizer
     ia = tok(prompt_text + a, add_special_tokens=False)["input_ids"]
     ib = tok(prompt_text + b, add_special_tokens=False)["input_ids"]
@@ -128,7 +131,7 @@ def ab_scores(model: Any, items: Sequence[ABItem | Mapping[str, Any]], *, interv
         user = prompt_template.format(question=it.question)
         text = model.format_chat(user, system=system) if chat else user
         a, b = (it.matching.strip(), it.not_matching.strip()) if strip_answers else (it.matching, it.not_matching)
-        ctx, ca, cb = _context_and_choices(model, text, a, b)
+        ctx, ca, cb = context_and_choices(model, text, a, b)
         if not chat:
             bos = model.prepend_bos if prepend_bos is None else prepend_bos
             if bos and model.facts.bos_token_id is not None:

@@ -17,13 +17,12 @@ items are clustered by prompt text, and the aggregate's CI is a cluster bootstra
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
 
+from workbench.registry import Registry, UnknownNameError
 from workbench.results import Provenance, data_hash, to_jsonable
 from workbench.stats import Estimate
 
@@ -110,9 +109,13 @@ class ScoreResult:
             }
         )
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """``refusal: 0.20 [0.08, 0.40] (95% wilson, n=20)``, with the unscored count when some items were."""
         extra = f", {self.n_unscored} unscored" if self.n_unscored else ""
         return f"{self.scorer}: {self.aggregate}{extra}"
+
+    def __str__(self) -> str:
+        return self.summary()
 
 
 @runtime_checkable
@@ -135,12 +138,17 @@ class Scorer(Protocol):
 # Registry
 # --------------------------------------------------------------------------------------------
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class UnknownScorerError(WorkbenchError, LookupError):
+class UnknownScorerError(UnknownNameError):
     """No scorer is registered under that name (the message suggests close matches)."""
+
+
+#: The scorer registry (name -> factory); see :class:`workbench.registry.Registry`.
+SCORERS: Registry[Callable[..., Any]] = Registry("scorer", error=UnknownScorerError, unknown="no {kind} named {name!r}.",
+                                                 n=3, cutoff=0.5)
+_REGISTRY = SCORERS  # the old private name
 
 
 def register_scorer(name: str, *, overwrite: bool = False) -> Callable[[F], F]:
@@ -150,16 +158,10 @@ def register_scorer(name: str, *, overwrite: bool = False) -> Callable[[F], F]:
     scorer. Registering a taken name raises unless ``overwrite=True`` (to catch two modules
     claiming one name).
     """
-    if not isinstance(name, str) or not name or name != name.strip():
-        raise ValueError(f"scorer name must be a non-empty string without surrounding spaces; got {name!r}.")
+    register = SCORERS.decorator(name, overwrite=overwrite)  # checks the name now
 
     def deco(factory: F) -> F:
-        if name in _REGISTRY and _REGISTRY[name] is not factory and not overwrite:
-            raise ValueError(
-                f"a scorer named {name!r} is already registered ({_REGISTRY[name]!r}); pick "
-                f"another name or pass overwrite=True."
-            )
-        _REGISTRY[name] = factory
+        register(factory)
         try:
             factory.scorer_name = name  # type: ignore[attr-defined]
         except (AttributeError, TypeError):
@@ -174,20 +176,12 @@ def get_scorer(name: str, **options: Any) -> Any:
 
     Raises :class:`UnknownScorerError` listing close matches and all registered names.
     """
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownScorerError(
-            f"no scorer named {name!r}.{hint} Registered scorers: {', '.join(list_scorers()) or '(none)'}."
-        ) from None
-    return factory(**options)
+    return SCORERS.get(name)(**options)
 
 
 def list_scorers() -> list[str]:
     """Names of the registered scorers, sorted."""
-    return sorted(_REGISTRY)
+    return SCORERS.names()
 
 
 # --------------------------------------------------------------------------------------------
