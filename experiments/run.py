@@ -189,7 +189,7 @@ class RunContext:
 
     def __init__(self, out: str | Path, experiment: str, config: Any, *, resume: bool = False,
                  overwrite: bool = False, executor: Any = None, progress: bool = True,
-                 argv: Sequence[str] | None = None):
+                 argv: Sequence[str] | None = None, preset: str | None = None):
         from .executors import LocalExecutor
 
         self.out = Path(out)
@@ -247,7 +247,7 @@ class RunContext:
         self._shipped = _shipped_data_hash()
         self._files = _config_files(cfg)
         self.manifest: dict = {
-            "experiment": experiment, "config": cfg, "fingerprint": self.fingerprint,
+            "experiment": experiment, "preset": preset, "config": cfg, "fingerprint": self.fingerprint,
             "seed": getattr(config, "seed", None), "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "packages": package_versions(), "git_sha": git_sha(), "argv": list(argv or sys.argv),
             "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
@@ -411,6 +411,11 @@ class RunContext:
         self._write_manifest()
         return payload
 
+    def study(self, name: str, compute: Callable[[], Any]) -> dict:
+        """Run a study as the step ``name``: ``compute()`` returns a :class:`experiments.study.StudyResult`,
+        written by :meth:`StepWriter.study`; returns its payload (with its verdict and correlation)."""
+        return self.step(name, lambda w: w.study(compute()))
+
     # -- grids ------------------------------------------------------------------------
     def map(self, name: str, fn: Callable[[dict], Any], tasks: Sequence[dict]) -> list[Any]:
         """Run ``fn(task)`` for every task (JSON-able dicts) through the executor, one shard per task.
@@ -535,6 +540,52 @@ class StepWriter:
         except Exception:  # pragma: no cover
             pass
         return f"{base}.png"
+
+    def result(self, name: str, result: Any, *, table: bool = True,
+               plots: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+        """Write a typed result by the result contract: ``to_dataframe()`` as the table ``name``, and each plot
+        registered for its type (:func:`workbench.results.plots_for`; only those in ``plots`` when given) as a
+        figure: plot ``"plot"`` as ``name``, any other as ``name_<plot>``. Returns (table files, figure files)."""
+        from workbench.results import plots_for
+
+        tables = [self.table(name, result.to_dataframe())] if table else []
+        registered = plots_for(result)
+        if plots is not None:
+            unknown = [p for p in plots if p not in registered]
+            if unknown:
+                raise ValueError(f"{type(result).__name__} has no plot {unknown[0]!r}; registered: {list(registered)}")
+            registered = {p: registered[p] for p in plots}
+        figures = [self.figure(name if p == "plot" else f"{name}_{p}", fn(result)) for p, fn in registered.items()]
+        return tables, figures
+
+    def study(self, res: Any) -> dict:
+        """Write a :class:`experiments.study.StudyResult`: its results (by the contract), its extra tables, its
+        cross-check (scatter, per-unit table, JSON) and one report section; returns its payload."""
+        tables: list[str] = []
+        figures: list[str] = []
+        for name, r in res.results.items():
+            t, f = self.result(name, r, table=name not in res.tables_off, plots=res.plots.get(name))
+            tables += t
+            figures += f
+        for name, df in res.tables.items():
+            tables.append(self.table(name, df))
+        cc = res.crosscheck
+        metrics = dict(res.metrics)
+        detail = ""
+        if cc is not None:
+            t, f = self.result(f"{res.slug}_crosscheck", cc)
+            tables += t
+            figures += f
+            self.json(f"{res.slug}_crosscheck", cc.to_dict())
+            metrics = {"cross-check " + cc.method_label: cc.correlation.to_dict() if cc.correlation else None,
+                       **metrics}
+            detail = " " + cc.summary()
+        self.section(Section(res.title, res.description, verdict=res.verdict, verdict_detail=detail, metrics=metrics,
+                             figures=figures, tables=tables, notes=[*res.notes, *(cc.notes if cc is not None else [])]))
+        out = dict(res.payload)
+        if cc is not None:
+            out.update({"verdict": cc.verdict, "correlation": cc.correlation.value if cc.correlation else None})
+        return out
 
     def section(self, section: Section) -> None:
         section.order = len(self.sections)
