@@ -87,7 +87,7 @@ def run(ctx: RunContext, cfg: SmokeConfig) -> None:
         for b in cfg.behaviours:
             items = datasets.caa_items(b)[: cfg.n_ab_items]
             ctx.record_data(f"caa/{b}", [(i.question, i.matching) for i in items])
-            r = ab_scores(m, items, seed=cfg.seed)
+            r = ab_scores(m, items, seed=cfg.seed, chat=bool(m.facts.has_chat_template))
             names.append(b)
             ests.append(r.aggregate)
             rows.append({"behaviour": b, "p_matching": r.aggregate.value, "ci_low": r.aggregate.ci_low,
@@ -96,7 +96,8 @@ def run(ctx: RunContext, cfg: SmokeConfig) -> None:
         w.section(Section("A/B behaviour (CAA)", "Mean p(answer matching behaviour) from next-token logits over the "
                           "two answer letters, unsteered. 0.5 is indifference.",
                           metrics={n: e.to_dict() for n, e in zip(names, ests)},
-                          figures=[w.figure("ab", fig)], tables=[w.table("ab", pd.DataFrame(rows))]))
+                          figures=[w.figure("ab", fig)], tables=[w.table("ab", pd.DataFrame(rows))],
+                          notes=chat_note(m)))
         return {n: e.value for n, e in zip(names, ests)}
     ctx.step("ab", ab)
 

@@ -90,8 +90,9 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
 
     ea = _folder(cfg)
     if ea is None or not (ea / "contrastive_dataset.json").is_file():
-        return skipped(TITLE, "nguyen", f"Nguyen et al.'s contrastive set was not found ({ea or 'no shared data folder'}"
-                       "; set [nguyen] data or WORKBENCH_DATA); it is not shipped (no licence)")
+        where = ea or "no shared data folder"
+        return skipped(TITLE, "nguyen", f"Nguyen et al.'s contrastive set was not found ({where}; set [nguyen] data "
+                       "or WORKBENCH_DATA); it is not shipped (no licence)")
     cache = ctx.out / "cache" / "activations"
     notes: list[str] = []
     layers = resolve_layers(m, cfg.layers)
@@ -143,9 +144,10 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
         raw = res.probe.decision(tr_acts.layer(res.layer))
         tr = auroc_estimate(raw, tr_acts.labels, ci="bootstrap", n_resamples=cfg.n_resamples, seed=seed)
         norm = (raw - res.deploy_mean) / (res.test_mean - res.deploy_mean)
+        y = tr_acts.labels
         metrics.update({f"transfer AUROC (framing probe, layer {res.layer})": _est(tr),
-                        "transfer: mean normalised score, test-framed questions": float(norm[tr_acts.labels == 1].mean()),
-                        "transfer: mean normalised score, natural prompts": float(norm[tr_acts.labels == 0].mean())})
+                        "transfer: mean normalised score, test-framed questions": float(norm[y == 1].mean()),
+                        "transfer: mean normalised score, natural prompts": float(norm[y == 0].mean())})
         tables["transfer"] = pd.DataFrame({"prompt": [str(e.prompt) for e in tr_set.examples],
                                            "label": tr_acts.labels, "normalised_score": norm})
     else:

@@ -74,8 +74,8 @@ def compute(ctx: Any, m: Any, cfg: InductionStudy, *, seed: int = 0) -> StudyRes
     df = pd.DataFrame(rows)
     cc = CrossCheck.from_measurements(df["head"], df["induction_score"], df["logprob_drop_per_token"],
                                       internal_name="induction score", behavioural_name="copying log p drop",
-                                      unit_name="head", seed=seed, provenance=m.provenance(seed=seed,
-                                                                                            extra={"study": "induction"}))
+                                      unit_name="head", seed=seed,
+                                      provenance=m.provenance(seed=seed, extra={"study": "induction"}))
     d_top = df[df.set == "top"]["logprob_drop_per_token"].to_numpy()
     d_rand = df[df.set == "random"]["logprob_drop_per_token"].to_numpy()
     metrics = {"clean copying log p per token": bootstrap(base, seed=seed).to_dict(),

@@ -72,7 +72,8 @@ def compute(ctx: Any, m: Any, cfg: InductionProtocolStudy, *, seed: int = 0) -> 
     df = pd.DataFrame({"set": [n for n, _ in sets],
                        "summed_induction_score": [float(sum(ind[l, h] for l, h in hs)) for _, hs in sets],
                        "copy_logprob_drop": drops,
-                       "repeated_half_loss": [float(res.loss_targeted.mean())] + [float(x.mean()) for x in res.loss_random],
+                       "repeated_half_loss": [float(res.loss_targeted.mean())]
+                       + [float(x.mean()) for x in res.loss_random],
                        "heads": [",".join(f"L{l}H{h}" for l, h in hs) for _, hs in sets]})
     cc = CrossCheck.from_measurements(df["set"], df["summed_induction_score"], df["copy_logprob_drop"],
                                       internal_name="summed induction score", behavioural_name="copying log p drop",

@@ -65,7 +65,8 @@ def test_bad_presets_are_named():
     with pytest.raises(ConfigError, match=r"has no preset 'smal'\. Did you mean 'small'\? Presets: defaults, dotted"):
         exp.config(preset="smal")
     bad = dataclasses.replace(exp, explicit_presets={"broken": {"sec": {"c": 1}}})
-    with pytest.raises(ConfigError, match=r"preset 'broken' of 'test-presets-dummy': unknown key 'c' in \[config.sec\]"):
+    with pytest.raises(ConfigError,
+                       match=r"preset 'broken' of 'test-presets-dummy': unknown key 'c' in \[config.sec\]"):
         bad.config(preset="broken")
     assert nest({"a.b.c": 1, "a.b": {"d": 2}, "e": 3}) == {"a": {"b": {"c": 1, "d": 2}}, "e": 3}
 

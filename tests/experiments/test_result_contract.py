@@ -114,5 +114,6 @@ def test_a_skipped_study_says_why_and_has_no_verdict(tmp_path):
     w = StepWriter(tmp_path, "s")
     assert w.study(res) == {"skipped": "no answer is one token"}
     (sec,) = w.sections
-    assert sec.verdict is None and sec.summary == "Skipped: no answer is one token." and sec.notes == ["dropped 24 facts"]
+    assert sec.verdict is None and sec.summary == "Skipped: no answer is one token."
+    assert sec.notes == ["dropped 24 facts"]
     assert res.summary() == "Logit lens: no cross-check (no answer is one token)" and res.to_dataframe().empty
