@@ -2,7 +2,7 @@
 
 A study (``experiments/studies/<study>.py``) computes; the run writes. The study's ``compute``
 function returns a :class:`StudyResult`; :meth:`experiments.run.RunContext.study` runs it as one
-resumable step and writes it through :meth:`experiments.run.StepWriter.study`:
+resumable step and writes it through :meth:`experiments.writer.StepWriter.study`:
 
 - every typed result in ``results`` by the result contract (``workbench/AGENTS.md``): its
   ``to_dataframe()`` as a table and each plot registered for its type as a figure;

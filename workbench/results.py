@@ -5,7 +5,7 @@ model, weights hash, data hash, seed, sites), turns into a tidy :class:`pandas.D
 ``to_dataframe()``, says what it found in one string with ``summary()``, and has a plot function
 ``plot_x(result) -> Figure`` in its package's ``plots.py``, registered for its type with
 :func:`register_plot`. :func:`plots_for` finds a result's plots, so a run can write any result
-(table, figures, summary) without knowing its type (``experiments.run.StepWriter.result``).
+(table, figures, summary) without knowing its type (``experiments.writer.StepWriter.result``).
 
 :func:`data_hash` gives a stable short sha256 of data (prompts, records, arrays, files) so a
 result can say exactly which inputs produced it.

@@ -11,7 +11,7 @@ A study module holds, and is the only home of:
 - ``compute(ctx, model, cfg, *, seed) -> StudyResult``: the work (it calls circuits, probe, steering
   and the shared scorers; the analysis code itself lives in those packages) and the cross-check;
 - ``run(ctx, model, cfg, *, seed, step=STEP) -> dict``: ``compute`` as one resumable step of the run,
-  written by :meth:`experiments.run.StepWriter.study` (tables, figures, the report section).
+  written by :meth:`experiments.writer.StepWriter.study` (tables, figures, the report section).
 
 Experiments (``experiments/builtin/<name>.py``) compose studies; see ``experiments/AGENTS.md``.
 Importing this package imports no study (each module is imported where it is used).

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.run import StepWriter
+from experiments.writer import StepWriter
 from experiments.study import StudyResult, skipped
 from workbench.crosscheck import CrossCheck
 from workbench.results import Provenance, plots_for, register_plot, registered_plots
