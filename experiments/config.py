@@ -15,6 +15,7 @@ experiment's ``DEFAULT_PRESET`` if it has one), the TOML file, the ``key=value``
 from __future__ import annotations
 
 from workbench.errors import WorkbenchError
+from workbench.layers import LayerSpec, check_spec
 import copy
 import dataclasses
 import difflib
@@ -126,6 +127,11 @@ def config_from_dict(cls: type, data: dict, where: str = "config") -> Any:
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     for k, v in kwargs.items():
         _check_count(fields[k], v, f"{where}.{k}")
+        if hints[k] in (LayerSpec, list[LayerSpec]):
+            try:
+                check_spec(v)
+            except ValueError as e:
+                raise ConfigError(f"{where}.{k} = {v!r}: {e}") from e
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:

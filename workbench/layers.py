@@ -37,7 +37,7 @@ from typing import Any, Iterable, Union
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["LayerError", "LayerSpec", "resolve_layers", "resolve_layer", "n_layers_of", "fraction_of"]
+__all__ = ["LayerError", "LayerSpec", "resolve_layers", "resolve_layer", "n_layers_of", "fraction_of", "check_spec"]
 
 #: one item of a layer spec as a config field holds it (an int, a fraction, or a named spec)
 LayerSpec = Union[int, float, str]
@@ -150,3 +150,16 @@ def resolve_layer(model_or_n: Any, layer: Any) -> int:
     if len(out) != 1:
         raise LayerError(f"layer spec {layer!r} names {len(out)} layers ({out}); one layer is needed here")
     return out[0]
+
+
+def check_spec(layers: Any) -> None:
+    """Refuse a spec that is wrong on any model (a bool, a fraction outside [0, 1], an unknown name, 'every:0'),
+    before a model is loaded; whether an integer layer exists is only known with the model."""
+    items = layers if isinstance(layers, (list, tuple)) else [layers]
+    for spec in items:
+        if isinstance(spec, bool):
+            raise LayerError(f"a layer cannot be a bool ({spec!r})")
+        if isinstance(spec, numbers.Integral) or spec is None:
+            continue
+        # a deep enough model takes any valid non-integer spec; resolving against it checks the syntax
+        _one(spec, 1 << 20, "a model")

@@ -59,6 +59,7 @@ def run(ctx: RunContext, cfg: SmokeConfig) -> None:
     from workbench.stats import bootstrap
 
     m = ctx.model()
+    grid_layers = resolve_layers(m, cfg.grid_layers)  # a bad spec fails here, before any step runs
 
     def completions(w):
         import pandas as pd
@@ -125,7 +126,7 @@ def run(ctx: RunContext, cfg: SmokeConfig) -> None:
 
     sec = cfg.model
     tasks = [{"model": sec.name, "backend": sec.backend, "device": sec.device, "dtype": sec.dtype, "layer": L,
-              "seed": cfg.seed, "prompts": list(cfg.grid_prompts)} for L in resolve_layers(m, cfg.grid_layers)]
+              "seed": cfg.seed, "prompts": list(cfg.grid_prompts)} for L in grid_layers]
     results = ctx.map("residual-norms", residual_norm_task, tasks)
 
     def norms(w):

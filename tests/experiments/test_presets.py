@@ -186,3 +186,12 @@ def test_run_records_its_preset(tmp_path):
                    progress=False)
     m = json.loads((out / "manifest.json").read_text())
     assert m["preset"] == "quick" and m["config"]["n_ab_items"] == 4 and m["config"]["grid_layers"] == [0]
+
+
+def test_layer_specs_are_checked_when_the_config_is_read():
+    exp = get_experiment("cross-check")
+    with pytest.raises(ConfigError, match=r"config.personas.layer = 'top': unknown layer spec 'top'"):
+        exp.config(overrides=["personas.layer=top"])
+    with pytest.raises(ConfigError, match=r"config.eval_awareness.layers = \[0.5, 1.5\]: a fractional layer must be"):
+        exp.config(overrides=["eval_awareness.layers=[0.5, 1.5]"])
+    assert exp.config(overrides=["personas.layer=middle"]).personas.layer == "middle"

@@ -75,3 +75,14 @@ def test_bad_specs_name_the_problem(spec, msg):
 def test_one_layer_where_one_is_needed():
     with pytest.raises(LayerError, match=r"names 2 layers \(\[3, 4\]\); one layer is needed"):
         resolve_layer(30, [3, 4])
+
+
+def test_check_spec_refuses_what_no_model_takes():
+    from workbench.layers import check_spec
+
+    for ok in (3, -1, 0.4, "middle", "every:3", "-4:", ["all"], [0.2, 12, "last"]):
+        check_spec(ok)  # integers are checked once the model's depth is known
+    for bad, msg in ((2.5, r"must be in \[0, 1\]"), ("top", "unknown layer spec 'top'"), (["every:0"], "K >= 1"),
+                     (True, "cannot be a bool")):
+        with pytest.raises(LayerError, match=msg):
+            check_spec(bad)
