@@ -15,16 +15,18 @@ from .corruption import CorruptionError, NoiseCorruption, check_pair, embedding_
 from .heads import (CopyingScores, HeadScores, copying_scores, detection_pattern, head_scores, pattern_scores,
                     repeated_random_tokens)
 from .induction_model import induction_model_dir, induction_model_info, load_induction_model
-from .lens import (DLAResult, FoldedUnembed, LensResult, direct_logit_attribution, fold_unembed, lens_from_residuals,
-                   logit_lens)
+from .lens import (DLAResult, FoldedUnembed, LensResult, at_last_token, direct_logit_attribution, fold_unembed,
+                   lens_from_residuals, logit_lens, resolution_stages)
 from .metrics import KLFromClean, LogitDiff, PatchMetric, TargetLogProb, TargetProb, single_token_ids
 from .patching import (PATCH_KINDS, DirectPathResult, PatchingError, PatchingResult, path_patching,
                        patching_sweep)
+from .prompts import (FACTS, FACTUAL_PAIRS, IOI_PAIRS, factual_recall_batch, ioi_batch, single_token_facts,
+                      usable_pairs)
 from .tuned_lens import LensComparison, TunedLens, TunedLensTraining, compare_lenses, train_tuned_lens
 
 __all__ = [
     "logit_lens", "lens_from_residuals", "LensResult", "fold_unembed", "FoldedUnembed", "direct_logit_attribution",
-    "DLAResult", "TunedLens", "train_tuned_lens", "TunedLensTraining", "compare_lenses", "LensComparison",
+    "DLAResult", "at_last_token", "resolution_stages", "TunedLens", "train_tuned_lens", "TunedLensTraining", "compare_lenses", "LensComparison",
     "patching_sweep", "PatchingResult", "PATCH_KINDS", "PatchingError", "path_patching", "DirectPathResult",
     "LogitDiff", "TargetProb", "TargetLogProb", "KLFromClean", "PatchMetric", "single_token_ids",
     "check_pair", "token_replacement", "embedding_noise", "NoiseCorruption", "CorruptionError",
@@ -33,4 +35,5 @@ __all__ = [
     "CopyingScores", "head_ablation", "icl_score", "ICLScore", "repeated_half_loss", "induction_protocol",
     "InductionProtocolResult", "rounding_rule", "top_heads_per_layer", "copy_task",
     "induction_model_dir", "load_induction_model", "induction_model_info",
+    "FACTS", "FACTUAL_PAIRS", "IOI_PAIRS", "factual_recall_batch", "ioi_batch", "single_token_facts", "usable_pairs",
 ]

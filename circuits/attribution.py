@@ -271,6 +271,7 @@ def attribution_patching(model: Any, clean: Any, corrupt: Any, node_kind: str = 
 class AgreementReport:
     """Agreement of attribution estimates with exact patching over the same nodes.
 
+    ``attribution`` and ``exact`` are the two results compared (for the plot).
     ``spearman``: rank correlation of the per-node mean effects (``exact patched - base`` vs the estimate),
     CI by bootstrap over nodes, permutation p-value. ``recall_at_k``: share of the ``k`` nodes with the largest
     |exact effect| that are among the ``k`` largest |estimates|, CI by bootstrap over prompts (both rankings
@@ -286,6 +287,9 @@ class AgreementReport:
     attribution_top: list[tuple[int, ...]]
     label: str = ""
     provenance: Provenance = field(default_factory=Provenance)
+    #: the two results compared (kept for the plot, :func:`circuits.plots.plot_attribution_agreement`)
+    attribution: AttributionResult | None = field(default=None, repr=False, compare=False)
+    exact: PatchingResult | None = field(default=None, repr=False, compare=False)
 
     def to_dataframe(self):
         import pandas as pd
@@ -341,4 +345,5 @@ def attribution_agreement(attribution: AttributionResult, exact: PatchingResult,
     at_top = unr(np.argsort(-np.abs(at.mean(1)))[:k])
     return AgreementReport(rho, rec_e, k, n_nodes, B, ex_top, at_top, label,
                            exact.provenance.replace(extra={"method": "attribution_agreement",
-                                                           "attribution": attribution.method, "k": k}))
+                                                           "attribution": attribution.method, "k": k}),
+                           attribution=attribution, exact=exact)

@@ -34,7 +34,7 @@ from workbench.sites import Site
 from workbench.stats import mean_estimate
 
 __all__ = ["FoldedUnembed", "fold_unembed", "LensResult", "logit_lens", "lens_from_residuals",
-           "DLAResult", "direct_logit_attribution", "residual_stack"]
+           "DLAResult", "direct_logit_attribution", "residual_stack", "at_last_token", "resolution_stages"]
 
 
 @dataclass
@@ -410,3 +410,29 @@ def direct_logit_attribution(model: Any, prompts: Any, correct: Any, wrong: Any 
     prov = model.provenance(data_hash=data_hash(tokens.input_ids), sites=tuple(s.name for s in kinds),
                             extra={"method": "direct_logit_attribution", "coordinates": "folded", "position": position})
     return DLAResult(names, vals.cpu(), total.cpu(), hv, err, tname, prov)  # results live on the CPU
+
+
+def at_last_token(result: LensResult, metric: str = "target_prob") -> np.ndarray:
+    """``metric`` (``target_prob``, ``target_rank``, ``kl``, ``top1_agree``) at each prompt's last real token:
+    ``[stages, B]`` (either padding side)."""
+    x = getattr(result, metric)
+    if x is None:
+        raise ValueError(f"{metric} was not computed (pass targets= to logit_lens for target metrics)")
+    last = result.mask.long().cumsum(1).argmax(1)
+    return x[:, torch.arange(x.shape[1]), last].cpu().numpy()
+
+
+def resolution_stages(result: LensResult) -> np.ndarray:
+    """Per prompt, the *resolution stage*: the index of the first stage from which the target stays the lens's
+    top-1 token at the last real token through the output; ``len(stages)`` (one past the last) for a prompt whose
+    output does not rank the target first. ``[B]`` floats."""
+    top1 = at_last_token(result, "target_rank") == 0  # ranks are 0-based (tokens with a higher logit)
+    S, B = top1.shape
+    depth = np.full(B, float(S))
+    for b in range(B):
+        if top1[-1, b]:
+            s = S - 1
+            while s > 0 and top1[s - 1, b]:
+                s -= 1
+            depth[b] = s
+    return depth

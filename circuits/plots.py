@@ -228,3 +228,24 @@ def plot_direct_path(result: Any, ax: Any = None):
     ax.set_xlabel("destination head")
     ax.set_ylabel("destination layer")
     return fig
+
+
+# -- the result contract: each result type's plots (workbench.results.plots_for finds them) -------------------
+def _register() -> None:
+    from workbench.results import register_plot
+
+    register_plot("circuits.patching:PatchingResult")(plot_patching)
+    register_plot("circuits.lens:LensResult", "curve")(plot_lens)
+    register_plot("circuits.lens:LensResult", "table")(
+        lambda r: plot_lens_table(r, every=max(1, round(len(r.stages) / 16))))
+    register_plot("circuits.tuned_lens:LensComparison")(plot_lens_comparison)
+    for kind in ("induction", "previous_token", "duplicate_token"):
+        register_plot("circuits.heads:HeadScores", kind)(lambda r, kind=kind: plot_head_scores(r, kind))
+    register_plot("circuits.attribution:AgreementReport")(
+        lambda r: plot_attribution_agreement(r.attribution, r.exact, r))
+    register_plot("circuits.ablation:InductionProtocolResult")(plot_induction_protocol)
+    register_plot("circuits.lens:DLAResult")(plot_dla)
+    register_plot("circuits.patching:DirectPathResult")(plot_direct_path)
+
+
+_register()

@@ -8,6 +8,8 @@ from .cli import run_experiment
 from .config import ConfigError, ModelSection, load_config, to_toml
 from .registry import Experiment, experiment, get_experiment, list_experiments
 from .run import RunContext, Section
+from .study import StudyResult
+from .writer import StepWriter
 
 __all__ = ["run_experiment", "ConfigError", "ModelSection", "load_config", "to_toml", "Experiment", "experiment",
-           "get_experiment", "list_experiments", "RunContext", "Section"]
+           "get_experiment", "list_experiments", "RunContext", "Section", "StepWriter", "StudyResult"]

@@ -1,9 +1,9 @@
 """The ``workbench`` command line.
 
     workbench models [--check MODEL]       registered models; whether MODEL is supported (from its config)
-    workbench experiments                  built-in experiments and what they do
-    workbench config EXPERIMENT            an experiment's default config, as TOML
-    workbench run EXPERIMENT [--model NAME|PATH] [--backend tl|nnsight] [--device D] [--dtype T]
+    workbench experiments                  built-in experiments, what they do, their presets
+    workbench config EXPERIMENT [--preset P]  an experiment's config (default or preset), as documented TOML
+    workbench run EXPERIMENT [--preset P] [--model NAME|PATH] [--backend tl|nnsight] [--device D] [--dtype T]
                   [--out DIR] [--config FILE] [--set key=value ...] [--seed N] [--resume | --overwrite]
                   [--executor local|ray] [--ray-address ADDR] [--quiet]
     workbench report RUN_DIR               (re)write RUN_DIR/report.html
@@ -28,8 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("experiments", help="list built-in experiments")
     c = sub.add_parser("config", help="print an experiment's default config as TOML")
     c.add_argument("experiment")
+    c.add_argument("--preset", help="the config with this preset applied (see `workbench experiments`)")
     r = sub.add_parser("run", help="run an experiment and write a run directory with a report")
     r.add_argument("experiment")
+    r.add_argument("--preset", help="named config overrides, e.g. quick (see `workbench experiments`); applied "
+                   "before --config and --set")
     r.add_argument("--model", help="registered name, local HF directory, .gguf file or hub id")
     r.add_argument("--backend", choices=["tl", "nnsight"])
     r.add_argument("--device", help="cpu, cuda, cuda:1, auto")
@@ -51,25 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_experiment(name: str, *, out: str | Path | None = None, config_file: str | None = None,
-                   overrides: list[str] | None = None, resume: bool = False, overwrite: bool = False,
-                   executor: str = "local", ray_address: str | None = None, progress: bool = True,
-                   argv: list[str] | None = None) -> Path:
+                   overrides: list[str] | None = None, preset: str | None = None, resume: bool = False,
+                   overwrite: bool = False, executor: str = "local", ray_address: str | None = None,
+                   progress: bool = True, argv: list[str] | None = None) -> Path:
     """Run a registered experiment; returns the path of its report. (The CLI's ``run``.)
+
+    The config is the experiment's defaults, then ``preset`` (else the experiment's default preset), the
+    TOML ``config_file`` and the ``key=value`` ``overrides``.
 
     A failure before any step finished leaves no run directory behind (when this run created it);
     a later one marks the run ``failed`` and keeps its finished steps for ``resume=True``.
     """
-    from .config import load_config
     from .executors import make_executor
     from .registry import get_experiment
     from .run import RunContext
 
     exp = get_experiment(name)
-    cfg = load_config(exp.config_cls, config_file, overrides)
+    preset_name, _ = exp.preset(preset)
+    cfg = exp.config(config_file, overrides, preset)
     ex = make_executor(executor, ray_address)
     try:
         ctx = RunContext(out or Path("runs") / name, name, cfg, resume=resume, overwrite=overwrite, executor=ex,
-                         progress=progress, argv=argv)
+                         progress=progress, argv=argv, preset=preset_name)
         try:
             exp.run(ctx, cfg)
             return ctx.finish()
@@ -146,12 +152,20 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         for e in list_experiments():
             print(f"{e.name:<24} {e.description}")
+            names = [f"{p}{' (default)' if p == e.default_preset else ''}" for p in e.presets]
+            print(f"  {'':<24}presets: {', '.join(names)}")
         return 0
     if args.command == "config":
         from .config import to_toml
         from .registry import get_experiment
 
-        print(to_toml(get_experiment(args.experiment).config_cls()), end="")
+        exp = get_experiment(args.experiment)
+        name, _ = exp.preset(args.preset)
+        how = (f"preset {name!r}" + (" (this experiment's default)" if name == exp.default_preset else "")
+               if name else "the defaults")
+        print(f"# {exp.name}: {how}; presets: {', '.join(exp.presets)}. Override with --preset, --config FILE or "
+              "--set section.key=value.")
+        print(to_toml(exp.config(preset=args.preset)), end="")
         return 0
     if args.command == "report":
         from .report import write_report
@@ -167,7 +181,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     path = run_experiment(args.experiment, out=args.out, config_file=args.config, overrides=overrides,
-                          resume=args.resume, overwrite=args.overwrite, executor=args.executor,
+                          preset=args.preset, resume=args.resume, overwrite=args.overwrite, executor=args.executor,
                           ray_address=args.ray_address, progress=not args.quiet, argv=sys.argv)
     print(path)
     return 0

@@ -3,12 +3,21 @@
 Every experiment declares its config as a dataclass (sections are nested dataclasses). A TOML
 file or ``--set section.key=value`` overrides fill it in; an unknown key is an error that lists
 the valid keys, and a value of the wrong type is an error that names the key and the expected
-type. ``workbench config EXPERIMENT`` prints the defaults as TOML to start a file from.
+type. ``workbench config EXPERIMENT`` prints the defaults as TOML to start a file from, each key
+with its documentation (the ``Attributes:`` section of its dataclass's docstring) as a comment.
+
+Presets: an experiment may name sets of overrides (``PRESETS = {"quick": {...}}`` in its module,
+nested like the TOML or with dotted keys). A config is built in this order, each step overriding the
+one before: the dataclass defaults (one per parameter), the preset (the one asked for, else the
+experiment's ``DEFAULT_PRESET`` if it has one), the TOML file, the ``key=value`` overrides.
 """
 
 from __future__ import annotations
 
 from workbench.errors import WorkbenchError, did_you_mean
+
+from workbench.layers import LayerSpec, check_spec
+import copy
 import dataclasses
 import sys
 import typing
@@ -16,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 __all__ = ["ConfigError", "config_from_dict", "load_config", "config_to_dict", "to_toml", "apply_overrides",
-           "ModelSection"]
+           "ModelSection", "nest", "merge", "field_docs"]
 
 
 class ConfigError(WorkbenchError, ValueError):
@@ -25,7 +34,14 @@ class ConfigError(WorkbenchError, ValueError):
 
 @dataclasses.dataclass
 class ModelSection:
-    """Which model to run and where (shared by every experiment)."""
+    """``[model]``: which model to run and where (shared by every experiment).
+
+    Attributes:
+        name: a registered model name (``workbench models``), a local HF directory, a .gguf file or a hub id.
+        backend: ``tl`` (TransformerLens) or ``nnsight``; both give the same numbers.
+        device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto``.
+        dtype: the weights' dtype.
+    """
 
     name: str = "smollm2-135m-instruct"
     backend: Literal["tl", "nnsight"] = "tl"
@@ -110,6 +126,11 @@ def config_from_dict(cls: type, data: dict, where: str = "config") -> Any:
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     for k, v in kwargs.items():
         _check_count(fields[k], v, f"{where}.{k}")
+        if hints[k] in (LayerSpec, list[LayerSpec]):
+            try:
+                check_spec(v)
+            except ValueError as e:
+                raise ConfigError(f"{where}.{k} = {v!r}: {e}") from e
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
@@ -148,21 +169,45 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"{path} is not valid TOML: {e}") from e
 
 
-def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | None = None) -> Any:
-    """Defaults of ``cls``, updated from a TOML file and ``key=value`` overrides, validated."""
-    data: dict = {}
+def nest(data: dict, where: str = "preset") -> dict:
+    """``{"a.b": 1, "c": {"d": 2}}`` -> ``{"a": {"b": 1}, "c": {"d": 2}}`` (dotted keys become sections)."""
+    out: dict = {}
+    for k, v in data.items():
+        parts = str(k).split(".")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{where}: {k!r}: {p!r} is not a section")
+        node[parts[-1]] = merge(node.get(parts[-1], {}), nest(v, where)) if isinstance(v, dict) else v
+    return out
+
+
+def merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``, section by section (neither is changed)."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | None = None, *,
+                preset: dict | None = None) -> Any:
+    """Defaults of ``cls``, updated from ``preset`` (a dict of overrides), a TOML file and ``key=value``
+    overrides, in that order; validated."""
+    data: dict = nest(preset or {})
     if path is not None:
         p = Path(path)
         if not p.exists():
             raise ConfigError(f"config file not found: {p}")
-        data = _read_toml(p)
+        data = merge(data, _read_toml(p))
     data = apply_overrides(data, overrides or [])
     return config_from_dict(cls, data)
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply ``section.key=value`` strings (value parsed as TOML, else taken as a string)."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    out = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.key=value")
@@ -207,18 +252,60 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
-def to_toml(obj: Any) -> str:
-    """The config as TOML (scalars first, then one table per section)."""
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: text}`` from the ``Attributes:`` section of a dataclass's docstring (Google style)."""
+    import inspect
+
+    doc = inspect.getdoc(cls) or ""
+    out: dict[str, str] = {}
+    lines = doc.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Attributes:")
+    except StopIteration:
+        return out
+    indent, current = None, None
+    for line in lines[start + 1:]:
+        if not line.strip():
+            continue
+        ind = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = ind
+        if ind < indent:
+            break
+        text = line.strip()
+        if ind == indent and ":" in text:
+            names, _, rest = text.partition(":")
+            current = [n.strip() for n in names.split(",")]
+            for n in current:
+                out[n] = rest.strip()
+        elif current:
+            for n in current:
+                out[n] = f"{out[n]} {text}".strip()
+    return out
+
+
+def _comment(text: str, width: int = 100) -> list[str]:
+    import textwrap
+
+    return ["# " + line for line in textwrap.wrap(text, width - 2)]
+
+
+def to_toml(obj: Any, *, docs: bool = True) -> str:
+    """The config as TOML (scalars first, then one table per section); with ``docs``, each key preceded by
+    its documentation from the dataclass docstrings as a comment."""
     d = config_to_dict(obj)
     lines, tables = [], []
+    top_docs = field_docs(type(obj)) if docs else {}
     for k, v in d.items():
         if isinstance(v, dict):
-            tables.append((k, v))
+            tables.append((k, v, field_docs(type(getattr(obj, k))) if docs else {}))
         elif v is not None:
+            lines += _comment(top_docs[k]) if k in top_docs else []
             lines.append(f"{k} = {_toml_value(v)}")
-    for name, t in tables:
+    for name, t, sec_docs in tables:
         lines.append(f"\n[{name}]")
         for k, v in t.items():
             if v is not None and not isinstance(v, dict):
+                lines += _comment(sec_docs[k]) if k in sec_docs else []
                 lines.append(f"{k} = {_toml_value(v)}")
     return "\n".join(lines) + "\n"

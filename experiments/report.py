@@ -91,7 +91,7 @@ def _inside(root: Path, rel: object, what: str) -> Path:
 
 
 def render_report(run_dir: str | Path) -> str:
-    from .run import _slug
+    from .writer import _slug
 
     run = Path(run_dir)
     manifest = _read_json(run / "manifest.json")

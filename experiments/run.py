@@ -28,12 +28,10 @@ the finished steps for ``--resume``.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 import platform
-import re
 import shutil
 import socket
 import subprocess
@@ -44,13 +42,13 @@ from typing import Any, Callable, Sequence
 
 from workbench.errors import WorkbenchError
 from workbench.results import data_hash, to_jsonable
-from workbench.store import (ShardSet, StoreMismatchError, atomic_write_bytes, atomic_write_json, atomic_write_text,
-                             clean_stale_partials, partial_path)
+from workbench.store import ShardSet, StoreMismatchError, atomic_write_json, clean_stale_partials, partial_path
 
 from .config import config_to_dict
+from .writer import Section, StepWriter, _file_sha, _slug
 
-__all__ = ["RunContext", "Section", "RunExistsError", "RunDirectoryError", "package_versions", "locked_versions",
-           "git_sha"]
+__all__ = ["RunContext", "Section", "StepWriter", "RunExistsError", "RunDirectoryError", "package_versions",
+           "locked_versions", "git_sha"]
 
 # Packages whose versions a finished step depends on (a change recomputes the step on resume).
 LOCKED_PACKAGES = ("interp-workbench", "torch", "transformers", "transformer-lens", "nnsight", "numpy",
@@ -63,21 +61,6 @@ class RunExistsError(WorkbenchError, FileExistsError):
 
 class RunDirectoryError(WorkbenchError, ValueError):
     """The run directory is not one the workbench may use as asked."""
-
-
-@dataclasses.dataclass
-class Section:
-    """One result in the report: what was measured, the numbers, the verdict, tables and figures."""
-
-    title: str
-    summary: str = ""
-    verdict: str | None = None        # "agree" | "disagree" | "inconclusive" | None
-    verdict_detail: str = ""
-    metrics: dict = dataclasses.field(default_factory=dict)
-    tables: list[str] = dataclasses.field(default_factory=list)   # file names within the step
-    figures: list[str] = dataclasses.field(default_factory=list)  # file names (PNG) within the step
-    notes: list[str] = dataclasses.field(default_factory=list)
-    order: int = 0
 
 
 def _versions(names: Sequence[str]) -> dict[str, str]:
@@ -115,21 +98,6 @@ def git_sha(path: Path | None = None) -> str | None:
         return r.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def _slug(name: str) -> str:
-    s = re.sub(r"[^a-zA-Z0-9_.-]+", "-", name).strip("-.")
-    if not s:
-        raise ValueError(f"cannot make a file name from {name!r}")
-    return s
-
-
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def _shipped_data_hash() -> str:
@@ -189,7 +157,7 @@ class RunContext:
 
     def __init__(self, out: str | Path, experiment: str, config: Any, *, resume: bool = False,
                  overwrite: bool = False, executor: Any = None, progress: bool = True,
-                 argv: Sequence[str] | None = None):
+                 argv: Sequence[str] | None = None, preset: str | None = None):
         from .executors import LocalExecutor
 
         self.out = Path(out)
@@ -247,7 +215,7 @@ class RunContext:
         self._shipped = _shipped_data_hash()
         self._files = _config_files(cfg)
         self.manifest: dict = {
-            "experiment": experiment, "config": cfg, "fingerprint": self.fingerprint,
+            "experiment": experiment, "preset": preset, "config": cfg, "fingerprint": self.fingerprint,
             "seed": getattr(config, "seed", None), "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "packages": package_versions(), "git_sha": git_sha(), "argv": list(argv or sys.argv),
             "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
@@ -411,6 +379,11 @@ class RunContext:
         self._write_manifest()
         return payload
 
+    def study(self, name: str, compute: Callable[[], Any]) -> dict:
+        """Run a study as the step ``name``: ``compute()`` returns a :class:`experiments.study.StudyResult`,
+        written by :meth:`StepWriter.study`; returns its payload (with its verdict and correlation)."""
+        return self.step(name, lambda w: w.study(compute()))
+
     # -- grids ------------------------------------------------------------------------
     def map(self, name: str, fn: Callable[[dict], Any], tasks: Sequence[dict]) -> list[Any]:
         """Run ``fn(task)`` for every task (JSON-able dicts) through the executor, one shard per task.
@@ -498,49 +471,3 @@ class RunContext:
             self._lock.unlink()
         except FileNotFoundError:
             pass
-
-
-class StepWriter:
-    """Where a step writes its tables, figures and report section (inside its temporary directory)."""
-
-    def __init__(self, directory: Path, step: str):
-        self.dir = directory
-        self.step = step
-        self.sections: list[Section] = []
-
-    def table(self, name: str, df: Any) -> str:
-        """Write a DataFrame as CSV and Parquet; returns the CSV file name."""
-        import io
-
-        base = _slug(name)
-        atomic_write_text(self.dir / f"{base}.csv", df.to_csv(index=False))
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        atomic_write_bytes(self.dir / f"{base}.parquet", buf.getvalue())
-        return f"{base}.csv"
-
-    def figure(self, name: str, fig: Any) -> str:
-        """Save a matplotlib Figure as PNG (embedded in the report) and PDF; returns the PNG name."""
-        import io
-
-        base = _slug(name)
-        for ext in ("png", "pdf"):
-            buf = io.BytesIO()
-            fig.savefig(buf, format=ext, dpi=110, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else {"Software": None})
-            atomic_write_bytes(self.dir / f"{base}.{ext}", buf.getvalue())
-        return f"{base}.png"
-
-    def section(self, section: Section) -> None:
-        section.order = len(self.sections)
-        self.sections.append(section)
-
-    def json(self, name: str, obj: Any) -> str:
-        base = _slug(name)
-        atomic_write_json(self.dir / f"{base}.json", obj)
-        return f"{base}.json"
-
-    def _finish(self, payload: Any, deps: dict) -> None:
-        atomic_write_json(self.dir / "_sections.json", [dataclasses.asdict(s) for s in self.sections])
-        files = {f.name: _file_sha(f) for f in sorted(self.dir.iterdir()) if f.is_file() and f.name != "_done.json"}
-        atomic_write_json(self.dir / "_done.json",
-                          {"step": self.step, "payload": to_jsonable(payload), "deps": deps, "files": files})

@@ -28,12 +28,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from workbench.layers import resolve_layers
 from workbench.results import Provenance
 
 from .datasets import READ_POSITIONS, DatasetError, Example, LabelledPromptSet
 
-__all__ = ["Activations", "Encoded", "encode_example", "collect", "collect_cached", "collect_to_store",
-           "resolve_layers"]
+__all__ = ["Activations", "Encoded", "encode_example", "collect", "collect_cached", "collect_to_store"]
 
 
 @dataclass
@@ -142,23 +142,6 @@ class Activations:
                  "template": None if self.templates is None else str(self.templates[i])} for i in range(self.n)]
         return write_activation_store(out_dir, arrays, model=self.provenance.model or "arrays",
                                       model_hash=self.provenance.model_hash or "", row_meta=meta)
-
-
-def resolve_layers(model: Any, layers: Any) -> list[int]:
-    """``None``/``"all"``: every layer; ``"final"``: the last; an int or list (negatives count back)."""
-    n = model.facts.n_layers
-    if layers is None or layers == "all":
-        return list(range(n))
-    if layers == "final":
-        return [n - 1]
-    items = [layers] if isinstance(layers, int) else list(layers)
-    out = []
-    for L in items:
-        j = int(L) + n if int(L) < 0 else int(L)
-        if not 0 <= j < n:
-            raise ValueError(f"layer {L} is out of range for {model.name} ({n} layers: 0..{n - 1})")
-        out.append(j)
-    return out
 
 
 def _use_chat(model: Any, dataset: LabelledPromptSet, chat: bool | None) -> bool:

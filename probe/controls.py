@@ -153,7 +153,7 @@ def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: 
     """
     if dataset.n_classes != 2:
         raise ValueError(f"the token-artifact control needs a binary set; {dataset.name} has {dataset.n_classes} classes")
-    from .activations import resolve_layers
+    from workbench.layers import resolve_layers
 
     y = dataset.labels
     g = as_groups(dataset.groups, len(y))

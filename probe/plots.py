@@ -127,3 +127,18 @@ def plot_preference(result: Any, ax: Any = None):
     fig.colorbar(im, ax=ax, label="test AUROC")
     ax.set_title(f"preference dimensions ({result.split} split)", fontsize=10)
     return fig
+
+
+# -- the result contract: each result type's plots (workbench.results.plots_for finds them) -------------------
+def _register() -> None:
+    from workbench.results import register_plot
+
+    register_plot("probe.sweep:LayerSweepResult")(plot_layer_sweep)
+    register_plot("probe.controls:TokenArtifactResult")(plot_token_artifact)
+    register_plot("probe.eval_awareness:EvalAwarenessResult")(plot_eval_awareness)
+    register_plot("probe.eval_awareness:PromptScores")(plot_prompt_scores)
+    register_plot("probe.eval_awareness:FramingShiftResult")(plot_framing_shift)
+    register_plot("probe.preference:PreferenceProbeResult")(plot_preference)
+
+
+_register()

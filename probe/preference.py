@@ -26,10 +26,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from workbench.layers import resolve_layers
 from workbench.results import Provenance
 from workbench.stats import Estimate
 
-from .activations import Activations, collect, resolve_layers
+from .activations import Activations, collect
 from .datasets import Example, LabelledPromptSet, load_preference_pairs
 from .sweep import LayerSweepResult, layer_sweep
 

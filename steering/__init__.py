@@ -16,6 +16,7 @@ Importing this package loads no model, no data, and neither pandas nor matplotli
 from __future__ import annotations
 
 from workbench.deprecation import renamed_names
+from workbench.layers import LayerError, resolve_layers
 
 from .aggregators import AGGREGATORS, mean_difference, pca_difference
 from .build import build_caa_vectors, contrastive_vectors, diff_in_means, pca_vectors, probe_vector
@@ -25,7 +26,6 @@ from .calibration import (
 from .compare import (
     Condition, HarmfulScorer, PersonaComparison, StatementsScorer, TraitJudgeScorer, persona_comparison,
 )
-from .layer_matching import LayerError, resolve_layers
 from .operators import Ablate, Add, Clamp, SteeringError, interventions_for, steer
 from .personas import Persona, PersonaVectors, load_personas, persona_vectors
 from .record import PromptItem, record_activations

@@ -23,11 +23,11 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from workbench.layers import resolve_layers
 from workbench.results import data_hash
 from workbench.sites import Site
 
 from .aggregators import get_aggregator
-from .layer_matching import resolve_layers
 from .record import normalize_items, record_activations
 from .vector import SteeringVector
 

@@ -27,11 +27,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from workbench.layers import resolve_layers
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site, parse_site
 from workbench.stats import mean_estimate
 
-from .layer_matching import resolve_layers
 from .operators import Add, SteeringError, check_positions, steer
 from .record import format_items, normalize_items, pad_left
 from .vector import SteeringVector

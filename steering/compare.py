@@ -41,7 +41,7 @@ from .scoring import generate_and_score, model_generate_fn, steered_ab_scores
 from .vector import SteeringVector
 
 __all__ = ["Condition", "StatementsScorer", "HarmfulScorer", "TraitJudgeScorer", "PersonaComparison",
-           "persona_comparison", "METHODS"]
+           "persona_comparison", "persona_effects", "METHODS"]
 
 METHODS = ("baseline", "prompt", "steer")
 
@@ -359,3 +359,15 @@ def persona_comparison(model: Any, personas: Sequence[Persona | str], vectors: P
                                    "prompt_index": prompt_index})
     return PersonaComparison(names, [sc.name for sc in scorers], layer, positions, scores, shifts, correlations,
                              strength_info, notes, ops, prov)
+
+
+def persona_effects(comparison: PersonaComparison) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Per (persona, scorer) unit ``"persona / scorer"``: the steering effect and the prompting effect (each the
+    method's mean shift from the baseline), for the units that have both."""
+    df = comparison.to_dataframe()
+    d = df[df["method"].isin(["prompt", "steer"])].dropna(subset=["shift"])
+    piv = d.pivot_table(index=["persona", "scorer"], columns="method", values="shift", aggfunc="mean").dropna()
+    if piv.empty or not {"prompt", "steer"} <= set(piv.columns):
+        return [], np.zeros(0), np.zeros(0)
+    units = [f"{p} / {s}" for p, s in piv.index]
+    return units, piv["steer"].to_numpy(float), piv["prompt"].to_numpy(float)

@@ -40,9 +40,8 @@ from typing import Any, Iterator
 import torch
 
 from workbench.interventions import Intervention, add, custom, project_out
+from workbench.layers import resolve_layers
 from workbench.sites import Site, parse_site
-
-from .layer_matching import resolve_layers
 
 __all__ = [
     "SteeringError", "Add", "Ablate", "Clamp", "steer", "interventions_for", "check_positions", "POSITION_POLICIES",

@@ -24,11 +24,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from workbench.layers import resolve_layers
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
 
 from .aggregators import mean_difference
-from .layer_matching import resolve_layers
 from .record import PromptItem, format_items, pad_left, record_activations
 from .vector import SteeringVector
 

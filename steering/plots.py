@@ -164,3 +164,20 @@ def plot_persona_comparison(result: Any, ax: "Axes | None" = None) -> "Figure":
         a.set_title(f"Spearman rho = {c.value:.2f} [{c.ci_low:.2f}, {c.ci_high:.2f}], p={c.p_value:.2g}"
                     if c is not None else sc, fontsize=8)
     return fig
+
+
+# -- the result contract: each result type's plots (workbench.results.plots_for finds them) -------------------
+def _register() -> None:
+    from workbench.results import register_plot
+
+    register_plot("steering.vector:SteeringVector")(plot_vector)
+    register_plot("steering.sweeps:SweepResult")(plot_sweep)
+    register_plot("steering.sweeps:GenerationSweepResult")(plot_generation_sweep)
+    register_plot("steering.calibration:ResidualNorms")(plot_residual_norms)
+    register_plot("steering.calibration:StrengthMatch")(plot_strength_match)
+    register_plot("steering.refusal:RefusalDirectionResult")(plot_refusal_direction)
+    register_plot("steering.personas:PersonaVectors")(plot_persona_vectors)
+    register_plot("steering.compare:PersonaComparison")(plot_persona_comparison)
+
+
+_register()

@@ -31,9 +31,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
+from workbench.layers import resolve_layers
 from workbench.sites import Site
-
-from .layer_matching import resolve_layers
 
 __all__ = ["record_activations", "PromptItem", "normalize_items", "format_items", "pad_left", "RecordError"]
 

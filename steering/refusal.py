@@ -27,13 +27,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from workbench.layers import resolve_layers
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
 from workbench.stats import mean_estimate
 
 from .calibration import _last_logits, kl_divergence
 from .fastpath import ResidualReplay
-from .layer_matching import resolve_layers
 from .operators import Ablate, Add
 from .record import normalize_items, record_activations
 from .vector import SteeringVector

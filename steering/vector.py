@@ -25,11 +25,11 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
+from workbench.layers import LayerError, resolve_layers
 from workbench.results import Provenance
 from workbench.sites import SITE_KINDS, Site, parse_site
 from workbench.vectors import DirectionSet
 
-from .layer_matching import LayerError, resolve_layers
 from .operators import Ablate, Add, SteeringError, steer
 
 __all__ = ["SteeringVector", "lookup_norm"]

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from workbench.results import register_plot
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -153,3 +155,6 @@ def plot_estimates(
         ax.legend(fontsize=8)
     ax.grid(alpha=0.25)
     return fig
+
+
+register_plot("workbench.crosscheck:CrossCheck")(plot_crosscheck)

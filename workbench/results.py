@@ -1,8 +1,11 @@
-"""Conventions every typed result follows.
+"""Conventions every typed result follows (the result contract; see ``workbench/AGENTS.md``).
 
-A result is a dataclass that records where it came from (:class:`Provenance`: model, weights
-hash, data hash, seed, sites), turns into a tidy :class:`pandas.DataFrame` with
-``to_dataframe()``, and has a plot function elsewhere that takes only the result.
+A result is a dataclass that records where it came from (``provenance``, a :class:`Provenance`:
+model, weights hash, data hash, seed, sites), turns into a tidy :class:`pandas.DataFrame` with
+``to_dataframe()``, says what it found in one string with ``summary()``, and has a plot function
+``plot_x(result) -> Figure`` in its package's ``plots.py``, registered for its type with
+:func:`register_plot`. :func:`plots_for` finds a result's plots, so a run can write any result
+(table, figures, summary) without knowing its type (``experiments.writer.StepWriter.result``).
 
 :func:`data_hash` gives a stable short sha256 of data (prompts, records, arrays, files) so a
 result can say exactly which inputs produced it.
@@ -15,9 +18,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["Provenance", "data_hash", "file_sha256", "to_jsonable"]
+__all__ = ["Provenance", "data_hash", "file_sha256", "to_jsonable", "register_plot", "plots_for", "registered_plots"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +98,63 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
                 break
             h.update(block)
     return h.hexdigest()
+
+
+# -- plots per result type -------------------------------------------------------------------------
+# "module:QualName" of a result type -> {plot name: fn(result) -> Figure}, in registration order. Types are named
+# by string so a plots module need not import (torch-heavy) result modules to register for them.
+_PLOTS: dict[str, dict[str, Callable[[Any], Any]]] = {}
+
+
+def _type_key(t: type | str) -> str:
+    if isinstance(t, str):
+        if ":" not in t:
+            raise ValueError(f"name a result type as 'package.module:ClassName', got {t!r}")
+        return t
+    return f"{t.__module__}:{t.__qualname__}"
+
+
+def register_plot(result_type: type | str, name: str = "plot") -> Callable:
+    """Decorator: register ``fn(result) -> matplotlib Figure`` as a plot of ``result_type``.
+
+    ``result_type`` is the class or its ``"package.module:ClassName"``. A type may have several
+    plots, told apart by ``name`` (a run writes plot ``"plot"`` as ``<name>.png`` and any other as
+    ``<name>_<plot>.png``). Register in the result's package's ``plots.py``: :func:`plots_for`
+    imports that module when it finds nothing registered yet.
+    """
+    key = _type_key(result_type)
+
+    def deco(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        _PLOTS.setdefault(key, {})[name] = fn
+        return fn
+    return deco
+
+
+def plots_for(result: Any) -> dict[str, Callable[[Any], Any]]:
+    """The plots registered for ``result``'s type (or the nearest base class that has some): ``{name: fn}``.
+
+    When none is registered yet, ``<package>.plots`` of the type's top-level package is imported (it
+    registers its plots) and the lookup repeated; a type without plots gives ``{}``.
+    """
+    cls = result if isinstance(result, type) else type(result)
+    for attempt in range(2):
+        for c in cls.__mro__:
+            found = _PLOTS.get(f"{c.__module__}:{c.__qualname__}")
+            if found:
+                return dict(found)
+        if attempt == 0:
+            import importlib
+
+            mod = f"{cls.__module__.split('.')[0]}.plots"
+            try:
+                importlib.import_module(mod)
+            except ModuleNotFoundError as e:
+                if e.name != mod:
+                    raise
+                return {}
+    return {}
+
+
+def registered_plots() -> dict[str, list[str]]:
+    """Every registered result type and the names of its plots (for checks and documentation)."""
+    return {k: list(v) for k, v in _PLOTS.items()}

@@ -1,14 +1,19 @@
 """``cross-check``: the main job. Every method of the workbench, each paired with a behavioural measurement.
 
-On the default model it fits ``make demo``'s budget (15 minutes on 2 CPU cores): each study runs at
-a reduced size; the dedicated experiments run them in full. Sections (one resumable step each):
+Sections (one resumable step each; each is a study of ``experiments/studies`` and its TOML section):
 
-1. evaluation awareness: a test-vs-deploy probe with controls, and its score shift vs the refusal
+1. ``[eval_awareness]``: a test-vs-deploy probe with controls, and its score shift vs the refusal
    shift when benchmark-framed harmful requests are rewritten into a user's voice;
-2. personas: imposed by system prompt vs by steering at matched KL, scored by the same scorers;
-3. logit lens: the depth at which the answer resolves vs the model's confidence;
-4. induction heads: detector score vs the effect of ablating the head on copying;
-5. patching: exact head patching on factual recall vs attribution patching.
+2. ``[personas]``: personas imposed by system prompt vs by steering at matched KL, same scorers;
+3. ``[logit_lens]``: the depth at which the answer resolves vs the model's confidence;
+4. ``[induction]``: detector score vs the effect of ablating the head on copying;
+5. ``[patching]``: exact head patching on factual recall vs attribution patching.
+
+Every parameter has one default, in its study's config dataclass (the study's full size, which the
+dedicated experiments run). The main job runs them smaller so that it fits ``make demo``'s budget
+(about 15 minutes on 2 CPU cores on the default model): that is the preset ``main``, this
+experiment's default. ``--preset defaults`` runs every study at its full size; ``--preset quick``
+is a minutes-long check of the whole pipeline.
 """
 
 from __future__ import annotations
@@ -18,63 +23,43 @@ from dataclasses import dataclass, field
 from ..config import ModelSection
 from ..registry import experiment
 from ..run import RunContext
-from . import studies
-
-
-@dataclass
-class EvalAwarenessSection:
-    enabled: bool = True
-    layers: list[int] = field(default_factory=lambda: list(range(0, 30, 3)) + [29])
-    n_topics: int = 20
-    n_harmful: int = 64  # at most: the harmful_val split holds 39, all used
-    max_new_tokens: int = 24
-    artifact: bool = True
-
-
-@dataclass
-class PersonaSection:
-    enabled: bool = True
-    personas: list[str] = field(default_factory=list)  # empty: every shipped persona (10)
-    layer: int = 12
-    n_questions: int = 4
-    n_pairs: int = 2
-    n_statements: int = 24
-    n_harmful: int = 8
-    max_new_tokens: int = 24
-    judge: bool = False
-    n_kl_prompts: int = 16
-
-
-@dataclass
-class InductionSection:
-    enabled: bool = True
-    n_top: int = 10
-    n_random: int = 10
-    n_seqs: int = 8
-    n_copy: int = 16
-
-
-@dataclass
-class PatchingSection:
-    enabled: bool = True
-    resid_sweep: bool = True
-    k: int = 10
-
-
-@dataclass
-class LensSection:
-    enabled: bool = True
+from ..studies import eval_awareness, induction, logit_lens, patching, personas
 
 
 @dataclass
 class CrossCheckConfig:
     model: ModelSection = field(default_factory=ModelSection)
     seed: int = 0
-    eval_awareness: EvalAwarenessSection = field(default_factory=EvalAwarenessSection)
-    personas: PersonaSection = field(default_factory=PersonaSection)
-    logit_lens: LensSection = field(default_factory=LensSection)
-    induction: InductionSection = field(default_factory=InductionSection)
-    patching: PatchingSection = field(default_factory=PatchingSection)
+    eval_awareness: eval_awareness.EvalAwarenessStudy = field(default_factory=eval_awareness.EvalAwarenessStudy)
+    personas: personas.PersonaStudy = field(default_factory=personas.PersonaStudy)
+    logit_lens: logit_lens.LogitLensStudy = field(default_factory=logit_lens.LogitLensStudy)
+    induction: induction.InductionStudy = field(default_factory=induction.InductionStudy)
+    patching: patching.PatchingStudy = field(default_factory=patching.PatchingStudy)
+
+
+_MAIN = {
+    # every 3rd layer of 30 and the last: 0, 3, ..., 27, 29
+    "eval_awareness": {"layers": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], "n_topics": 20,
+                       "max_new_tokens": 24, "n_resamples": 1000},
+    "personas": {"n_questions": 4, "n_pairs": 2, "n_statements": 24, "n_harmful": 8, "max_new_tokens": 24,
+                 "judge": False, "n_kl_prompts": 16},
+    "induction": {"n_top": 10, "n_random": 10, "n_seqs": 8, "n_copy": 16},
+}
+
+#: named config overrides (``workbench run cross-check --preset NAME``); ``main`` is the default
+PRESETS = {
+    "main": _MAIN,
+    "quick": {
+        "eval_awareness": {**_MAIN["eval_awareness"], "layers": [0.2, 0.5, 1.0], "n_topics": 8, "n_harmful": 8,
+                           "max_new_tokens": 8, "n_resamples": 200, "artifact": False},
+        "personas": {**_MAIN["personas"], "personas": ["agreeableness", "psychopathy", "power_seeking"],
+                     "n_questions": 2, "n_pairs": 1, "n_statements": 8, "n_harmful": 4, "max_new_tokens": 8,
+                     "n_kl_prompts": 4},
+        "induction": {"n_top": 5, "n_random": 5, "n_seqs": 2, "n_copy": 4},
+        "patching": {"resid_sweep": False},
+    },
+}
+DEFAULT_PRESET = "main"
 
 
 @experiment("cross-check", CrossCheckConfig,
@@ -82,22 +67,7 @@ class CrossCheckConfig:
             "induction heads, patching vs attribution; each with its cross-check verdict")
 def run(ctx: RunContext, cfg: CrossCheckConfig) -> None:
     m = ctx.model()
-    s = cfg.seed
-    if cfg.eval_awareness.enabled:
-        e = cfg.eval_awareness
-        studies.eval_awareness_study(ctx, m, layers=[L for L in e.layers if L < m.n_layers] or None, n_topics=e.n_topics,
-                                     n_harmful=e.n_harmful, max_new_tokens=e.max_new_tokens, artifact=e.artifact,
-                                     seed=s)
-    if cfg.personas.enabled:
-        p = cfg.personas
-        studies.persona_study(ctx, m, personas=p.personas or None, layer=min(p.layer, m.n_layers - 1),
-                              n_questions=p.n_questions, n_pairs=p.n_pairs, n_statements=p.n_statements,
-                              n_harmful=p.n_harmful, max_new_tokens=p.max_new_tokens, judge=p.judge,
-                              n_kl_prompts=p.n_kl_prompts, seed=s)
-    if cfg.logit_lens.enabled:
-        studies.logit_lens_study(ctx, m, seed=s)
-    if cfg.induction.enabled:
-        i = cfg.induction
-        studies.induction_study(ctx, m, n_top=i.n_top, n_random=i.n_random, n_seqs=i.n_seqs, n_copy=i.n_copy, seed=s)
-    if cfg.patching.enabled:
-        studies.patching_study(ctx, m, resid_sweep=cfg.patching.resid_sweep, k=cfg.patching.k, seed=s)
+    for study, section in ((eval_awareness, cfg.eval_awareness), (personas, cfg.personas),
+                           (logit_lens, cfg.logit_lens), (induction, cfg.induction), (patching, cfg.patching)):
+        if section.enabled:
+            study.run(ctx, m, section, seed=cfg.seed)

@@ -1,9 +1,12 @@
-"""``eval-awareness``: a test-vs-deploy probe on every layer, and Probe-Rewrite-Evaluate.
+"""``eval-awareness``: the evaluation-awareness study at full size, and the probe on Nguyen et al.'s sets.
 
-Trains the evaluation-awareness probe (all layers, controls, token-artifact control) on the
-project's framing set, rewrites benchmark-framed harmful requests into a user's voice by templates,
-and correlates the per-prompt probe-score shift with the refusal shift measured by the shared
-refusal scorer (see :func:`experiments.builtin.studies.eval_awareness_study`).
+``[eval_awareness]``: a test-vs-deploy probe on every layer (controls, the token-artifact control) on
+the project's framing set, benchmark-framed harmful requests rewritten into a user's voice, and the
+per-prompt probe-score shift cross-checked against the refusal shift measured by the shared refusal
+scorer (:mod:`experiments.studies.eval_awareness`). ``[nguyen]``: the same kind of probe on Nguyen et
+al.'s contrastive set read at the answer token with its controls, the framing probe's transfer to
+their test-framed questions vs natural prompts, and Probe-Rewrite-Evaluate on their questions
+(:mod:`experiments.studies.eval_awareness_shared`; read from ``../shared/data``, skipped without it).
 """
 
 from __future__ import annotations
@@ -13,20 +16,23 @@ from dataclasses import dataclass, field
 from ..config import ModelSection
 from ..registry import experiment
 from ..run import RunContext
-from . import studies
+from ..studies import eval_awareness, eval_awareness_shared
 
 
 @dataclass
 class EvalAwarenessConfig:
     model: ModelSection = field(default_factory=ModelSection)
     seed: int = 0
-    layers: list[int] = field(default_factory=list)  # empty: every layer
-    n_topics: int = field(default=0, metadata={"zero": "every topic of the framing set"})
-    n_harmful: int = 100
-    harmful_split: str = "harmful_val"
-    max_new_tokens: int = 48
-    n_resamples: int = 2000
-    artifact: bool = True
+    eval_awareness: eval_awareness.EvalAwarenessStudy = field(default_factory=eval_awareness.EvalAwarenessStudy)
+    nguyen: eval_awareness_shared.NguyenSetsStudy = field(default_factory=eval_awareness_shared.NguyenSetsStudy)
+
+
+PRESETS = {
+    "quick": {"eval_awareness": {"layers": [0.2, 1.0], "n_topics": 8, "n_harmful": 12, "max_new_tokens": 8,
+                                 "artifact": False, "n_resamples": 200},
+              "nguyen": {"layers": [0.2, 1.0], "n_contrastive": 24, "n_transfer": 16, "n_shift": 8,
+                         "n_resamples": 200}},
+}
 
 
 @experiment("eval-awareness", EvalAwarenessConfig,
@@ -34,7 +40,7 @@ class EvalAwarenessConfig:
             "deploy-style rewrites")
 def run(ctx: RunContext, cfg: EvalAwarenessConfig) -> None:
     m = ctx.model()
-    studies.eval_awareness_study(ctx, m, layers=cfg.layers or None, n_topics=cfg.n_topics or None,
-                                 n_harmful=cfg.n_harmful, harmful_split=cfg.harmful_split,
-                                 max_new_tokens=cfg.max_new_tokens, n_resamples=cfg.n_resamples,
-                                 artifact=cfg.artifact, seed=cfg.seed)
+    if cfg.eval_awareness.enabled:
+        eval_awareness.run(ctx, m, cfg.eval_awareness, seed=cfg.seed)
+    if cfg.nguyen.enabled:
+        eval_awareness_shared.run(ctx, m, cfg.nguyen, cfg.eval_awareness, seed=cfg.seed)

@@ -1,35 +1,58 @@
 """``induction-signatures``: induction heads found by their attention pattern and confirmed by ablation.
 
-On the configured model: every head's induction and previous-token scores, single-head ablations
-of the top and of random heads against copying (cross-checked), and the targeted vs matched
-random protocol with the ICL score. Then the same on the project's 2-layer attention-only model,
-whose planted previous-token and induction heads are the ground truth (skipped with a note where
-the model is not shipped in this checkout).
+On the configured model: every head's induction and previous-token scores and single-head ablations
+of the top and of random heads against copying (``[induction]``, cross-checked), and the targeted vs
+matched random protocol with the ICL score (``[protocol]``). Then the same on the project's 2-layer
+attention-only model, whose planted previous-token and induction heads are the ground truth
+(``[shipped_model]``; skipped with a note where the model is not shipped in this checkout).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from ..config import ModelSection
 from ..registry import experiment
 from ..run import RunContext, Section
-from . import studies
+from ..studies import induction, induction_protocol
+
+
+@dataclass
+class ShippedModelSection:
+    """``[shipped_model]``: the same two studies on the shipped 2-layer induction model (circuits/assets).
+
+    The other sizes (sequences, copy strings, random sets) are those of ``[induction]`` and ``[protocol]``.
+
+    Attributes:
+        enabled: run the studies on the shipped model too.
+        n_top: top heads ablated one at a time (the model has 2 planted heads: 0.0 previous-token, 1.0 induction).
+        n_random: other heads ablated one at a time (the model has 8 heads).
+        half: half-length of the repeated sequences (the model was trained on 64-token sequences: 1 + 2 x 25 <= 64).
+        k_percent: top share of heads per layer ablated in the protocol (25% of 4 heads: one per layer).
+    """
+
+    enabled: bool = True
+    n_top: int = 2
+    n_random: int = 6
+    half: int = 25
+    k_percent: float = 25.0
 
 
 @dataclass
 class InductionSignaturesConfig:
     model: ModelSection = field(default_factory=ModelSection)
     seed: int = 0
-    n_top: int = 15
-    n_random: int = 15
-    n_seqs: int = 10
-    n_copy: int = 20
-    k_percent: float = 2.0
-    n_random_sets: int = 10
-    protocol_seqs: int = 20
-    icl: bool = True
-    shipped_model: bool = True
+    induction: induction.InductionStudy = field(default_factory=induction.InductionStudy)
+    protocol: induction_protocol.InductionProtocolStudy = field(
+        default_factory=induction_protocol.InductionProtocolStudy)
+    shipped_model: ShippedModelSection = field(default_factory=ShippedModelSection)
+
+
+PRESETS = {
+    "quick": {"induction": {"n_top": 5, "n_random": 5, "n_seqs": 2, "n_copy": 4},
+              "protocol": {"n_random_sets": 3, "n_seqs": 4, "icl": False}},
+}
 
 
 @experiment("induction-signatures", InductionSignaturesConfig,
@@ -38,11 +61,12 @@ class InductionSignaturesConfig:
 def run(ctx: RunContext, cfg: InductionSignaturesConfig) -> None:
     m = ctx.model()
     s = cfg.seed
-    studies.induction_study(ctx, m, n_top=cfg.n_top, n_random=cfg.n_random, n_seqs=cfg.n_seqs, n_copy=cfg.n_copy,
-                            seed=s)
-    studies.induction_protocol_study(ctx, m, k_percent=cfg.k_percent, n_random=cfg.n_random_sets,
-                                     n_seqs=cfg.protocol_seqs, icl=cfg.icl, seed=s)
-    if not cfg.shipped_model:
+    if cfg.induction.enabled:
+        induction.run(ctx, m, cfg.induction, seed=s)
+    if cfg.protocol.enabled:
+        induction_protocol.run(ctx, m, cfg.protocol, seed=s)
+    sm = cfg.shipped_model
+    if not sm.enabled:
         return
     from circuits import induction_model_dir
 
@@ -54,9 +78,10 @@ def run(ctx: RunContext, cfg: InductionSignaturesConfig) -> None:
             "Shipped induction model", "Skipped: the project's 2-layer induction model is not in this checkout.",
             notes=[msg])), {})[1])
         return
-    small = ctx.model(str(d))  # trained on 64-token sequences: repeated halves of 25 tokens (1 + 2 x 25 <= 64)
-    studies.induction_study(ctx, small, n_top=2, n_random=min(6, small.n_layers * small.facts.n_heads - 2),
-                            n_seqs=cfg.n_seqs, half=25, n_copy=cfg.n_copy, seed=s, step="induction-model-heads")
-    studies.induction_protocol_study(ctx, small, k_percent=25.0, n_random=cfg.n_random_sets,
-                                     n_seqs=cfg.protocol_seqs, half=25, icl=False, seed=s,
-                                     step="induction-model-protocol")
+    small = ctx.model(str(d))
+    if cfg.induction.enabled:
+        induction.run(ctx, small, dataclasses.replace(cfg.induction, n_top=sm.n_top, n_random=sm.n_random,
+                                                      half=sm.half), seed=s, step="induction-model-heads")
+    if cfg.protocol.enabled:
+        induction_protocol.run(ctx, small, dataclasses.replace(cfg.protocol, k_percent=sm.k_percent, half=sm.half,
+                                                               icl=False), seed=s, step="induction-model-protocol")

@@ -6,6 +6,7 @@ Figures and a JSON summary go to ``$CIRCUITS_FIGURES`` (default: pytest's tmp di
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -14,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from circuits import icl_score, induction_protocol
-from circuits.reports import (attribution_vs_exact, factual_recall_batch, induction_grid, ioi_batch, paris_logit_lens,
-                              tuned_vs_logit_lens, write_summary)
+from circuits import (attribution_agreement, attribution_patching, compare_lenses, factual_recall_batch, head_scores,
+                      icl_score, induction_protocol, ioi_batch, logit_lens, patching_sweep, train_tuned_lens)
 from circuits.text import PERSONA_HELDOUT_TRAITS, PERSONA_TRAIN_TRAITS, long_texts, persona_statement_texts
+from workbench.results import plots_for, to_jsonable
 
 pytestmark = [pytest.mark.slow, pytest.mark.smollm]
 
@@ -32,8 +33,25 @@ def _fmt(e):
     return f"{e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}]"
 
 
+def save_figures(result, out_dir: Path, stem: str) -> list[Path]:
+    """Every plot registered for the result's type, as ``<stem>_<plot>.png`` (the result contract)."""
+    paths = []
+    for name, plot in plots_for(result).items():
+        paths.append(out_dir / f"{stem}_{name}.png")
+        plot(result).savefig(paths[-1], dpi=150)
+    return paths
+
+
+def write_summary(path: Path, data: dict) -> Path:
+    """JSON summary (numbers with CIs) next to the figures."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_jsonable(data), indent=1))
+    return path
+
+
 def test_induction_grid_all_heads(smollm, out_dir):
-    res, paths = induction_grid(smollm, out_dir, n_seqs=10, half=50)
+    res = head_scores(smollm, n_seqs=10, half=50)
+    paths = save_figures(res, out_dir, "head_scores")
     s = res.get("induction", "target")
     assert s.shape == (30, 9) and bool(torch.isfinite(s).all())
     top = res.top("induction", 5)
@@ -45,7 +63,8 @@ def test_induction_grid_all_heads(smollm, out_dir):
 
 
 def test_paris_figure(smollm, out_dir):
-    res, paths = paris_logit_lens(smollm, out_dir)
+    res = logit_lens(smollm, "The capital of France is", targets=" Paris", k=5)
+    paths = save_figures(res, out_dir, "logit_lens")
     p = res.target_prob[:, 0, -1]
     print("\np(' Paris') at the last token per stage:", [round(float(x), 3) for x in p])
     assert float(p[-1]) > 0.1 and all(x.exists() for x in paths)
@@ -55,7 +74,10 @@ def test_tuned_lens_beats_logit_lens_heldout(smollm, shared_data, out_dir):
     train = persona_statement_texts(PERSONA_TRAIN_TRAITS, n_per_trait=40, data_dir=shared_data)
     heldout = persona_statement_texts(PERSONA_HELDOUT_TRAITS, n_per_trait=20, seed=1, data_dir=shared_data)
     assert not set(train) & set(heldout)
-    tr, cmp, paths = tuned_vs_logit_lens(smollm, out_dir, train, heldout, steps=60, batch_tokens=48, lr=1e-3)
+    tr = train_tuned_lens(smollm, train, steps=60, batch_tokens=48, lr=1e-3, seed=0, max_tokens_per_text=48)
+    cmp = compare_lenses(smollm, tr.lens, heldout, seed=0, max_tokens_per_text=48)
+    tr.lens.save(out_dir / "tuned_lens.safetensors")
+    save_figures(cmp, out_dir, "tuned_vs_logit_lens")
     rows = [(s, round(cmp.kl_logit[i].value, 3), round(cmp.kl_tuned[i].value, 3), _fmt(cmp.kl_diff[i]))
             for i, s in enumerate(cmp.stages)]
     print("\nheld-out KL per stage (stage, logit, tuned, tuned-logit [95% CI]):")
@@ -70,11 +92,14 @@ def test_tuned_lens_beats_logit_lens_heldout(smollm, shared_data, out_dir):
 @pytest.mark.parametrize("task", ["factual", "ioi"])
 def test_attribution_agreement_with_exact_patching(smollm, out_dir, task):
     clean, corrupt, metric = (factual_recall_batch if task == "factual" else ioi_batch)(smollm)
-    study = attribution_vs_exact(smollm, out_dir, task, clean, corrupt, metric, k=10)
-    rep = study.report
-    print(f"\n{task}: clean logit diff {float(study.exact.clean_value.mean()):.3f}, corrupt "
-          f"{float(study.exact.corrupt_value.mean()):.3f}; {rep.summary()}; exact top heads {rep.exact_top[:5]}; "
-          f"exact patching {study.exact.seconds:.1f} s, AtP {study.attribution.seconds:.1f} s")
+    atp = attribution_patching(smollm, clean, corrupt, "head", metric=metric)
+    exact = patching_sweep(smollm, clean, corrupt, "z", metric=metric)
+    rep = attribution_agreement(atp, exact, k=10, seed=0, label=task)
+    paths = save_figures(rep, out_dir, f"atp_vs_exact_{task}") + save_figures(exact, out_dir, f"head_patching_{task}")
+    assert rep.attribution is atp and rep.exact is exact and all(p.exists() for p in paths)
+    print(f"\n{task}: clean logit diff {float(exact.clean_value.mean()):.3f}, corrupt "
+          f"{float(exact.corrupt_value.mean()):.3f}; {rep.summary()}; exact top heads {rep.exact_top[:5]}; "
+          f"exact patching {exact.seconds:.1f} s, AtP {atp.seconds:.1f} s")
     write_summary(out_dir / f"attribution_{task}.json", {"spearman": rep.spearman, "recall": rep.recall_at_k,
                                                          "exact_top": rep.exact_top, "atp_top": rep.attribution_top})
     assert rep.n_nodes == 270 and rep.spearman.value > 0

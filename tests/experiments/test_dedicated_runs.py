@@ -10,13 +10,15 @@ import pytest
 from experiments import run_experiment
 
 MINI = {
-    "preference-dimensions": ['dimensions=["harmlessness", "verbosity"]', 'splits=["easy"]', "layers=[10, 29]",
-                              "limit=40", "n_resamples=200"],
-    "eval-awareness": ["layers=[6, 29]", "n_topics=8", "n_harmful=12", "max_new_tokens=8", "artifact=false",
-                       "n_resamples=200"],
-    "induction-signatures": ["n_top=5", "n_random=5", "n_seqs=2", "n_copy=4", "n_random_sets=3", "protocol_seqs=4",
-                             "icl=false"],
-    "persona-non-grata": ["comparison.enabled=false", 'attack_success.personas=["psychopathy"]',
+    "preference-dimensions": ['preference.dimensions=["harmlessness", "verbosity"]', 'preference.splits=["easy"]',
+                              "preference.layers=[10, 29]", "preference.limit=40", "preference.n_resamples=200"],
+    "eval-awareness": ["eval_awareness.layers=[6, 29]", "eval_awareness.n_topics=8", "eval_awareness.n_harmful=12",
+                       "eval_awareness.max_new_tokens=8", "eval_awareness.artifact=false",
+                       "eval_awareness.n_resamples=200", "nguyen.layers=[6, 29]", "nguyen.n_contrastive=24",
+                       "nguyen.n_transfer=16", "nguyen.n_shift=8", "nguyen.n_resamples=200"],
+    "induction-signatures": ["induction.n_top=5", "induction.n_random=5", "induction.n_seqs=2", "induction.n_copy=4",
+                             "protocol.n_random_sets=3", "protocol.n_seqs=4", "protocol.icl=false"],
+    "persona-non-grata": ["personas.enabled=false", 'attack_success.personas=["psychopathy"]',
                           "attack_success.coefficients=[0.0, 2.0]", "attack_success.n_harmful=6",
                           "attack_success.max_new_tokens=8", 'caa.behaviours=["sycophancy"]', "caa.layers=[12]",
                           "caa.multipliers=[-1.0, 0.0, 1.0]", "caa.n_build=20", "caa.n_select=6", "caa.n_test=12"],

@@ -1,9 +1,9 @@
-"""The end-to-end runs wire the pieces together and save their artefacts (tiny model, tiny sizes)."""
+"""The end-to-end pipelines wire the pieces together and save their artefacts (tiny model, tiny sizes)."""
 
 import warnings
 
 from steering.personas import PersonaVectors
-from steering.runs import run_caa_experiment, run_persona_experiment
+from steering.pipelines import run_caa_experiment, run_persona_experiment
 from steering.vector import SteeringVector
 
 

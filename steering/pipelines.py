@@ -1,6 +1,6 @@
-"""End-to-end runs on SmolLM2 and the shipped datasets (:mod:`workbench.datasets`): what the experiments package (or a batch job)
-calls to reproduce the steering results. Each returns a typed result with ``report()``,
-``to_dataframe()`` and ``save(out)``.
+"""End-to-end steering pipelines on any model and the shipped datasets (:mod:`workbench.datasets`): what the
+experiments' steering studies (``experiments/studies/caa.py``, ``personas.py``) call. Each returns a typed
+result with ``report()``, ``to_dataframe()`` and ``save(out)``.
 
 - :func:`run_caa_experiment`: CAA vectors from the ``generate`` split (Rimsky et al. 2024), best
   layer chosen on held-out ``generate`` pairs, layer x multiplier sweep on the 50 ``test`` items
@@ -9,8 +9,8 @@ calls to reproduce the steering results. Each returns a typed result with ``repo
   the prompt-vs-steering comparison at matched KL (Persona Non Grata) with the persona-statement
   A/B scorer, refusal on harmful requests, and a trait judge.
 
-    python -m steering.runs caa --out runs/steering/caa
-    python -m steering.runs personas --out runs/steering/personas
+The command lines that used to live here (``python -m steering.runs``) are ``workbench run persona-non-grata``
+(CAA sweeps, personas by prompt vs steering, steering vs attack success) and ``workbench run cross-check``.
 """
 
 from __future__ import annotations
@@ -153,37 +153,3 @@ def run_persona_experiment(model: Any, personas: Sequence[str] | None = None, *,
     if out is not None:
         res.save(out)
     return res
-
-
-def _main(argv: Sequence[str] | None = None) -> None:
-    import argparse
-
-    import torch
-
-    ap = argparse.ArgumentParser(prog="python -m steering.runs", description=__doc__.splitlines()[0])
-    ap.add_argument("which", choices=["caa", "personas"])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--backend", default="tl")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--behaviours", default="myopic-reward,sycophancy")
-    ap.add_argument("--layers", default="6,9,12,15,18")
-    ap.add_argument("--layer", type=int, default=12)
-    ap.add_argument("--personas", default=None, help="comma-separated names (default: all shipped)")
-    ap.add_argument("--n-build", type=int, default=150)
-    ap.add_argument("--no-judge", action="store_true")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    from workbench.models import load
-
-    model = load("smollm2-135m-instruct", backend=args.backend)
-    if args.which == "caa":
-        res = run_caa_experiment(model, args.behaviours.split(","), layers=[int(x) for x in args.layers.split(",")],
-                                 n_build=args.n_build, out=args.out)
-    else:
-        res = run_persona_experiment(model, args.personas.split(",") if args.personas else None, layer=args.layer,
-                                     judge=not args.no_judge, out=args.out)
-    print(res.report())
-
-
-if __name__ == "__main__":
-    _main()

@@ -1,3 +1,0 @@
-from probe.cli import main
-import sys
-sys.exit(main())
