@@ -254,7 +254,6 @@ class CopyingScores:
 def copying_scores(model: Any) -> CopyingScores:
     """OV-circuit eigenvalue copying score of every head (see the module docstring)."""
     f = model.facts
-    d = f.d_model
     W_E = model.W_E.detach().float()  # [V, d]
     W_U = model.norm_weight(model.final_norm_module).to(W_E.device)[:, None] * model.W_U.detach().float()  # [d, V]
     C = W_U @ W_E  # [d, d]

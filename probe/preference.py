@@ -30,7 +30,7 @@ from workbench.layers import resolve_layers
 from workbench.results import Provenance
 from workbench.stats import Estimate
 
-from .activations import Activations, collect
+from .activations import collect
 from .datasets import Example, LabelledPromptSet, load_preference_pairs
 from .sweep import LayerSweepResult, layer_sweep
 

@@ -19,7 +19,7 @@ model, its weights hash, the data hash and the sites, and whose ``meta`` records
 from __future__ import annotations
 
 from workbench.errors import WorkbenchError
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 

@@ -32,7 +32,7 @@ from workbench.results import Provenance, data_hash
 from workbench.sites import Site, parse_site
 from workbench.stats import mean_estimate
 
-from .operators import Add, SteeringError, check_positions, steer
+from .operators import Add, check_positions, steer
 from .record import format_items, normalize_items, pad_left
 from .vector import SteeringVector
 

@@ -37,7 +37,7 @@ from workbench.stats import mean_estimate, paired_difference
 from .calibration import StrengthMatch, match_strength, prompt_kls
 from .operators import check_positions
 from .personas import Persona, PersonaVectors, load_personas
-from .scoring import generate_and_score, model_generate_fn, steered_ab_scores
+from .scoring import model_generate_fn, steered_ab_scores
 from .vector import SteeringVector
 
 __all__ = ["Condition", "StatementsScorer", "HarmfulScorer", "TraitJudgeScorer", "PersonaComparison",

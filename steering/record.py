@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from workbench.errors import WorkbenchError
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 

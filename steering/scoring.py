@@ -24,7 +24,7 @@ from __future__ import annotations
 from workbench.deprecation import renamed_names
 from workbench.errors import WorkbenchError
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch

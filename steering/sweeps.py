@@ -17,14 +17,12 @@ effects between coefficients are paired (the same items under both).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from workbench.results import Provenance, data_hash
-from workbench.sites import Site
 from workbench.stats import mean_estimate, paired_difference
 
 from .fastpath import ResidualReplay

@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
-from workbench.layers import LayerError, resolve_layers
+from workbench.layers import LayerError
 from workbench.results import Provenance
 from workbench.sites import SITE_KINDS, Site, parse_site
 from workbench.vectors import DirectionSet

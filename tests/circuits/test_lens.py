@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from circuits import direct_logit_attribution, fold_unembed, logit_lens
-from workbench.sites import Site
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "neox"])

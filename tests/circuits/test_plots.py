@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import matplotlib
-import pytest
-import torch
 from matplotlib.figure import Figure
 
 from circuits import (LogitDiff, attribution_agreement, attribution_patching, direct_logit_attribution, head_scores,

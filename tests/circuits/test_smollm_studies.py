@@ -7,11 +7,9 @@ Figures and a JSON summary go to ``$CIRCUITS_FIGURES`` (default: pytest's tmp di
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

@@ -2,7 +2,6 @@
 cross-check, and the reported numbers are the ones its own tables imply."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

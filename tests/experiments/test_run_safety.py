@@ -17,9 +17,8 @@ import torch
 
 from experiments.cli import main
 from experiments.config import ConfigError, ModelSection
-from experiments.registry import experiment
 from experiments.report import ReportError, write_report
-from experiments.run import RunContext, RunDirectoryError, RunExistsError, Section
+from experiments.run import RunContext, RunDirectoryError, Section
 
 
 @dataclass

@@ -49,7 +49,6 @@ def test_eval_awareness_probe_on_smollm_small(smollm):
 
 
 def test_prompt_scores_and_framing_shift_summaries():
-    import numpy as np
 
     from probe.eval_awareness import FramingShiftResult, PromptScores
     from workbench.results import Provenance

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from probe.preference import DIMENSIONS, build_preference_set, preference_probes, preference_records
 from probe.eval_awareness import TASKS

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from steering.calibration import next_token_kl, prompt_kl
-from steering.compare import Condition, persona_comparison
+from steering.compare import persona_comparison
 from steering.personas import load_personas, persona_vectors
 from steering.scoring import steered_ab_scores
 from steering.sweeps import paired_difference

@@ -1,7 +1,6 @@
 """Every result has a plot function that takes only the result (+ ax) and returns a Figure."""
 
 import numpy as np
-import pytest
 import torch
 
 from steering import plots

@@ -1,6 +1,5 @@
 """Refusal direction (Arditi et al. 2024): candidates by hand, selection scores by full forwards."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from steering import LayerError, SteeringError, SteeringVector, probe_vector, steer
+from steering import LayerError, SteeringError, SteeringVector, probe_vector
 from workbench.interventions import add as iv_add
 from workbench.results import Provenance
 from workbench.sites import Site
