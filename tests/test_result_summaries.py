@@ -33,7 +33,7 @@ def test_summary_returns_str_everywhere():
             wrong.append(f"{path}:{name} summary({', '.join(required)}) -> {ret}")
     # data containers (prompt sets, activations, vectors) and the lead's Generation are not results with a finding
     allowed_missing = {"workbench/models/hooked.py:Generation", "probe/activations.py:Activations",
-                       "steering/personas.py:PersonaVectors", "steering/runs.py:CAAExperiment",
-                       "steering/runs.py:PersonaExperiment"}
+                       "steering/personas.py:PersonaVectors", "steering/pipelines.py:CAAExperiment",
+                       "steering/pipelines.py:PersonaExperiment"}
     assert wrong == []
     assert sorted(set(missing) - allowed_missing) == []
