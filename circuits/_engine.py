@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from workbench.models import compat
 from workbench.models.stack import StackRunner, raw_site_hooks
 from workbench.sites import Site
 
@@ -49,8 +50,6 @@ class BaseRun:
 def base_run(model: Any, input_ids: torch.Tensor, kinds: Sequence[str], *, embed_offset: torch.Tensor | None = None
              ) -> BaseRun:
     """One full forward through the raw stack capturing ``kinds`` at every layer (plus resid_pre)."""
-    from transformers import DynamicCache
-
     runner = StackRunner(model)
     B, T = input_ids.shape
     pos = torch.arange(T, device=input_ids.device).expand(B, T)
@@ -74,7 +73,7 @@ def base_run(model: Any, input_ids: torch.Tensor, kinds: Sequence[str], *, embed
         return fn
 
     hooks = {Site(k, L): grab(Site(k, L)) for L in range(model.n_layers) for k in wanted}
-    cache = DynamicCache(config=model._hf_config)
+    cache = compat.new_cache()
     with raw_site_hooks(model, hooks):
         final = runner.run(h, 0, attention_mask=am, position_ids=pos, cache=cache)
     parallel = model.facts.parallel_attn_mlp
@@ -88,9 +87,8 @@ def base_run(model: Any, input_ids: torch.Tensor, kinds: Sequence[str], *, embed
             mid = post - mlp
             acts[Site("resid_mid", L)] = mid
             acts[Site("attn_out", L)] = mid - pre
-    keys = [cache.layers[i].keys for i in range(model.n_layers)]
-    values = [cache.layers[i].values for i in range(model.n_layers)]
-    return BaseRun(acts, keys, values, final.detach().clone())
+    kv = compat.cache_kv(cache)
+    return BaseRun(acts, [k for k, _ in kv], [v for _, v in kv], final.detach().clone())
 
 
 def mlp_after_attn(model: Any, layer: int, resid_mid: torch.Tensor) -> torch.Tensor:
@@ -103,21 +101,16 @@ def mlp_after_attn(model: Any, layer: int, resid_mid: torch.Tensor) -> torch.Ten
 
 
 def _make_cache(model: Any, base: BaseRun, p0: int, n: int) -> Any:
-    """A DynamicCache with the base run's keys/values of positions ``< p0``, tiled ``n`` times (cell-major)."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model._hf_config)
-    for i, layer in enumerate(cache.layers):
-        k, v = base.keys[i][:, :, :p0], base.values[i][:, :, :p0]
-        B = k.shape[0]
-        if B == 1:
+    """A KV cache with the base run's keys/values of positions ``< p0``, tiled ``n`` times (cell-major)."""
+    kv = []
+    for k, v in zip(base.keys, base.values):
+        k, v = k[:, :, :p0], v[:, :, :p0]
+        if k.shape[0] == 1:
             k, v = k.expand(n, *k.shape[1:]), v.expand(n, *v.shape[1:])
         else:
             k, v = k.repeat(n, 1, 1, 1), v.repeat(n, 1, 1, 1)
-        layer.dtype, layer.device = k.dtype, k.device
-        layer.keys, layer.values = k, v
-        layer.is_initialized = True
-    return cache
+        kv.append((k, v))
+    return compat.cache_from_kv(kv)
 
 
 def plan_chunks(p_first: Sequence[int], T: int, batch: int, max_tokens: int, overhead_tokens: int = 16,

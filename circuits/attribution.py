@@ -106,12 +106,10 @@ def _rotary(model: Any, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     fam = model.arch.family
     if fam != "llama":
         raise NotImplementedError(f"the AtP* QK fix is implemented for llama-family and GPT-2 models, not {fam}")
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+    from workbench.models.compat import apply_rotary
 
     cos, sin = model._rotary(x, pos)
-    xt = x.transpose(1, 2)  # [B, heads, T, dh]
-    out, _ = apply_rotary_pos_emb(xt, xt, cos, sin)
-    return out.transpose(1, 2)
+    return apply_rotary(x, cos, sin)
 
 
 def _pattern_from(model: Any, q: torch.Tensor, k: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ From :mod:`workbench.datasets`, as plain records / strings, reproducibly subsamp
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import json
 import os
 import random
@@ -37,7 +38,7 @@ CAA_BEHAVIOURS = ("coordinate-other-ais", "corrigible-neutral-HHH", "hallucinati
                   "survival-instinct", "sycophancy")
 
 
-class DataError(ValueError):
+class DataError(WorkbenchError, ValueError):
     pass
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from workbench.models import compat
 from workbench.models.stack import StackRunner
 from workbench.models.tokens import resolve_positions
 from workbench.sites import Site, parse_site
@@ -42,16 +43,9 @@ def _position_mask(positions: Any, tokens: Any) -> torch.Tensor:
     return resolve_positions(p, tokens)
 
 
-def _prefix_cache(model: Any, kv: list) -> Any:
+def _prefix_cache(kv: list) -> Any:
     """A fresh cache holding a prefix's keys and values (the stored tensors are never modified)."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model._hf_config)
-    for layer, (k, v) in zip(cache.layers, kv):
-        layer.dtype, layer.device = k.dtype, k.device
-        layer.keys, layer.values = k, v
-        layer.is_initialized = True
-    return cache
+    return compat.cache_from_kv(kv)
 
 
 @torch.inference_mode()
@@ -65,8 +59,6 @@ def _unsteered_passes(model: Any, items: Any, sites: list[Site], positions: Any,
     values of columns ``< p0`` (``None`` when ``p0 == 0``); ``batch_norms`` the mean residual norm at
     the site over each batch's real tokens.
     """
-    from transformers import DynamicCache
-
     from workbench.models.stack import raw_site_hooks
 
     items = normalize_items(items, system=system, assistant_prefix=assistant_prefix)
@@ -89,10 +81,10 @@ def _unsteered_passes(model: Any, items: Any, sites: list[Site], positions: Any,
                     return x
                 return fn
             ids_b, am, pos = tokens.input_ids, tokens.attention_mask, tokens.position_ids
-            cache = DynamicCache(config=model._hf_config)
+            cache = compat.new_cache()
             with raw_site_hooks(model, {s: grab(s) for s in sites}):
                 runner.run(runner.embed(ids_b, pos), 0, attention_mask=am, position_ids=pos, cache=cache)
-            kv = [(layer.keys[:, :, :p0], layer.values[:, :, :p0]) for layer in cache.layers]
+            kv = [(k[:, :, :p0], v[:, :, :p0]) for k, v in compat.cache_kv(cache)]
         else:
             _, cache = model.run_with_cache(tokens, sites, positions="all", logits=None)
             got, kv = {s: cache[s].detach() for s in sites}, None
@@ -159,7 +151,7 @@ class ResidualReplay:
                 x = torch.where(mask[:, p0:, None].to(h.device), h + a, h)
             x = self._runner.run(x, self._start, attention_mask=tokens.attention_mask,
                                  position_ids=tokens.position_ids[:, p0:],
-                                 cache=None if kv is None else _prefix_cache(self.model, kv))
+                                 cache=None if kv is None else _prefix_cache(kv))
             logits = self._runner.logits(x[:, -1]).float().cpu()
             for j, i in enumerate(idx):
                 out[i] = logits[j]

@@ -48,6 +48,7 @@ References
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError, check_count
 import dataclasses
 import itertools
 import math
@@ -98,7 +99,7 @@ _NORMAL = NormalDist()
 _CHUNK_ELEMENTS = 2_000_000
 
 
-class StatsError(ValueError):
+class StatsError(WorkbenchError, ValueError):
     """A statistic is undefined for these inputs, or the inputs are invalid.
 
     The message says what was wrong and what to do about it. Raised instead of returning NaN.
@@ -237,9 +238,7 @@ def _check_confidence(confidence: float) -> float:
 
 
 def _check_positive_int(x: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < minimum:
-        raise StatsError(f"{name} must be an integer >= {minimum}; got {x!r}.")
-    return int(x)
+    return check_count(x, name, minimum, StatsError)
 
 
 def _float_1d(x: Any, name: str, *, allow_inf: bool = False) -> np.ndarray:

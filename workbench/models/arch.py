@@ -17,10 +17,12 @@ from typing import Any
 
 import torch
 
+from ..errors import WorkbenchError
+
 __all__ = ["ArchSpec", "ARCHS", "arch_for_config", "UnsupportedArchitecture"]
 
 
-class UnsupportedArchitecture(ValueError):
+class UnsupportedArchitecture(WorkbenchError, ValueError):
     pass
 
 
@@ -93,19 +95,6 @@ class ArchSpec:
         if self.pos_embed is not None:
             h = h + self.get(root, self.pos_embed)(position_ids).to(h.device)
         return h
-
-    def call_layer(self, layer_module: torch.nn.Module, hidden: torch.Tensor, *, mask: Any,
-                   position_ids: torch.Tensor, position_embeddings: Any, cache: Any,
-                   use_cache: bool) -> torch.Tensor:
-        if self.family == "gpt2":
-            out = layer_module(hidden, cache, mask, None, use_cache=use_cache, position_ids=position_ids)
-        elif self.family == "neox":
-            out = layer_module(hidden, attention_mask=mask, position_ids=position_ids, layer_past=cache,
-                               use_cache=use_cache, position_embeddings=position_embeddings)
-        else:
-            out = layer_module(hidden, attention_mask=mask, position_embeddings=position_embeddings,
-                               position_ids=position_ids, past_key_values=cache, use_cache=use_cache)
-        return out[0] if isinstance(out, tuple) else out
 
     # -- head geometry ----------------------------------------------------------------
     def W_O(self, o_module: torch.nn.Module, n_heads: int, d_head: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ fires zero or two times is a bug (a site the architecture never reaches, a modul
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -23,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 from ..sites import Site, tl_hook_name
+from . import compat
 from .arch import ArchSpec
 
 __all__ = ["Backend", "TLBackend", "NNsightBackend", "HookFiringError", "site_access", "plan_access",
@@ -53,13 +55,10 @@ class Backend:
             ) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def _model_kwargs(self, attention_mask, position_ids, past_key_values, logits_to_keep) -> dict:
+    def _model_kwargs(self, target: Any, attention_mask, position_ids, past_key_values, logits_to_keep) -> dict:
+        """Keyword arguments of one forward of ``target`` (the cache under the name its forward declares)."""
         kw: dict[str, Any] = dict(attention_mask=attention_mask, position_ids=position_ids)
-        if past_key_values is not None:
-            kw["past_key_values"] = past_key_values
-            kw["use_cache"] = True
-        else:
-            kw["use_cache"] = False
+        kw.update(compat.cache_kwargs(target, past_key_values))
         if logits_to_keep:
             kw["logits_to_keep"] = int(logits_to_keep)
         return kw
@@ -72,6 +71,9 @@ class TLBackend(Backend):
 
     def __init__(self, bridge: Any):
         self.bridge = bridge
+        # TransformerLens 4.3's attention reads the KV cache as `past_key_values`; transformers >= 5.25's
+        # decoder layers pass it as `cache` (see workbench.models.compat)
+        self._alias_handles = compat.alias_bridge_cache_kwargs(bridge)
 
     def run(self, input_ids, attention_mask, position_ids, hooks, *, past_key_values=None, logits_to_keep=None):
         counts: Counter = Counter()
@@ -83,11 +85,13 @@ class TLBackend(Backend):
             return hook
 
         fwd = [(tl_hook_name(s), wrap(s, fn)) for s, fn in hooks.items()]
-        kw = self._model_kwargs(attention_mask, position_ids, past_key_values, logits_to_keep)
-        kw.pop("use_cache")
-        if past_key_values is None:
-            kw["use_cache"] = False
-        with self.bridge.hooks(fwd_hooks=fwd):
+        kw = self._model_kwargs(self.bridge, attention_mask, position_ids, past_key_values, logits_to_keep)
+        if past_key_values is not None:
+            kw.pop("use_cache")  # the bridge asks for the cache itself when it is given one
+        with self.bridge.hooks(fwd_hooks=fwd), warnings.catch_warnings():
+            # the bridge passes the cache to the HF model as `past_key_values`, which transformers
+            # >= 5.25 accepts under a deprecation notice on every call (renamed to `cache`)
+            warnings.filterwarnings("ignore", message=r".*`past_key_values` is deprecated", category=FutureWarning)
             logits = self.bridge(input_ids, **kw)
         _check_counts(counts, list(hooks), "TransformerLens backend")
         return logits
@@ -205,7 +209,7 @@ class NNsightBackend(Backend):
                 for s in here:
                     counts[s] += 1
             handles.append(ArchSpec.get(self.hf, path).register_forward_hook(counter))
-        kw = self._model_kwargs(attention_mask, position_ids, past_key_values, logits_to_keep)
+        kw = self._model_kwargs(self.hf, attention_mask, position_ids, past_key_values, logits_to_keep)
         result: dict[str, Any] = {}
         try:
             with self.nn.trace(input_ids, **kw):

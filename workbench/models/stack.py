@@ -14,13 +14,13 @@ Correctness is tested against full forwards through both backends (tests/test_st
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections import Counter
 from typing import Any, Callable, Iterator
 
 import torch
 
 from ..sites import Site
+from . import compat
 from .backends import HookFiringError, apply_at_access, plan_access
 
 __all__ = ["StackRunner", "raw_site_hooks"]
@@ -99,10 +99,7 @@ class StackRunner:
         return h
 
     def _mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, cache: Any):
-        from transformers.masking_utils import create_causal_mask
-
-        return create_causal_mask(config=self.model._hf_config, inputs_embeds=hidden, attention_mask=attention_mask,
-                                  past_key_values=cache, position_ids=position_ids)
+        return compat.causal_mask(self.model._hf_config, hidden, attention_mask, position_ids, cache)
 
     @torch.inference_mode()
     def run(self, hidden: torch.Tensor, start: int, end: int | None = None, *, attention_mask: torch.Tensor,
@@ -123,8 +120,8 @@ class StackRunner:
         ctx = raw_site_hooks(self.model, hooks) if hooks else contextlib.nullcontext()
         with ctx:
             for i in range(start, end):
-                hidden = self.arch.call_layer(self.model._layers[i], hidden, mask=mask, position_ids=position_ids,
-                                              position_embeddings=pe, cache=cache, use_cache=use_cache)
+                hidden = compat.call_layer(self.model._layers[i], hidden, attention_mask=mask, position_ids=position_ids,
+                                           position_embeddings=pe, cache=cache, use_cache=use_cache)
         return hidden
 
     @torch.inference_mode()
@@ -136,9 +133,7 @@ class StackRunner:
     def prefix_cache(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                      upto: int) -> Any:
         """A KV cache holding every layer's keys and values for columns ``[0, upto)``."""
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=self.model._hf_config)
+        cache = compat.new_cache()
         if upto == 0:
             return cache
         h = self.embed(input_ids[:, :upto], position_ids[:, :upto])
@@ -148,12 +143,4 @@ class StackRunner:
     @staticmethod
     def expand(cache: Any, n: int) -> Any:
         """A copy of a batch-1 (or batch-n) cache repeated to batch ``n`` (the original is untouched)."""
-        c = copy.deepcopy(cache)
-        if c.get_seq_length() == 0:
-            return c
-        b = c.layers[0].keys.shape[0]
-        if b != n:
-            if b != 1:
-                raise ValueError(f"can only expand a batch-1 cache, got batch {b}")
-            c.batch_repeat_interleave(n)
-        return c
+        return compat.repeat_cache(cache, n)
