@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from workbench.errors import InputError
+
 __all__ = ["ResponseFormat", "FORMATS", "ORDERS", "get_format", "build_item"]
 
 ORDERS = ("forward", "reversed")
@@ -52,18 +54,18 @@ class ResponseFormat:
         object.__setattr__(self, "labels", tuple(self.labels))
         for f in ("{statement}", "{options}"):
             if f not in self.template:
-                raise ValueError(f"format {self.name!r}: the template must contain {f}")
+                raise InputError(f"format {self.name!r}: the template must contain {f}")
         if len(set(self.labels)) != len(self.labels):
-            raise ValueError(f"format {self.name!r}: labels must be distinct; got {self.labels!r}")
+            raise InputError(f"format {self.name!r}: labels must be distinct; got {self.labels!r}")
 
     def render(self, statement: str, question: str, anchors: Sequence[str], order: str) -> tuple[str, tuple[str, ...],
                                                                                                    tuple[float, ...]]:
         """(prompt, answer strings in listed order, scale value of each listed answer)."""
         k = len(anchors)
         if len(self.labels) < k:
-            raise ValueError(f"format {self.name!r} has {len(self.labels)} labels for a {k}-point scale")
+            raise InputError(f"format {self.name!r} has {len(self.labels)} labels for a {k}-point scale")
         if order not in ORDERS:
-            raise ValueError(f"order must be one of {ORDERS}; got {order!r}")
+            raise InputError(f"order must be one of {ORDERS}; got {order!r}")
         values = list(range(1, k + 1)) if order == "forward" else list(range(k, 0, -1))
         labels = self.labels[:k]
         lines = "\n".join(self.option_line.format(label=lab, anchor=anchors[v - 1]) for lab, v in zip(labels, values))
@@ -105,7 +107,7 @@ def get_format(f: str | ResponseFormat | Mapping[str, Any]) -> ResponseFormat:
         import difflib
 
         close = difflib.get_close_matches(str(f), list(FORMATS), n=1)
-        raise ValueError(f"unknown response format {f!r}" + (f" (did you mean {close[0]!r}?)" if close else "") +
+        raise InputError(f"unknown response format {f!r}" + (f" (did you mean {close[0]!r}?)" if close else "") +
                          f"; built-in formats: {', '.join(FORMATS)}, or pass a ResponseFormat")
     return FORMATS[f]
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from workbench.errors import WorkbenchError
+
 __all__ = ["InstrumentItem", "Instrument", "InstrumentError", "load_ipip_neo", "load_instrument",
            "instrument_from_records", "IPIP_ANCHORS", "IPIP_QUESTION", "BIG_FIVE"]
 
@@ -34,7 +36,7 @@ IPIP_QUESTION = "How accurately does this statement describe you?"
 BIG_FIVE = {"N": "Neuroticism", "E": "Extraversion", "O": "Openness", "A": "Agreeableness", "C": "Conscientiousness"}
 
 
-class InstrumentError(ValueError):
+class InstrumentError(WorkbenchError, ValueError):
     """An instrument or statement file that cannot be used as given."""
 
 

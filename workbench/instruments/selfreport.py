@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from workbench.errors import InputError
 from workbench.results import Provenance, data_hash
 from workbench.stats import Estimate, adjust_pvalues, bootstrap, friedman, paired_mean_difference
 
@@ -76,10 +77,10 @@ class SelfReportResult:
         r = self.item_index.size
         if self.probs.shape != self.values.shape or self.probs.shape[0] != r or self.mass.size != r or \
                 self.fmt.size != r or self.order.size != r:
-            raise ValueError(f"SelfReportResult: {r} administrations but probs {self.probs.shape}, values "
+            raise InputError(f"SelfReportResult: {r} administrations but probs {self.probs.shape}, values "
                              f"{self.values.shape}, mass {self.mass.shape}, fmt {self.fmt.shape}, order {self.order.shape}")
         if self.probs.shape[1] != self.instrument.k:
-            raise ValueError(f"probs have {self.probs.shape[1]} options but {self.instrument.name} has a "
+            raise InputError(f"probs have {self.probs.shape[1]} options but {self.instrument.name} has a "
                              f"{self.instrument.k}-point scale")
 
     # ------------------------------------------------------------------ per administration
@@ -168,7 +169,7 @@ class SelfReportResult:
 
         for b in by:
             if b not in ("format", "order"):
-                raise ValueError(f"by may contain 'format' and 'order'; got {b!r}")
+                raise InputError(f"by may contain 'format' and 'order'; got {b!r}")
         groups: list[dict] = [{}]
         if "format" in by:
             groups = [{**g, "format": f} for g in groups for f in self.formats]
@@ -231,15 +232,15 @@ def administer(model: Any, instrument: Instrument, *, formats: Sequence[str | Re
 
     fmts = [get_format(f) for f in formats]
     if not fmts:
-        raise ValueError("administer needs at least one response format")
+        raise InputError("administer needs at least one response format")
     names = [f.name for f in fmts]
     if len(set(names)) != len(names):
-        raise ValueError(f"response format names must be distinct; got {names}")
+        raise InputError(f"response format names must be distinct; got {names}")
     for o in orders:
         if o not in ORDERS:
-            raise ValueError(f"orders must be among {ORDERS}; got {o!r}")
+            raise InputError(f"orders must be among {ORDERS}; got {o!r}")
     if len(instrument) < 2:
-        raise ValueError("administer needs an instrument with at least 2 items")
+        raise InputError("administer needs an instrument with at least 2 items")
     chat = model.facts.has_chat_template if chat is None else chat
     idx, fcol, ocol, probs, values, mass = [], [], [], [], [], []
     runs = [(f, o) for f in fmts for o in orders]
@@ -340,7 +341,7 @@ def order_symmetry(result: SelfReportResult, *, alpha: float = 0.05, correction:
                    n_permutations: int = 10000) -> OrderSymmetry:
     """Test that forward and reversed option orders give mirrored answers, per trait (see the module docstring)."""
     if set(result.orders) != set(ORDERS):
-        raise ValueError(f"order_symmetry needs both option orders {ORDERS}; the result has {result.orders}. "
+        raise InputError(f"order_symmetry needs both option orders {ORDERS}; the result has {result.orders}. "
                          "Administer with orders=('forward', 'reversed')")
     df = result.to_dataframe()
     pv_cols = [c for c in df.columns if c.startswith("p_value_")]
@@ -348,7 +349,7 @@ def order_symmetry(result: SelfReportResult, *, alpha: float = 0.05, correction:
     rev = df[df["order"] == "reversed"].set_index(["item", "format"])
     common = fwd.index.intersection(rev.index)
     if len(common) == 0:
-        raise ValueError("no (item, format) was administered in both orders")
+        raise InputError("no (item, format) was administered in both orders")
     f, r = fwd.loc[common], rev.loc[common]
     per = f[["trait"]].copy()
     per["position_bias"] = (f["expected"].to_numpy() - r["expected"].to_numpy()) / 2
@@ -358,7 +359,7 @@ def order_symmetry(result: SelfReportResult, *, alpha: float = 0.05, correction:
         ["position_bias", "keyed_shift", "mirror_tv"]].mean()
     traits = [t for t in result.traits if (items["trait"] == t).sum() >= 2]
     if not traits:
-        raise ValueError("order_symmetry needs at least 2 items in some trait")
+        raise InputError("order_symmetry needs at least 2 items in some trait")
     bias, shift = {}, {}
     for t in traits:
         sub = items[items["trait"] == t]
@@ -445,13 +446,13 @@ def format_effect(result: SelfReportResult, *, alpha: float = 0.05, correction: 
     """Per trait, Friedman's test over items x formats on keyed scores (orders averaged), corrected across traits."""
     fmts = result.formats
     if len(fmts) < 2:
-        raise ValueError(f"format_effect needs at least 2 response formats; the result has {fmts}")
+        raise InputError(f"format_effect needs at least 2 response formats; the result has {fmts}")
     df = result.to_dataframe()
     wide = df.groupby(["item", "trait", "format"], sort=False)["keyed"].mean().unstack("format")
     wide = wide[fmts].dropna()
     traits = [t for t in result.traits if (wide.index.get_level_values("trait") == t).sum() >= 2]
     if not traits:
-        raise ValueError("format_effect needs at least 2 items in some trait administered in every format")
+        raise InputError("format_effect needs at least 2 items in some trait administered in every format")
     scores, conc, pair, spread = {}, {}, {}, {}
     for t in traits:
         m = wide.xs(t, level="trait").to_numpy(float)

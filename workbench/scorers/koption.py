@@ -47,6 +47,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from workbench.errors import WorkbenchError
 from workbench.results import data_hash
 from workbench.scorers.base import ScoreResult, register_scorer, resolve_groups
 from workbench.stats import Estimate, bootstrap
@@ -58,7 +59,7 @@ __all__ = ["KOptionItem", "KOptionResult", "KOptionFormatError", "koption_scores
 RULES = ("branch", "sequence")
 
 
-class KOptionFormatError(ValueError):
+class KOptionFormatError(WorkbenchError, ValueError):
     """K-option items that cannot be scored as given (too few options, duplicates, options that
     are token prefixes of each other, unequal K in one batch, values of the wrong length)."""
 
