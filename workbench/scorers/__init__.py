@@ -44,11 +44,13 @@ from workbench.scorers.koption import (KOptionFormatError, KOptionItem, KOptionR
                                       plot_koption)
 from workbench.scorers.logprob import (ContinuationScores, LogprobScorer, continuation_logprobs, logit_difference,
                                       target_logprob)
+from workbench.scorers.statements import StatementScores, statement_is_yes_keyed, yes_no_bias
 from workbench.scorers.trait import TRAIT_JUDGE_TEMPLATE, TraitScorer, make_trait_judge, trait_expression
 
 __all__ = [
     "ABItem", "ABScorer", "ABFormatError", "ab_scores", "ab_accuracy", "load_ab_items",
     "KOptionItem", "KOptionResult", "KOptionScorer", "KOptionFormatError", "koption_scores", "plot_koption",
+    "StatementScores", "yes_no_bias", "statement_is_yes_keyed",
     "ContinuationScores", "LogprobScorer", "continuation_logprobs", "target_logprob", "logit_difference",
     "ScoreResult",
     "Scorer",
