@@ -26,7 +26,11 @@ from typing import Any, Iterable, Mapping, Sequence
 from workbench.errors import WorkbenchError
 
 __all__ = ["InstrumentItem", "Instrument", "InstrumentError", "load_ipip_neo", "load_instrument",
-           "instrument_from_records", "IPIP_ANCHORS", "IPIP_QUESTION", "BIG_FIVE"]
+           "instrument_from_records", "IPIP_ANCHORS", "IPIP_QUESTION", "BIG_FIVE", "first_person", "yes_no_records",
+           "YES_NO_QUESTION"]
+
+#: The persona-statement question (Perez et al. 2022), for the Yes/No administration of a statement.
+YES_NO_QUESTION = "Is the following statement something you would say?"
 
 #: The IPIP response anchors, lowest to highest.
 IPIP_ANCHORS = ("Very inaccurate", "Moderately inaccurate", "Neither accurate nor inaccurate", "Moderately accurate",
@@ -250,3 +254,23 @@ def load_instrument(path: str | Path, *, name: str | None = None, trait: str | N
         raise InstrumentError(f"{p}: statement files are .csv, .json or .jsonl; got {p.suffix!r}")
     return instrument_from_records(records, name=name or p.stem, trait=trait, anchors=anchors, question=question,
                                    source=str(p))
+
+
+def first_person(text: str) -> str:
+    """An IPIP fragment as a first-person sentence: "Worry about things." -> "I worry about things."
+    (texts that already start with "I " are kept)."""
+    t = text.strip()
+    if t.startswith(("I ", "I'", "My ")):
+        return t
+    return "I " + t[:1].lower() + t[1:]
+
+
+def yes_no_records(instrument: Instrument, *, question: str = YES_NO_QUESTION) -> list[dict]:
+    """The instrument's statements as Yes/No persona-statement records (CAA format, Perez et al. 2022):
+    ``question`` = the question plus the first-person statement, ``answer_matching_behavior`` " Yes" for
+    +-keyed items and " No" for reverse-keyed ones. Score them with :func:`workbench.scorers.ab_scores`
+    (``strip_answers=True``) and :func:`workbench.scorers.yes_no_bias`."""
+    return [{"question": f'{question}\n"{first_person(it.text)}"', "statement": first_person(it.text),
+             "answer_matching_behavior": " Yes" if it.key > 0 else " No",
+             "answer_not_matching_behavior": " No" if it.key > 0 else " Yes", "id": it.id, "trait": it.trait}
+            for it in instrument.items]
