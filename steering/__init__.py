@@ -23,6 +23,7 @@ from .calibration import (
 from .compare import (
     Condition, HarmfulScorer, PersonaComparison, StatementsScorer, TraitJudgeScorer, persona_comparison,
 )
+from .injection import InjectionCondition, PersonaInjection, persona_injection
 from .layer_matching import LayerError, resolve_layers
 from .operators import Ablate, Add, Clamp, SteeringError, interventions_for, steer
 from .personas import Persona, PersonaVectors, load_personas, persona_vectors
@@ -45,5 +46,5 @@ __all__ = [
     # measuring
     "ab_prompts", "ab_scores", "generate_and_score", "caa_sweep", "SweepResult", "generation_sweep",
     "GenerationSweepResult", "persona_comparison", "PersonaComparison", "Condition", "StatementsScorer",
-    "HarmfulScorer", "TraitJudgeScorer",
+    "HarmfulScorer", "TraitJudgeScorer", "persona_injection", "PersonaInjection", "InjectionCondition",
 ]

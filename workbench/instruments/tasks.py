@@ -256,10 +256,11 @@ class IATResult:
 
 
 def iat_task(model: Any, sets: Sequence[IATSet] | None = None, *, n: int | None = None, n_label_pairs: int = 1,
-             system: str | None = None, interventions: Any = None, chat: bool | None = None, condition: str = "",
-             batch_size: int = 16, seed: int = 0) -> IATResult:
+             n_words: int | None = None, system: str | None = None, interventions: Any = None,
+             chat: bool | None = None, condition: str = "", batch_size: int = 16, seed: int = 0) -> IATResult:
     """IAT-style word association (see the module docstring). Sets with several group labels use
-    ``n_label_pairs`` (Sa, Sb) pairs drawn with ``seed``."""
+    ``n_label_pairs`` (Sa, Sb) pairs drawn with ``seed``; ``n_words``: at most that many attribute words of
+    each kind per set (a reproducible subsample; None: all)."""
     import pandas as pd
 
     from workbench.scorers.koption import KOptionItem, koption_scores
@@ -275,7 +276,7 @@ def iat_task(model: Any, sets: Sequence[IATSet] | None = None, *, n: int | None 
             [(rng.choice(s.sa), rng.choice(s.sb)) for _ in range(n_label_pairs)]
         for a, b in dict.fromkeys(pairs):
             for attr, words in (("a", s.xa), ("b", s.xb)):
-                for w in words:
+                for w in _subsample(list(words), n_words, seed):
                     for first, second in ((a, b), (b, a)):
                         opts = (first, second) if chat else (" " + first, " " + second)
                         items.append(KOptionItem(IAT_PROMPT.format(word=w, first=first, second=second), opts))

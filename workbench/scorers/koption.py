@@ -302,6 +302,14 @@ def koption_scores(model: Any, items: Sequence[KOptionItem | Mapping[str, Any]],
                 wanted.setdefault(pl.context + node, set()).update(cands)
         wanted.setdefault(pl.context, set()).update(pl.root_tokens)
     nodes = list(wanted)
+    n_ctx = getattr(getattr(model, "facts", None), "n_ctx", None)
+    too_long = [len(x) for x in nodes if n_ctx is not None and len(x) > n_ctx]
+    if too_long:
+        from workbench.models.hooked import ContextLengthError
+
+        raise ContextLengthError(f"{len(too_long)} scoring context(s) are longer than {model.name}'s context of "
+                                 f"{n_ctx} tokens (longest {max(too_long)}); shorten the prompts or use a model with a "
+                                 "longer context")
     logp: dict[tuple[int, ...], dict[int, float]] = {}
     # rows of similar length share a batch (less padding)
     order = sorted(range(len(nodes)), key=lambda j: len(nodes[j]))
