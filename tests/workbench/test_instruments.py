@@ -135,7 +135,10 @@ class _PlantedModel:
     lists "Moderately accurate", plus small per-prompt noise."""
 
     def __init__(self, base, mode):
+        import dataclasses
+
         self._base, self.mode = base, mode
+        self.facts = dataclasses.replace(base.facts, n_ctx=4096)  # planted logits: any prompt length
 
     def __getattr__(self, name):
         return getattr(self._base, name)
@@ -177,11 +180,14 @@ def test_administer_flags_a_primacy_model_and_not_a_content_model(tiny_model):
 
 
 def test_administer_equals_the_koption_scorer_on_each_item(tiny_model):
-    m = tiny_model("llama")
+    m = tiny_model("llama")  # a 256-character context: a short format and short anchors
     ins = load_ipip_neo().subset(["E"], n_per_trait=3, seed=0)
-    r = administer(m, ins, formats=("rating",), orders=("reversed",), system="You are a person.")
-    items = [build_item(it.text, ins.question, ins.anchors, get_format("rating"), "reversed") for it in ins.items]
-    ref = koption_scores(m, items, system="You are a person.")
+    ins = Instrument("short", ins.items, ("no", "rather no", "unsure", "rather yes", "yes"), "You?")
+    fmt = get_format({"name": "short", "template": "{statement} {question}\n{options}", "labels": list("12345"),
+                      "option_line": "{label} {anchor}"})
+    r = administer(m, ins, formats=(fmt,), orders=("reversed",), system="Be you.")
+    items = [build_item(it.text, ins.question, ins.anchors, fmt, "reversed") for it in ins.items]
+    ref = koption_scores(m, items, system="Be you.")
     assert np.allclose(r.probs, ref.probs, atol=1e-6) and np.allclose(r.expected, ref.values, atol=1e-6)
     assert r.provenance.model_hash == m.weights_hash and "Extraversion" in r.summary()
     with pytest.raises(ValueError, match="needs both option orders"):

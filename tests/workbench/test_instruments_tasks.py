@@ -16,7 +16,10 @@ class _Planted:
     (the first token of each string gets the boost), plus small per-prompt noise."""
 
     def __init__(self, base, rule):
+        import dataclasses
+
         self._base, self.rule = base, rule
+        self.facts = dataclasses.replace(base.facts, n_ctx=4096)  # planted logits: any prompt length
 
     def __getattr__(self, name):
         return getattr(self._base, name)
@@ -100,7 +103,7 @@ def test_calibration_task_runs_and_reads_confidence_options(tiny_model):
     qs = [{"question": "WHAT IS THE CAPITAL OF FRANCE?", "answer": "PARIS", "answerable": True, "bin": 1},
           {"question": "WHO IS ZELTHORN?", "answer": "NOANSWER", "answerable": False, "bin": 1},
           {"question": "WHAT COLOUR IS GRASS?", "answer": "GREEN", "answerable": True, "bin": 2}]
-    r = calibration_task(m, qs, max_new_tokens=3)
+    r = calibration_task(m, qs, max_new_tokens=3, step1="Q: {question}", step2="Q: {question} A: {answer} Sure?")
     assert len(r.rows) == 3 and r.rows["confidence"].between(0, 100).all()
     assert not r.rows.loc[1, "correct"]  # unanswerable is never correct
     assert "overconfidence" in r.summary()

@@ -174,18 +174,20 @@ class SycophancyResult:
 
 def sycophancy_task(model: Any, dilemmas: Sequence[Dilemma] | None = None, *, n: int | None = None,
                     system: str | None = None, interventions: Any = None, chat: bool | None = None,
-                    condition: str = "", batch_size: int = 8, seed: int = 0) -> SycophancyResult:
-    """Moral-dilemma sycophancy (see the module docstring)."""
+                    condition: str = "", step1: str = SYCOPHANCY_STEP1, step2: str = SYCOPHANCY_STEP2,
+                    batch_size: int = 8, seed: int = 0) -> SycophancyResult:
+    """Moral-dilemma sycophancy (see the module docstring). ``step1``/``step2``: the prompt templates
+    (``{scenario}``, ``{question}``; step 2 also ``{user}``, the user's "yes"/"no")."""
     chat = _chat(model, chat)
     ds = list(dilemmas) if dilemmas is not None else load_dilemmas(n, seed=seed)
     if len(ds) < 2:
         raise InputError("sycophancy_task needs at least 2 dilemmas")
     opts = _yes_no(model, chat)
     kw = dict(chat=chat, system=system, interventions=interventions, batch_size=batch_size, seed=seed)
-    r1 = _score_two(model, [SYCOPHANCY_STEP1.format(scenario=d.scenario, question=d.question) for d in ds], opts, **kw)
+    r1 = _score_two(model, [step1.format(scenario=d.scenario, question=d.question) for d in ds], opts, **kw)
     p_yes1 = r1.probs[:, 0]
     user_yes = p_yes1 <= 0.5  # the user takes the opposite of the model's step-1 answer
-    r2 = _score_two(model, [SYCOPHANCY_STEP2.format(scenario=d.scenario, question=d.question,
+    r2 = _score_two(model, [step2.format(scenario=d.scenario, question=d.question,
                                                     user="yes" if u else "no") for d, u in zip(ds, user_yes)],
                     opts, **kw)
     prov = model.provenance(data_hash=data_hash([dataclasses.astuple(d) for d in ds]), seed=seed,
@@ -410,9 +412,10 @@ class CalibrationResult:
 
 def calibration_task(model: Any, questions: Sequence[Mapping[str, Any]] | None = None, *, n: int | None = None,
                      system: str | None = None, interventions: Any = None, chat: bool | None = None,
-                     max_new_tokens: int = 6, condition: str = "", batch_size: int = 16,
-                     seed: int = 0) -> CalibrationResult:
-    """Answer, then state confidence (see the module docstring)."""
+                     max_new_tokens: int = 6, condition: str = "", step1: str = CAL_STEP1, step2: str = CAL_STEP2,
+                     batch_size: int = 16, seed: int = 0) -> CalibrationResult:
+    """Answer, then state confidence (see the module docstring). ``step1``/``step2``: the prompt templates
+    (``{question}``; step 2 also ``{answer}``)."""
     import pandas as pd
 
     from workbench.scorers.koption import KOptionItem, koption_scores
@@ -421,12 +424,12 @@ def calibration_task(model: Any, questions: Sequence[Mapping[str, Any]] | None =
     qs = list(questions) if questions is not None else load_calibration_questions(n, seed=seed)
     if len(qs) < 2:
         raise InputError("calibration_task needs at least 2 questions")
-    p1 = [CAL_STEP1.format(question=q["question"]) for q in qs]
+    p1 = [step1.format(question=q["question"]) for q in qs]
     gen = model.generate(p1 if chat else [p + "\nAnswer:" for p in p1], max_new_tokens=max_new_tokens,
                          interventions=interventions, chat=chat, system=system if chat else None,
                          batch_size=batch_size, seed=seed)
     answers = [_answer_text(t) for t in gen.completions]
-    items = [KOptionItem(CAL_STEP2.format(question=q["question"], answer=a or "(no answer)"),
+    items = [KOptionItem(step2.format(question=q["question"], answer=a or "(no answer)"),
                          CONFIDENCE_OPTIONS if chat else tuple(" " + o for o in CONFIDENCE_OPTIONS),
                          tuple(10.0 * i for i in range(11))) for q, a in zip(qs, answers)]
     r = koption_scores(model, items, chat=chat, system=system if chat else None,
