@@ -26,6 +26,7 @@ from .calibration import (
 from .compare import (
     Condition, HarmfulScorer, PersonaComparison, StatementsScorer, TraitJudgeScorer, persona_comparison,
 )
+from .injection import InjectionCondition, PersonaInjection, persona_injection
 from .operators import Ablate, Add, Clamp, SteeringError, interventions_for, steer
 from .personas import Persona, PersonaVectors, load_personas, persona_vectors
 from .record import PromptItem, record_activations
@@ -47,7 +48,7 @@ __all__ = [
     # measuring
     "ab_prompts", "steered_ab_scores", "generate_and_score", "caa_sweep", "SweepResult", "generation_sweep",
     "GenerationSweepResult", "persona_comparison", "PersonaComparison", "Condition", "StatementsScorer",
-    "HarmfulScorer", "TraitJudgeScorer",
+    "HarmfulScorer", "TraitJudgeScorer", "persona_injection", "PersonaInjection", "InjectionCondition",
 ]
 
 __getattr__ = renamed_names(__name__, {"ab_scores": "steered_ab_scores"})

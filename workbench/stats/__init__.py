@@ -54,6 +54,8 @@ References
   correction).
 * Cohen, J. (1960). A coefficient of agreement for nominal scales. Educ. Psychol. Meas. 20(1).
 * Kendall, M. G. (1945). The treatment of ties in ranking problems. Biometrika 33(3) (tau-b).
+* Friedman, M. (1937). JASA 32(200), 675-701 (repeated measures; Kendall's W = Q / (n (k - 1))).
+* Fisher, R. A. (1935), The Design of Experiments, sec. 21 (the paired sign-flip test).
 * Phipson, B. & Smyth, G. K. (2010). Permutation p-values should never be zero. Stat. Appl.
   Genet. Mol. Biol. 9(1) (the (k + 1) / (n + 1) correction).
 """
@@ -67,6 +69,7 @@ from workbench.stats.estimate import Estimate
 from workbench.stats.kappa import cohens_kappa
 from workbench.stats.means import mean_estimate, normal_estimate, paired_difference
 from workbench.stats.multiple import AdjustedPValues, adjust_pvalues, benjamini_hochberg, holm
+from workbench.stats.paired import chi2_sf, friedman, paired_mean_difference
 from workbench.stats.passk import pass_at_k, pass_at_k_over_tasks, pass_hat_k, pass_hat_k_over_tasks
 from workbench.stats.power import detectable_difference, two_proportion_power, two_proportion_sample_size
 from workbench.stats.rates import proportion, wilson
@@ -113,4 +116,7 @@ __all__ = [
     "delong_placements",
     "delong_variance",
     "IndexedAUROC",
+    "paired_mean_difference",
+    "friedman",
+    "chi2_sf",
 ]
