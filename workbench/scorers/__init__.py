@@ -40,12 +40,14 @@ from workbench.scorers.refusal import (
     match_refusal,
     normalize_text,
 )
+from workbench.scorers.match import MATCH_MODES, AnswerMatchScorer, answer_matches
 from workbench.scorers.logprob import (ContinuationScores, LogprobScorer, continuation_logprobs, logit_difference,
                                       target_logprob)
 from workbench.scorers.trait import TRAIT_JUDGE_TEMPLATE, TraitScorer, make_trait_judge, trait_expression
 
 __all__ = [
     "ABItem", "ABScorer", "ABFormatError", "ab_scores", "ab_accuracy", "load_ab_items",
+    "AnswerMatchScorer", "answer_matches", "MATCH_MODES",
     "ContinuationScores", "LogprobScorer", "continuation_logprobs", "target_logprob", "logit_difference",
     "ScoreResult",
     "Scorer",
