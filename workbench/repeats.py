@@ -439,9 +439,23 @@ class RepeatedRuns:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        """Everything, JSON-able (NaN scores become None); :meth:`from_dict` rebuilds the result."""
         return to_jsonable({"items": self.items, "temperatures": self.temperatures, "seeds": self.seeds,
-                            "n_samples": self.n_samples, "outcomes": self.outcomes, "scorer": self.scorer,
-                            "n_unscored": self.n_unscored, "settings": self.settings, "provenance": self.provenance})
+                            "n_samples": self.n_samples, "outcomes": self.outcomes, "scores": self.scores,
+                            "completions": self.completions, "completion_ids": self.completion_ids,
+                            "scorer": self.scorer, "n_unscored": self.n_unscored, "settings": self.settings,
+                            "provenance": self.provenance, "confidence": self.confidence, "seed": self.seed})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RepeatedRuns":
+        scores = np.array([[[np.nan if v is None else v for v in r] for r in t] for t in d["scores"]], dtype=float)
+        prov = d.get("provenance") or {}
+        prov = Provenance(**{**prov, "sites": tuple(prov.get("sites", ()))})
+        return cls(tuple(d["items"]), tuple(float(t) for t in d["temperatures"]), tuple(int(s) for s in d["seeds"]),
+                   int(d["n_samples"]), np.asarray(d["outcomes"], dtype=float), scores,
+                   tuple(tuple(tuple(r) for r in t) for t in d["completions"]),
+                   tuple(tuple(tuple(tuple(x) for x in r) for r in t) for t in d["completion_ids"]),
+                   d["scorer"], int(d["n_unscored"]), dict(d["settings"]), prov, float(d["confidence"]), int(d["seed"]))
 
 
 # ------------------------------------------------------------------------------------------ the driver

@@ -164,3 +164,14 @@ def test_driver_input_errors(tiny_model):
         repeated_runs(m, ["a", "a"], EvenLength())
     with pytest.raises(RepeatsError, match=">= 0"):
         repeated_runs(m, ["a", "b"], EvenLength(), temperatures=(-1.0,))
+
+
+def test_round_trip_through_json(runs):
+    import json
+
+    from workbench.repeats import RepeatedRuns
+
+    back = RepeatedRuns.from_dict(json.loads(json.dumps(runs.to_dict())))
+    assert back.completion_ids == runs.completion_ids and back.completions == runs.completions
+    assert np.array_equal(back.outcomes, runs.outcomes) and back.provenance == runs.provenance
+    assert back.pass_at_k(2, 1.0) == runs.pass_at_k(2, 1.0)
