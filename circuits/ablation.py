@@ -29,6 +29,8 @@ Enough" (2025) ablates the top 2% induction heads *per layer* and compares with 
 
 from __future__ import annotations
 
+from workbench.errors import check_count
+
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -294,6 +296,8 @@ def induction_protocol(model: Any, *, k_percent: float = 2.0, n_random: int = 10
     (mean over the evaluation sequences' tokens) or ``resample``. ``icl_texts``: optional text for the ICL
     score under each condition.
     """
+    for name, v in (("n_random", n_random), ("n_seqs", n_seqs), ("half", half), ("score_seqs", score_seqs)):
+        check_count(v, name)
     N, H = model.n_layers, model.facts.n_heads
     if scores is None:
         scores = head_scores(model, kinds=("induction",), measures=("target",), n_seqs=score_seqs, half=half, seed=seed)

@@ -9,6 +9,7 @@ embeddings) is provided for comparison.
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -20,7 +21,7 @@ from workbench.models.tokens import Tokens
 __all__ = ["CorruptionError", "check_pair", "token_replacement", "embedding_noise", "NoiseCorruption"]
 
 
-class CorruptionError(ValueError):
+class CorruptionError(WorkbenchError, ValueError):
     pass
 
 

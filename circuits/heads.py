@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from workbench.errors import InputError, check_count
 import torch
 
 from workbench.results import Provenance, data_hash
@@ -52,6 +53,7 @@ def repeated_random_tokens(model: Any, n_seqs: int = 10, half: int = 50, *, seed
     ``[1000, min(vocab, 20000))`` to avoid special and byte tokens); BOS is prepended when the model has one
     (``bos=None``) so every sequence starts like a document.
     """
+    n_seqs, half = check_count(n_seqs, "n_seqs"), check_count(half, "half")
     V = model.facts.d_vocab
     if low is None:
         low = 0 if V < 1000 else 1000
@@ -171,10 +173,13 @@ def head_scores(model: Any, tokens: torch.Tensor | None = None, *, kinds: Sequen
     ``tokens``: ``[n_seqs, T]`` sequences (default :func:`repeated_random_tokens` with ``n_seqs``, ``half``,
     ``seed``). Patterns are read with :meth:`HookedModel.run_with_cache` (either backend).
     """
+    check_count(batch_size, "batch_size")
     if tokens is None:
         tokens = repeated_random_tokens(model, n_seqs, half, seed=seed)
     tokens = tokens if tokens.ndim == 2 else tokens[None]
     n, T = tokens.shape
+    if n == 0 or T < 2:
+        raise InputError(f"head_scores needs at least one sequence of >= 2 tokens; got tokens of shape {tuple(tokens.shape)}")
     N, H = model.n_layers, model.facts.n_heads
     per = {k: {m: torch.zeros(n, N, H) for m in measures} for k in kinds}
     sites = [Site("pattern", L) for L in range(N)]

@@ -14,6 +14,7 @@ comparison. Any callable ``f(logits, rows) -> [n]`` works as a metric too.
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -23,7 +24,7 @@ __all__ = ["PatchMetric", "LogitDiff", "TargetProb", "TargetLogProb", "KLFromCle
            "single_token_ids", "MetricError"]
 
 
-class MetricError(ValueError):
+class MetricError(WorkbenchError, ValueError):
     pass
 
 

@@ -35,6 +35,7 @@ with TransformerLens's per-cell loop is tested to 1e-4 for every kind (tests/cir
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -56,7 +57,7 @@ __all__ = ["PatchingResult", "patching_sweep", "PATCH_KINDS", "PatchingError", "
 PATCH_KINDS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "head_out")
 
 
-class PatchingError(ValueError):
+class PatchingError(WorkbenchError, ValueError):
     pass
 
 

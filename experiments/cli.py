@@ -52,7 +52,11 @@ def run_experiment(name: str, *, out: str | Path | None = None, config_file: str
                    overrides: list[str] | None = None, resume: bool = False, overwrite: bool = False,
                    executor: str = "local", ray_address: str | None = None, progress: bool = True,
                    argv: list[str] | None = None) -> Path:
-    """Run a registered experiment; returns the path of its report. (The CLI's ``run``.)"""
+    """Run a registered experiment; returns the path of its report. (The CLI's ``run``.)
+
+    A failure before any step finished leaves no run directory behind (when this run created it);
+    a later one marks the run ``failed`` and keeps its finished steps for ``resume=True``.
+    """
     from .config import load_config
     from .executors import make_executor
     from .registry import get_experiment
@@ -64,14 +68,54 @@ def run_experiment(name: str, *, out: str | Path | None = None, config_file: str
     try:
         ctx = RunContext(out or Path("runs") / name, name, cfg, resume=resume, overwrite=overwrite, executor=ex,
                          progress=progress, argv=argv)
-        exp.run(ctx, cfg)
-        return ctx.finish()
+        try:
+            exp.run(ctx, cfg)
+            return ctx.finish()
+        except BaseException as e:
+            ctx.fail(e)
+            raise
     finally:
         ex.close()
 
 
+# Errors that are the user's to fix (a bad name, path, value, file, device or cluster address): the CLI
+# prints them as one line. Anything else is a bug in the workbench and keeps its traceback.
+_USER_ERRORS: tuple[type[BaseException], ...] = (KeyError, ValueError, OSError, ImportError)
+
+
+def _user_error(e: BaseException) -> bool:
+    from workbench.errors import WorkbenchError
+
+    return isinstance(e, (WorkbenchError,) + _USER_ERRORS)
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    msg = " ".join(msg.split())
+    if isinstance(e, OSError) and not msg:
+        msg = type(e).__name__
+    return msg or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``workbench`` command. User errors end as one line ``workbench: error: ...`` with exit code 2
+    (``WORKBENCH_DEBUG=1`` shows their tracebacks)."""
+    import os
+
     args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("workbench: interrupted (finished steps are kept; --resume continues the run)", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if not _user_error(e) or os.environ.get("WORKBENCH_DEBUG"):
+            raise
+        print(f"workbench: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "models":
         from workbench.models import DEFAULT_MODEL, list_models
 
@@ -107,13 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append(f'{key}="{val}"')
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    try:
-        path = run_experiment(args.experiment, out=args.out, config_file=args.config, overrides=overrides,
-                              resume=args.resume, overwrite=args.overwrite, executor=args.executor,
-                              ray_address=args.ray_address, progress=not args.quiet, argv=sys.argv)
-    except (KeyError, ValueError, FileExistsError, FileNotFoundError) as e:
-        print(f"workbench: error: {e}", file=sys.stderr)
-        return 2
+    path = run_experiment(args.experiment, out=args.out, config_file=args.config, overrides=overrides,
+                          resume=args.resume, overwrite=args.overwrite, executor=args.executor,
+                          ray_address=args.ray_address, progress=not args.quiet, argv=sys.argv)
     print(path)
     return 0
 

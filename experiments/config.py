@@ -8,6 +8,7 @@ type. ``workbench config EXPERIMENT`` prints the defaults as TOML to start a fil
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import dataclasses
 import difflib
 import sys
@@ -19,7 +20,7 @@ __all__ = ["ConfigError", "config_from_dict", "load_config", "config_to_dict", "
            "ModelSection"]
 
 
-class ConfigError(ValueError):
+class ConfigError(WorkbenchError, ValueError):
     pass
 
 
@@ -109,10 +110,33 @@ def config_from_dict(cls: type, data: dict, where: str = "config") -> Any:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown key {k!r} in [{where}].{hint} Valid keys: {', '.join(fields)}.")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    for k, v in kwargs.items():
+        _check_count(fields[k], v, f"{where}.{k}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"[{where}]: {e}") from e
+
+
+_COUNT_NAMES = ("max_new_tokens", "limit", "k", "batch_size", "protocol_seqs", "n_resamples")
+
+
+def is_count(name: str) -> bool:
+    """Whether a config key is a count (``n_*`` and the names in ``_COUNT_NAMES``)."""
+    return name.startswith("n_") or name in _COUNT_NAMES
+
+
+def _check_count(f: dataclasses.Field, value: Any, where: str) -> None:
+    """A count must be >= 1, or >= 0 where 0 has a documented meaning (``metadata={"zero": "..."}``, or a
+    default of 0, which by convention means "all" or "none")."""
+    if not is_count(f.name) or isinstance(value, bool) or not isinstance(value, int):
+        return
+    zero = f.metadata.get("zero") if f.metadata else None
+    if zero is None and f.default == 0:
+        zero = "the default"
+    if value < 0 or (value == 0 and zero is None):
+        need = f">= 0 (0 means {zero})" if zero is not None else ">= 1"
+        raise ConfigError(f"{where} = {value}: a count must be {need}")
 
 
 def _read_toml(path: Path) -> dict:

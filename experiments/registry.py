@@ -6,6 +6,7 @@ registry is read (importing :mod:`experiments` registers nothing and loads no mo
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import difflib
 import importlib
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any, Callable
 __all__ = ["Experiment", "experiment", "get_experiment", "list_experiments", "UnknownExperimentError"]
 
 
-class UnknownExperimentError(KeyError):
+class UnknownExperimentError(WorkbenchError, KeyError):
     def __str__(self) -> str:
         return str(self.args[0])
 

@@ -14,7 +14,9 @@ import html
 import json
 from pathlib import Path
 
-__all__ = ["write_report", "render_report"]
+from workbench.errors import WorkbenchError
+
+__all__ = ["write_report", "render_report", "ReportError"]
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -32,7 +34,10 @@ img{max-width:100%;border:1px solid #eee;margin:.4em 0} .note{color:#556;font-si
 
 
 def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
+    try:
+        data = base64.b64encode(path.read_bytes()).decode()
+    except OSError as e:
+        raise ReportError(f"cannot read figure {path} ({e}); re-run with --resume to recompute its step") from e
     return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
 
 
@@ -41,6 +46,10 @@ def _table_head(path: Path, n: int = 12) -> str:
 
     try:
         df = pd.read_csv(path)
+    except OSError as e:
+        raise ReportError(f"cannot read table {path} ({e}); re-run with --resume to recompute its step") from e
+    except pd.errors.ParserError as e:
+        raise ReportError(f"table {path} is damaged ({e}); re-run with --resume to recompute its step") from e
     except pd.errors.EmptyDataError:
         return f"<p class='note'>{html.escape(path.name)}: empty table</p>"
     more = f"<p class='note'>{len(df)} rows; showing {min(n, len(df))}. Full table: results/…__{html.escape(path.name)}</p>"
@@ -55,20 +64,56 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
+class ReportError(WorkbenchError, ValueError):
+    """A run directory's files cannot be made into a report."""
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ReportError(
+            f"cannot read {path} ({type(e).__name__}: {e}); the run directory is damaged: re-run the experiment "
+            "with --resume (a damaged step is recomputed) and the report is written again"
+        ) from e
+
+
+def _inside(root: Path, rel: object, what: str) -> Path:
+    """``root / rel``, refused unless it resolves inside ``root`` (a report embeds only its own run's files)."""
+    if not isinstance(rel, str) or not rel:
+        raise ReportError(f"{what} {rel!r} in {root} is not a file name")
+    p = (root / rel).resolve()
+    base = root.resolve()
+    if p != base and base not in p.parents:
+        raise ReportError(f"{what} {rel!r} points outside its run directory ({p} is not under {base}); refusing to "
+                          "read it into the report. The run directory was edited by hand or is not a workbench run.")
+    return p
+
+
 def render_report(run_dir: str | Path) -> str:
+    from .run import _slug
+
     run = Path(run_dir)
-    manifest = json.loads((run / "manifest.json").read_text())
+    manifest = _read_json(run / "manifest.json")
+    if not isinstance(manifest, dict):
+        raise ReportError(f"{run / 'manifest.json'} is not a JSON object")
     sections = []
     for step in manifest.get("steps", []):
-        d = run / "steps" / step
+        try:
+            d = _inside(run, f"steps/{_slug(str(step))}", "step")
+        except ValueError as e:
+            raise ReportError(f"step name {step!r} in {run / 'manifest.json'} is not a step of this run ({e})") from e
         if not (d / "_sections.json").exists():
             continue
-        for s in json.loads((d / "_sections.json").read_text()):
+        found = _read_json(d / "_sections.json")
+        if not isinstance(found, list):
+            raise ReportError(f"{d / '_sections.json'} is not a list of sections")
+        for s in found:
             sections.append((step, d, s))
     model = manifest.get("model") or {}
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(manifest['experiment'])} — "
-             f"interp-workbench report</title><style>{_CSS}</style></head><body>",
-             f"<h1>{html.escape(manifest['experiment'])}</h1>"]
+    title = html.escape(str(manifest.get("experiment", run.name)))
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title} — "
+             f"interp-workbench report</title><style>{_CSS}</style></head><body>", f"<h1>{title}</h1>"]
     rows = [("model", f"{model.get('name', '?')} (weights {model.get('weights_hash', '?')}, backend {model.get('backend', '?')})"),
             ("status", manifest.get("status")), ("seed", manifest.get("seed")),
             ("started / finished", f"{manifest.get('started')} / {manifest.get('finished', '—')}"),
@@ -98,9 +143,9 @@ def render_report(run_dir: str | Path) -> str:
             parts.append("<table class='metrics'>" + "".join(
                 f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(val)}</td></tr>" for k, val in s["metrics"].items()) + "</table>")
         for f in s.get("figures", []):
-            parts.append(_img(d / f))
+            parts.append(_img(_inside(d, f, "figure")))
         for t in s.get("tables", []):
-            parts.append(f"<details><summary>table {html.escape(t)}</summary>{_table_head(d / t)}</details>")
+            parts.append(f"<details><summary>table {html.escape(t)}</summary>{_table_head(_inside(d, t, 'table'))}</details>")
         for n in s.get("notes", []):
             parts.append(f"<p class='note'>{html.escape(n)}</p>")
     parts.append("<p class='note'>Generated by interp-workbench. Every statistic carries its interval and the "
@@ -113,7 +158,7 @@ def write_report(run_dir: str | Path) -> Path:
 
     run = Path(run_dir)
     if not (run / "manifest.json").exists():
-        raise FileNotFoundError(f"{run} is not a run directory (no manifest.json)")
+        raise ReportError(f"{run} is not a run directory (no manifest.json); give the --out directory of a run")
     out = run / "report.html"
     atomic_write_text(out, render_report(run))
     return out

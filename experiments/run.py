@@ -7,40 +7,62 @@ Layout of a run directory::
     log.txt              what happened, with times
     steps/<step>/        one directory per finished step: its tables (CSV + Parquet), figures (PNG +
                          PDF) and report section, built in a temporary directory and renamed into
-                         place when complete, so a step is either entirely there or not at all
+                         place when complete, so a step is either entirely there or not at all.
+                         ``_done.json`` records what the step depended on and a sha256 of each file
     shards/<grid>/       one file per finished task of a grid (written atomically as it finishes)
     results/, figures/   every step's tables and figures, gathered when the run completes
     report.html          self-contained report (figures embedded), one section per result
 
-``resume=True`` reuses finished steps and shards, so killing the process at any moment and
-resuming gives the same final results as an uninterrupted run (steps are deterministic given the
-config and seed; nothing finished is recomputed or written twice).
+``resume=True`` reuses a finished step only when everything it depended on is unchanged: the
+experiment and its config (seed included), the weights hash of every model loaded, the shipped data
+and any data file the config names, and the versions of the locked packages; and only when its
+files are all there and intact. Otherwise the step is recomputed, and the log says why. So killing
+the process at any moment and resuming gives the same final results as an uninterrupted run, and a
+resume after an upgrade or with other weights never reuses a result they would change.
+
+A directory is only ever replaced (``overwrite=True``) or continued when it holds a run; one that
+holds anything else is refused. A run that fails before finishing any step (say the model does
+not load) removes the directory it created; a later failure marks the manifest ``failed`` and keeps
+the finished steps for ``--resume``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from workbench.errors import WorkbenchError
 from workbench.results import data_hash, to_jsonable
-from workbench.store import ShardSet, atomic_write_bytes, atomic_write_json, atomic_write_text
+from workbench.store import (ShardSet, StoreMismatchError, atomic_write_bytes, atomic_write_json, atomic_write_text,
+                             clean_stale_partials, partial_path)
 
 from .config import config_to_dict
 
-__all__ = ["RunContext", "Section", "RunExistsError", "package_versions", "git_sha"]
+__all__ = ["RunContext", "Section", "RunExistsError", "RunDirectoryError", "package_versions", "locked_versions",
+           "git_sha"]
+
+# Packages whose versions a finished step depends on (a change recomputes the step on resume).
+LOCKED_PACKAGES = ("interp-workbench", "torch", "transformers", "transformer-lens", "nnsight", "numpy",
+                   "scikit-learn", "numba", "safetensors", "gguf", "accelerate", "tokenizers")
 
 
-class RunExistsError(FileExistsError):
+class RunExistsError(WorkbenchError, FileExistsError):
     pass
+
+
+class RunDirectoryError(WorkbenchError, ValueError):
+    """The run directory is not one the workbench may use as asked."""
 
 
 @dataclasses.dataclass
@@ -58,17 +80,28 @@ class Section:
     order: int = 0
 
 
-def package_versions() -> dict[str, str]:
+def _versions(names: Sequence[str]) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
-    for name in ("interp-workbench", "torch", "transformers", "transformer-lens", "nnsight", "numpy", "scikit-learn",
-                 "pandas", "safetensors", "gguf", "ray"):
+    out = {}
+    for name in names:
         try:
             out[name] = version(name)
         except PackageNotFoundError:
             pass
     return out
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    out.update(_versions(("interp-workbench", "torch", "transformers", "transformer-lens", "nnsight", "numpy",
+                          "scikit-learn", "pandas", "safetensors", "gguf", "ray", "numba")))
+    return out
+
+
+def locked_versions() -> dict[str, str]:
+    """Python and the versions of the packages results depend on (see :data:`LOCKED_PACKAGES`)."""
+    return {"python": platform.python_version(), **_versions(LOCKED_PACKAGES)}
 
 
 def git_sha(path: Path | None = None) -> str | None:
@@ -85,10 +118,64 @@ def git_sha(path: Path | None = None) -> str | None:
 
 
 def _slug(name: str) -> str:
-    s = re.sub(r"[^a-zA-Z0-9_.-]+", "-", name).strip("-")
+    s = re.sub(r"[^a-zA-Z0-9_.-]+", "-", name).strip("-.")
     if not s:
         raise ValueError(f"cannot make a file name from {name!r}")
     return s
+
+
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _shipped_data_hash() -> str:
+    """One hash over every data file the packages ship (datasets, prompt sets, assets)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for d in ("workbench/datasets", "probe/data", "steering/data", "circuits/assets"):
+        base = root / d
+        if not base.is_dir():
+            continue
+        for f in sorted(x for x in base.rglob("*") if x.is_file() and "__pycache__" not in x.parts and x.suffix != ".py"):
+            h.update(str(f.relative_to(root)).encode())
+            h.update(_file_sha(f).encode())
+    return h.hexdigest()[:16]
+
+
+def _config_files(cfg: Any) -> dict[str, str]:
+    """sha256 of every existing file a config value names (a user's data file is part of the run's input)."""
+    out: dict[str, str] = {}
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str) and len(v) < 4096 and ("/" in v or "." in v):
+            try:
+                p = Path(v).expanduser()
+                if p.is_file():
+                    out[str(p.resolve())] = _file_sha(p)
+            except (OSError, ValueError):
+                pass
+    walk(cfg)
+    return out
+
+
+def _diff_dicts(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Human-readable differences between two JSON-like dicts (``key: old -> new``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _diff_dicts(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
 class RunContext:
@@ -96,7 +183,8 @@ class RunContext:
 
     Methods: :meth:`model` (load once), :meth:`step` (a resumable unit of work producing tables,
     figures and a report section), :meth:`map` (a grid of tasks through the executor, one shard per
-    task), :meth:`record_data` (data hashes for the manifest), :meth:`log`.
+    task), :meth:`record_data` (data hashes for the manifest), :meth:`log`. Call :meth:`finish`
+    when the experiment returns, or :meth:`fail` when it raises.
     """
 
     def __init__(self, out: str | Path, experiment: str, config: Any, *, resume: bool = False,
@@ -114,29 +202,50 @@ class RunContext:
         self._data: dict[str, str] = {}
         self._timings: dict[str, float] = {}
         self._t0 = time.time()
+        self._pending_log: list[str] = []
         cfg = to_jsonable(config_to_dict(config))
         self.fingerprint = data_hash({"experiment": experiment, "config": cfg})
-        manifest = self.out / "manifest.json"
-        if self.out.exists() and any(self.out.iterdir()):
+        if self.out.exists() and not self.out.is_dir():
+            raise RunDirectoryError(f"--out {self.out} is a file, not a directory; choose another --out")
+        nonempty = self.out.is_dir() and any(self.out.iterdir())
+        self._created = not nonempty
+        if nonempty:
+            if not self._looks_like_run(self.out):
+                raise RunDirectoryError(
+                    f"{self.out} is not empty and holds no workbench run (no manifest.json or steps/); refusing to "
+                    f"{'delete' if overwrite else 'write into'} it. Choose another --out, or empty it yourself."
+                )
+            self._check_not_in_use()
             if overwrite:
                 shutil.rmtree(self.out)
+                self._created = True
             elif not resume:
                 raise RunExistsError(
                     f"run directory {self.out} already holds a run; pass --resume to continue it, --overwrite to "
                     "replace it, or choose another --out"
                 )
-            elif manifest.exists():
-                old = json.loads(manifest.read_text())
-                if old.get("fingerprint") != self.fingerprint:
+            else:
+                old = self._read_old_manifest()
+                if old is not None and old.get("fingerprint") != self.fingerprint:
+                    changes = _diff_dicts({"experiment": old.get("experiment"), "config": old.get("config")},
+                                          {"experiment": experiment, "config": cfg})
                     raise RunExistsError(
-                        f"{self.out} holds a run of a different experiment or config ({old.get('experiment')}, "
-                        f"fingerprint {old.get('fingerprint')} != {self.fingerprint}); resume only continues the same "
-                        "run: use another --out or --overwrite"
+                        f"{self.out} holds a run of a different experiment or config, so --resume cannot continue it "
+                        f"(changed: {'; '.join(changes[:6]) or 'fingerprint'}{' ...' if len(changes) > 6 else ''}); use "
+                        "another --out, or --overwrite to replace it"
                     )
-                self._timings = dict(old.get("timings", {}))
-                self._data = dict(old.get("data_hashes", {}))
+                if old is not None:
+                    self._timings = dict(old.get("timings", {}))
+                    self._data = dict(old.get("data_hashes", {}))
         for d in ("steps", "shards"):
             (self.out / d).mkdir(parents=True, exist_ok=True)
+        self._lock = self.out / ".lock"
+        atomic_write_json(self._lock, {"pid": os.getpid(), "host": socket.gethostname()})
+        for d in [self.out / "steps", self.out] + [x for x in (self.out / "shards").iterdir() if x.is_dir()]:
+            for removed in clean_stale_partials(d):
+                self._pending_log.append(f"removed {removed}, left by an interrupted run")
+        self._shipped = _shipped_data_hash()
+        self._files = _config_files(cfg)
         self.manifest: dict = {
             "experiment": experiment, "config": cfg, "fingerprint": self.fingerprint,
             "seed": getattr(config, "seed", None), "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -146,6 +255,47 @@ class RunContext:
         }
         self._write_manifest()
         self.log(f"{'resuming' if resume else 'starting'} {experiment} in {self.out}")
+        for line in self._pending_log:
+            self.log(line)
+
+    # -- the directory ----------------------------------------------------------------
+    @staticmethod
+    def _looks_like_run(d: Path) -> bool:
+        return (d / "manifest.json").is_file() or (d / "steps").is_dir()
+
+    def _check_not_in_use(self) -> None:
+        lock = self.out / ".lock"
+        try:
+            info = json.loads(lock.read_text())
+        except (OSError, ValueError):
+            return
+        pid, host = info.get("pid"), info.get("host")
+        if host == socket.gethostname() and isinstance(pid, int) and pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            except PermissionError:
+                pass
+            raise RunDirectoryError(
+                f"{self.out} is in use by another workbench process (pid {pid}); wait for it to finish or stop it"
+            )
+
+    def _read_old_manifest(self) -> dict | None:
+        mf = self.out / "manifest.json"
+        if not mf.exists():
+            self._pending_log.append("manifest.json is missing; it is rewritten, and each finished step is checked "
+                                     "against what it recorded")
+            return None
+        try:
+            old = json.loads(mf.read_text())
+            if not isinstance(old, dict):
+                raise ValueError("not a JSON object")
+            return old
+        except (OSError, ValueError) as e:
+            self._pending_log.append(f"manifest.json is unreadable ({type(e).__name__}: {e}); it is rewritten, and "
+                                     "each finished step is checked against what it recorded")
+            return None
 
     # -- bookkeeping ------------------------------------------------------------------
     def _write_manifest(self) -> None:
@@ -187,30 +337,73 @@ class RunContext:
     def step_dir(self, name: str) -> Path:
         return self.out / "steps" / _slug(name)
 
+    def _deps(self) -> dict:
+        """What a step finished now depends on."""
+        return {"fingerprint": self.fingerprint, "seed": getattr(self.config, "seed", None),
+                "models": {f"{n}@{b}": m.weights_hash for (n, b), m in sorted(self._models.items())},
+                "data": {"shipped": self._shipped, "files": self._files}, "versions": locked_versions()}
+
+    def _why_not_reusable(self, name: str) -> str | None:
+        """None when the finished step ``name`` may be reused; else why it must be recomputed
+        (``""`` when it simply has not finished)."""
+        d = self.step_dir(name)
+        done = d / "_done.json"
+        if not done.exists():
+            return ""
+        try:
+            rec = json.loads(done.read_text())
+            deps, files = rec["deps"], rec["files"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return f"its record {done} is unreadable or from an older workbench ({type(e).__name__}: {e})"
+        changed = []
+        if deps.get("fingerprint") != self.fingerprint:
+            changed.append("the experiment or its config changed")
+        for key, h in deps.get("models", {}).items():
+            n, b = key.rsplit("@", 1)
+            cur = self.model(n, b).weights_hash
+            if cur != h:
+                changed.append(f"model {n}'s weights changed ({h} -> {cur})")
+        now = {"data": {"shipped": self._shipped, "files": self._files}, "versions": locked_versions()}
+        changed += _diff_dicts({"data": deps.get("data"), "versions": deps.get("versions")}, now)
+        for f, sha in files.items():
+            p = d / f
+            if not p.is_file():
+                changed.append(f"its file {p} is missing")
+            elif _file_sha(p) != sha:
+                changed.append(f"its file {p} was changed or truncated")
+        return "; ".join(changed) if changed else None
+
     def step_done(self, name: str) -> bool:
-        return (self.step_dir(name) / "_done.json").exists()
+        """Whether ``name`` finished and may be reused as it is."""
+        return self._why_not_reusable(name) is None
 
     def step(self, name: str, fn: Callable[["StepWriter"], Any]) -> dict:
-        """Run ``fn(writer)`` unless the step is already done; return its stored payload.
+        """Run ``fn(writer)`` unless the step finished with the same inputs; return its stored payload.
 
         ``fn`` writes tables/figures/section through the :class:`StepWriter` and returns a JSON-able
         payload (numbers later steps need). Everything lands in the step directory at once.
         """
         d = self.step_dir(name)
-        if self.step_done(name):
+        why = self._why_not_reusable(name)
+        if why is None:
             self.log(f"step {name}: done already, reusing")
             payload = json.loads((d / "_done.json").read_text())["payload"]
         else:
-            tmp = d.with_name(f".{d.name}.partial-{os.getpid()}")
+            if why:
+                self.log(f"step {name}: recomputing: {why}")
+            tmp = partial_path(d)
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             t = time.time()
             self.log(f"step {name}: running")
-            writer = StepWriter(tmp, name)
-            payload = fn(writer)
-            writer._finish(payload)
-            shutil.rmtree(d, ignore_errors=True)
-            os.replace(tmp, d)
+            try:
+                writer = StepWriter(tmp, name)
+                payload = fn(writer)
+                writer._finish(payload, self._deps())
+                shutil.rmtree(d, ignore_errors=True)
+                os.replace(tmp, d)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
             self._timings[name] = round(time.time() - t, 2)
             self.log(f"step {name}: finished in {self._timings[name]:.1f} s")
         if name not in self.manifest["steps"]:
@@ -222,11 +415,16 @@ class RunContext:
     def map(self, name: str, fn: Callable[[dict], Any], tasks: Sequence[dict]) -> list[Any]:
         """Run ``fn(task)`` for every task (JSON-able dicts) through the executor, one shard per task.
 
-        Finished shards are reused on resume; results come back in task order. ``fn`` must be a
-        module-level function (it may run in another process).
+        Finished shards are reused on resume (a corrupt one is recomputed); results come back in task
+        order. ``fn`` must be a module-level function (it may run in another process).
         """
-        shards = ShardSet(self.out / "shards" / _slug(name), {"fingerprint": self.fingerprint, "tasks": list(tasks)},
-                          resume=True)
+        job = {"fingerprint": self.fingerprint, "tasks": list(tasks), "deps": self._grid_deps()}
+        try:
+            shards = ShardSet(self.out / "shards" / _slug(name), job, resume=True, on_corrupt=self.log)
+        except StoreMismatchError:
+            self.log(f"grid {name}: its shards were computed with other inputs (model weights, data or package "
+                     "versions); recomputing them")
+            shards = ShardSet(self.out / "shards" / _slug(name), job, resume=False, on_corrupt=self.log)
         todo = [i for i in range(len(tasks)) if not shards.done(i)]
         if len(todo) < len(tasks):
             self.log(f"grid {name}: {len(tasks) - len(todo)}/{len(tasks)} shards done already")
@@ -243,28 +441,63 @@ class RunContext:
             self._write_manifest()
         return [shards.read_json(i)["result"] for i in range(len(tasks))]
 
+    def _grid_deps(self) -> dict:
+        """A grid's shards depend on the same inputs as a step."""
+        deps = self._deps()
+        deps.pop("fingerprint")
+        return deps
+
     # -- finishing --------------------------------------------------------------------
     def finish(self) -> Path:
         """Gather tables and figures, write the report, mark the run complete."""
         from .report import write_report
 
+        gather = partial_path(self.out / "gathered")
+        shutil.rmtree(gather, ignore_errors=True)
         for sub in ("results", "figures"):
-            shutil.rmtree(self.out / sub, ignore_errors=True)
-            (self.out / sub).mkdir()
+            (gather / sub).mkdir(parents=True)
         for name in self.manifest["steps"]:
             d = self.step_dir(name)
             for f in sorted(d.iterdir()):
                 if f.name.startswith("_"):
                     continue
                 sub = "figures" if f.suffix in (".png", ".pdf", ".svg") else "results"
-                shutil.copy2(f, self.out / sub / f"{_slug(name)}__{f.name}")
+                shutil.copy2(f, gather / sub / f"{_slug(name)}__{f.name}")
+        for sub in ("results", "figures"):  # each folder is swapped in with one rename
+            old = partial_path(self.out / f"{sub}-old")
+            if (self.out / sub).exists():
+                os.replace(self.out / sub, old)
+            os.replace(gather / sub, self.out / sub)
+            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(gather, ignore_errors=True)
         self.manifest["status"] = "complete"
         self.manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         self._timings["total_this_session"] = round(time.time() - self._t0, 2)
         self._write_manifest()
         path = write_report(self.out)
         self.log(f"report: {path}")
+        self._release()
         return path
+
+    def fail(self, error: BaseException) -> None:
+        """Record a failed run: a directory this run created and that holds no finished work is removed;
+        otherwise the manifest says ``failed`` (with the error) and ``--resume`` continues it."""
+        finished = bool(self.manifest["steps"]) or any(
+            p.name.startswith("shard-") for p in (self.out / "shards").rglob("*"))
+        if self._created and not finished:
+            shutil.rmtree(self.out, ignore_errors=True)
+            return
+        self.manifest["status"] = "failed"
+        self.manifest["error"] = f"{type(error).__name__}: {error}"[:2000]
+        self._write_manifest()
+        self.log(f"failed: {type(error).__name__}: {error}; --resume continues from the finished steps")
+        self._release()
+
+    def _release(self) -> None:
+        try:
+            self._lock.unlink()
+        except FileNotFoundError:
+            pass
 
 
 class StepWriter:
@@ -312,6 +545,8 @@ class StepWriter:
         atomic_write_json(self.dir / f"{base}.json", obj)
         return f"{base}.json"
 
-    def _finish(self, payload: Any) -> None:
+    def _finish(self, payload: Any, deps: dict) -> None:
         atomic_write_json(self.dir / "_sections.json", [dataclasses.asdict(s) for s in self.sections])
-        atomic_write_json(self.dir / "_done.json", {"step": self.step, "payload": to_jsonable(payload)})
+        files = {f.name: _file_sha(f) for f in sorted(self.dir.iterdir()) if f.is_file() and f.name != "_done.json"}
+        atomic_write_json(self.dir / "_done.json",
+                          {"step": self.step, "payload": to_jsonable(payload), "deps": deps, "files": files})

@@ -81,6 +81,7 @@ The statistics pass also gives the closed-form mean-difference direction (Nguyen
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -92,7 +93,7 @@ from .features import FeatureError, FeatureSource, TensorFeatures, as_features
 __all__ = ["BatchedFit", "FitStats", "fit_stats", "fit_logistic_batched", "project", "ProbeFitError", "default_device"]
 
 
-class ProbeFitError(ValueError):
+class ProbeFitError(WorkbenchError, ValueError):
     """Labels or weights that cannot define a probe (one class, no training rows...)."""
 
 

@@ -26,6 +26,7 @@ found and what was expected.
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import dataclasses
 import json
 import re
@@ -49,7 +50,7 @@ __all__ = [
 READ_POSITIONS = ("last_prompt", "last", "mean_output", "mean_prompt")
 
 
-class DatasetError(ValueError):
+class DatasetError(WorkbenchError, ValueError):
     """A dataset file or record is malformed; the message names the record and field."""
 
 

@@ -20,6 +20,8 @@ unlicensed files of Nguyen et al. are used only from ``../shared`` in tests and 
 
 from __future__ import annotations
 
+from workbench.errors import check_count
+
 import dataclasses
 import re
 from dataclasses import dataclass, field
@@ -151,6 +153,7 @@ def framing_set(path: str | Path | None = None, *, n_topics: int | None = None, 
         path = Path(str(resources.files("probe") / "data" / "eval_awareness" / FRAMING_FILE))
     ds = load_framing(path, name="eval_awareness_framing")
     if n_topics is not None:
+        check_count(n_topics, "n_topics")
         topics = sorted({e.meta["topic"] for e in ds.examples})
         keep = set(np.random.default_rng(seed).choice(topics, size=min(n_topics, len(topics)), replace=False))
         ds = ds.subset([i for i, e in enumerate(ds.examples) if e.meta["topic"] in keep])

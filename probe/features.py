@@ -9,6 +9,7 @@ a shard, not by the number of examples.
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 __all__ = ["FeatureSource", "TensorFeatures", "StoreFeatures", "as_features", "FeatureError"]
 
 
-class FeatureError(ValueError):
+class FeatureError(WorkbenchError, ValueError):
     """Activations of the wrong shape, or a store without the requested sites."""
 
 

@@ -13,6 +13,7 @@ say which class or group is missing and what to do.
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 __all__ = ["SplitError", "train_test_split", "group_kfold", "check_no_leak", "as_groups"]
 
 
-class SplitError(ValueError):
+class SplitError(WorkbenchError, ValueError):
     """A split is impossible (one class, too few groups) or leaks groups."""
 
 

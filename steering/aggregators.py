@@ -17,6 +17,7 @@ An aggregator maps positive and negative activations (``[n, d]`` each) to a vect
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 from typing import Callable
 
 import torch
@@ -24,7 +25,7 @@ import torch
 __all__ = ["mean_difference", "pca_difference", "AGGREGATORS", "get_aggregator", "AggregatorError"]
 
 
-class AggregatorError(ValueError):
+class AggregatorError(WorkbenchError, ValueError):
     pass
 
 

@@ -18,6 +18,7 @@ model, its weights hash, the data hash and the sites, and whose ``meta`` records
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 
-class BuildError(ValueError):
+class BuildError(WorkbenchError, ValueError):
     pass
 
 

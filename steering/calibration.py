@@ -19,6 +19,7 @@ bisection step runs only the layers after the site.
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 
-class CalibrationError(ValueError):
+class CalibrationError(WorkbenchError, ValueError):
     pass
 
 

@@ -63,7 +63,10 @@ class StatementsScorer:
     """Yes/No persona statements (Perez et al. 2022) for the persona's ``statements`` file, scored by the
     shared A/B scorer (:func:`workbench.scorers.ab.ab_scores`, answers stripped: "Yes"/"No" right after
     the assistant turn opens): per-item p(matching), mean with a bootstrap CI. ``n`` statements,
-    balanced between Yes- and No-matching."""
+    balanced between Yes- and No-matching. The persona's ``statements`` is a shipped trait or the path of a
+    user's ``.json``/``.jsonl`` statement file. Returns :class:`workbench.scorers.StatementScores`: the same
+    p(matching) plus the model's baseline p(Yes) and the score corrected for its Yes/No bias
+    (:func:`workbench.scorers.yes_no_bias`)."""
 
     name = "statements"
 
@@ -81,8 +84,12 @@ class StatementsScorer:
         return self._records[persona.name]
 
     def score(self, model: Any, persona: Persona, condition: Condition) -> Any:
-        return ab_scores(model, self.records(persona), condition.operators, system=condition.system,
-                         batch_size=self.batch_size, seed=self.seed)
+        from workbench.scorers import yes_no_bias
+
+        recs = self.records(persona)
+        res = ab_scores(model, recs, condition.operators, system=condition.system, batch_size=self.batch_size,
+                        seed=self.seed)
+        return yes_no_bias(res, recs, seed=self.seed)
 
 
 class _GenerationScorer:

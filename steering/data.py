@@ -20,6 +20,7 @@ From :mod:`workbench.datasets`, as plain records / strings, reproducibly subsamp
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import json
 import os
 import random
@@ -37,7 +38,7 @@ CAA_BEHAVIOURS = ("coordinate-other-ais", "corrigible-neutral-HHH", "hallucinati
                   "survival-instinct", "sycophancy")
 
 
-class DataError(ValueError):
+class DataError(WorkbenchError, ValueError):
     pass
 
 
@@ -91,14 +92,32 @@ def load_caa(behaviour: str, split: str = "test", *, n: int | None = None, seed:
 def load_persona_statements(name: str, *, n: int | None = None, seed: int = 0) -> list[dict]:
     """Persona statements (``question``, ``statement``, ``answer_matching_behavior`` " Yes"/" No"...).
 
-    With ``n``, a balanced subsample: half whose matching answer is " Yes", half " No", so a
-    yes-bias cannot pass for the trait."""
+    ``name`` is a shipped trait (:func:`workbench.datasets.persona_traits`) or the path of a user's own
+    ``.json`` (a list) / ``.jsonl`` file of such records (``question`` and ``answer_matching_behavior`` /
+    ``answer_not_matching_behavior``, CAA format). With ``n``, a balanced subsample: half whose matching
+    answer is " Yes", half " No", so a yes-bias cannot pass for the trait."""
     from workbench import datasets
 
-    try:
-        recs = datasets.persona_statements(name)
-    except KeyError as e:
-        raise DataError(f"no persona statements {name!r}; have {datasets.persona_traits()}") from e
+    p = Path(name)
+    if p.suffix in (".json", ".jsonl"):
+        if not p.exists():
+            raise DataError(f"statement file not found: {p}")
+        text = p.read_text()
+        try:
+            recs = [json.loads(x) for x in text.splitlines() if x.strip()] if p.suffix == ".jsonl" else json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{p} is not valid JSON: {e}") from e
+        bad = [i for i, r in enumerate(recs) if not {"question", "answer_matching_behavior",
+                                                     "answer_not_matching_behavior"} <= set(r)]
+        if bad:
+            raise DataError(f"{p}: record {bad[0]} lacks 'question', 'answer_matching_behavior' or "
+                            "'answer_not_matching_behavior' (the persona-statement / CAA format)")
+    else:
+        try:
+            recs = datasets.persona_statements(name)
+        except KeyError as e:
+            raise DataError(f"no persona statements {name!r}; have {datasets.persona_traits()} (or give the path of a "
+                            ".json/.jsonl statement file)") from e
     if n is None:
         return recs
     yes = [r for r in recs if r["answer_matching_behavior"].strip() == "Yes"]

@@ -8,12 +8,13 @@ layer indices, or raise :class:`LayerError` naming the valid range.
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 from typing import Any, Iterable
 
 __all__ = ["LayerError", "resolve_layers", "n_layers_of"]
 
 
-class LayerError(ValueError):
+class LayerError(WorkbenchError, ValueError):
     """A layer spec that does not fit the model."""
 
 

@@ -31,6 +31,7 @@ operators at the same site apply in the order given.
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import contextlib
 import math
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ _INDEX_WORDS = ("last", "first")
 SCALES = ("multiplier", "unit", "relative")
 
 
-class SteeringError(ValueError):
+class SteeringError(WorkbenchError, ValueError):
     """A steering request that cannot be applied as asked (the message names the fix)."""
 
 

@@ -16,6 +16,7 @@ responses a judge scores as expressing (or not) the trait; pass ``keep=`` to fil
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from .vector import SteeringVector
 __all__ = ["Persona", "load_personas", "PersonaVectors", "persona_vectors", "PersonaError"]
 
 
-class PersonaError(ValueError):
+class PersonaError(WorkbenchError, ValueError):
     pass
 
 

@@ -25,6 +25,7 @@ unembedding is skipped. Returns ``{layer: tensor}`` on the CPU in float32, items
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -37,7 +38,7 @@ from .layer_matching import resolve_layers
 __all__ = ["record_activations", "PromptItem", "normalize_items", "format_items", "pad_left", "RecordError"]
 
 
-class RecordError(ValueError):
+class RecordError(WorkbenchError, ValueError):
     pass
 
 

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -36,7 +37,7 @@ __all__ = ["ABPrompts", "ab_prompts", "p_matching", "ab_scores", "generate_and_s
            "logit_trait_judge", "LOGIT_JUDGE_TEMPLATE", "ScoringError"]
 
 
-class ScoringError(ValueError):
+class ScoringError(WorkbenchError, ValueError):
     pass
 
 

@@ -20,6 +20,8 @@ positions may also be a policy: ``"prompt"``, ``"generated"`` or ``"all"`` (see
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -35,7 +37,7 @@ __all__ = [
 OPS = ("add", "replace", "scale", "zero", "mean", "project_out", "fn")
 
 
-class InterventionError(ValueError):
+class InterventionError(WorkbenchError, ValueError):
     pass
 
 
@@ -65,6 +67,21 @@ class Intervention:
             raise InterventionError(f"{self.op} needs a value")
         if self.op == "fn" and not callable(self.fn):
             raise InterventionError("custom interventions need a callable fn(x, mask) -> x")
+        # a NaN or inf here would turn every downstream logit into NaN and generations into b'\x00'...
+        # with no error, so it is refused where it enters
+        if not math.isfinite(float(self.alpha)):
+            raise InterventionError(f"{self.op} at {self.site.name}: alpha={self.alpha} is not a finite number")
+        if isinstance(self.value, torch.Tensor):
+            if self.value.is_floating_point() or self.value.is_complex():
+                bad = int((~torch.isfinite(self.value)).sum())
+                if bad:
+                    raise InterventionError(
+                        f"{self.op} at {self.site.name}: the value has {bad} non-finite entr{'y' if bad == 1 else 'ies'} "
+                        f"(NaN or inf) of {self.value.numel()}; check how the vector was computed (e.g. a mean over "
+                        "an empty set, a division by a zero norm)"
+                    )
+        elif self.value is not None and isinstance(self.value, (int, float)) and not math.isfinite(float(self.value)):
+            raise InterventionError(f"{self.op} at {self.site.name}: value={self.value} is not a finite number")
 
     # ------------------------------------------------------------------------------
     def feature_shape(self, facts: Any) -> tuple[int, ...]:

@@ -29,13 +29,14 @@ The same shapes and names as TransformerLens (``blocks.L.hook_resid_post``,
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import difflib
 import re
 from dataclasses import dataclass
 from typing import Iterable, Union
 
 __all__ = [
-    "Site", "SiteError", "SITE_KINDS", "RESID_KINDS", "HEAD_KINDS", "parse_site", "site",
+    "Site", "SiteError", "SITE_KINDS", "RESID_KINDS", "HEAD_KINDS", "parse_site", "parse_sites", "site",
     "sites", "tl_hook_name", "EXECUTION_ORDER",
 ]
 
@@ -72,7 +73,7 @@ _TL_KIND = {
 }
 
 
-class SiteError(ValueError):
+class SiteError(WorkbenchError, ValueError):
     """An unknown site, or a site this model does not have."""
 
 
@@ -173,6 +174,21 @@ def parse_site(spec: SiteLike) -> Site:
 def site(kind: str, layer: int, head: int | None = None) -> Site:
     """Build a :class:`Site` (``site("resid_post", 3)``)."""
     return Site(kind, layer, head)
+
+
+def parse_sites(specs: SiteLike | Iterable[SiteLike]) -> list[Site]:
+    """A list of sites from one site (a :class:`Site`, ``"resid_post.3"``, a tuple) or an iterable of them.
+
+    A bare string is one site, never a sequence of characters."""
+    if isinstance(specs, (str, Site, tuple)):
+        return [parse_site(specs)]
+    try:
+        items = list(specs)
+    except TypeError:
+        raise SiteError(f"sites must be a site or a list of sites, got {type(specs).__name__}") from None
+    if not items:
+        raise SiteError("no sites given; name at least one, e.g. ['resid_post.0']")
+    return [parse_site(x) for x in items]
 
 
 def sites(kind: str, layers: Iterable[int]) -> list[Site]:

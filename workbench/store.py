@@ -14,6 +14,7 @@ tensor is read from each shard without touching the others.
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import json
 import os
 import tempfile
@@ -24,20 +25,41 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 __all__ = [
     "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_tensors", "ShardSet",
-    "ActivationStore", "collect_activations", "write_activation_store", "StoreMismatchError", "length_buckets",
+    "ActivationStore", "collect_activations", "write_activation_store", "StoreMismatchError", "ShardCorruptError",
+    "length_buckets", "partial_path", "clean_stale_partials",
 ]
 
 
-class StoreMismatchError(ValueError):
+class StoreMismatchError(WorkbenchError, ValueError):
     """A resume was asked for, but the directory holds a different job."""
 
 
 # ----------------------------------------------------------------------------- atomic writes
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)  # elsewhere reading the umask means setting it; restored at once
+    os.umask(old)
+    return old
+
+
+def _file_mode() -> int:
+    """``0o666`` less the process umask: the mode ``open()`` gives a new file (``mkstemp`` gives 0600)."""
+    return 0o666 & ~_umask()
+
+
 def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -73,26 +95,79 @@ def atomic_save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str
     atomic_write_bytes(path, data)
 
 
+def partial_path(target: str | Path) -> Path:
+    """A sibling ``.<name>.partial-<pid>`` of ``target``: where a directory is built before it is renamed into
+    place (:func:`clean_stale_partials` removes those a dead process left)."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.partial-{os.getpid()}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def clean_stale_partials(parent: str | Path) -> list[Path]:
+    """Remove ``*.partial-<pid>`` entries in ``parent`` whose process is gone (an interrupted build).
+
+    Entries of a live process (another run building the same thing now) are left alone. Returns
+    what was removed."""
+    import re
+    import shutil
+
+    parent = Path(parent)
+    removed = []
+    if not parent.is_dir():
+        return removed
+    for p in parent.iterdir():
+        m = re.search(r"\.partial-(\d+)$", p.name)
+        if m and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 # ----------------------------------------------------------------------------- shards
+class ShardCorruptError(WorkbenchError, ValueError):
+    """A shard or a shard directory's job file cannot be read."""
+
+
 class ShardSet:
     """A directory of shards belonging to one job, identified by a fingerprint.
 
     ``fingerprint`` is any JSON-able description of the job (model hash, data hash, settings).
     Opening a directory that holds another job's shards raises :class:`StoreMismatchError` with
-    ``resume=True`` and clears it with ``resume=False``.
+    ``resume=True`` and clears it with ``resume=False``. A job file that cannot be read (a killed
+    writer on a filesystem without atomic renames, a hand edit) clears the shards, which are then
+    recomputed; so does a corrupt shard, one at a time: :meth:`done` is true only for a shard that
+    reads back, and a shard that does not is deleted (``on_corrupt`` is told which, and why).
     """
 
-    def __init__(self, directory: str | Path, fingerprint: Any, *, resume: bool = True, suffix: str = ".json"):
+    def __init__(self, directory: str | Path, fingerprint: Any, *, resume: bool = True, suffix: str = ".json",
+                 on_corrupt: Callable[[str], None] | None = None):
         from .results import data_hash
 
         self.dir = Path(directory)
         self.suffix = suffix
         self.fingerprint = data_hash(fingerprint)
+        self.on_corrupt = on_corrupt or (lambda msg: None)
         self.dir.mkdir(parents=True, exist_ok=True)
         fp_file = self.dir / "_job.json"
         if fp_file.exists():
-            old = json.loads(fp_file.read_text()).get("fingerprint")
-            if old != self.fingerprint:
+            try:
+                old = json.loads(fp_file.read_text()).get("fingerprint")
+            except (OSError, ValueError, AttributeError) as e:
+                self.on_corrupt(f"{fp_file} is unreadable ({e}); its shards are discarded and recomputed")
+                old = None
+                self.clear()
+            if old is not None and old != self.fingerprint:
                 if resume:
                     raise StoreMismatchError(
                         f"{self.dir} holds shards of a different job (fingerprint {old} != {self.fingerprint}); "
@@ -111,8 +186,31 @@ class ShardSet:
         name = f"{key:06d}" if isinstance(key, int) else str(key)
         return self.dir / f"shard-{name}{self.suffix}"
 
+    def _readable(self, p: Path) -> str | None:
+        """Why ``p`` cannot be read back, or None."""
+        try:
+            if self.suffix == ".json":
+                json.loads(p.read_text())
+            elif self.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(p), framework="pt") as f:
+                    f.keys()
+        except Exception as e:  # noqa: BLE001 - any failure to read back means the shard is lost
+            return f"{type(e).__name__}: {str(e)[:200]}"
+        return None
+
     def done(self, key: str | int) -> bool:
-        return self.path(key).exists()
+        """Whether the shard exists and reads back (a corrupt shard is deleted, to be recomputed)."""
+        p = self.path(key)
+        if not p.exists():
+            return False
+        why = self._readable(p)
+        if why is not None:
+            self.on_corrupt(f"shard {p} is corrupt ({why}); deleted, it will be recomputed")
+            p.unlink(missing_ok=True)
+            return False
+        return True
 
     def finished(self) -> list[str]:
         return sorted(p.name[len("shard-"):-len(self.suffix)] for p in self.dir.glob(f"shard-*{self.suffix}"))
@@ -121,7 +219,13 @@ class ShardSet:
         atomic_write_json(self.path(key), obj)
 
     def read_json(self, key: str | int) -> Any:
-        return json.loads(self.path(key).read_text())
+        p = self.path(key)
+        try:
+            return json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            raise ShardCorruptError(
+                f"shard {p} cannot be read ({type(e).__name__}: {e}); delete it and resume to recompute it"
+            ) from e
 
 
 # ----------------------------------------------------------------------------- activation store
@@ -179,7 +283,13 @@ class ActivationStore:
                     "re-run collect_activations with the same arguments and resume=True to finish it"
                 )
             raise FileNotFoundError(f"{self.dir} is not an activation store (no index.json); build one with collect_activations")
-        self.index = json.loads(idx_file.read_text())
+        try:
+            self.index = json.loads(idx_file.read_text())
+        except (OSError, ValueError) as e:
+            raise ShardCorruptError(
+                f"{idx_file} cannot be read ({type(e).__name__}: {e}); the store is damaged: delete {self.dir} and "
+                "collect the activations again"
+            ) from e
 
     @property
     def sites(self) -> list[str]:
@@ -305,12 +415,12 @@ def collect_activations(model: Any, prompts: Sequence[Any], sites: Iterable[Any]
     import torch
 
     from .results import data_hash
-    from .sites import parse_site
+    from .sites import parse_sites
 
     if positions not in ("last", "all"):
         raise ValueError("positions must be 'last' (one row per prompt) or 'all' (one row per real token)")
     tdtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    site_list = [model.check_site(parse_site(s)).whole for s in sites]
+    site_list = [model.check_site(s).whole for s in parse_sites(sites)]
     if any(s.kind == "pattern" for s in site_list):
         raise ValueError("the activation store holds position-major sites; attention patterns are [heads, q, k] per prompt")
     prompts = list(prompts)

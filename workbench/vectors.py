@@ -10,6 +10,7 @@ each other.
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ __all__ = ["DirectionSet", "VectorFileError"]
 FORMAT_VERSION = 1
 
 
-class VectorFileError(ValueError):
+class VectorFileError(WorkbenchError, ValueError):
     pass
 
 

@@ -21,7 +21,7 @@ class EvalAwarenessConfig:
     model: ModelSection = field(default_factory=ModelSection)
     seed: int = 0
     layers: list[int] = field(default_factory=list)  # empty: every layer
-    n_topics: int = 0  # 0: every topic of the framing set
+    n_topics: int = field(default=0, metadata={"zero": "every topic of the framing set"})
     n_harmful: int = 100
     harmful_split: str = "harmful_val"
     max_new_tokens: int = 48

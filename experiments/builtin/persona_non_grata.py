@@ -48,7 +48,7 @@ class CAASection:
     multipliers: list[float] = field(default_factory=lambda: [-2.0, -1.0, 0.0, 1.0, 2.0])
     n_build: int = 150
     n_select: int = 30
-    n_test: int = 0  # 0: the whole test split
+    n_test: int = field(default=0, metadata={"zero": "the whole test split"})
 
 
 @dataclass

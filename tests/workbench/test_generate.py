@@ -17,7 +17,7 @@ def _reference(model, prompt, n, iv_factory=None):
     T0 = len(ids)
     out = []
     for _ in range(n):
-        t = torch.tensor([ids])
+        t = torch.tensor([ids], device=model.device)
         ivs = iv_factory(T0, len(ids)) if iv_factory else None
         logits = model.forward(t, interventions=ivs)
         nxt = int(logits[0, -1].argmax())
@@ -26,8 +26,11 @@ def _reference(model, prompt, n, iv_factory=None):
     return out
 
 
+@pytest.mark.drift
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "neox"])
 def test_greedy_equals_hf_generate_and_backends_agree(tiny_model, arch):
+    """Cached generate == the uncached greedy loop == transformers' own greedy generate, on both backends
+    (transformers 5.25 left the TL backend's KV cache empty: llama and gpt2 then emitted other tokens)."""
     tl, nn = tiny_model(arch, "tl"), tiny_model(arch, "nnsight")
     hf = AutoModelForCausalLM.from_pretrained(tl.source, attn_implementation="eager").eval()
     g_tl = tl.generate(PROMPTS, max_new_tokens=6, stop_at_eos=False)
@@ -38,6 +41,26 @@ def test_greedy_equals_hf_generate_and_backends_agree(tiny_model, arch):
         ref = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
                           eos_token_id=None, pad_token_id=0)
         assert g_tl.completion_ids[i] == ref[0, ids.shape[1]:].tolist()
+        for m in (tl, nn):
+            assert _reference(m, p, 6) == g_tl.completion_ids[i]
+
+
+@pytest.mark.drift
+@pytest.mark.smollm
+@pytest.mark.parametrize("backend", ["tl", "nnsight"])
+def test_real_model_cached_generation_equals_uncached_and_transformers(request, backend):
+    """The same on the default real model, whose logits are far from flat: a broken cache shows at once
+    (5.25's TL backend gave ' Paris-------' where the uncached loop gives ' Paris.')."""
+    m = request.getfixturevalue("smollm" if backend == "tl" else "smollm_nn")
+    prompt = "The capital of France is"
+    g = m.generate(prompt, max_new_tokens=8, stop_at_eos=False)
+    assert g.completion_ids[0] == _reference(m, prompt, 8)
+    hf = AutoModelForCausalLM.from_pretrained(m.source, attn_implementation="eager").eval()
+    ids = m.tokenize(prompt).input_ids.cpu()
+    ref = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                      eos_token_id=None, pad_token_id=0)
+    assert g.completion_ids[0] == ref[0, ids.shape[1]:].tolist()
+    assert g.completions[0].startswith(" Paris")
 
 
 def test_position_policies_against_uncached_reference(tiny_model):

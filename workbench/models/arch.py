@@ -17,10 +17,12 @@ from typing import Any
 
 import torch
 
+from ..errors import WorkbenchError
+
 __all__ = ["ArchSpec", "ARCHS", "arch_for_config", "UnsupportedArchitecture"]
 
 
-class UnsupportedArchitecture(ValueError):
+class UnsupportedArchitecture(WorkbenchError, ValueError):
     pass
 
 

@@ -14,6 +14,7 @@ them are close to, but not identical with, numbers from ``HuggingFaceTB/SmolLM2-
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import importlib.util
 import json
 import os
@@ -28,11 +29,11 @@ __all__ = ["GGUFAsset", "DEFAULT_GGUF", "GGUFHashError", "ModelFileError", "cach
            "dequantised_dir"]
 
 
-class ModelFileError(FileNotFoundError):
+class ModelFileError(WorkbenchError, FileNotFoundError):
     """A model file or directory is missing or unreadable."""
 
 
-class GGUFHashError(ValueError):
+class GGUFHashError(WorkbenchError, ValueError):
     """A GGUF file's sha256 is not the expected one."""
 
 
@@ -116,17 +117,23 @@ def dequantised_dir(gguf_path: Path, *, expected_sha256: str | None, cache: Path
                 return target
         except (OSError, json.JSONDecodeError):
             pass
-    tmp = target.with_name(target.name + f".partial-{os.getpid()}")
+    from ..store import clean_stale_partials, partial_path
+
+    clean_stale_partials(target.parent)
+    tmp = partial_path(target)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     t0 = time.time()
-    _dequantise(gguf_path, tmp)
-    (tmp / "workbench_source.json").write_text(json.dumps({
-        "gguf_file": str(gguf_path), "gguf_sha256": sha, "built_seconds": round(time.time() - t0, 2),
-        "note": "dequantised from a 4-bit GGUF: close to, not identical with, the hub's bf16 weights",
-    }, indent=2))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    try:
+        _dequantise(gguf_path, tmp)
+        (tmp / "workbench_source.json").write_text(json.dumps({
+            "gguf_file": str(gguf_path), "gguf_sha256": sha, "built_seconds": round(time.time() - t0, 2),
+            "note": "dequantised from a 4-bit GGUF: close to, not identical with, the hub's bf16 weights",
+        }, indent=2))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -139,8 +146,16 @@ def _dequantise(gguf_path: Path, out: Path) -> None:
     except ImportError as e:  # pragma: no cover - declared dependency
         raise ImportError("reading GGUF files needs the 'gguf' package: pip install gguf") from e
     d, f = str(gguf_path.parent), gguf_path.name
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-    quantised = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
+    try:
+        tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+        quantised = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
+    except Exception as e:  # numpy reshape errors on a truncated file, KeyErrors on unknown metadata...
+        size = gguf_path.stat().st_size
+        raise ModelFileError(
+            f"cannot read the GGUF file {gguf_path} ({size:,} bytes): {type(e).__name__}: {str(e)[:200]}. It is "
+            "truncated, corrupt or of an architecture transformers cannot read from GGUF; download it again "
+            "(or reinstall the wheel it came from) or pass a Hugging Face directory instead."
+        ) from e
     config = quantised.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config

@@ -25,6 +25,7 @@ logits give the first generated token), ``"prompt"`` and ``"all"`` are every rea
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import contextlib
 import hashlib
 import math
@@ -36,23 +37,27 @@ import torch
 
 from ..interventions import Intervention, InterventionError, as_interventions
 from ..results import Provenance, to_jsonable
-from ..sites import Site, SiteError, SiteLike, parse_site
+from ..sites import Site, SiteError, SiteLike, parse_site, parse_sites
 from .arch import ArchSpec
 from .cache import ActivationCache
 from .tokens import GENERATION_POLICIES, PositionError, PositionSpec, Tokens, resolve_positions
 
 __all__ = ["HookedModel", "ModelFacts", "Generation", "GradientResult", "ContextLengthError", "PaddingError",
-           "row_seed"]
+           "ModelSelfCheckError", "row_seed"]
 
 Prompt = Any  # str | list[dict] (chat messages)
 
 
-class ContextLengthError(ValueError):
+class ContextLengthError(WorkbenchError, ValueError):
     pass
 
 
-class PaddingError(ValueError):
+class PaddingError(WorkbenchError, ValueError):
     pass
+
+
+class ModelSelfCheckError(WorkbenchError, RuntimeError):
+    """Cached decoding or the stack runner disagrees with an uncached forward (see ``HookedModel.self_check``)."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +259,65 @@ class HookedModel:
                 f"{f.n_layers} layers, {f.n_heads} heads ({f.n_kv_heads} KV), d_model={f.d_model}, "
                 f"vocab={f.d_vocab}, {self.dtype}, {self.device})")
 
+    # ------------------------------------------------------------------ self-check
+    def self_check(self, *, n_tokens: int = 6, rtol: float | None = None) -> dict[str, float]:
+        """Check that the three ways this model is run give the same next-token logits.
+
+        On a short fixed token sequence, the logits of one uncached forward are compared with
+        (1) KV-cached decoding (prefill, then one token at a time: what :meth:`generate` does) and
+        (2) the raw stack runner continuing a cached prefix (what the patching engine and the
+        steering fast path do). They agree to float rounding on every supported combination of
+        versions; a library change that silently breaks one of them (transformers 5.25 left the
+        TransformerLens backend's KV cache empty, and generation turned to garbage with no error)
+        raises :class:`ModelSelfCheckError` here instead of producing wrong numbers later.
+
+        Returns the largest difference per path, relative to the logits' scale. ``load`` runs this
+        on every model it loads (``load(..., check=False)`` skips it).
+        """
+        from . import compat
+        from .stack import StackRunner
+
+        T = max(3, min(int(n_tokens), self.facts.n_ctx))
+        ids = (torch.arange(T, device=self.device) * 7919 + 11) % self.facts.d_vocab
+        ids = ids.long().unsqueeze(0)
+        am = torch.ones_like(ids)
+        pos = torch.arange(T, device=self.device).unsqueeze(0)
+        full = self._run(ids, am, pos, planned=[], captures=[])[0][0].float()  # [T, V]
+        scale = float(full.abs().max()) + 1.0
+        if rtol is None:
+            rtol = 1e-3 if self.dtype == torch.float32 else 3e-2
+        diffs: dict[str, float] = {}
+        cache = compat.new_cache(self._hf_config)
+        p = T - 2
+        got = [self._run(ids[:, :p], am[:, :p], pos[:, :p], planned=[], captures=[], past=cache, logits_to_keep=1)[0]]
+        for t in range(p, T - 1):
+            got.append(self._run(ids[:, t:t + 1], am[:, :t + 1], pos[:, t:t + 1], planned=[], captures=[],
+                                 past=cache, logits_to_keep=1)[0])
+        cached = torch.cat([g[:, -1] for g in got]).float()  # logits at positions p-1 .. T-2
+        diffs["cached decoding"] = float((cached - full[p - 1:T - 1]).abs().max()) / scale
+        runner = StackRunner(self)
+        prefix = runner.prefix_cache(ids, am, pos, upto=p)
+        h = runner.run(runner.embed(ids[:, p:], pos[:, p:]), 0, attention_mask=am, position_ids=pos[:, p:], cache=prefix)
+        diffs["stack runner"] = float((runner.logits(h[0]).float() - full[p:]).abs().max()) / scale
+        bad = {k: v for k, v in diffs.items() if not v <= rtol}
+        if bad:
+            from importlib.metadata import PackageNotFoundError, version
+
+            vers = []
+            for pkg in ("transformers", "transformer-lens", "nnsight", "torch"):
+                try:
+                    vers.append(f"{pkg} {version(pkg)}")
+                except PackageNotFoundError:  # pragma: no cover
+                    pass
+            worst = ", ".join(f"{k}: {v:.2g}" for k, v in bad.items())
+            raise ModelSelfCheckError(
+                f"{self.name} on the {self.backend_name} backend fails its self-check: these paths disagree with an "
+                f"uncached forward by more than {rtol:g} of the logits' scale ({worst}). Its numbers would be wrong. "
+                f"Installed: {', '.join(vers)}. Install the tested versions (`make env`, which uses the lock file), "
+                "or report this combination; load(..., check=False) skips the check."
+            )
+        return diffs
+
     # ------------------------------------------------------------------ sites
     def check_site(self, s: SiteLike) -> Site:
         """Parse and validate a site against this model (layer/head range, architecture)."""
@@ -363,12 +427,23 @@ class HookedModel:
         # token ids given as tensors (or Tokens made elsewhere) go to the model's device: a CPU
         # ``torch.tensor(ids)`` passed to a CUDA model is the common case
         if isinstance(prompts, Tokens):
+            self._check_ids(prompts.input_ids[prompts.attention_mask.bool()])
             return prompts if prompts.input_ids.device == self.device else prompts.to(self.device)
         if isinstance(prompts, (list, tuple)) and prompts and isinstance(prompts[0], Tokens):
             rows = [t.real_tokens(0) for t in prompts]
+            self._check_ids(torch.tensor([i for r in rows for i in r], dtype=torch.long))
             return self._pad(rows, padding_side, [t.texts[0] if t.texts else None for t in prompts], {})
         if isinstance(prompts, torch.Tensor):
+            if prompts.is_floating_point() or prompts.is_complex() or prompts.ndim not in (1, 2):
+                raise ValueError(f"token ids must be an integer tensor [seq] or [batch, seq], got {prompts.dtype} "
+                                 f"of shape {tuple(prompts.shape)}")
             ids = (prompts if prompts.ndim == 2 else prompts.unsqueeze(0)).long().to(self.device)
+            if ids.shape[-1] == 0:
+                raise ValueError("token ids are empty: give at least one token per row")
+            self._check_ids(ids)
+            if ids.shape[-1] > self.facts.n_ctx:
+                raise ContextLengthError(f"{ids.shape[-1]} tokens are more than {self.name}'s context of "
+                                         f"{self.facts.n_ctx}; truncate or split the input")
             return Tokens(ids, torch.ones_like(ids), padding_side)
         single = isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], dict))
         items = [prompts] if single else list(prompts)
@@ -404,6 +479,16 @@ class HookedModel:
             )
         return self._pad(ids_list, padding_side, texts,
                          {"chat": chat, "system": system, "assistant_prefix": assistant_prefix})
+
+    def _check_ids(self, ids: torch.Tensor) -> None:
+        """Refuse token ids outside the vocabulary (on a GPU they would end in a device-side assert)."""
+        if ids.numel() == 0:
+            return
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= self.facts.d_vocab:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"token id {bad} is outside {self.name}'s vocabulary (0..{self.facts.d_vocab - 1}); "
+                             "were these ids made by another model's tokenizer?")
 
     def _pad(self, ids_list: list[list[int]], padding_side: str, texts: list, meta: dict) -> Tokens:
         T = max(len(x) for x in ids_list)
@@ -553,7 +638,7 @@ class HookedModel:
         computed, on the model's device).
         """
         tokens = self.tokenize(inputs, **tokenize_kw)
-        caps = [self._capture_spec(s, positions, tokens, dtype, device) for s in sites]
+        caps = [self._capture_spec(s, positions, tokens, dtype, device) for s in parse_sites(sites)]
         out, captured, _, tokens = self._forward_capture(tokens, caps, interventions=interventions, logits=logits)
         return out, ActivationCache(self._order_captured(captured, caps), tokens, "all" if positions == "all" else positions)
 
@@ -589,7 +674,7 @@ class HookedModel:
         For ``head_out`` the gradient is ``d metric / d attn_out`` for every head (each head's output is
         added to the residual unchanged)."""
         tokens = self.tokenize(inputs, **tokenize_kw)
-        site_list = [self.check_site(s).whole for s in sites]
+        site_list = [self.check_site(s).whole for s in parse_sites(sites)]
         caps = [_Capture(s, keep_graph=True) for s in site_list]
         logits, captured, targets, tokens = self._forward_capture(tokens, caps, interventions=interventions,
                                                                   logits="all", grad=True)
@@ -646,6 +731,11 @@ class HookedModel:
         ``n`` calls with ``sample_ids=[j]``. Tokens can differ only where batching changes the logits
         themselves (padding changes float rounding) enough to move a draw across a boundary.
         """
+        for what, val in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValueError(f"{what} must be a positive integer, got {val!r}")
+        if not math.isfinite(float(temperature)):
+            raise ValueError(f"temperature must be a finite number, got {temperature!r}")
         if isinstance(prompts, Tokens):
             if prompts.padding_side != "left" and not bool((prompts.attention_mask == 1).all()):
                 raise PaddingError(
@@ -668,6 +758,13 @@ class HookedModel:
         kw = dict(chat=chat, system=system, assistant_prefix=assistant_prefix, prepend_bos=prepend_bos)
         real = [self.tokenize(p, **kw).real_tokens(0) for p in items]
         lengths = [len(r) for r in real]
+        longest = max(lengths, default=0)
+        if longest + max_new_tokens > self.facts.n_ctx:
+            raise ContextLengthError(
+                f"generating {max_new_tokens} tokens after a prompt of {longest} tokens would run past {self.name}'s "
+                f"context of {self.facts.n_ctx} tokens; use max_new_tokens <= {max(self.facts.n_ctx - longest, 0)} "
+                "or a shorter prompt"
+            )
         if sample_ids is None:
             seen: dict[tuple, int] = defaultdict(int)
             sample_ids = []

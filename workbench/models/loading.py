@@ -16,6 +16,7 @@ match a plain HF forward to 1e-5). ``trust_remote_code`` is off unless you turn 
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import json
 import os
 import socket
@@ -31,10 +32,10 @@ from .gguf import ModelFileError, cache_root, dequantised_dir
 from .hooked import HookedModel
 from .registry import UnknownModelError, get_entry
 
-__all__ = ["load", "ModelLoadError", "HubUnreachableError"]
+__all__ = ["load", "ModelLoadError", "HubUnreachableError", "DeviceError"]
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(WorkbenchError, RuntimeError):
     pass
 
 
@@ -57,9 +58,30 @@ def _resolve_dtype(dtype: Any) -> torch.dtype:
     return table[dtype]
 
 
+class DeviceError(WorkbenchError, ValueError):
+    pass
+
+
 def _resolve_device(device: Any) -> str:
+    """``"auto"`` -> CUDA when available, else CPU; an explicit device is checked against this machine."""
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise DeviceError(f"unknown device {device!r} ({e}); use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise DeviceError(
+                f"device {device!r} was asked for, but CUDA is not available (torch {torch.__version__} is {build}, or "
+                "no GPU is visible). Use --device cpu, or install a CUDA build of torch (see the README)."
+            )
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise DeviceError(f"device {device!r} does not exist: this machine has {n} GPU(s) (cuda:0..cuda:{n - 1})")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeviceError(f"device {device!r} was asked for, but MPS is not available on this machine; use --device cpu")
     return str(device)
 
 
@@ -128,7 +150,7 @@ def _load_hf(path_or_id: str, dtype: torch.dtype, device: str, *, local_only: bo
         kw["revision"] = revision
     model = AutoModelForCausalLM.from_pretrained(path_or_id, dtype=dtype, attn_implementation="eager", **kw)
     tok = AutoTokenizer.from_pretrained(path_or_id, **kw)
-    return model.to(device).eval(), tok
+    return model.eval(), tok
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -143,7 +165,7 @@ def _looks_like_hub_id(spec: str) -> bool:
 
 def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any = None, dtype: Any = torch.float32,
          cache_dir: str | Path | None = None, trust_remote_code: bool = False, revision: str | None = None,
-         prepend_bos: bool | None = None, name: str | None = None) -> HookedModel:
+         prepend_bos: bool | None = None, name: str | None = None, check: bool = True) -> HookedModel:
     """Load a model and wrap it in a :class:`HookedModel` on ``backend`` (``"tl"`` or ``"nnsight"``).
 
     Args:
@@ -156,6 +178,9 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
         trust_remote_code: allow repository code to run (off by default).
         prepend_bos: BOS policy for raw text (default: the registry's, else the tokenizer's behaviour).
         name: display name recorded in results.
+        check: run :meth:`HookedModel.self_check` (cached decoding and the stack runner against an
+            uncached forward on six tokens; milliseconds on small models) and refuse a model whose
+            paths disagree, e.g. under an untested transformers release.
 
     With ``backend="tl"`` the bridge wraps the HF modules *in place*; pass a copy of a model object
     you want to keep unwrapped.
@@ -243,10 +268,14 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
     if tok.pad_token_id is None and tok.eos_token_id is not None:
         tok.pad_token = tok.eos_token
     arch = arch_for_config(model.config, model)
+    model = model.to(dev)
     if not isinstance(spec, torch.nn.Module):  # a user's own object keeps its requires_grad flags
         model.requires_grad_(False)
-    return HookedModel(model, tok, backend=backend, arch=arch, name=display, source=source,
-                       prepend_bos=prepend_bos, notes=notes, tl_model_name=tl_name, source_hash=source_hash)
+    hooked = HookedModel(model, tok, backend=backend, arch=arch, name=display, source=source,
+                         prepend_bos=prepend_bos, notes=notes, tl_model_name=tl_name, source_hash=source_hash)
+    if check:
+        hooked.self_check()
+    return hooked
 
 
 __all__ += ["UnknownModelError", "check_local_dir", "hub_reachable"]

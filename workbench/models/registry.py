@@ -7,6 +7,7 @@ use), so named models take the same loading path as a user's own checkpoint.
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ __all__ = ["ModelEntry", "register_model", "get_entry", "list_models", "DEFAULT_
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(WorkbenchError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return str(self.args[0])
 

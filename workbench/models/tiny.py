@@ -146,11 +146,16 @@ def tiny_model_dir(arch: str, seed: int, cache_root: Path) -> Path:
         import os
         import shutil
 
-        tmp = directory.with_name(f"{directory.name}.partial-{os.getpid()}")
+        from ..store import clean_stale_partials, partial_path
+
+        clean_stale_partials(cache_root)
+        tmp = partial_path(directory)
         shutil.rmtree(tmp, ignore_errors=True)
-        build_tiny_model(arch, tmp, seed)
         try:
+            build_tiny_model(arch, tmp, seed)
             os.rename(tmp, directory)
         except OSError:  # another process finished first: keep its copy
+            pass
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return directory

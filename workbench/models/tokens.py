@@ -18,6 +18,7 @@ the same activations as the same prompt alone (tested to 1e-5).
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 from dataclasses import dataclass, field
 from typing import Sequence, Union
 
@@ -29,7 +30,7 @@ PositionSpec = Union[str, int, slice, Sequence[int], torch.Tensor]
 GENERATION_POLICIES = ("prompt", "generated", "all")
 
 
-class PositionError(ValueError):
+class PositionError(WorkbenchError, ValueError):
     pass
 
 

@@ -3,8 +3,8 @@ a confidence interval out (:class:`ScoreResult`).
 
 Registered by name (``get_scorer("refusal")``, ``list_scorers()``). Model-free scorers live
 here: refusal phrases, attack success rate, judges for free text, trait expression. Scorers
-that need the model (A/B choice from next-token logits, target log-prob) live in
-``ab.py`` / ``logprob.py`` and register themselves the same way.
+that need the model (A/B choice and K-option choice from next-token logits, target log-prob) live
+in ``ab.py`` / ``koption.py`` / ``logprob.py`` and register themselves the same way.
 """
 
 from __future__ import annotations
@@ -40,13 +40,18 @@ from workbench.scorers.refusal import (
     match_refusal,
     normalize_text,
 )
+from workbench.scorers.koption import (KOptionFormatError, KOptionItem, KOptionResult, KOptionScorer, koption_scores,
+                                      plot_koption)
 from workbench.scorers.match import MATCH_MODES, AnswerMatchScorer, answer_matches
 from workbench.scorers.logprob import (ContinuationScores, LogprobScorer, continuation_logprobs, logit_difference,
                                       target_logprob)
+from workbench.scorers.statements import StatementScores, statement_is_yes_keyed, yes_no_bias
 from workbench.scorers.trait import TRAIT_JUDGE_TEMPLATE, TraitScorer, make_trait_judge, trait_expression
 
 __all__ = [
     "ABItem", "ABScorer", "ABFormatError", "ab_scores", "ab_accuracy", "load_ab_items",
+    "KOptionItem", "KOptionResult", "KOptionScorer", "KOptionFormatError", "koption_scores", "plot_koption",
+    "StatementScores", "yes_no_bias", "statement_is_yes_keyed",
     "AnswerMatchScorer", "answer_matches", "MATCH_MODES",
     "ContinuationScores", "LogprobScorer", "continuation_logprobs", "target_logprob", "logit_difference",
     "ScoreResult",

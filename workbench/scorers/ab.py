@@ -22,6 +22,7 @@ accuracy with a Wilson interval.
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from workbench.stats import Estimate, bootstrap, proportion
 __all__ = ["ABItem", "load_ab_items", "ab_scores", "ab_accuracy", "ABScorer", "ABFormatError"]
 
 
-class ABFormatError(ValueError):
+class ABFormatError(WorkbenchError, ValueError):
     pass
 
 

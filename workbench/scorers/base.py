@@ -17,6 +17,7 @@ items are clustered by prompt text, and the aggregate's CI is a cluster bootstra
 
 from __future__ import annotations
 
+from workbench.errors import WorkbenchError
 import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar, runtime_checkable
@@ -138,7 +139,7 @@ _REGISTRY: dict[str, Callable[..., Any]] = {}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class UnknownScorerError(LookupError):
+class UnknownScorerError(WorkbenchError, LookupError):
     """No scorer is registered under that name (the message suggests close matches)."""
 
 
