@@ -40,6 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from workbench.errors import WorkbenchError
 from workbench.results import Provenance, data_hash, to_jsonable
 from workbench.stats import (Estimate, StatsError, bootstrap, pass_at_k_over_tasks, pass_hat_k_over_tasks, proportion,
                              two_proportion_sample_size)
@@ -51,7 +52,7 @@ __all__ = ["RepeatedRuns", "repeated_runs", "VarianceComponents", "variance_comp
 _NORMAL = NormalDist()
 
 
-class RepeatsError(ValueError):
+class RepeatsError(WorkbenchError, ValueError):
     """Repeated runs that cannot be made or analysed as asked (the message says what to change)."""
 
 

@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from workbench.errors import InputError
 from workbench.results import Provenance
 from workbench.scorers.base import ScoreResult, check_batch, fill_provenance, register_scorer, resolve_groups
 from workbench.scorers.refusal import normalize_text
@@ -47,12 +48,12 @@ def _first_word(text: str) -> str:
 def answer_matches(output: str, answers: Sequence[str], mode: str = "first_word") -> str | None:
     """The first accepted answer that ``output`` matches under ``mode``, or None."""
     if mode not in MATCH_MODES:
-        raise ValueError(f"mode must be one of {MATCH_MODES}; got {mode!r}")
+        raise InputError(f"mode must be one of {MATCH_MODES}; got {mode!r}")
     norm = normalize_text(output)
     for a in answers:
         na = normalize_text(a)
         if not na:
-            raise ValueError(f"accepted answers must contain text; got {a!r}")
+            raise InputError(f"accepted answers must contain text; got {a!r}")
         if mode == "first_word":
             want = _words(a)
             if want and _words(output)[:len(want)] == want:
@@ -80,25 +81,25 @@ class AnswerMatchScorer:
     def __init__(self, answers: Mapping[str, str | Sequence[str]], *, mode: str = "first_word",
                  confidence: float = 0.95, seed: int = 0, n_resamples: int = 2000) -> None:
         if mode not in MATCH_MODES:
-            raise ValueError(f"mode must be one of {MATCH_MODES}; got {mode!r}")
+            raise InputError(f"mode must be one of {MATCH_MODES}; got {mode!r}")
         if not answers:
-            raise ValueError("answers is empty: give {prompt: accepted answer(s)}")
+            raise InputError("answers is empty: give {prompt: accepted answer(s)}")
         self.answers = {p: ((a,) if isinstance(a, str) else tuple(a)) for p, a in answers.items()}
         for p, a in self.answers.items():
             if not a:
-                raise ValueError(f"prompt {p!r} has no accepted answer")
+                raise InputError(f"prompt {p!r} has no accepted answer")
         self.mode, self.confidence, self.seed, self.n_resamples = mode, confidence, seed, n_resamples
 
     def __call__(self, prompts: Sequence[str] | None, outputs: Sequence[str], *,
                  groups: Sequence[Any] | None = None, provenance: Provenance | None = None) -> ScoreResult:
         if prompts is None:
-            raise ValueError("answer-match needs the prompts (to look up each prompt's accepted answers)")
+            raise InputError("answer-match needs the prompts (to look up each prompt's accepted answers)")
         items, outs = check_batch(prompts, outputs)
         if not outs:
-            raise ValueError("the batch is empty; nothing to score.")
+            raise InputError("the batch is empty; nothing to score.")
         missing = sorted({p for p in items if p not in self.answers}, key=str)
         if missing:
-            raise ValueError(f"{len(missing)} prompt(s) have no accepted answer, e.g. {missing[:2]!r}; add them to "
+            raise InputError(f"{len(missing)} prompt(s) have no accepted answer, e.g. {missing[:2]!r}; add them to "
                              "answers=")
         hits = [answer_matches(o, self.answers[p], self.mode) for p, o in zip(items, outs)]
         values = np.array([h is not None for h in hits], dtype=float)
