@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .ablation import (ICLScore, InductionProtocolResult, head_ablation, icl_score, induction_protocol,
                        copy_task, repeated_half_loss, rounding_rule, top_heads_per_layer)
+from .alignment import AlignmentError, SpanAlignment, align_tokens, check_aligned_pair
 from .attribution import AgreementReport, AttributionResult, attribution_agreement, attribution_patching
 from .corruption import CorruptionError, NoiseCorruption, check_pair, embedding_noise, token_replacement
 from .heads import (CopyingScores, HeadScores, copying_scores, detection_pattern, head_scores, pattern_scores,
@@ -37,7 +38,7 @@ __all__ = [
     "DLAResult", "TunedLens", "train_tuned_lens", "TunedLensTraining", "compare_lenses", "LensComparison",
     "patching_sweep", "PatchingResult", "PATCH_KINDS", "PatchingError", "path_patching", "DirectPathResult",
     "LogitDiff", "TargetProb", "TargetLogProb", "KLFromClean", "PatchMetric", "single_token_ids",
-    "check_pair", "token_replacement", "embedding_noise", "NoiseCorruption", "CorruptionError",
+    "check_pair", "token_replacement", "align_tokens", "check_aligned_pair", "SpanAlignment", "AlignmentError", "embedding_noise", "NoiseCorruption", "CorruptionError",
     "attribution_patching", "AttributionResult", "attribution_agreement", "AgreementReport",
     "head_scores", "HeadScores", "repeated_random_tokens", "detection_pattern", "pattern_scores", "copying_scores",
     "CopyingScores", "head_ablation", "icl_score", "ICLScore", "repeated_half_loss", "induction_protocol",
