@@ -11,6 +11,7 @@ from __future__ import annotations
 from .ablation import (ICLScore, InductionProtocolResult, head_ablation, icl_score, induction_protocol,
                        copy_task, repeated_half_loss, rounding_rule, top_heads_per_layer)
 from .alignment import AlignmentError, SpanAlignment, align_tokens, check_aligned_pair
+from .answer_lens import AnswerLensResult, answer_lens, plot_answer_lens
 from .attribution import AgreementReport, AttributionResult, attribution_agreement, attribution_patching
 from .corruption import CorruptionError, NoiseCorruption, check_pair, embedding_noise, token_replacement
 from .heads import (CopyingScores, HeadScores, copying_scores, detection_pattern, head_scores, pattern_scores,
@@ -19,6 +20,7 @@ from .induction_model import induction_model_dir, induction_model_info, load_ind
 from .lens import (DLAResult, FoldedUnembed, LensResult, direct_logit_attribution, fold_unembed, lens_from_residuals,
                    logit_lens)
 from .metrics import KLFromClean, LogitDiff, PatchMetric, TargetLogProb, TargetProb, single_token_ids
+from .pairs import COMPONENT_FAMILIES, PairPatchingResult, pair_patching, plot_pair_patching
 from .patching import (PATCH_KINDS, DirectPathResult, PatchingError, PatchingResult, path_patching,
                        patching_sweep)
 from .tuned_lens import LensComparison, TunedLens, TunedLensTraining, compare_lenses, train_tuned_lens
@@ -38,6 +40,8 @@ __all__ = [
     "DLAResult", "TunedLens", "train_tuned_lens", "TunedLensTraining", "compare_lenses", "LensComparison",
     "patching_sweep", "PatchingResult", "PATCH_KINDS", "PatchingError", "path_patching", "DirectPathResult",
     "LogitDiff", "TargetProb", "TargetLogProb", "KLFromClean", "PatchMetric", "single_token_ids",
+    "answer_lens", "AnswerLensResult", "plot_answer_lens", "pair_patching", "PairPatchingResult", "plot_pair_patching",
+    "COMPONENT_FAMILIES",
     "check_pair", "token_replacement", "align_tokens", "check_aligned_pair", "SpanAlignment", "AlignmentError", "embedding_noise", "NoiseCorruption", "CorruptionError",
     "attribution_patching", "AttributionResult", "attribution_agreement", "AgreementReport",
     "head_scores", "HeadScores", "repeated_random_tokens", "detection_pattern", "pattern_scores", "copying_scores",
