@@ -31,6 +31,10 @@ first layer it can change, different from the base run only from position ``p_fi
 patched forwards start at that layer, reuse the base run's keys and values for earlier positions,
 batch many cells per forward under a memory budget, and unembed only the read position. Equality
 with TransformerLens's per-cell loop is tested to 1e-4 for every kind (tests/circuits/test_patching.py).
+
+Pairs with different token counts (a group name swapped for a longer one): ``align="spans"`` aligns
+the two token sequences (:mod:`circuits.alignment`) and patches aligned positions only; equal-length
+pairs take the plain path unchanged (tests/circuits/test_alignment.py).
 """
 
 from __future__ import annotations

@@ -35,8 +35,10 @@ from ..registry import experiment
 from ..run import RunContext, Section
 
 PRESETS = {"quick": {"categories": ["Religion", "Nationality", "Sexual_orientation"], "n_per_cell": 4,
-                     "n_crows": 24, "n_lens": 12, "n_pairs": 8, "top_k": 5, "n_probe_items": 60,
-                     "probe_layers": [0.0, 0.25, 0.5, 0.75, 1.0], "n_ethics": 48, "n_resamples": 300}}
+                     "n_crows": 24, "n_lens": 12, "n_pairs": 6, "patch_families": ["resid_cue", "resid_final",
+                                                                                  "heads_final"],
+                     "top_k": 5, "n_probe_items": 60, "probe_layers": [0.0, 0.25, 0.5, 0.75, 1.0], "n_ethics": 48,
+                     "n_resamples": 300}}
 
 
 @dataclass
