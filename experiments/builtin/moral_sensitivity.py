@@ -251,6 +251,12 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
         from workbench.stats import bootstrap
 
         shift = bootstrap(gap_clean - gap_swap, np.mean, seed=s, n_resamples=cfg.n_resamples)
+        cue = bootstrap(res.gap, np.mean, seed=s, n_resamples=cfg.n_resamples)
+        notes = []
+        if cue.contains(0.0):
+            notes.append(f"the cue's total effect on the metric, clean - swapped = {cue.format(3)}, has a CI that includes "
+                         "0: normalised effects divide by it and are not interpretable here (values above 1 or below "
+                         "0 are noise); read the raw mean effects in the table instead")
         df = res.to_dataframe(seed=s)
         top = df.reindex(df.normalized.abs().sort_values(ascending=False).index).head(10)
         w.section(Section(
@@ -262,11 +268,12 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
             "answer position; 1 = the component restores the whole effect of the cue. Behaviour: the same pairs "
             "through the K-option scorer.",
             metrics={"bias shift p(biased)-p(counter), clean - swapped": shift.to_dict(),
+                     "cue effect on the logit diff, clean - swapped": cue.to_dict(),
                      "mean logit diff clean": round(float(res.clean.mean()), 4),
                      "mean logit diff swapped": round(float(res.corrupt.mean()), 4),
                      "top components": [f"{r_.component}: {r_.normalized:.2f}" for r_ in top.itertuples()]},
             figures=[w.figure("pair_patching", plot_pair_patching(res))],
-            tables=[w.table("pair_patching", df), w.table("swap_pairs", beh)]))
+            tables=[w.table("pair_patching", df), w.table("swap_pairs", beh)], notes=notes))
         return {"patching": res.to_dict(), "bias_shift": (gap_clean - gap_swap).tolist()}
     patch = ctx.step("patching", patching_step) if letters is not None else {"skipped": True}
 

@@ -1,5 +1,6 @@
-"""The ``moral-sensitivity`` experiment end to end: on a tiny byte-level model (fast; its letters are two
-tokens, so the lens and patching steps report a skip), and with ``PRESETS["quick"]`` on the default model (slow)."""
+"""The ``moral-sensitivity`` experiment end to end: on a tiny byte-level model (its letters are two tokens,
+so the lens and patching steps report a skip; ~1 min with the probe sweeps' compilation, so marked slow: each
+step's code is unit-tested in the default suite) and with ``PRESETS["quick"]`` on the default model (slow)."""
 
 import json
 
@@ -13,6 +14,7 @@ def _sections(out):
     return {s["title"]: s for p in (out / "steps").glob("*/_sections.json") for s in json.loads(p.read_text())}
 
 
+@pytest.mark.slow
 def test_moral_sensitivity_runs_on_a_tiny_model(tmp_path):
     out = tmp_path / "ms"
     run_experiment("moral-sensitivity", out=out, progress=False, overrides=[
