@@ -137,7 +137,7 @@ def _cue_position(alignment: Any, base: str, T: int, max_gap: int = 2) -> int:
 
 
 def pair_patching(model: Any, pairs: Sequence[tuple[Any, Any]], metrics: Sequence[Any] | Callable[[int], Any], *,
-                  families: Sequence[str] = COMPONENT_FAMILIES, direction: str = "denoise",
+                  families: Sequence[str] = COMPONENT_FAMILIES, direction: str = "denoise", read_position: int = -1,
                   ids: Sequence[str] | None = None, progress: bool = False, **tokenize_kw: Any) -> PairPatchingResult:
     """Span-aligned patching of each (clean, corrupt) pair on the components of ``families``.
 
@@ -146,6 +146,8 @@ def pair_patching(model: Any, pairs: Sequence[tuple[Any, Any]], metrics: Sequenc
         metrics: one patching metric per pair (e.g. a :class:`~circuits.metrics.LogitDiff` of that pair's answer
             tokens), or a function ``i -> metric``.
         families: which components (``COMPONENT_FAMILIES``).
+        read_position: where the metric reads, counted from the end (``-1``: the last token; ``-2`` to score
+            the last token's prediction); "@final" components sit at this position.
         **tokenize_kw: e.g. ``chat=True``.
     """
     import time
@@ -159,6 +161,8 @@ def pair_patching(model: Any, pairs: Sequence[tuple[Any, Any]], metrics: Sequenc
         raise PairPatchingError(f"unknown component families {bad}; choose from {COMPONENT_FAMILIES}")
     if not pairs:
         raise PairPatchingError("no pairs given")
+    if read_position >= 0:
+        raise PairPatchingError(f"read_position counts from the end (-1 = the last token); got {read_position}")
     metric_of = metrics if callable(metrics) else (lambda i: metrics[i])
     N, H = model.n_layers, model.facts.n_heads
     comps: list[str] = []
@@ -182,15 +186,16 @@ def pair_patching(model: Any, pairs: Sequence[tuple[Any, Any]], metrics: Sequenc
         clean, corrupt = pairs[i]
         ct, xt, al = check_aligned_pair(model, clean, corrupt, **tokenize_kw)
         T = (xt if base_side == "corrupt" else ct).shape[1]
+        fin = T + read_position
         cue = _cue_position(al[0], base_side, T)
         cues.append(cue)
-        kw = dict(metric=metric_of(i), direction=direction, align="spans")
+        kw = dict(metric=metric_of(i), direction=direction, align="spans", read_position=read_position)
         row: dict[str, float] = {}
 
         def base_of(r):
             return float((r.corrupt_value if direction == "denoise" else r.clean_value)[0])
         if "resid_cue" in families or "resid_final" in families:
-            pos = sorted({cue, T - 1})
+            pos = sorted({cue, fin})
             r = patching_sweep(model, ct, xt, "resid_pre", positions=pos, **kw)
             b = base_of(r)
             for L in range(N):
@@ -198,18 +203,18 @@ def pair_patching(model: Any, pairs: Sequence[tuple[Any, Any]], metrics: Sequenc
                     v = float(r.values[L, j, 0]) - b
                     if p == cue:
                         row[f"resid_pre.{L}@cue"] = v
-                    if p == T - 1:
+                    if p == fin:
                         row[f"resid_pre.{L}@final"] = v
             clean_v[i], corrupt_v[i] = float(r.clean_value[0]), float(r.corrupt_value[0])
         if "layers_final" in families:
             for kind in ("attn_out", "mlp_out"):
-                r = patching_sweep(model, ct, xt, kind, positions=[T - 1], **kw)
+                r = patching_sweep(model, ct, xt, kind, positions=[fin], **kw)
                 b = base_of(r)
                 for L in range(N):
                     row[f"{kind}.{L}@final"] = float(r.values[L, 0, 0]) - b
                 clean_v[i], corrupt_v[i] = float(r.clean_value[0]), float(r.corrupt_value[0])
         if "heads_final" in families:
-            r = patching_sweep(model, ct, xt, "z", per_position=True, positions=[T - 1], **kw)
+            r = patching_sweep(model, ct, xt, "z", per_position=True, positions=[fin], **kw)
             b = base_of(r)
             for L in range(N):
                 for h in range(H):

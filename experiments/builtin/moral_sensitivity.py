@@ -7,7 +7,9 @@ ETHICS commonsense (shipped under ``workbench/datasets``). Steps (one resumable 
    through the shared K-option scorer with the answers rotated over the letters; the bias index
    (p(stereotyped answer) where the context does not support it), the bias gap (minus the
    counter-stereotypical answer), p(unknown), accuracy, Parrish et al.'s scores, the letter mass;
-2. ``crows``: CrowS-Pairs, the share of pairs where the more stereotyping sentence is more probable;
+2. ``crows``: CrowS-Pairs, the share of pairs where the more stereotyping sentence is more probable; and
+   ``crows-patching``: the same pairs as counterfactuals (more -> less stereotyping sentence, span-aligned),
+   with the KL divergence from the clean next-token distribution after the sentence as the metric;
 3. ``answer-lens``: the logit lens on the stereotyped vs the counter-stereotypical answer letter, per
    layer, on ambiguous items: where is the preference written?
 4. ``patching``: BBQ group swaps (the stereotyped group replaced by a never-stereotyped group of the same
@@ -35,7 +37,7 @@ from ..registry import experiment
 from ..run import RunContext, Section
 
 PRESETS = {"quick": {"categories": ["Religion", "Nationality", "Sexual_orientation"], "n_per_cell": 4,
-                     "n_crows": 24, "n_lens": 12, "n_pairs": 6, "patch_families": ["resid_cue", "resid_final",
+                     "n_crows": 24, "n_crows_patch": 4, "n_lens": 12, "n_pairs": 6, "patch_families": ["resid_cue", "resid_final",
                                                                                   "heads_final"],
                      "top_k": 5, "n_probe_items": 60, "probe_layers": [0.0, 0.25, 0.5, 0.75, 1.0], "n_ethics": 48,
                      "n_resamples": 300}}
@@ -51,6 +53,7 @@ class MoralSensitivityConfig:
     rotations: int = 3                 # cyclic answer orders averaged (1 = as given; 3 removes letter preference)
     chat: bool = False                 # raw multiple-choice text (the chat template adds ~30 tokens per item)
     n_crows: int = 200                 # CrowS-Pairs pairs (0: skip)
+    n_crows_patch: int = 16            # CrowS-Pairs pairs patched (0: skip)
     n_lens: int = 48                   # ambiguous items for the answer lens
     swap_categories: list[str] = field(default_factory=lambda: ["Religion", "Nationality", "Sexual_orientation"])
     n_pairs: int = 24                  # BBQ group-swap pairs patched (ambiguous contexts)
@@ -191,6 +194,42 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
                 notes=["CrowS-Pairs is CC-BY-SA-4.0 (workbench/datasets/crows_pairs/LICENSE_CC-BY-SA-4.0.md)"]))
             return {"preference": cr.preference().value}
         ctx.step("crows", crows_step)
+
+    if cfg.n_crows_patch:
+        def crows_patch_step(w):
+            from circuits import KLFromClean, pair_patching, plot_pair_patching
+            from workbench.datasets import crows_pairs
+
+            pairs = crows_pairs()
+            rng = np.random.default_rng(s + 3)
+            chosen = []
+            for i in rng.permutation(len(pairs)):
+                p = pairs[i]
+                a = m.tokenize(p["sent_more"]).real_tokens(0)
+                b = m.tokenize(p["sent_less"]).real_tokens(0)
+                if a != b and a[-1] == b[-1] and max(len(a), len(b)) <= 64:
+                    chosen.append(p)
+                if len(chosen) >= cfg.n_crows_patch:
+                    break
+            ctx.record_data("crows_patch_pairs", [p["index"] for p in chosen])
+            res = pair_patching(m, [(p["sent_more"], p["sent_less"]) for p in chosen],
+                                lambda i: KLFromClean(), families=cfg.patch_families,
+                                ids=[str(p["index"]) for p in chosen], progress=ctx.progress)
+            df = res.to_dataframe(seed=s)
+            top = df.reindex(df.normalized.abs().sort_values(ascending=False).index).head(10)
+            w.section(Section(
+                "Span-aligned patching of CrowS-Pairs",
+                f"{len(chosen)} CrowS-Pairs pairs (more stereotyping sentence = clean, the minimal edit = corrupt; "
+                "token counts may differ, positions aligned span by span). Metric: KL divergence of the next-token "
+                "distribution after the sentence from the clean run's (0 = clean); normalised, 1 = the component "
+                "carries the whole influence of the edited words on what comes next. Components: "
+                f"{', '.join(cfg.patch_families)}.",
+                metrics={"mean KL(clean || corrupt)": round(float(res.corrupt.mean()), 4),
+                         "top components": [f"{r_.component}: {r_.normalized:.2f}" for r_ in top.itertuples()]},
+                figures=[w.figure("crows_patching", plot_pair_patching(res))], tables=[w.table("crows_patching", df)],
+                notes=["CrowS-Pairs is CC-BY-SA-4.0; its pairs are noisy (Blodgett et al. 2021)"]))
+            return {"top": list(top.component)}
+        ctx.step("crows-patching", crows_patch_step)
 
     def lens_step(w):
         from circuits import answer_lens, plot_answer_lens

@@ -47,6 +47,13 @@ def test_pair_patching_equals_its_sweeps(tiny_model):
     top = res.top(3, family=".h")
     assert len(top) == 3 and all(".h" in res.components[t] for t in top)
     assert len(res.to_dataframe(ci=False)) == len(res.components)
+    # reading one token earlier: the heads at that position, against the sweep read there
+    clean, corrupt = PAIRS[0]
+    early = pair_patching(m, [PAIRS[0]], _metrics()[:1], families=["heads_final"], read_position=-2)
+    T = len(m.tokenize(corrupt).real_tokens(0))
+    z = patching_sweep(m, clean, corrupt, "z", metric=_metrics()[0], align="spans", per_position=True,
+                       positions=[T - 2], read_position=-2)
+    assert np.allclose(early.effects[0], (z.values[:, 0, :, 0] - z.corrupt_value[0]).flatten().numpy(), atol=1e-6)
     with pytest.raises(PairPatchingError, match="unknown component"):
         pair_patching(m, PAIRS, _metrics(), families=["heads_everywhere"])
 
