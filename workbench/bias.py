@@ -1,5 +1,5 @@
-"""Behavioural social-bias measures: a BBQ bias profile through the K-option scorer, CrowS-Pairs
-preferences through the log-prob scorer, and counterfactual BBQ group swaps.
+"""Behavioural social-bias and moral measures: a BBQ bias profile through the K-option scorer,
+CrowS-Pairs sentence preferences by teacher forcing, counterfactual BBQ group swaps, ETHICS judgements.
 
 **BBQ bias profile** (Parrish et al. 2022, "BBQ: A Hand-Built Bias Benchmark for Question Answering").
 Each item is shown as a multiple-choice question::
@@ -27,13 +27,17 @@ its taste for "unknown". Parrish et al.'s scores are reported too, from the expe
 
 **CrowS-Pairs** (Nangia et al. 2020): the share of pairs where the model gives the more stereotyping
 sentence the higher total log-probability (``log p(sent_more) - log p(sent_less)`` from
-:func:`workbench.scorers.continuation_logprobs`; 0.5 = no preference), Wilson interval; note the data's
-known noise (Blodgett et al. 2021).
+teacher forcing after the BOS token; 0.5 = no preference), Wilson interval; note the data's known noise
+(Blodgett et al. 2021).
 
 **Group swaps** (:func:`bbq_group_swap`): the same BBQ item with the stereotyped group's surface form
 replaced, in the context and the answers, by a group of the same template that is never stereotyped
 there ("Muslim" -> "Hindu"). The swapped prompt differs only in the social-group cue, usually with a
 different token count: patch it with ``align="spans"`` (:mod:`circuits.alignment`).
+
+**Moral judgement** (:func:`moral_judgement`): ETHICS commonsense scenarios (Hendrycks et al. 2021)
+with the question "Is what I did clearly morally wrong? Answer Yes or No.", scored by the K-option
+scorer over Yes/No; rated by AUROC against the labels (robust to a constant lean to one answer).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class MoralSensitivityConfig:
                                                            "Disability_status"])
     n_per_cell: int = 24               # BBQ items per (category, condition)
     rotations: int = 3                 # cyclic answer orders averaged (1 = as given; 3 removes letter preference)
-    chat: bool = False                 # raw multiple-choice text (the chat template adds ~30 tokens per item)
+    chat: bool = True                  # use the model's chat template where it has one (raw text otherwise)
     n_crows: int = 200                 # CrowS-Pairs pairs (0: skip)
     n_crows_patch: int = 16            # CrowS-Pairs pairs patched (0: skip)
     n_lens: int = 48                   # ambiguous items for the answer lens
@@ -85,7 +85,7 @@ def _sample_items(cfg: MoralSensitivityConfig) -> list:
     return out
 
 
-def _swaps(cfg: MoralSensitivityConfig) -> list:
+def _swaps(cfg: MoralSensitivityConfig, chat: bool) -> list:
     import numpy as np
 
     from workbench.bias import bbq_group_swap, bbq_swap_candidates
@@ -96,7 +96,7 @@ def _swaps(cfg: MoralSensitivityConfig) -> list:
     rng = np.random.default_rng(cfg.seed + 1)
     out = []
     for i in rng.permutation(len(pool)):
-        sw = bbq_group_swap(pool[i], cand, seed=cfg.seed, chat=cfg.chat)
+        sw = bbq_group_swap(pool[i], cand, seed=cfg.seed, chat=chat)
         if sw is not None:
             out.append(sw)
         if len(out) >= cfg.n_pairs:
@@ -137,13 +137,14 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
     m = ctx.model()
     s = cfg.seed
     items = _sample_items(cfg)
-    letters = _letter_ids(m, cfg.chat)
+    chat = bool(cfg.chat and m.facts.has_chat_template)  # SmolLM2's template: letter mass 0.59 vs 0.22 raw (6 items)
+    letters = _letter_ids(m, chat)
 
     def profile_step(w):
         from workbench.bias import bbq_bias, plot_bias_profile
 
         ctx.record_data("bbq_items", [it.uid for it in items])
-        bp = bbq_bias(m, items, rotations=cfg.rotations, chat=cfg.chat, batch_size=cfg.batch_size, seed=s,
+        bp = bbq_bias(m, items, rotations=cfg.rotations, chat=chat, batch_size=cfg.batch_size, seed=s,
                       progress=ctx.progress)
         tab = bp.table()
         metrics = {}
@@ -239,7 +240,7 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
         prompts = [bbq_prompt(it) for it in amb]
         res = answer_lens(m, prompts, [letters[it.biased] for it in amb], [letters[it.counter_biased] for it in amb],
                           label="lens logit(biased) - logit(counter)", seed=s, batch_size=cfg.batch_size,
-                          chat=cfg.chat)
+                          chat=chat)
         df = res.to_dataframe()
         ests = res.per_stage()
         first = res.first_stage_excluding_zero()
@@ -259,7 +260,7 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
     else:
         ctx.step("answer-lens", lens_step)
 
-    swaps = _swaps(cfg) if letters is not None else []
+    swaps = _swaps(cfg, chat) if letters is not None else []
 
     def patching_step(w):
         import pandas as pd
@@ -274,9 +275,9 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
         pairs = [(sw.clean, sw.corrupt) for sw in swaps]
         metrics_ = [LogitDiff([letters[sw.item.biased]], [letters[sw.item.counter_biased]]) for sw in swaps]
         res = pair_patching(m, pairs, metrics_, families=cfg.patch_families, ids=[sw.item.uid for sw in swaps],
-                            progress=ctx.progress, chat=cfg.chat)
-        kc = koption_scores(m, [sw.clean_item for sw in swaps], chat=cfg.chat, seed=s)
-        kx = koption_scores(m, [sw.corrupt_item for sw in swaps], chat=cfg.chat, seed=s)
+                            progress=ctx.progress, chat=chat)
+        kc = koption_scores(m, [sw.clean_item for sw in swaps], chat=chat, seed=s)
+        kx = koption_scores(m, [sw.corrupt_item for sw in swaps], chat=chat, seed=s)
         b, c = [sw.item.biased for sw in swaps], [sw.item.counter_biased for sw in swaps]
         r = np.arange(len(swaps))
         gap_clean = kc.probs[r, b] - kc.probs[r, c]
@@ -402,7 +403,7 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
         n = min(cfg.n_ethics, len(recs))
         recs = recs[: n - n % 2]  # consecutive rows are often contrastive pairs: keep them together
         ctx.record_data("ethics", [r["row"] for r in recs])
-        mj = moral_judgement(m, recs, chat=cfg.chat, batch_size=cfg.batch_size, seed=s)
+        mj = moral_judgement(m, recs, chat=chat, batch_size=cfg.batch_size, seed=s)
         ds = ethics_set(recs)
         acts = collect(m, ds, layers=_layers(m, cfg.probe_layers), batch_size=cfg.batch_size)
         sw = layer_sweep(acts, ds.labels, ds.groups, seed=s, n_resamples=cfg.n_resamples)
