@@ -121,6 +121,13 @@ def _letter_ids(m, chat: bool) -> list[int] | None:
     return None if any(len(i) != 1 for i in ids) else [i[0] for i in ids]
 
 
+def _fits(m, pair: dict, max_tokens: int) -> bool:
+    """Both sentences of a CrowS-Pairs pair fit in ``max_tokens`` (with a BOS token)."""
+    tok = m.tokenizer
+    return all(len(tok(pair[k], add_special_tokens=False)["input_ids"]) + 1 <= max_tokens
+               for k in ("sent_more", "sent_less"))
+
+
 def _skipped(ctx: RunContext, step: str, title: str, why: str) -> dict:
     def fn(w):
         w.section(Section(title, f"Skipped: {why}"))
@@ -177,7 +184,7 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
             from workbench.datasets import crows_pairs
             from workbench.plots import plot_estimates
 
-            pairs = crows_pairs()
+            pairs = [p for p in crows_pairs() if _fits(m, p, m.facts.n_ctx)]
             idx = np.random.default_rng(s).choice(len(pairs), size=min(cfg.n_crows, len(pairs)), replace=False)
             pairs = [pairs[i] for i in sorted(idx)]
             ctx.record_data("crows_pairs", [p["index"] for p in pairs])
@@ -206,9 +213,11 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
             chosen = []
             for i in rng.permutation(len(pairs)):
                 p = pairs[i]
+                if not _fits(m, p, 64):
+                    continue
                 a = m.tokenize(p["sent_more"]).real_tokens(0)
                 b = m.tokenize(p["sent_less"]).real_tokens(0)
-                if a != b and a[-1] == b[-1] and max(len(a), len(b)) <= 64:
+                if a != b and a[-1] == b[-1]:
                     chosen.append(p)
                 if len(chosen) >= cfg.n_crows_patch:
                     break
