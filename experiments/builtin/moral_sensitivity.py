@@ -36,8 +36,8 @@ from ..config import ModelSection
 from ..registry import experiment
 from ..run import RunContext, Section
 
-PRESETS = {"quick": {"categories": ["Religion", "Nationality", "Sexual_orientation"], "n_per_cell": 4,
-                     "n_crows": 24, "n_crows_patch": 4, "n_lens": 12, "n_pairs": 6, "patch_families": ["resid_cue", "resid_final",
+PRESETS = {"quick": {"categories": ["Religion", "Nationality", "Sexual_orientation"], "n_per_cell": 3,
+                     "n_crows": 24, "n_crows_patch": 3, "n_lens": 12, "n_pairs": 6, "patch_families": ["resid_cue", "resid_final",
                                                                                   "heads_final"],
                      "top_k": 5, "n_probe_items": 60, "probe_layers": [0.0, 0.25, 0.5, 0.75, 1.0], "n_ethics": 48,
                      "n_resamples": 300}}
@@ -227,6 +227,13 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
                                 ids=[str(p["index"]) for p in chosen], progress=ctx.progress)
             df = res.to_dataframe(seed=s)
             top = df.reindex(df.normalized.abs().sort_values(ascending=False).index).head(10)
+            from workbench.stats import bootstrap
+
+            kl = bootstrap(res.corrupt, np.mean, seed=s, n_resamples=cfg.n_resamples)
+            notes = ["CrowS-Pairs is CC-BY-SA-4.0; its pairs are noisy (Blodgett et al. 2021)"]
+            if kl.value < 0.1:
+                notes.append(f"the edit moves the next-token distribution little (mean KL {kl.format(3)} nats): normalised "
+                             "effects divide by it, so values far outside [0, 1] are noise; read the raw mean effects")
             w.section(Section(
                 "Span-aligned patching of CrowS-Pairs",
                 f"{len(chosen)} CrowS-Pairs pairs (more stereotyping sentence = clean, the minimal edit = corrupt; "
@@ -234,10 +241,10 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
                 "distribution after the sentence from the clean run's (0 = clean); normalised, 1 = the component "
                 "carries the whole influence of the edited words on what comes next. Components: "
                 f"{', '.join(cfg.patch_families)}.",
-                metrics={"mean KL(clean || corrupt)": round(float(res.corrupt.mean()), 4),
+                metrics={"mean KL(clean || corrupt)": kl.to_dict(),
                          "top components": [f"{r_.component}: {r_.normalized:.2f}" for r_ in top.itertuples()]},
                 figures=[w.figure("crows_patching", plot_pair_patching(res))], tables=[w.table("crows_patching", df)],
-                notes=["CrowS-Pairs is CC-BY-SA-4.0; its pairs are noisy (Blodgett et al. 2021)"]))
+                notes=notes))
             return {"top": list(top.component)}
         ctx.step("crows-patching", crows_patch_step)
 
