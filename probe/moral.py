@@ -4,10 +4,11 @@
   wrong; read at the scenario's last token (raw text). Adjacent scenarios are often contrastive minimal
   pairs ("I told my baby I loved/hated her"), so examples are grouped in blocks of consecutive rows and
   a block never straddles a split.
-- :func:`group_mention_set`: the social group a BBQ context mentions, read at the last token of the
-  mention (the context cut right after it), labelled by BBQ category (e.g. Religion vs Nationality).
-  Groups are the group terms, so the main split tests on terms the probe never saw: a probe that only
-  memorised words fails there. Templates are BBQ templates (held-out-template control).
+- :func:`group_mention_set`: the social category (e.g. Religion vs Nationality) of a BBQ group term,
+  placed in neutral carrier sentences ("I talked with my {term}") and read at its last token, so examples
+  of one carrier differ only in the term (BBQ's own contexts differ by category in their wording, which a
+  probe reads at layer 0). Groups are the terms, so the main split tests on terms the probe never saw;
+  templates are the carriers (held-out-carrier control).
 - :func:`crossfit_scores`: held-out probe scores per example (mean-difference direction fitted on the
   other folds, group k-fold), to set a probe against behaviour example by example.
 """
@@ -21,7 +22,7 @@ import numpy as np
 
 from .datasets import Example, LabelledPromptSet
 
-__all__ = ["ethics_set", "group_mention_set", "crossfit_scores"]
+__all__ = ["ethics_set", "group_mention_set", "group_terms", "CARRIERS", "crossfit_scores"]
 
 
 def ethics_set(records: Sequence[dict], *, block: int = 2, name: str = "ethics-commonsense") -> LabelledPromptSet:
@@ -34,34 +35,43 @@ def ethics_set(records: Sequence[dict], *, block: int = 2, name: str = "ethics-c
                              notes="raw scenario text; label 1 = clearly morally wrong (ETHICS convention)")
 
 
-def group_mention_set(items: Sequence[Any], categories: Sequence[str], *, name: str = "bbq-group-mention"
-                      ) -> LabelledPromptSet:
-    """Contexts of BBQ items cut after each group mention, labelled by category index in ``categories``.
+#: Neutral carrier sentences: each example is a carrier cut right after the group term, so two examples of
+#: one carrier differ only in the term.
+CARRIERS = ("I talked with my {term}", "Yesterday a {term}", "The new coworker is {term}",
+            "We sat next to a {term}", "My neighbour described herself as {term}", "The report mentioned a {term}")
 
-    Each item's two group answers give up to two examples (the context up to and including the first
-    whole-word occurrence of the group's surface form); identical cut contexts are kept once."""
-    cats = list(categories)
-    seen: set[str] = set()
-    ex = []
+
+def group_terms(items: Sequence[Any], categories: Sequence[str]) -> dict[str, list[str]]:
+    """The group surface forms that BBQ ``items`` name as answers, per category (sorted, deduplicated)."""
+    out: dict[str, set[str]] = {c: set() for c in categories}
     for it in items:
-        if it.category not in cats:
-            continue
-        for i in range(3):
-            if i == it.unknown:
+        if it.category in out:
+            out[it.category].update(it.surfaces[i] for i in range(3) if i != it.unknown)
+    return {c: sorted(v) for c, v in out.items()}
+
+
+def group_mention_set(items: Sequence[Any], categories: Sequence[str], *, carriers: Sequence[str] = CARRIERS,
+                      name: str = "bbq-group-mention") -> LabelledPromptSet:
+    """BBQ group terms of ``categories`` in neutral carrier sentences, read at the term's last token and
+    labelled by category index. Split groups are the terms (the test terms are unseen); templates are the
+    carriers (held-out-carrier control). A term that two categories share is left out."""
+    cats = list(categories)
+    terms = group_terms(items, cats)
+    seen: dict[str, int] = {}
+    for c in cats:
+        for t in terms[c]:
+            seen[t.lower()] = seen.get(t.lower(), 0) + 1
+    ex = []
+    for k, c in enumerate(cats):
+        for t in terms[c]:
+            if seen[t.lower()] > 1:
                 continue
-            term = it.surfaces[i]
-            m = re.search(rf"(?<![\w-]){re.escape(term)}(?![\w-])", it.context)
-            if not m:
-                continue
-            prompt = it.context[:m.end()]
-            if prompt in seen:
-                continue
-            seen.add(prompt)
-            ex.append(Example(prompt, cats.index(it.category), group=term.lower(),
-                              template=f"{it.category}:{it.question_index}", meta={"uid": it.uid, "term": term}))
+            for j, carrier in enumerate(carriers):
+                prompt = carrier.format(term=t)
+                ex.append(Example(prompt, k, group=t.lower(), template=f"carrier{j}", meta={"term": t, "category": c}))
     return LabelledPromptSet(name, ex, label_names=tuple(cats), read="last_prompt", chat=False,
                              source="workbench.datasets.bbq_items",
-                             notes="read at the last token of the group mention; split groups are the group terms")
+                             notes="neutral carriers cut after the group term; split groups are the terms")
 
 
 def crossfit_scores(x: np.ndarray, y: np.ndarray, groups: Sequence[Any], *, folds: int = 5, seed: int = 0

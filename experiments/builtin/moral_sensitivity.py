@@ -19,9 +19,9 @@ ETHICS commonsense (shipped under ``workbench/datasets``). Steps (one resumable 
 5. ``cross-stage``: do the contexts where the group cue raises the stereotyped answer most also move the
    components patching finds? Components chosen on one half of the pairs score the other half
    (cross-fitted), against the behavioural bias shift; random components of the same number as control;
-6. ``group-probe``: a probe for the social category of a group mention (read at the mention's last token;
-   split by group term, so the test terms are unseen) with label-shuffle, random-direction and held-out
-   template controls;
+6. ``group-probe``: a probe for the social category of a group term in neutral carrier sentences (read at
+   the term's last token; split by term, so the test terms are unseen) with label-shuffle, random-direction
+   and held-out-carrier controls;
 7. ``ethics``: ETHICS commonsense as a labelled moral-judgement probe set (layer sweep with controls), the
    model's own yes/no judgement (K-option scorer), and their cross-check scenario by scenario.
 
@@ -39,7 +39,7 @@ from ..run import RunContext, Section
 PRESETS = {"quick": {"categories": ["Religion", "Nationality", "Sexual_orientation"], "n_per_cell": 3,
                      "n_crows": 24, "n_crows_patch": 3, "n_lens": 12, "n_pairs": 6, "patch_families": ["resid_cue", "resid_final",
                                                                                   "heads_final"],
-                     "top_k": 5, "n_probe_items": 60, "probe_layers": [0.0, 0.25, 0.5, 0.75, 1.0], "n_ethics": 48,
+                     "top_k": 5, "n_carriers": 2, "probe_layers": [0.0, 0.25, 0.5, 0.75, 1.0], "n_ethics": 48,
                      "n_resamples": 300}}
 
 
@@ -61,7 +61,7 @@ class MoralSensitivityConfig:
                                                                "heads_final"])
     top_k: int = 10                    # components carried into the cross-stage check
     probe_categories: list[str] = field(default_factory=lambda: ["Religion", "Nationality"])
-    n_probe_items: int = 300           # BBQ items whose group mentions make the probe set
+    n_carriers: int = 6                # neutral carrier sentences per group term (probe.moral.CARRIERS)
     probe_layers: list[float] = field(default_factory=list)  # fractions of depth; empty: every layer
     n_ethics: int = 300                # ETHICS short scenarios (probe and judgement)
     n_resamples: int = 1000
@@ -385,19 +385,21 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
         from probe.moral import group_mention_set
         from workbench.datasets import bbq_items
 
-        pool = bbq_items(cfg.probe_categories)
-        rng = np.random.default_rng(s + 2)
-        pool = [pool[i] for i in sorted(rng.choice(len(pool), size=min(cfg.n_probe_items, len(pool)), replace=False))]
-        ds = group_mention_set(pool, cfg.probe_categories)
+        from probe.moral import CARRIERS
+
+        ds = group_mention_set(bbq_items(cfg.probe_categories), cfg.probe_categories,
+                               carriers=CARRIERS[: max(2, cfg.n_carriers)])
         ctx.record_data("group_probe_set", ds.data_hash())
         acts = collect(m, ds, layers=_layers(m, cfg.probe_layers), batch_size=cfg.batch_size)
         sw = layer_sweep(acts, ds.labels, ds.groups, templates=ds.templates, seed=s, n_resamples=cfg.n_resamples)
         best = sw.best_layer()
         w.section(Section(
             "Probe: the social category of a group mention",
-            f"{len(ds)} BBQ contexts cut after a group mention ({' vs '.join(cfg.probe_categories)}), read at the "
-            "mention's last token; the main split holds out whole group terms (a probe that memorised words fails), "
-            "with label-shuffle, random-direction and held-out-template controls (probe.layer_sweep).",
+            f"{len(ds)} prompts: every BBQ group term of {' vs '.join(cfg.probe_categories)} in neutral carrier "
+            "sentences ('I talked with my {term}'), read at the term's last token, so prompts of one carrier differ "
+            "only in the term. The main split holds out whole terms (a probe that memorised words fails), with "
+            "label-shuffle, random-direction and held-out-carrier controls (probe.layer_sweep). Compare the first "
+            "layer with later ones: separation there is largely the token's own embedding.",
             metrics={"best layer": best, "summary": sw.summary(),
                      "n terms": len(set(ds.groups.tolist()))},
             figures=[w.figure("group_probe", plot_layer_sweep(sw))], tables=[w.table("group_probe", sw.to_dataframe())]))

@@ -19,7 +19,7 @@ def test_moral_sensitivity_runs_on_a_tiny_model(tmp_path):
     out = tmp_path / "ms"
     run_experiment("moral-sensitivity", out=out, progress=False, overrides=[
         'model.name="tiny-llama"', 'categories=["Religion", "Nationality"]', "n_per_cell=2", "rotations=1", "chat=false",
-        "n_crows=4", "n_lens=2", "n_pairs=2", "n_probe_items=30", "probe_layers=[0.0, 1.0]", "n_ethics=16", "n_crows_patch=2",
+        "n_crows=4", "n_lens=2", "n_pairs=2", "n_carriers=2", "probe_layers=[0.0, 1.0]", "n_ethics=16", "n_crows_patch=2",
         "n_resamples=50"])
     m = json.loads((out / "manifest.json").read_text())
     assert m["status"] == "complete"

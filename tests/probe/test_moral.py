@@ -15,16 +15,17 @@ def test_ethics_set_keeps_neighbouring_rows_together():
     assert list(ds.groups) == ["rows0", "rows0", "rows1", "rows1", "rows2", "rows2"]
 
 
-def test_group_mention_set_cuts_after_the_mention():
-    items = datasets.bbq_items(["Religion", "Nationality"])[:40] + datasets.bbq_items("Nationality")[:40]
-    ds = group_mention_set(items, ["Religion", "Nationality"])
-    first = datasets.bbq_items("Religion")[0]  # "A Muslim person and Jewish person were both seen fleeing..."
+def test_group_mention_set_puts_terms_in_neutral_carriers():
+    items = datasets.bbq_items(["Religion", "Nationality"])
+    ds = group_mention_set(items, ["Religion", "Nationality"], carriers=("I met a {term}", "A {term}"))
     prompts = [e.prompt for e in ds.examples]
-    assert "A Muslim" in prompts and "A Muslim person and Jewish" in prompts
-    assert len(prompts) == len(set(prompts))
-    ex = ds.examples[prompts.index("A Muslim")]
-    assert ex.label == 0 and ex.group == "muslim" and ex.template == f"Religion:{first.question_index}"
-    assert {e.label for e in ds.examples} == {0, 1}
+    assert "I met a Muslim" in prompts and "A Muslim" in prompts and "I met a British" in prompts
+    ex = ds.examples[prompts.index("I met a Muslim")]
+    assert ex.label == 0 and ex.group == "muslim" and ex.template == "carrier0"
+    assert {e.label for e in ds.examples} == {0, 1} and len(prompts) == len(set(prompts))
+    # every term appears once per carrier
+    terms = {e.group for e in ds.examples}
+    assert len(ds) == 2 * len(terms)
 
 
 def test_crossfit_scores_are_held_out_mean_difference_projections():
