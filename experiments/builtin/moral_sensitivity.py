@@ -52,8 +52,8 @@ class MoralSensitivityConfig:
     n_per_cell: int = 24               # BBQ items per (category, condition)
     rotations: int = 3                 # cyclic answer orders averaged (1 = as given; 3 removes letter preference)
     chat: bool = True                  # use the model's chat template where it has one (raw text otherwise)
-    n_crows: int = 200                 # CrowS-Pairs pairs (0: skip)
-    n_crows_patch: int = 16            # CrowS-Pairs pairs patched (0: skip)
+    n_crows: int = field(default=200, metadata={"zero": "skip the CrowS-Pairs step"})  # CrowS-Pairs pairs scored
+    n_crows_patch: int = field(default=16, metadata={"zero": "skip CrowS-Pairs patching"})  # pairs patched
     n_lens: int = 48                   # ambiguous items for the answer lens
     swap_categories: list[str] = field(default_factory=lambda: ["Religion", "Nationality", "Sexual_orientation"])
     n_pairs: int = 24                  # BBQ group-swap pairs patched (ambiguous contexts)
