@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from .ablation import (ICLScore, InductionProtocolResult, head_ablation, icl_score, induction_protocol,
                        copy_task, repeated_half_loss, rounding_rule, top_heads_per_layer)
+from .alignment import AlignmentError, SpanAlignment, align_tokens, check_aligned_pair
+from .answer_lens import AnswerLensResult, answer_lens, plot_answer_lens
 from .attribution import AgreementReport, AttributionResult, attribution_agreement, attribution_patching
 from .corruption import CorruptionError, NoiseCorruption, check_pair, embedding_noise, token_replacement
 from .heads import (CopyingScores, HeadScores, copying_scores, detection_pattern, head_scores, pattern_scores,
@@ -18,6 +20,7 @@ from .induction_model import induction_model_dir, induction_model_info, load_ind
 from .lens import (DLAResult, FoldedUnembed, LensResult, at_last_token, direct_logit_attribution, fold_unembed,
                    lens_from_residuals, logit_lens, resolution_stages)
 from .metrics import KLFromClean, LogitDiff, PatchMetric, TargetLogProb, TargetProb, single_token_ids
+from .pairs import COMPONENT_FAMILIES, PairPatchingResult, pair_patching, plot_pair_patching
 from .patching import (PATCH_KINDS, DirectPathResult, PatchingError, PatchingResult, path_patching,
                        patching_sweep)
 from .prompts import (FACTS, FACTUAL_PAIRS, IOI_PAIRS, factual_recall_batch, ioi_batch, single_token_facts,
@@ -29,7 +32,9 @@ __all__ = [
     "DLAResult", "at_last_token", "resolution_stages", "TunedLens", "train_tuned_lens", "TunedLensTraining", "compare_lenses", "LensComparison",
     "patching_sweep", "PatchingResult", "PATCH_KINDS", "PatchingError", "path_patching", "DirectPathResult",
     "LogitDiff", "TargetProb", "TargetLogProb", "KLFromClean", "PatchMetric", "single_token_ids",
-    "check_pair", "token_replacement", "embedding_noise", "NoiseCorruption", "CorruptionError",
+    "answer_lens", "AnswerLensResult", "plot_answer_lens", "pair_patching", "PairPatchingResult", "plot_pair_patching",
+    "COMPONENT_FAMILIES",
+    "check_pair", "token_replacement", "align_tokens", "check_aligned_pair", "SpanAlignment", "AlignmentError", "embedding_noise", "NoiseCorruption", "CorruptionError",
     "attribution_patching", "AttributionResult", "attribution_agreement", "AgreementReport",
     "head_scores", "HeadScores", "repeated_random_tokens", "detection_pattern", "pattern_scores", "copying_scores",
     "CopyingScores", "head_ablation", "icl_score", "ICLScore", "repeated_half_loss", "induction_protocol",

@@ -31,6 +31,10 @@ first layer it can change, different from the base run only from position ``p_fi
 patched forwards start at that layer, reuse the base run's keys and values for earlier positions,
 batch many cells per forward under a memory budget, and unembed only the read position. Equality
 with TransformerLens's per-cell loop is tested to 1e-4 for every kind (tests/circuits/test_patching.py).
+
+Pairs with different token counts (a group name swapped for a longer one): ``align="spans"`` aligns
+the two token sequences (:mod:`circuits.alignment`) and patches aligned positions only; equal-length
+pairs take the plain path unchanged (tests/circuits/test_alignment.py).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from workbench.results import Provenance, data_hash
 from workbench.sites import Site
 
 from ._engine import BaseRun, CellGroup, base_run, mlp_after_attn, run_cells
+from .alignment import check_aligned_pair, partner_index
 from .corruption import NoiseCorruption, check_pair
 from .metrics import as_metric
 
@@ -114,6 +119,7 @@ class PatchingResult:
     str_tokens: list[str] | None = None
     provenance: Provenance = field(default_factory=Provenance)
     seconds: float | None = None
+    alignment: tuple | None = None  # per row, a circuits.alignment.SpanAlignment (align="spans", unequal lengths)
 
     @property
     def n_prompts(self) -> int:
@@ -177,6 +183,9 @@ class PatchingResult:
         df["site_kind"], df["direction"], df["metric"] = self.site_kind, self.direction, self.metric.get("name")
         if self.str_tokens is not None and "pos" in self.axes:
             df["token"] = [self.str_tokens[p] for p in df["pos"]]
+        if self.alignment is not None and self.n_prompts == 1 and "pos" in self.axes:
+            partner = self.alignment[0].partner("corrupt" if self.direction == "denoise" else "clean")
+            df["source_pos"] = [-1 if partner[p] is None else partner[p] for p in df["pos"]]
         return df
 
     def summary(self) -> str:
@@ -199,6 +208,20 @@ def _cell_name(axes: Sequence[str], idx: Sequence[int]) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # Cell construction
 # ----------------------------------------------------------------------------------------------------------
+
+def _aligned_source(base: BaseRun, src: BaseRun, partners: torch.Tensor) -> BaseRun:
+    """The source run's activations moved onto the base run's positions: position ``p`` holds the source's
+    activation at ``partners[b, p]``, or the base run's own where there is no partner (so nothing is patched
+    there). Keys and values are not carried (a sweep reads only the base run's cache)."""
+    B, T = partners.shape
+    valid = partners >= 0
+    idx = partners.clamp(min=0)
+    rows = torch.arange(B, device=partners.device)[:, None]
+
+    def move(s: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.where(valid.reshape(B, T, *([1] * (b.ndim - 2))), s[rows, idx], b)
+    return BaseRun({k: move(v, base.acts[k]) for k, v in src.acts.items()}, [], [], move(src.final, base.final))
+
 
 def _groups_resid(model, kind: str, base: BaseRun, src: BaseRun, layers: list[int], positions: list[int],
                   cells: list[tuple], read_pos: int) -> list[CellGroup]:
@@ -337,7 +360,7 @@ def patching_sweep(model: Any, clean: Any, corrupt: Any, site_kind: str = "resid
                    direction: str = "denoise", per_position: bool = False, layers: Sequence[int] | None = None,
                    positions: Sequence[int] | None = None, heads: Sequence[int] | None = None,
                    read_position: int = -1, memory_mb: float = 1024.0, overhead_tokens: int = 16,
-                   max_cells_per_forward: int | None = None, progress: bool = False,
+                   max_cells_per_forward: int | None = None, progress: bool = False, align: str = "exact",
                    **tokenize_kw: Any) -> PatchingResult:
     """Patch every cell of ``site_kind`` and measure ``metric`` at ``read_position``.
 
@@ -345,6 +368,7 @@ def patching_sweep(model: Any, clean: Any, corrupt: Any, site_kind: str = "resid
         model: a :class:`workbench.models.HookedModel` (either backend: the fast path calls the HF modules).
         clean, corrupt: prompts, or :class:`Tokens` of the same shape (no padding). ``corrupt`` may also be
             a :class:`circuits.corruption.NoiseCorruption` of the clean tokens (Gaussian noise on embeddings).
+            With ``align="spans"`` the clean and corrupt prompts may differ in token count.
         site_kind: one of :data:`PATCH_KINDS`.
         metric: a :class:`circuits.metrics.PatchMetric` (``LogitDiff``, ``TargetProb``, ``KLFromClean``...) or
             a callable ``f(logits[n, vocab], rows[n]) -> [n]``.
@@ -355,6 +379,13 @@ def patching_sweep(model: Any, clean: Any, corrupt: Any, site_kind: str = "resid
         memory_mb: activation budget of one batched forward (sets the cells per forward).
         overhead_tokens: the per-forward overhead in token-equivalents used to choose chunks.
         progress: show a tqdm bar over forwards.
+        align: ``"exact"`` (position ``p`` patches position ``p``; the pair must have the same token count)
+            or ``"spans"``: pairs of different token counts are aligned by :mod:`circuits.alignment`
+            (identical runs one to one, a replaced span from its end, unmatched tokens never patched); the
+            position axis is then the base run's (corrupt when denoising, clean when noising), per-position
+            cells without a partner are NaN, ``read_position`` counts from the end in each run and must be
+            aligned, and ``PatchingResult.alignment`` holds each row's alignment. A pair with equal token
+            counts takes the ``"exact"`` path unchanged (identical results).
 
     Returns:
         :class:`PatchingResult` with per-prompt values; ``.normalized`` and ``.to_dataframe()`` report it.
@@ -370,8 +401,11 @@ def patching_sweep(model: Any, clean: Any, corrupt: Any, site_kind: str = "resid
         raise PatchingError(f"{model.name} has a parallel residual (no resid_mid); patch resid_pre, attn_out or mlp_out")
     if per_position and site_kind not in ("z", "head_out"):
         raise PatchingError("per_position applies to head kinds (z, head_out); residual kinds are always per position")
+    if align not in ("exact", "spans"):
+        raise PatchingError(f"align must be 'exact' or 'spans', got {align!r}")
     m = as_metric(metric)
     noise = None
+    alignments = None
     if isinstance(corrupt, NoiseCorruption):
         noise = corrupt
         ct = model.tokenize(clean, **tokenize_kw)
@@ -379,11 +413,30 @@ def patching_sweep(model: Any, clean: Any, corrupt: Any, site_kind: str = "resid
         if noise.noise.shape[:2] != ct.shape:
             raise PatchingError(f"the noise corruption covers {tuple(noise.noise.shape[:2])}, the clean batch is {ct.shape}")
         check_pair(model, ct, ct)
+    elif align == "spans":
+        ct, xt, alignments = check_aligned_pair(model, clean, corrupt, **tokenize_kw)
+        if all(a.identity for a in alignments):
+            alignments = None  # equal token counts: plain patching, today's code path
+            ct, xt = check_pair(model, ct, xt)
     else:
         ct, xt = check_pair(model, clean, corrupt, **tokenize_kw)
     B, T = ct.shape
     N = model.n_layers
     rp = read_position + T if read_position < 0 else read_position
+    rp_clean = rp_corrupt = rp
+    if alignments is not None:
+        base_side = "corrupt" if direction == "denoise" else "clean"
+        T = xt.shape[1] if base_side == "corrupt" else ct.shape[1]
+        if read_position >= 0:
+            raise PatchingError("with align='spans' and prompts of different lengths, give read_position from the end "
+                                f"(-1 = the last token), not {read_position}")
+        rp_clean, rp_corrupt = ct.shape[1] + read_position, xt.shape[1] + read_position
+        rp = rp_corrupt if base_side == "corrupt" else rp_clean
+        for i, a in enumerate(alignments):
+            if min(rp_clean, rp_corrupt) < 0 or (rp_clean, rp_corrupt) not in a.pairs:
+                raise PatchingError(
+                    f"pair {i}: the read position {read_position} is not aligned between the clean and corrupt prompts "
+                    "(it falls in a span that differs); end both prompts with the same tokens, e.g. the same question")
     if not 0 <= rp < T:
         raise PatchingError(f"read_position {read_position} is out of range for {T} tokens")
     kinds = {"resid_pre": ["resid_pre"], "resid_mid": ["resid_pre"], "resid_post": ["resid_pre"],
@@ -394,8 +447,8 @@ def patching_sweep(model: Any, clean: Any, corrupt: Any, site_kind: str = "resid
     clean_run = base_run(model, ct.input_ids, kinds, embed_offset=offset_clean)
     corrupt_run = base_run(model, xt.input_ids, kinds, embed_offset=offset_corrupt)
     with torch.inference_mode():
-        clean_logits = model.unembed(clean_run.final[:, rp])
-        corrupt_logits = model.unembed(corrupt_run.final[:, rp])
+        clean_logits = model.unembed(clean_run.final[:, rp_clean])
+        corrupt_logits = model.unembed(corrupt_run.final[:, rp_corrupt])
     m.prepare(clean_logits, corrupt_logits)
     rows = torch.arange(B, device=clean_logits.device)
     with torch.inference_mode():
@@ -403,6 +456,10 @@ def patching_sweep(model: Any, clean: Any, corrupt: Any, site_kind: str = "resid
         corrupt_v = m(corrupt_logits, rows).float().cpu()
     base, src = (corrupt_run, clean_run) if direction == "denoise" else (clean_run, corrupt_run)
     base_v = corrupt_v if direction == "denoise" else clean_v
+    partners = None
+    if alignments is not None:
+        partners = partner_index(alignments, base_side, device=base.final.device)
+        src = _aligned_source(base, src, partners)
     L_list = _resolve_list(layers, N, "layer")
     cells: list[tuple] = []
     if site_kind in ("z", "head_out"):
@@ -433,16 +490,26 @@ def patching_sweep(model: Any, clean: Any, corrupt: Any, site_kind: str = "resid
     unrun = torch.isnan(vals).all(1)
     vals[unrun] = base_v  # cells that cannot change the read logits keep the base run's value exactly
     values = vals.reshape(*shape, B)
-    str_tokens = model.to_str_tokens(ct) if B == 1 else None
+    if partners is not None and "pos" in axes:
+        # per-position cells at a base position with no partner patched nothing: not a measurement
+        unmatched = (partners.cpu()[:, P] < 0).T  # [len(P), B]; axes are (layer, pos[, head]) + prompts
+        mask = unmatched.reshape(1, len(P), *([1] * (values.ndim - 3)), B)
+        values = values.masked_fill(mask.expand_as(values), float("nan"))
+    if alignments is not None:
+        str_tokens = model.to_str_tokens(xt if base_side == "corrupt" else ct) if B == 1 else None
+    else:
+        str_tokens = model.to_str_tokens(ct) if B == 1 else None
     sites = sorted({f"{site_kind}.{L}" for L in L_list})
     prov = model.provenance(
         data_hash=data_hash(ct.input_ids, xt.input_ids, None if noise is None else noise.noise), sites=tuple(sites),
         seed=None if noise is None else noise.seed,
         extra={"method": "activation_patching", "direction": direction, "metric": m.describe(),
                "read_position": rp, "per_position": per_position, "positions": P if site_kind not in ("z", "head_out") or per_position else "all",
-               "heads": heads, "corruption": "embedding_noise" if noise is not None else "tokens"})
+               "heads": heads, "corruption": "embedding_noise" if noise is not None else "tokens",
+               **({"align": "spans", "alignment": [a.to_dict() for a in alignments]} if alignments is not None else {})})
     return PatchingResult(site_kind, direction, axes, values, clean_v, corrupt_v, m.describe() | {
-        "higher_is_clean": getattr(m, "higher_is_clean", True)}, rp, str_tokens, prov, time.time() - t0)
+        "higher_is_clean": getattr(m, "higher_is_clean", True)}, rp, str_tokens, prov, time.time() - t0,
+        tuple(alignments) if alignments is not None else None)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -114,22 +114,29 @@ class StepWriter:
         for name, df in res.tables.items():
             tables.append(self.table(name, df))
         cc = res.crosscheck
-        metrics = dict(res.metrics)
-        detail = ""
         if cc is not None:
-            t, f = self.result(f"{res.slug}_crosscheck", cc)
-            tables += t
-            figures += f
-            self.json(f"{res.slug}_crosscheck", cc.to_dict())
-            metrics = {"cross-check " + cc.method_label: cc.correlation.to_dict() if cc.correlation else None,
-                       **metrics}
-            detail = " " + cc.summary()
-        self.section(Section(res.title, res.description, verdict=res.verdict, verdict_detail=detail, metrics=metrics,
-                             figures=figures, tables=tables, notes=[*res.notes, *(cc.notes if cc is not None else [])]))
-        out = dict(res.payload)
-        if cc is not None:
-            out.update({"verdict": cc.verdict, "correlation": cc.correlation.value if cc.correlation else None})
-        return out
+            return {**res.payload, **self.crosscheck(res.slug, cc, res.title, res.description, metrics=res.metrics,
+                                                     figures=figures, tables=tables, notes=res.notes,
+                                                     verdict=res.verdict)}
+        self.section(Section(res.title, res.description, verdict=res.verdict, metrics=dict(res.metrics),
+                             figures=figures, tables=tables, notes=list(res.notes)))
+        return dict(res.payload)
+
+    def crosscheck(self, slug: str, cc: Any, title: str, description: str, *, metrics: dict | None = None,
+                   figures: Sequence[str] = (), tables: Sequence[str] = (), notes: Sequence[str] = (),
+                   verdict: str | None = None) -> dict:
+        """Write a :class:`workbench.crosscheck.CrossCheck` (its per-unit table, scatter plot and JSON as
+        ``<slug>_crosscheck.*``) and one report section around it, after the step's own ``figures`` and
+        ``tables``; returns ``{"verdict", "correlation"}`` for the step's payload. :meth:`study` writes a
+        study's cross-check through this; experiments that assemble their sections by hand call it directly."""
+        t, f = self.result(f"{slug}_crosscheck", cc)
+        self.json(f"{slug}_crosscheck", cc.to_dict())
+        metrics = {"cross-check " + cc.method_label: cc.correlation.to_dict() if cc.correlation else None,
+                   **(metrics or {})}
+        self.section(Section(title, description, verdict=verdict if verdict is not None else cc.verdict,
+                             verdict_detail=" " + cc.summary(), metrics=metrics, figures=[*figures, *f],
+                             tables=[*tables, *t], notes=[*notes, *cc.notes]))
+        return {"verdict": cc.verdict, "correlation": cc.correlation.value if cc.correlation else None}
 
     def section(self, section: Section) -> None:
         section.order = len(self.sections)

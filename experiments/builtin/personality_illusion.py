@@ -159,8 +159,6 @@ def _reanalysis_step(w: Any, cfg: PersonalityIllusionConfig) -> dict:
     from workbench.instruments.illusion import paper_reanalysis, plot_paper_injection
     from workbench.plots import plot_crosscheck
 
-    from .studies import crosscheck_section
-
     r = paper_reanalysis(seed=cfg.seed, alpha=cfg.alpha, n_permutations=cfg.n_permutations)
     cc = r.crosschecks["agreeableness"]
     import math
@@ -171,8 +169,7 @@ def _reanalysis_step(w: Any, cfg: PersonalityIllusionConfig) -> dict:
     e = r.stabilisation_estimate
     metrics["instruct / base SD ratio (geometric mean over 6 model pairs)"] = {
         "value": math.exp(e.value), "ci_low": math.exp(e.ci_low), "ci_high": math.exp(e.ci_high)}
-    out = crosscheck_section(
-        w, "paper_agreeableness", cc, "The paper's released runs, re-analysed",
+    out = w.crosscheck("paper_agreeableness", cc, "The paper's released runs, re-analysed",
         "The Personality Illusion's own per-run results (12 instruct, 6 base models; 27 runs each), analysed with "
         "the workbench's statistics. Finding 1: across-run spread of self-reports, instruct vs base (log SD ratio "
         "per model pair, exact sign-flip test over the 6 pairs). Finding 2: Spearman of 6 self-reported traits "
@@ -288,8 +285,6 @@ def _analysis_step(w: Any, cfg: PersonalityIllusionConfig, m: Any, persona: Any,
     from workbench.instruments.illusion import dissociation_crosscheck
     from workbench.stats import paired_mean_difference
 
-    from .studies import crosscheck_section
-
     base = results["baseline"]
     rows = []
 
@@ -358,7 +353,7 @@ def _analysis_step(w: Any, cfg: PersonalityIllusionConfig, m: Any, persona: Any,
         if len(tab) < 10:
             notes.append(f"Only {len(tab)} injection conditions: the cross-check is inconclusive by rule (fewer than 10 "
                          "units); the per-condition shifts above still show whether each measure moved.")
-        out = crosscheck_section(w, "dissociation", cc, "Self-report vs behaviour under persona injection", summary,
+        out = w.crosscheck("dissociation", cc, "Self-report vs behaviour under persona injection", summary,
                                  metrics=metrics, figures=[w.figure("shifts", _plot_shifts(tab, trait, cfg.tasks))],
                                  tables=[w.table("shifts", tab), w.table("levels", levels)], notes=notes)
     else:

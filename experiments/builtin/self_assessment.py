@@ -73,8 +73,6 @@ def load_configured_instrument(cfg: SelfAssessmentConfig):
 def run(ctx: RunContext, cfg: SelfAssessmentConfig) -> None:
     from workbench.instruments import administer
 
-    from .studies import crosscheck_section
-
     m = ctx.model()
     ins = load_configured_instrument(cfg)
     ctx.record_data("instrument", ins.to_records(), cfg.formats, cfg.orders)
@@ -141,8 +139,7 @@ def run(ctx: RunContext, cfg: SelfAssessmentConfig) -> None:
                        "mirror distance (total variation)": sym.mirror_distance.to_dict()}
             for t, e in sym.position_bias.items():
                 metrics[f"{t}: position bias"] = {**e.to_dict(), "p_adjusted": sym.p_adjusted[t]}
-            out = crosscheck_section(
-                w, "order", cc, "Option-order symmetry",
+            out = w.crosscheck("order", cc, "Option-order symmetry",
                 "Each statement in forward (lowest anchor first) and reversed option order, labels relabelled in "
                 "listed order. A model reading the options gives mirrored answers; position bias = (E forward - "
                 f"E reversed) / 2 per item (negative: the first-listed option is preferred), sign-flip test per "
@@ -175,8 +172,7 @@ def run(ctx: RunContext, cfg: SelfAssessmentConfig) -> None:
             for t, wv in fe.concordance.items():
                 metrics[f"{t}: Kendall's W"] = {**wv.to_dict(), "p_adjusted": fe.p_adjusted[t],
                                                 "spread": fe.spread[t]}
-            out = crosscheck_section(
-                w, "format", cc, "Format effect",
+            out = w.crosscheck("format", cc, "Format effect",
                 f"The same statements in {len(r.formats)} semantically equivalent formats ({', '.join(r.formats)}; "
                 "option orders averaged). Per trait, Friedman's test over items x formats (Kendall's W with a "
                 f"bootstrap CI, within-item permutation p), {cfg.correction} across traits, and each pair of "
@@ -216,8 +212,7 @@ def run(ctx: RunContext, cfg: SelfAssessmentConfig) -> None:
             metrics = {"baseline p(Yes)": st.p_yes_estimate().to_dict(), "Yes log-odds": st.yes_bias().to_dict(),
                        "p(matching), plain": st.aggregate.to_dict(),
                        "p(matching), Yes/No bias removed": st.corrected().to_dict()}
-            out = crosscheck_section(
-                w, "yesno", cc, "Likert vs Yes/No",
+            out = w.crosscheck("yesno", cc, "Likert vs Yes/No",
                 f"The same {len(recs)} statements as persona statements (\"Is the following statement something you "
                 "would say?\", first person), scored by the shared A/B scorer: p(Yes), the model's baseline p(Yes) "
                 "and the trait agreement with its Yes/No bias removed. Cross-check, item by item: the Likert answer "

@@ -17,7 +17,12 @@ Only data whose licence allows redistribution is shipped (``../shared/data/READM
 - ``harmless_instructions.json``: 64 benign instructions written by this project (the usual
   Alpaca harmless split is non-commercial and is not shipped).
 
-Content warning: the harmful sets and HH-RLHF pairs contain harmful requests.
+- ``bbq/``, ``crows_pairs/``, ``ethics_commonsense/``: social-bias and moral-judgement data, loaded by
+  :mod:`workbench.datasets.moral` (``bbq_items``, ``crows_pairs``, ``ethics_commonsense``). BBQ is CC-BY-4.0,
+  ETHICS MIT, CrowS-Pairs **CC-BY-SA-4.0** as a separately licensed file.
+
+Content warning: the harmful sets and HH-RLHF pairs contain harmful requests; BBQ and CrowS-Pairs state
+stereotypes on purpose.
 
 Data that may not ship (non-commercial or unlicensed upstream: the Alpaca harmless splits, the
 evaluation-awareness prompts of Nguyen et al., persona-vector trait data) is read at run time from the
@@ -37,7 +42,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["DATA_DIR", "DATA_ENV", "SharedDataError", "shared_data_dir", "path", "caa_behaviours", "caa_items", "persona_traits", "persona_statements",
+__all__ = ["DATA_DIR", "DATA_ENV", "SharedDataError", "shared_data_dir", "path", "bbq_items", "crows_pairs", "ethics_commonsense", "caa_behaviours", "caa_items", "persona_traits", "persona_statements",
            "harmful_instructions", "harmless_instructions", "hh_rlhf_harmless", "ipip_neo",
            "personality_illusion_path"]
 
@@ -162,3 +167,6 @@ def personality_illusion_path(rel: str) -> Path:
     """A file of The Personality Illusion's release, relative to its ``original/`` folder, e.g.
     ``"behavioral_tasks/datasets/dilemmas.json"`` or ``"data/baseline_responses/instruct_models_selfreport.csv"``."""
     return path(f"personality_illusion/original/{rel}")
+
+
+from workbench.datasets.moral import bbq_items, crows_pairs, ethics_commonsense  # noqa: E402  (no side effects)

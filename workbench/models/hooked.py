@@ -44,7 +44,7 @@ from .cache import ActivationCache
 from .tokens import GENERATION_POLICIES, PositionError, PositionSpec, Tokens, resolve_positions
 
 __all__ = ["HookedModel", "ModelFacts", "Generation", "GradientResult", "ContextLengthError", "PaddingError",
-           "ModelSelfCheckError"]
+           "ModelSelfCheckError", "row_seed"]
 
 Prompt = Any  # str | list[dict] (chat messages)
 
@@ -893,12 +893,22 @@ class HookedModel:
                  do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int = 0, stop_at_eos: bool = True,
                  batch_size: int = 16, progress: bool = False, chat: bool = False, system: str | None = None,
-                 assistant_prefix: str | None = None, prepend_bos: bool | None = None) -> Generation:
+                 assistant_prefix: str | None = None, prepend_bos: bool | None = None,
+                 sample_ids: Sequence[int] | None = None) -> Generation:
         """Generate continuations with a KV cache, interventions active on their position policy.
 
-        Greedy by default; ``do_sample=True`` samples with ``temperature``/``top_k``/``top_p`` from a
-        generator seeded with ``seed`` (same seed, same samples). Prompts run in batches of
-        ``batch_size``, sorted by length to limit padding; outputs keep the input order.
+        Greedy by default; ``do_sample=True`` samples with ``temperature``/``top_k``/``top_p``. Prompts
+        run in batches of ``batch_size``, sorted by length to limit padding; outputs keep the input order.
+
+        Sampling is per row, so a sample does not depend on the batch it ran in: each row draws from
+        its own ``torch.Generator`` seeded with the first 8 bytes of
+        ``sha256("{seed}|{prompt token ids}|{sample id}")`` (see :func:`row_seed`), where the token ids are
+        the row's real prompt tokens (after chat template and BOS) and the sample id is ``sample_ids[i]``
+        or, by default, how many identical prompts came before it in this call (0, 1, 2...). So the same
+        prompt and seed give the same tokens alone, in any batch and at any ``batch_size``, and ``n``
+        copies of a prompt in one call are ``n`` different samples (sample ids 0..n-1), the same as
+        ``n`` calls with ``sample_ids=[j]``. Tokens can differ only where batching changes the logits
+        themselves (padding changes float rounding) enough to move a draw across a boundary.
         """
         for what, val in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
@@ -927,7 +937,8 @@ class HookedModel:
                     "positions='prompt' or an index spec in generate()"
                 )
         kw = dict(chat=chat, system=system, assistant_prefix=assistant_prefix, prepend_bos=prepend_bos)
-        lengths = [len(self.tokenize(p, **kw).real_tokens(0)) for p in items]
+        real = [self.tokenize(p, **kw).real_tokens(0) for p in items]
+        lengths = [len(r) for r in real]
         longest = max(lengths, default=0)
         if longest + max_new_tokens > self.facts.n_ctx:
             raise ContextLengthError(
@@ -935,12 +946,20 @@ class HookedModel:
                 f"context of {self.facts.n_ctx} tokens; use max_new_tokens <= {max(self.facts.n_ctx - longest, 0)} "
                 "or a shorter prompt"
             )
+        if sample_ids is None:
+            seen: dict[tuple, int] = defaultdict(int)
+            sample_ids = []
+            for r in real:
+                sample_ids.append(seen[tuple(r)])
+                seen[tuple(r)] += 1
+        elif len(sample_ids) != len(items):
+            raise ValueError(f"sample_ids gives {len(sample_ids)} ids for {len(items)} prompts; give one per prompt")
+        gens = [torch.Generator(device="cpu").manual_seed(row_seed(seed, r, j)) for r, j in zip(real, sample_ids)]
         order = sorted(range(len(items)), key=lambda i: -lengths[i])
         texts: list[str] = [""] * len(items)
         comps: list[str] = [""] * len(items)
         comp_ids: list[list[int]] = [[] for _ in items]
         reasons: list[str] = [""] * len(items)
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         it = batches
         if progress:
@@ -950,7 +969,7 @@ class HookedModel:
         for idx in it:
             tokens = self.tokenize([items[i] for i in idx], padding_side="left", **kw)
             ids, reason = self._generate_batch(tokens, ivs, max_new_tokens, do_sample, temperature, top_k, top_p,
-                                               gen, stop_at_eos)
+                                               [gens[i] for i in idx], stop_at_eos)
             for j, i in enumerate(idx):
                 texts[i] = (tokens.texts[j] if tokens.texts and tokens.texts[j] is not None
                             else self.tokenizer.decode(tokens.real_tokens(j)))
@@ -960,12 +979,13 @@ class HookedModel:
         settings = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
                         top_p=top_p, seed=seed, stop_at_eos=stop_at_eos, chat=chat, system=system,
                         assistant_prefix=assistant_prefix, backend=self.backend_name,
-                        interventions=[_describe_iv(iv) for iv in ivs])
+                        interventions=[_describe_iv(iv) for iv in ivs],
+                        sample_ids=[int(j) for j in sample_ids] if do_sample else None)
         return Generation(items, texts, comps, comp_ids, reasons, settings,
                           self.provenance(seed=seed, extra={"generation": settings}))
 
     def _generate_batch(self, tokens: Tokens, ivs: list[Intervention], max_new_tokens: int, do_sample: bool,
-                        temperature: float, top_k: int | None, top_p: float | None, gen: torch.Generator,
+                        temperature: float, top_k: int | None, top_p: float | None, gen: list[torch.Generator],
                         stop_at_eos: bool) -> tuple[list[list[int]], list[str]]:
         if tokens.padding_side != "left" and not bool((tokens.attention_mask == 1).all()):
             raise PaddingError("generation needs left padding (right-padded rows would continue from padding)")
@@ -1033,7 +1053,8 @@ class HookedModel:
 
     @staticmethod
     def _choose(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int | None,
-                top_p: float | None, gen: torch.Generator) -> torch.Tensor:
+                top_p: float | None, gen: list[torch.Generator]) -> torch.Tensor:
+        """Next tokens ``[B]``: argmax, or one draw per row from that row's generator ``gen[b]``."""
         if not do_sample:
             return logits.argmax(-1)
         if temperature <= 0:
@@ -1049,7 +1070,14 @@ class HookedModel:
             sx = sx.masked_fill(drop, -math.inf)
             x = torch.full_like(x, -math.inf).scatter(-1, si, sx)
         probs = x.softmax(-1).cpu()
-        return torch.multinomial(probs, 1, generator=gen).flatten().to(logits.device)
+        rows = [torch.multinomial(probs[b], 1, generator=gen[b]) for b in range(probs.shape[0])]
+        return torch.cat(rows).to(logits.device)
+
+
+def row_seed(seed: int, prompt_ids: Sequence[int], sample_id: int) -> int:
+    """The seed of one sampled row: first 8 bytes (63 bits) of ``sha256("{seed}|{ids}|{sample_id}")``."""
+    key = f"{int(seed)}|{','.join(str(int(t)) for t in prompt_ids)}|{int(sample_id)}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") >> 1
 
 
 def _module_device(module: torch.nn.Module, default: torch.device) -> torch.device:

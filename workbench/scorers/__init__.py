@@ -42,6 +42,7 @@ from workbench.scorers.refusal import (
 )
 from workbench.scorers.koption import (KOptionFormatError, KOptionItem, KOptionResult, KOptionScorer, koption_scores,
                                       plot_koption)
+from workbench.scorers.match import MATCH_MODES, AnswerMatchScorer, answer_matches
 from workbench.scorers.logprob import (ContinuationScores, LogprobScorer, continuation_logprobs, logit_difference,
                                       target_logprob)
 from workbench.scorers.statements import StatementScores, statement_is_yes_keyed, yes_no_bias
@@ -51,6 +52,7 @@ __all__ = [
     "ABItem", "ABScorer", "ABFormatError", "ab_scores", "ab_accuracy", "load_ab_items",
     "KOptionItem", "KOptionResult", "KOptionScorer", "KOptionFormatError", "koption_scores", "plot_koption",
     "StatementScores", "yes_no_bias", "statement_is_yes_keyed",
+    "AnswerMatchScorer", "answer_matches", "MATCH_MODES",
     "ContinuationScores", "LogprobScorer", "continuation_logprobs", "target_logprob", "logit_difference",
     "ScoreResult",
     "Scorer",
