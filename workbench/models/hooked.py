@@ -243,8 +243,15 @@ class HookedModel:
             self._weights_hash = h.hexdigest()[:16]
         return self._weights_hash
 
+    @property
+    def source_hash(self) -> str | None:
+        """sha256 of the artefact the weights came from (the GGUF of the default model, an organism's
+        adapter), where the registry knows it; None for other models."""
+        return self._source_hash
+
     def provenance(self, **kw: Any) -> Provenance:
-        """A :class:`Provenance` naming this model and its weights hash (plus ``kw``)."""
+        """A :class:`Provenance` naming this model, its weights hash and source hash (plus ``kw``)."""
+        kw.setdefault("source_hash", self._source_hash)
         return Provenance(model=self.name, model_hash=self.weights_hash, **kw)
 
     def __repr__(self) -> str:
