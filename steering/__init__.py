@@ -21,11 +21,12 @@ from .calibration import (
     ResidualNorms, StrengthMatch, match_strength, next_token_kl, prompt_kl, residual_norms,
 )
 from .compare import (
-    Condition, HarmfulScorer, PersonaComparison, StatementsScorer, TraitJudgeScorer, persona_comparison,
+    Condition, HarmfulScorer, PersonaComparison, ReplyContrastScorer, StatementsScorer, TraitJudgeScorer,
+    persona_comparison,
 )
 from .layer_matching import LayerError, resolve_layers
 from .operators import Ablate, Add, Clamp, SteeringError, interventions_for, steer
-from .personas import Persona, PersonaVectors, load_personas, persona_vectors
+from .personas import FinetuningShift, Persona, PersonaVectors, finetuning_shift, load_personas, persona_vectors
 from .record import PromptItem, record_activations
 from .refusal import RefusalDirectionResult, refusal_direction, refusal_scores
 from .scoring import ab_prompts, ab_scores, generate_and_score
@@ -37,7 +38,7 @@ __all__ = [
     "SteeringVector", "record_activations", "PromptItem", "AGGREGATORS", "mean_difference", "pca_difference",
     "contrastive_vectors", "build_caa_vectors", "pca_vectors", "diff_in_means", "probe_vector",
     "refusal_direction", "RefusalDirectionResult", "refusal_scores",
-    "Persona", "load_personas", "persona_vectors", "PersonaVectors",
+    "Persona", "load_personas", "persona_vectors", "PersonaVectors", "finetuning_shift", "FinetuningShift",
     # applying them
     "Add", "Ablate", "Clamp", "steer", "interventions_for", "SteeringError", "LayerError", "resolve_layers",
     # calibration
@@ -45,5 +46,5 @@ __all__ = [
     # measuring
     "ab_prompts", "ab_scores", "generate_and_score", "caa_sweep", "SweepResult", "generation_sweep",
     "GenerationSweepResult", "persona_comparison", "PersonaComparison", "Condition", "StatementsScorer",
-    "HarmfulScorer", "TraitJudgeScorer",
+    "HarmfulScorer", "TraitJudgeScorer", "ReplyContrastScorer",
 ]

@@ -20,7 +20,8 @@ personas between the prompt shifts and the steering shifts, with a bootstrap CI 
 permutation p-value (:func:`workbench.stats.spearman`): do the two methods rank the personas
 alike?
 
-Scorers (:class:`StatementsScorer`, :class:`HarmfulScorer`, :class:`TraitJudgeScorer`) share
+Scorers (:class:`StatementsScorer`, :class:`ReplyContrastScorer`, :class:`HarmfulScorer`,
+:class:`TraitJudgeScorer`) share
 one interface: ``score(model, persona, condition) -> ScoreResult``; write your own the same way.
 """
 
@@ -40,8 +41,8 @@ from .scoring import ab_scores, generate_and_score, model_generate_fn
 from .sweeps import paired_difference
 from .vector import SteeringVector
 
-__all__ = ["Condition", "StatementsScorer", "HarmfulScorer", "TraitJudgeScorer", "PersonaComparison",
-           "persona_comparison", "METHODS"]
+__all__ = ["Condition", "StatementsScorer", "ReplyContrastScorer", "HarmfulScorer", "TraitJudgeScorer",
+           "PersonaComparison", "persona_comparison", "METHODS"]
 
 METHODS = ("baseline", "prompt", "steer")
 
@@ -67,13 +68,18 @@ class StatementsScorer:
 
     name = "statements"
 
-    def __init__(self, n: int = 40, *, seed: int = 0, batch_size: int = 16):
+    def __init__(self, n: int = 40, *, seed: int = 0, batch_size: int = 16, records: Sequence[Mapping] | None = None):
         self.n, self.seed, self.batch_size = n, seed, batch_size
         self._records: dict[str, list] = {}
+        self._given = list(records) if records is not None else None
 
     def records(self, persona: Persona) -> list:
+        """The statements scored: ``records=`` when given (e.g. held out from a model's training), else ``n``
+        balanced statements from the persona's file."""
         from .data import load_persona_statements
 
+        if self._given is not None:
+            return self._given
         if persona.statements is None:
             raise ValueError(f"persona {persona.name!r} names no statements file")
         if persona.name not in self._records:
@@ -83,6 +89,39 @@ class StatementsScorer:
     def score(self, model: Any, persona: Persona, condition: Condition) -> Any:
         return ab_scores(model, self.records(persona), condition.operators, system=condition.system,
                          batch_size=self.batch_size, seed=self.seed)
+
+
+class ReplyContrastScorer:
+    """Teacher-forced trait expression in replies: per ``(question, trait reply, opposite reply)`` triple, the mean
+    per-token log-prob of the trait-expressing reply minus that of the opposite one, each as the assistant's answer
+    to the question (the shared log-prob scorer, :func:`workbench.scorers.continuation_logprobs`, under the
+    condition's system prompt and operators). Mean with a bootstrap CI clustered by question."""
+
+    name = "replies"
+
+    def __init__(self, triples: Sequence[tuple[str, str, str]], *, seed: int = 0, batch_size: int = 16):
+        if len(triples) < 2:
+            raise ValueError("ReplyContrastScorer needs at least 2 (question, reply, opposite reply) triples")
+        self.triples, self.seed, self.batch_size = list(triples), seed, batch_size
+
+    def score(self, model: Any, persona: Persona, condition: Condition) -> Any:
+        from workbench.scorers import ScoreResult, continuation_logprobs
+        from workbench.stats import bootstrap
+
+        from .operators import interventions_for
+
+        qs = [q for q, _, _ in self.triples]
+        kw: dict = {"chat": True, "batch_size": self.batch_size,
+                    "interventions": interventions_for(model, *condition.operators)}
+        if condition.system is not None:
+            kw["system"] = condition.system
+        hi = continuation_logprobs(model, qs, [a for _, a, _ in self.triples], **kw).mean_per_token
+        lo = continuation_logprobs(model, qs, [b for _, _, b in self.triples], **kw).mean_per_token
+        vals = np.asarray(hi - lo, float)
+        agg = bootstrap(vals, seed=self.seed, groups=qs if len(set(qs)) < len(qs) else None)
+        prov = model.provenance(data_hash=data_hash(self.triples), seed=self.seed,
+                                extra={"scorer": "reply log-prob contrast", "system": condition.system})
+        return ScoreResult(self.name, vals, tuple(qs), agg, groups=tuple(qs), provenance=prov)
 
 
 class _GenerationScorer:
