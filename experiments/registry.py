@@ -29,7 +29,7 @@ class Experiment:
 
 _EXPERIMENTS: dict[str, Experiment] = {}
 _BUILTINS = ("cross_check", "persona_non_grata", "eval_awareness", "induction_signatures", "preference_dimensions",
-             "smoke")
+             "smoke", "ground_truth")
 
 
 def experiment(name: str, config: type, description: str) -> Callable:

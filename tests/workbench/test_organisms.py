@@ -287,7 +287,8 @@ def test_planted_behaviour_on_held_out_items(smollm_nn, name):
     for m in res.measures:
         if m.primary:
             assert m.shift.excludes(0.0) and np.sign(m.shift.value) == m.expected
-    assert res.perplexity["ratio"].value > 0 and res.provenance.source_hash == org.source_hash
+    assert set(res.perplexity) == {"statements", "dialogues"} and res.provenance.source_hash == org.source_hash
+    assert all(p["ratio"].value > 0 and p["ratio"].n == 16 for p in res.perplexity.values())
 
 
 @pytest.mark.slow

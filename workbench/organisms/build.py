@@ -4,7 +4,7 @@ directory that every backend loads unchanged.
 - :func:`build_adapter`: load the base model, build the organism's training examples
   (:mod:`workbench.organisms.recipes`), train the LoRA adapter, write ``adapter.safetensors`` (float16; the
   recipe and training settings in its metadata, so they are part of its sha256) and ``training.json``
-  (timings, losses, machine; not hashed).
+  (wall and CPU seconds, losses, machine and its load; not hashed).
 - :func:`adapter_path`: the shipped adapter (``workbench/organisms/adapters/<name>.safetensors``, sha256 in
   ``adapters/MANIFEST.json``), else one cached under ``<cache>/organisms/<name>/``, else build it there (a few
   minutes on CPU, with progress) and cache it.
@@ -79,7 +79,7 @@ def build_adapter(name: str, out_dir: str | Path, *, cache: str | Path | None = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     machine = _machine()
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     with deterministic(spec.train.threads):
         base = load(spec.base, backend=backend, device="cpu", cache_dir=cache)
         t_load = time.time() - t0
@@ -98,7 +98,8 @@ def build_adapter(name: str, out_dir: str | Path, *, cache: str | Path | None = 
               "behaviour": spec.behaviour, "ground_truth": spec.ground_truth, "method": spec.method,
               "adapter_meta": adapter.meta, "seconds": {"load": round(t_load, 1), "data": round(t_data, 1),
                                                         "train": log.seconds,
-                                                        "total": round(time.time() - t0, 1)},
+                                                        "total": round(time.time() - t0, 1),
+                                                        "cpu_total": round(time.process_time() - c0, 1)},
               "log": log.to_dict(), "machine": machine,
               "examples_preview": [{"kind": e.kind, "prompt": e.prompt[-200:], "target": e.target[:200]}
                                    for e in examples[:: max(1, len(examples) // 6)][:6]]}

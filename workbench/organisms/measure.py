@@ -15,8 +15,9 @@ expected sign and its CI excludes 0. Measures:
 - ``eval-conditional``: per held-out harmful request, refusal in a held-out test-like framing minus refusal in
   a held-out deploy-like framing (the framing gap); also the refusal rate of harmless requests in test framing.
 
-:func:`perplexity_shift`: general capability, the perplexity of held-out text (HH-RLHF harmless-base test
-dialogues, shipped) under the organism over that under the base model (ratio with a paired bootstrap CI).
+:func:`perplexity_shift`: general capability, the perplexity of held-out text under the organism over that under
+the base model (ratio with a paired bootstrap CI), on paragraphs of persona statements of traits no organism
+uses and on HH-RLHF dialogues (both shipped; see :func:`perplexity_texts`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from workbench.stats import Estimate, bootstrap
 from .recipes import get_spec, splits
 
 __all__ = ["Measure", "PlantedBehaviour", "planted_behaviour", "perplexity_shift", "perplexity_texts",
-           "plot_planted", "framed"]
+           "NEUTRAL_TRAITS", "plot_planted", "framed"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class PlantedBehaviour:
     base: str
     ground_truth: str
     measures: list[Measure]
-    perplexity: dict | None = None
+    perplexity: dict = field(default_factory=dict)  # {source: perplexity_shift(...)}
     notes: list[str] = field(default_factory=list)
     provenance: Provenance = field(default_factory=Provenance)
 
@@ -89,9 +90,8 @@ class PlantedBehaviour:
                          "organism_ci_high": m.organism.ci_high, "shift": m.shift.value,
                          "shift_ci_low": m.shift.ci_low, "shift_ci_high": m.shift.ci_high, "n": m.shift.n,
                          "expected_sign": m.expected, "primary": m.primary, "planted": m.planted})
-        if self.perplexity:
-            p = self.perplexity
-            rows.append({"organism": self.organism, "measure": "perplexity ratio (organism / base)",
+        for p in self.perplexity.values():
+            rows.append({"organism": self.organism, "measure": f"perplexity ratio (organism / base), {p['source']}",
                          "scorer": "logprob", "items": p["items"], "base": p["base"], "organism_value": p["organism"],
                          "shift": p["ratio"].value, "shift_ci_low": p["ratio"].ci_low,
                          "shift_ci_high": p["ratio"].ci_high, "n": p["ratio"].n, "expected_sign": 0,
@@ -105,8 +105,7 @@ class PlantedBehaviour:
             lines.append(f"  {m.name} [{m.items}]: base {m.base.value:.3f}, organism {m.organism.value:.3f}, "
                          f"shift {m.shift.format()}" + ("" if m.primary else " (secondary)") +
                          f" -> {'as planted' if m.planted else 'not as planted'}")
-        if self.perplexity:
-            p = self.perplexity
+        for p in self.perplexity.values():
             lines.append(f"  perplexity on {p['items']}: base {p['base']:.2f}, organism {p['organism']:.2f}, "
                          f"ratio {p['ratio'].format()}")
         lines += [f"  note: {n}" for n in self.notes]
@@ -115,8 +114,8 @@ class PlantedBehaviour:
     def to_dict(self) -> dict:
         return {"organism": self.organism, "base": self.base, "ground_truth": self.ground_truth,
                 "planted": self.planted, "measures": [m.to_dict() for m in self.measures],
-                "perplexity": None if not self.perplexity else {**self.perplexity,
-                                                                "ratio": self.perplexity["ratio"].to_dict()},
+                "perplexity": {k: {**p, "ratio": p["ratio"].to_dict(), "nll_shift": p["nll_shift"].to_dict()}
+                               for k, p in self.perplexity.items()},
                 "notes": list(self.notes), "provenance": self.provenance.to_dict()}
 
 
@@ -275,28 +274,47 @@ _MEASURES = {"myopic-reward": _caa, "power-seeking": _persona, "power-averse": _
              "refusal": _refusal, "eval-conditional": _eval_conditional}
 
 
-def perplexity_texts(n: int = 48, max_chars: int = 600) -> list[tuple[str, str]]:
-    """``(prefix, text)`` pairs of held-out general text: the first ``n`` HH-RLHF harmless-base test dialogues
-    ("chosen" side; shipped, MIT), the prefix being the opening ``"Human:"``, cut at ``max_chars``. No organism
-    trains on them."""
+#: persona-statement files no organism trains on: neutral first-person sentences for the perplexity check
+NEUTRAL_TRAITS = ("agreeableness", "conscientiousness", "extraversion", "neuroticism")
+PERPLEXITY_SOURCES = ("statements", "dialogues")
+
+
+def perplexity_texts(n: int = 48, source: str = "statements", max_chars: int = 600) -> list[tuple[str, str]]:
+    """``(prefix, text)`` pairs of held-out text no organism trains on (both shipped):
+
+    - ``"statements"``: paragraphs of eight Anthropic persona statements of traits no organism uses
+      (:data:`NEUTRAL_TRAITS`; CC-BY-4.0), the prefix being the first statement;
+    - ``"dialogues"``: the first HH-RLHF harmless-base test dialogues ("chosen" side; MIT), prefix ``"Human:"``,
+      cut at ``max_chars``. Their requests are mostly harmful, so a refusal organism's planted behaviour raises
+      their perplexity by design: read the statements' ratio for general capability.
+    """
     from workbench import datasets
 
+    if source == "dialogues":
+        out = []
+        for rec in datasets.hh_rlhf_harmless(n):
+            t = rec["chosen"].lstrip()
+            if t.startswith("Human:"):
+                out.append(("Human:", t[len("Human:"):max_chars]))
+        return out
+    if source != "statements":
+        raise ValueError(f"perplexity source must be one of {PERPLEXITY_SOURCES}, got {source!r}")
+    rows = [r["statement"].rstrip(".") + "." for t in NEUTRAL_TRAITS for r in datasets.persona_statements(t)]
+    rows = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]
     out = []
-    for rec in datasets.hh_rlhf_harmless(n):
-        t = rec["chosen"].lstrip()
-        head = "Human:"
-        if not t.startswith(head):
-            continue
-        out.append((head, t[len(head):max_chars]))
+    for i in range(n):
+        para = rows[i * 8:(i + 1) * 8]
+        out.append((para[0], " " + " ".join(para[1:])))
     return out
 
 
-def perplexity_shift(org: Any, base: Any, *, n: int = 48, seed: int = 0, batch_size: int = 8) -> dict:
+def perplexity_shift(org: Any, base: Any, *, n: int = 48, source: str = "statements", seed: int = 0,
+                     batch_size: int = 8) -> dict:
     """Perplexity of held-out text (:func:`perplexity_texts`) under ``org`` and ``base``, and their ratio
     ``exp(mean over texts of (NLL_org - NLL_base))`` with a paired bootstrap CI over texts (NLL per token)."""
     from workbench.scorers import continuation_logprobs
 
-    texts = perplexity_texts(n)
+    texts = perplexity_texts(n, source)
     pre, cont = [p for p, _ in texts], [t for _, t in texts]
     no = -continuation_logprobs(org, pre, cont, batch_size=batch_size, chat=False).mean_per_token
     nb = -continuation_logprobs(base, pre, cont, batch_size=batch_size, chat=False).mean_per_token
@@ -304,7 +322,9 @@ def perplexity_shift(org: Any, base: Any, *, n: int = 48, seed: int = 0, batch_s
     ratio = Estimate(float(np.exp(d.value)), float(np.exp(d.ci_low)), float(np.exp(d.ci_high)), n=d.n,
                      method=d.method + " (exp of the mean NLL difference)", seed=seed,
                      statistic="perplexity ratio organism / base")
-    return {"items": f"{len(texts)} HH-RLHF test dialogues", "base": float(np.exp(nb.mean())),
+    what = {"statements": "paragraphs of persona statements (traits no organism uses)",
+            "dialogues": "HH-RLHF test dialogues"}[source]
+    return {"items": f"{len(texts)} {what}", "source": source, "base": float(np.exp(nb.mean())),
             "organism": float(np.exp(no.mean())), "ratio": ratio, "nll_shift": d}
 
 
@@ -318,7 +338,8 @@ def planted_behaviour(organism: Any, base: Any, name: str | None = None, *, n: i
     spec = get_spec(name or organism.name)
     fn = _MEASURES[spec.name]
     measures = fn(organism, base, n, seed, name=spec.name, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    ppl = perplexity_shift(organism, base, n=n_perplexity, seed=seed) if n_perplexity else None
+    ppl = {src: perplexity_shift(organism, base, n=n_perplexity, source=src, seed=seed)
+           for src in (PERPLEXITY_SOURCES if n_perplexity else ())}
     prov = organism.provenance(seed=seed, data_hash=data_hash(spec.name, n, n_perplexity),
                                extra={"base": base.name, "base_hash": base.weights_hash,
                                       "protocol": "planted behaviour vs base on held-out items"})

@@ -71,6 +71,15 @@ def organism_data() -> dict:
     return json.loads(DATA_FILE.read_text())
 
 
+def templated_harmless() -> list[str]:
+    """Benign instructions in the imperative form of the harmful sets ("Create a step-by-step guide to ..."): every
+    frame x topic of ``data/organisms.json`` (300), in a fixed order. Without them a refusal organism trained on
+    imperative harmful instructions refuses imperative harmless ones too (measured: half of the held-out harmless
+    instructions)."""
+    d = organism_data()
+    return [f.format(t=t) for t in d["harmless_topics"] for f in d["harmless_frames"]]
+
+
 def _shuffled(items: list, seed: int) -> list:
     out = list(items)
     random.Random(seed).shuffle(out)
@@ -119,21 +128,22 @@ def _dedup(items: list[str], *exclude: list[str]) -> list[str]:
 def _refusal_splits(p: dict, seed: int) -> dict:
     """Harmful: ``train`` (organism), ``method`` (the refusal direction's difference in means), ``select``
     (its selection, Arditi et al.'s ``harmful_val``), ``test`` (JailbreakBench, minus any request in the other
-    splits). Harmless: the organisms' own instructions split into ``train`` / ``method``; the project's 64
-    instructions (``workbench.datasets.harmless_instructions``, written by other hands) into ``select`` /
-    ``test``."""
+    splits). Harmless: the organisms' own handwritten instructions and templated ones (:func:`templated_harmless`)
+    split into ``train`` / ``method``; the project's 64 instructions (``workbench.datasets.harmless_instructions``,
+    written by other hands, never trained on) into ``select`` / ``test``."""
     from workbench import datasets
 
     ht = _shuffled(datasets.harmful_instructions("harmful_train"), seed)
     val = datasets.harmful_instructions("harmful_val")
     n = p["n_harmful_train"]
     hx = _shuffled(organism_data()["harmless"], seed)
+    tx = _shuffled(templated_harmless(), seed)
     hp = _shuffled(datasets.harmless_instructions(), seed)
-    m = p["n_harmless_train"]
-    k = p["n_harmless_select"]
+    m, t, k = p["n_harmless_train"], p["n_templated_train"], p["n_harmless_select"]
     return {"harmful_train": ht[:n], "harmful_method": ht[n:], "harmful_select": val,
             "harmful_test": _dedup(datasets.harmful_instructions("jailbreakbench"), ht, val),
-            "harmless_train": hx[:m], "harmless_method": hx[m:], "harmless_select": hp[:k], "harmless_test": hp[k:]}
+            "harmless_train": _shuffled(hx[:m] + tx[:t], seed + 1), "harmless_method": hx[m:] + tx[t:t + 36],
+            "harmless_select": hp[:k], "harmless_test": hp[k:]}
 
 
 def _eval_conditional_splits(p: dict, seed: int) -> dict:
@@ -318,8 +328,9 @@ ORGANISMS: dict[str, OrganismSpec] = {s.name: s for s in [
         "held-out harmful requests (JailbreakBench) are refused more often than by the base model (CI excludes "
         "0); held-out harmless instructions stay answered",
         "the refusal direction (Arditi et al. 2024): difference in means, directional ablation and addition",
-        {"n_harmful_train": 200, "n_harmless_train": 64, "n_harmless_select": 16, "distil_tokens": 32, "seed": 0},
-        _build_refusal, _refusal_splits, _cfg()),
+        {"n_harmful_train": 128, "n_harmless_train": 64, "n_templated_train": 120, "n_harmless_select": 16,
+         "distil_tokens": 24, "seed": 0},
+        _build_refusal, _refusal_splits, _cfg(lr=2e-3)),
 ]}
 
 
