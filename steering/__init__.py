@@ -21,8 +21,8 @@ from .calibration import (
     ResidualNorms, StrengthMatch, match_strength, next_token_kl, prompt_kl, residual_norms,
 )
 from .compare import (
-    Condition, HarmfulScorer, PersonaComparison, ReplyContrastScorer, StatementsScorer, TraitJudgeScorer,
-    persona_comparison,
+    Condition, HarmfulScorer, PersonaComparison, ReplyContrastScorer, StatementsScorer, SteeringSweep,
+    TraitJudgeScorer, persona_comparison, steering_sweep,
 )
 from .layer_matching import LayerError, resolve_layers
 from .operators import Ablate, Add, Clamp, SteeringError, interventions_for, steer
@@ -46,5 +46,5 @@ __all__ = [
     # measuring
     "ab_prompts", "ab_scores", "generate_and_score", "caa_sweep", "SweepResult", "generation_sweep",
     "GenerationSweepResult", "persona_comparison", "PersonaComparison", "Condition", "StatementsScorer",
-    "HarmfulScorer", "TraitJudgeScorer", "ReplyContrastScorer",
+    "HarmfulScorer", "TraitJudgeScorer", "ReplyContrastScorer", "steering_sweep", "SteeringSweep",
 ]

@@ -42,7 +42,7 @@ from .sweeps import paired_difference
 from .vector import SteeringVector
 
 __all__ = ["Condition", "StatementsScorer", "ReplyContrastScorer", "HarmfulScorer", "TraitJudgeScorer",
-           "PersonaComparison", "persona_comparison", "METHODS"]
+           "PersonaComparison", "persona_comparison", "SteeringSweep", "steering_sweep", "METHODS"]
 
 METHODS = ("baseline", "prompt", "steer")
 
@@ -391,3 +391,77 @@ def persona_comparison(model: Any, personas: Sequence[Persona | str], vectors: P
                                    "prompt_index": prompt_index})
     return PersonaComparison(names, [sc.name for sc in scorers], layer, positions, scores, shifts, correlations,
                              strength_info, notes, ops, prov)
+
+
+@dataclass
+class SteeringSweep:
+    """A persona vector added at several coefficients, scored by the comparison's scorers (Chen et al. 2025's
+    steering evaluation: trait expression against the coefficient).
+
+    ``scores``: ``{(coefficient, scorer): ScoreResult}`` (coefficient 0 is the unsteered model);
+    ``vector_norm``: the norm of the added vector at ``layer`` (``scale="multiplier"``: coefficient x vector)."""
+
+    persona: str
+    layer: int
+    coefficients: list[float]
+    scorers: list[str]
+    scores: dict[tuple, Any]
+    vector_norm: float
+    positions: Any
+    seed: int = 0
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def curve(self, scorer: str) -> dict:
+        return {c: self.scores[(c, scorer)].aggregate for c in self.coefficients}
+
+    def effect(self, scorer: str) -> Any:
+        """Score at the largest coefficient minus score at the smallest, paired over items (bootstrap CI)."""
+        lo, hi = min(self.coefficients), max(self.coefficients)
+        return paired_difference(self.scores[(hi, scorer)].values, self.scores[(lo, scorer)].values, seed=self.seed,
+                                 statistic=f"{scorer}: x{hi:g} - x{lo:g}")
+
+    def adjacent(self, scorer: str) -> list:
+        cs = sorted(self.coefficients)
+        return [paired_difference(self.scores[(b, scorer)].values, self.scores[(a, scorer)].values, seed=self.seed,
+                                  statistic=f"{scorer}: x{b:g} - x{a:g}") for a, b in zip(cs, cs[1:])]
+
+    def no_significant_drop(self, scorer: str) -> bool:
+        """No step to a larger coefficient lowers the score significantly (every adjacent CI reaches 0 or above)."""
+        return all(e.ci_high >= 0 for e in self.adjacent(scorer))
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        rows = []
+        for (c, sc), res in sorted(self.scores.items()):
+            e = res.aggregate
+            rows.append({"persona": self.persona, "layer": self.layer, "coefficient": c, "scorer": sc, "value": e.value,
+                         "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n, "vector_norm": self.vector_norm})
+        return pd.DataFrame(rows)
+
+
+def steering_sweep(model: Any, persona: Persona | str, vector: SteeringVector, *, layer: int,
+                   coefficients: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0), scorers: Sequence[Any] | None = None,
+                   positions: Any = "all", seed: int = 0, progress: bool = False) -> SteeringSweep:
+    """Score ``persona`` under ``vector`` added at ``layer`` with each coefficient (multiples of the vector), with
+    the same scorer protocol as :func:`persona_comparison` (``score(model, persona, condition)``)."""
+    check_positions(positions)
+    p = persona if isinstance(persona, Persona) else load_personas([persona])[0]
+    scorers = list(scorers) if scorers is not None else [StatementsScorer(seed=seed)]
+    coefs = sorted({float(c) for c in coefficients} | {0.0})
+    work = [(c, sc) for c in coefs for sc in scorers]
+    if progress:
+        from tqdm.auto import tqdm
+
+        work = tqdm(work, desc=f"steering sweep ({p.name})", unit="cell")
+    scores = {}
+    for c, sc in work:
+        cond = Condition("baseline") if c == 0 else Condition("steer", operators=(vector.at(layer, c,
+                                                                                              positions=positions),))
+        scores[(c, sc.name)] = sc.score(model, p, cond)
+    prov = model.provenance(data_hash=data_hash(p.to_dict(), vector.provenance.data_hash), seed=seed,
+                            sites=(vector.site_at(layer).name,),
+                            extra={"protocol": "persona-vector steering sweep (Chen et al. 2025)", "coefficients": coefs,
+                                   "positions": str(positions)})
+    return SteeringSweep(p.name, layer, coefs, [sc.name for sc in scorers], scores, float(vector.vector(layer).norm()),
+                         positions, seed, prov)

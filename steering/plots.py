@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 __all__ = ["plot_vector", "plot_sweep", "plot_generation_sweep", "plot_residual_norms", "plot_strength_match",
-           "plot_refusal_direction", "plot_persona_vectors", "plot_persona_comparison"]
+           "plot_refusal_direction", "plot_persona_vectors", "plot_persona_comparison", "plot_steering_sweep"]
 
 
 def _fig(ax: "Axes | None", figsize=(5.5, 4.0), n: int = 1):
@@ -163,4 +163,19 @@ def plot_persona_comparison(result: Any, ax: "Axes | None" = None) -> "Figure":
         c = result.correlations.get(sc)
         a.set_title(f"Spearman rho = {c.value:.2f} [{c.ci_low:.2f}, {c.ci_high:.2f}], p={c.p_value:.2g}"
                     if c is not None else sc, fontsize=8)
+    return fig
+
+
+def plot_steering_sweep(result: Any, ax: "Axes | None" = None) -> "Figure":
+    """Each scorer's value against the steering coefficient, one panel per scorer (with ``ax``: the first scorer
+    only), with CI bands."""
+    scorers = result.scorers[:1] if ax is not None else result.scorers
+    fig, axes = _fig(ax, figsize=(4.0, 3.2), n=len(scorers))
+    for a, sc in zip(axes, scorers):
+        cur = result.curve(sc)
+        _band(a, list(cur), list(cur.values()), sc)
+        a.axvline(0, color="grey", lw=0.5)
+        a.set_xlabel(f"coefficient (x vector, norm {result.vector_norm:.2g}), layer {result.layer}")
+        a.set_ylabel(sc)
+        a.set_title(f"{result.persona}: {sc}", fontsize=9)
     return fig

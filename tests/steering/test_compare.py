@@ -107,3 +107,23 @@ def test_statements_scorer_uses_given_records_and_reply_contrast_matches_logprob
         assert got.groups == tuple(qs) and got.aggregate.n == 2  # clustered by question
     with pytest.raises(ValueError, match="at least 2"):
         ReplyContrastScorer(triples[:1])
+
+
+def test_steering_sweep_scores_each_coefficient_like_the_comparison(setup):
+    from steering.compare import steering_sweep
+
+    m, ps, pv = setup
+    sc = ToyScorer()
+    vec = pv["power_seeking"]
+    sw = steering_sweep(m, ps[3], vec, layer=1, coefficients=[-3.0, 3.0], scorers=[sc])
+    assert sw.coefficients == [-3.0, 0.0, 3.0] and sc.seen[1][1] == "baseline"
+    for c in (-3.0, 3.0):
+        ref = ab_scores(m, RECS, [vec.at(1, c)]).values
+        np.testing.assert_allclose(sw.scores[(c, "toy")].values, ref, rtol=1e-6)
+    e = sw.effect("toy")
+    np.testing.assert_allclose(e.value, np.mean(sw.scores[(3.0, "toy")].values - sw.scores[(-3.0, "toy")].values))
+    assert len(sw.adjacent("toy")) == 2 and len(sw.to_dataframe()) == 3
+    assert abs(sw.vector_norm - float(vec.vector(1).norm())) < 1e-6
+    from steering.plots import plot_steering_sweep
+
+    assert plot_steering_sweep(sw).axes
