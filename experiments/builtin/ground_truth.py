@@ -71,7 +71,8 @@ class CAAGroundTruth:
     enabled: bool = True
     organism: str = "myopic-reward"
     layers: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.4, 0.5, 0.6])  # fractions of depth
-    multipliers: list[float] = field(default_factory=lambda: [-2.0, -1.0, 0.0, 1.0, 2.0])
+    # CAA's -2..2 and beyond: on SmolLM2 the vectors' norms are 2-5% of the residual norm at these depths
+    multipliers: list[float] = field(default_factory=lambda: [-8.0, -4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0, 8.0])
     n_build: int = 150
     n_select: int = 30
     n_test: int = 0  # 0: all 50 test items
@@ -138,7 +139,7 @@ class GroundTruthConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "organisms.n_items": 24, "organisms.n_perplexity": 16, "organisms.max_new_tokens": 16,
-        "caa.layers": [0.3, 0.5], "caa.n_build": 48, "caa.n_select": 16, "caa.n_test": 24, "caa.compare_base": False,
+        "caa.layers": [0.3, 0.5], "caa.multipliers": [-8.0, -2.0, 0.0, 2.0, 8.0], "caa.n_build": 48, "caa.n_select": 16, "caa.n_test": 24, "caa.compare_base": False,
         "personas.coefficients": [-2.0, 0.0, 2.0], "personas.n_questions": 4, "personas.n_pairs": 2, "personas.max_new_tokens": 24,
         "personas.n_statements": 24, "personas.replies_per_question": 2, "personas.n_kl_prompts": 8,
         "personas.judge": False,
