@@ -79,7 +79,8 @@ class Experiment:
 
 
 _BUILTINS = ("cross_check", "persona_non_grata", "eval_awareness", "induction_signatures", "preference_dimensions",
-             "smoke", "self_assessment", "personality_illusion", "randomness", "moral_sensitivity")
+             "smoke", "self_assessment", "personality_illusion", "randomness", "moral_sensitivity",
+             "ground_truth")
 
 
 def _load_builtins() -> None:

@@ -26,11 +26,20 @@ h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.25em;margin-top:2em;border
 .verdict{display:inline-block;padding:2px 10px;border-radius:10px;font-weight:600;font-size:.85em;margin-right:.5em}
 .agree{background:#d8f3dc;color:#1b5e20} .disagree{background:#fde2e1;color:#8b1a1a} .inconclusive{background:#fff3cd;color:#7a5b00}
 .none{background:#e8eaf0;color:#445}
+.recovered,.planted{background:#d8f3dc;color:#1b5e20} .not-recovered,.not-planted{background:#fde2e1;color:#8b1a1a}
 table.metrics,table.data{border-collapse:collapse;font-size:.85em;margin:.6em 0}
 table.metrics td,table.data td,table.data th{border:1px solid #dde;padding:2px 8px} table.data th{background:#f3f4f8}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0} .note{color:#556;font-size:.85em}
 .toc a{text-decoration:none} details{margin:.4em 0}
 """
+
+
+_GROUND_TRUTH_VERDICTS = ("recovered", "not recovered", "planted", "not planted")
+
+
+def _cls(verdict: str) -> str:
+    """CSS class of a verdict ("not recovered" -> "not-recovered")."""
+    return "-".join(str(verdict).split())
 
 
 def _img(path: Path) -> str:
@@ -129,14 +138,16 @@ def render_report(run_dir: str | Path) -> str:
         parts.append("<h2>Contents</h2><ol class='toc'>")
         for i, (_, _, s) in enumerate(sections):
             v = s.get("verdict")
-            badge = f" <span class='verdict {v}'>{v}</span>" if v else ""
+            badge = f" <span class='verdict {_cls(v)}'>{v}</span>" if v else ""
             parts.append(f"<li><a href='#s{i}'>{html.escape(s['title'])}</a>{badge}</li>")
         parts.append("</ol>")
     for i, (step, d, s) in enumerate(sections):
         parts.append(f"<h2 id='s{i}'>{html.escape(s['title'])}</h2>")
         v = s.get("verdict")
         if v:
-            parts.append(f"<p><span class='verdict {v}'>cross-check: {v}</span>{html.escape(s.get('verdict_detail', ''))}</p>")
+            kind = "ground truth" if v in _GROUND_TRUTH_VERDICTS else "cross-check"
+            parts.append(f"<p><span class='verdict {_cls(v)}'>{kind}: {v}</span>"
+                         f"{html.escape(s.get('verdict_detail', ''))}</p>")
         if s.get("summary"):
             parts.append("".join(f"<p>{html.escape(p)}</p>" for p in s["summary"].split("\n\n")))
         if s.get("metrics"):

@@ -295,11 +295,20 @@ class RunContext:
             m = load(key[0], backend=key[1], device=sec.device, dtype=sec.dtype)
             self._models[key] = m
             self.log(f"loaded {m!r} in {time.time() - t:.1f} s")
+            self.manifest.setdefault("models", {})[m.name] = {"weights_hash": m.weights_hash,
+                                                              "source_hash": m.source_hash, "backend": m.backend_name}
             if self.manifest["model"] is None:
                 self.manifest["model"] = {"name": m.name, "weights_hash": m.weights_hash, "source": m.source,
+                                          "source_hash": m.source_hash,
                                           "backend": m.backend_name, "facts": m.facts.to_dict(), "notes": m.notes}
                 self._write_manifest()
         return self._models[key]
+
+    def unload(self, name: str | None = None, backend: str | None = None) -> bool:
+        """Forget a model loaded by :meth:`model` (its memory is freed once nothing else holds it); returns whether
+        one was loaded. Experiments that visit several models in turn call it between them."""
+        sec = self.config.model
+        return self._models.pop((name or sec.name, backend or sec.backend), None) is not None
 
     # -- steps ------------------------------------------------------------------------
     def step_dir(self, name: str) -> Path:

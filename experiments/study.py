@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-__all__ = ["StudyResult", "skipped", "chat_note", "fits_context"]
+__all__ = ["StudyResult", "skipped", "chat_note", "fits_context", "estimate_dict"]
 
 
 @dataclass
@@ -112,3 +112,8 @@ def fits_context(model: Any, prompts: Sequence[Any], *, chat: bool = False, syst
         extra = len(model.tokenizer(c, add_special_tokens=False)["input_ids"]) if c else 0
         out.append(n + extra + reserve <= n_ctx)
     return out
+
+
+def estimate_dict(e: Any) -> dict | None:
+    """An :class:`~workbench.stats.Estimate` as JSON-able metrics (``to_dict()``), or None for a missing one."""
+    return None if e is None else e.to_dict()

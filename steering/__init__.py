@@ -24,11 +24,12 @@ from .calibration import (
     ResidualNorms, StrengthMatch, match_strength, next_token_kl, prompt_kl, residual_norms,
 )
 from .compare import (
-    Condition, HarmfulScorer, PersonaComparison, StatementsScorer, TraitJudgeScorer, persona_comparison,
+    Condition, HarmfulScorer, PersonaComparison, ReplyContrastScorer, StatementsScorer, SteeringSweep,
+    TraitJudgeScorer, persona_comparison, steering_sweep,
 )
 from .injection import InjectionCondition, PersonaInjection, persona_injection
 from .operators import Ablate, Add, Clamp, SteeringError, interventions_for, steer
-from .personas import Persona, PersonaVectors, load_personas, persona_vectors
+from .personas import FinetuningShift, Persona, PersonaVectors, finetuning_shift, load_personas, persona_vectors
 from .record import PromptItem, record_activations
 from .refusal import RefusalDirectionResult, refusal_direction, refusal_scores
 from .scoring import ab_prompts, generate_and_score, steered_ab_scores
@@ -40,7 +41,7 @@ __all__ = [
     "SteeringVector", "record_activations", "PromptItem", "AGGREGATORS", "mean_difference", "pca_difference",
     "contrastive_vectors", "build_caa_vectors", "pca_vectors", "diff_in_means", "probe_vector",
     "refusal_direction", "RefusalDirectionResult", "refusal_scores",
-    "Persona", "load_personas", "persona_vectors", "PersonaVectors",
+    "Persona", "load_personas", "persona_vectors", "PersonaVectors", "finetuning_shift", "FinetuningShift",
     # applying them
     "Add", "Ablate", "Clamp", "steer", "interventions_for", "SteeringError", "LayerError", "resolve_layers",
     # calibration
@@ -49,6 +50,7 @@ __all__ = [
     "ab_prompts", "steered_ab_scores", "generate_and_score", "caa_sweep", "SweepResult", "generation_sweep",
     "GenerationSweepResult", "persona_comparison", "PersonaComparison", "Condition", "StatementsScorer",
     "HarmfulScorer", "TraitJudgeScorer", "persona_injection", "PersonaInjection", "InjectionCondition",
+    "HarmfulScorer", "TraitJudgeScorer", "ReplyContrastScorer", "steering_sweep", "SteeringSweep",
 ]
 
 __getattr__ = renamed_names(__name__, {"ab_scores": "steered_ab_scores"})

@@ -20,7 +20,8 @@ personas between the prompt shifts and the steering shifts, with a bootstrap CI 
 permutation p-value (:func:`workbench.stats.spearman`): do the two methods rank the personas
 alike?
 
-Scorers (:class:`StatementsScorer`, :class:`HarmfulScorer`, :class:`TraitJudgeScorer`) share
+Scorers (:class:`StatementsScorer`, :class:`ReplyContrastScorer`, :class:`HarmfulScorer`,
+:class:`TraitJudgeScorer`) share
 one interface: ``score(model, persona, condition) -> ScoreResult``; write your own the same way.
 """
 
@@ -40,8 +41,8 @@ from .personas import Persona, PersonaVectors, load_personas
 from .scoring import model_generate_fn, steered_ab_scores
 from .vector import SteeringVector
 
-__all__ = ["Condition", "StatementsScorer", "HarmfulScorer", "TraitJudgeScorer", "PersonaComparison",
-           "persona_comparison", "persona_effects", "METHODS"]
+__all__ = ["Condition", "StatementsScorer", "ReplyContrastScorer", "HarmfulScorer", "TraitJudgeScorer",
+           "PersonaComparison", "persona_comparison", "persona_effects", "SteeringSweep", "steering_sweep", "METHODS"]
 
 METHODS = ("baseline", "prompt", "steer")
 
@@ -70,13 +71,18 @@ class StatementsScorer:
 
     name = "statements"
 
-    def __init__(self, n: int = 40, *, seed: int = 0, batch_size: int = 16):
+    def __init__(self, n: int = 40, *, seed: int = 0, batch_size: int = 16, records: Sequence[Mapping] | None = None):
         self.n, self.seed, self.batch_size = n, seed, batch_size
         self._records: dict[str, list] = {}
+        self._given = list(records) if records is not None else None
 
     def records(self, persona: Persona) -> list:
+        """The statements scored: ``records=`` when given (e.g. held out from a model's training), else ``n``
+        balanced statements from the persona's file."""
         from .data import load_persona_statements
 
+        if self._given is not None:
+            return self._given
         if persona.statements is None:
             raise ValueError(f"persona {persona.name!r} names no statements file")
         if persona.name not in self._records:
@@ -90,6 +96,39 @@ class StatementsScorer:
         res = steered_ab_scores(model, recs, condition.operators, system=condition.system,
                                 batch_size=self.batch_size, seed=self.seed)
         return yes_no_bias(res, recs, seed=self.seed)
+
+
+class ReplyContrastScorer:
+    """Teacher-forced trait expression in replies: per ``(question, trait reply, opposite reply)`` triple, the mean
+    per-token log-prob of the trait-expressing reply minus that of the opposite one, each as the assistant's answer
+    to the question (the shared log-prob scorer, :func:`workbench.scorers.continuation_logprobs`, under the
+    condition's system prompt and operators). Mean with a bootstrap CI clustered by question."""
+
+    name = "replies"
+
+    def __init__(self, triples: Sequence[tuple[str, str, str]], *, seed: int = 0, batch_size: int = 16):
+        if len(triples) < 2:
+            raise ValueError("ReplyContrastScorer needs at least 2 (question, reply, opposite reply) triples")
+        self.triples, self.seed, self.batch_size = list(triples), seed, batch_size
+
+    def score(self, model: Any, persona: Persona, condition: Condition) -> Any:
+        from workbench.scorers import ScoreResult, continuation_logprobs
+        from workbench.stats import bootstrap
+
+        from .operators import interventions_for
+
+        qs = [q for q, _, _ in self.triples]
+        kw: dict = {"chat": True, "batch_size": self.batch_size,
+                    "interventions": interventions_for(model, *condition.operators)}
+        if condition.system is not None:
+            kw["system"] = condition.system
+        hi = continuation_logprobs(model, qs, [a for _, a, _ in self.triples], **kw).mean_per_token
+        lo = continuation_logprobs(model, qs, [b for _, _, b in self.triples], **kw).mean_per_token
+        vals = np.asarray(hi - lo, float)
+        agg = bootstrap(vals, seed=self.seed, groups=qs if len(set(qs)) < len(qs) else None)
+        prov = model.provenance(data_hash=data_hash(self.triples), seed=self.seed,
+                                extra={"scorer": "reply log-prob contrast", "system": condition.system})
+        return ScoreResult(self.name, vals, tuple(qs), agg, groups=tuple(qs), provenance=prov)
 
 
 class _GenerationScorer:
@@ -378,3 +417,77 @@ def persona_effects(comparison: PersonaComparison) -> tuple[list[str], np.ndarra
         return [], np.zeros(0), np.zeros(0)
     units = [f"{p} / {s}" for p, s in piv.index]
     return units, piv["steer"].to_numpy(float), piv["prompt"].to_numpy(float)
+
+
+@dataclass
+class SteeringSweep:
+    """A persona vector added at several coefficients, scored by the comparison's scorers (Chen et al. 2025's
+    steering evaluation: trait expression against the coefficient).
+
+    ``scores``: ``{(coefficient, scorer): ScoreResult}`` (coefficient 0 is the unsteered model);
+    ``vector_norm``: the norm of the added vector at ``layer`` (``scale="multiplier"``: coefficient x vector)."""
+
+    persona: str
+    layer: int
+    coefficients: list[float]
+    scorers: list[str]
+    scores: dict[tuple, Any]
+    vector_norm: float
+    positions: Any
+    seed: int = 0
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def curve(self, scorer: str) -> dict:
+        return {c: self.scores[(c, scorer)].aggregate for c in self.coefficients}
+
+    def effect(self, scorer: str) -> Any:
+        """Score at the largest coefficient minus score at the smallest, paired over items (bootstrap CI)."""
+        lo, hi = min(self.coefficients), max(self.coefficients)
+        return paired_difference(self.scores[(hi, scorer)].values, self.scores[(lo, scorer)].values, seed=self.seed,
+                                 statistic=f"{scorer}: x{hi:g} - x{lo:g}")
+
+    def adjacent(self, scorer: str) -> list:
+        cs = sorted(self.coefficients)
+        return [paired_difference(self.scores[(b, scorer)].values, self.scores[(a, scorer)].values, seed=self.seed,
+                                  statistic=f"{scorer}: x{b:g} - x{a:g}") for a, b in zip(cs, cs[1:])]
+
+    def no_significant_drop(self, scorer: str) -> bool:
+        """No step to a larger coefficient lowers the score significantly (every adjacent CI reaches 0 or above)."""
+        return all(e.ci_high >= 0 for e in self.adjacent(scorer))
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        rows = []
+        for (c, sc), res in sorted(self.scores.items()):
+            e = res.aggregate
+            rows.append({"persona": self.persona, "layer": self.layer, "coefficient": c, "scorer": sc, "value": e.value,
+                         "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n, "vector_norm": self.vector_norm})
+        return pd.DataFrame(rows)
+
+
+def steering_sweep(model: Any, persona: Persona | str, vector: SteeringVector, *, layer: int,
+                   coefficients: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0), scorers: Sequence[Any] | None = None,
+                   positions: Any = "all", seed: int = 0, progress: bool = False) -> SteeringSweep:
+    """Score ``persona`` under ``vector`` added at ``layer`` with each coefficient (multiples of the vector), with
+    the same scorer protocol as :func:`persona_comparison` (``score(model, persona, condition)``)."""
+    check_positions(positions)
+    p = persona if isinstance(persona, Persona) else load_personas([persona])[0]
+    scorers = list(scorers) if scorers is not None else [StatementsScorer(seed=seed)]
+    coefs = sorted({float(c) for c in coefficients} | {0.0})
+    work = [(c, sc) for c in coefs for sc in scorers]
+    if progress:
+        from tqdm.auto import tqdm
+
+        work = tqdm(work, desc=f"steering sweep ({p.name})", unit="cell")
+    scores = {}
+    for c, sc in work:
+        cond = Condition("baseline") if c == 0 else Condition("steer", operators=(vector.at(layer, c,
+                                                                                              positions=positions),))
+        scores[(c, sc.name)] = sc.score(model, p, cond)
+    prov = model.provenance(data_hash=data_hash(p.to_dict(), vector.provenance.data_hash), seed=seed,
+                            sites=(vector.site_at(layer).name,),
+                            extra={"protocol": "persona-vector steering sweep (Chen et al. 2025)", "coefficients": coefs,
+                                   "positions": str(positions)})
+    return SteeringSweep(p.name, layer, coefs, [sc.name for sc in scorers], scores, float(vector.vector(layer).norm()),
+                         positions, seed, prov)

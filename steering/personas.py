@@ -32,7 +32,8 @@ from .aggregators import mean_difference
 from .record import PromptItem, format_items, pad_left, record_activations
 from .vector import SteeringVector
 
-__all__ = ["Persona", "load_personas", "PersonaVectors", "persona_vectors", "PersonaError"]
+__all__ = ["Persona", "load_personas", "PersonaVectors", "persona_vectors", "PersonaError", "FinetuningShift",
+           "finetuning_shift"]
 
 
 class PersonaError(WorkbenchError, ValueError):
@@ -233,3 +234,50 @@ def persona_vectors(model: Any, personas: Sequence[Persona] | Sequence[str], lay
     prov = model.provenance(data_hash=data_hash([p.to_dict() for p in personas], qs, source), seed=seed,
                             sites=tuple(f"{site}.{L}" for L in layers))
     return PersonaVectors(vectors, responses, source, prov)
+
+
+@dataclass
+class FinetuningShift:
+    """How far fine-tuning moved a model along a persona vector (Chen et al. 2025, monitoring fine-tuning shifts).
+
+    ``values``: per prompt, ``(h_tuned - h_base) . v / |v|`` at ``site`` (the last prompt token), in residual
+    units; ``estimate``: their mean with a bootstrap CI over prompts; ``relative``: the same divided by the
+    base model's mean residual norm there (a scale-free size)."""
+
+    values: Any
+    estimate: Any
+    relative: float
+    site: str
+    prompts: list
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        return pd.DataFrame({"prompt": [str(p) for p in self.prompts], "projection": self.values})
+
+
+def finetuning_shift(tuned: Any, base: Any, vector: SteeringVector, layer: int, prompts: Sequence[Any], *,
+                     system: str | None = None, seed: int = 0, batch_size: int = 16) -> FinetuningShift:
+    """Project the activation shift of a fine-tuned model onto a persona vector (Chen et al. 2025).
+
+    Both models read the same chat-formatted ``prompts``; per prompt the difference of their residual streams at
+    the vector's site in ``layer`` (last prompt token) is projected on the unit vector. Positive: fine-tuning
+    moved the model toward the persona's high pole. The two models must share the tokenizer and width."""
+    from .calibration import _estimate_mean
+
+    site = vector.site_at(layer)
+    if tuned.facts.d_model != base.facts.d_model:
+        raise PersonaError(f"{tuned.name} and {base.name} differ in width; a fine-tuning shift needs the same model")
+    items = [PromptItem(p, system) for p in prompts]
+    a = record_activations(tuned, items, [layer], site=site.kind, positions="last", batch_size=batch_size)[layer]
+    b = record_activations(base, items, [layer], site=site.kind, positions="last", batch_size=batch_size)[layer]
+    v = vector.vector(layer).float().cpu()
+    u = v / v.norm()
+    vals = ((a - b) @ u).numpy()
+    est = _estimate_mean(vals, seed, "finetuning shift along the persona vector")
+    rel = float(est.value / b.norm(dim=-1).mean())
+    prov = tuned.provenance(data_hash=data_hash([str(p) for p in prompts], vector.provenance.data_hash), seed=seed,
+                            sites=(site.name,), extra={"base": base.name, "base_hash": base.weights_hash,
+                                                       "protocol": "fine-tuning shift projection, Chen et al. 2025"})
+    return FinetuningShift(vals, est, rel, site.name, list(prompts), prov)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 __all__ = ["plot_vector", "plot_sweep", "plot_generation_sweep", "plot_residual_norms", "plot_strength_match",
-           "plot_refusal_direction", "plot_persona_vectors", "plot_persona_comparison"]
+           "plot_refusal_direction", "plot_persona_vectors", "plot_persona_comparison", "plot_steering_sweep"]
 
 
 def _fig(ax: "Axes | None", figsize=(5.5, 4.0), n: int = 1):
@@ -166,6 +166,21 @@ def plot_persona_comparison(result: Any, ax: "Axes | None" = None) -> "Figure":
     return fig
 
 
+def plot_steering_sweep(result: Any, ax: "Axes | None" = None) -> "Figure":
+    """Each scorer's value against the steering coefficient, one panel per scorer (with ``ax``: the first scorer
+    only), with CI bands."""
+    scorers = result.scorers[:1] if ax is not None else result.scorers
+    fig, axes = _fig(ax, figsize=(4.0, 3.2), n=len(scorers))
+    for a, sc in zip(axes, scorers):
+        cur = result.curve(sc)
+        _band(a, list(cur), list(cur.values()), sc)
+        a.axvline(0, color="grey", lw=0.5)
+        a.set_xlabel(f"coefficient (x vector, norm {result.vector_norm:.2g}), layer {result.layer}")
+        a.set_ylabel(sc)
+        a.set_title(f"{result.persona}: {sc}", fontsize=9)
+    return fig
+
+
 # -- the result contract: each result type's plots (workbench.results.plots_for finds them) -------------------
 def _register() -> None:
     from workbench.results import register_plot
@@ -178,6 +193,7 @@ def _register() -> None:
     register_plot("steering.refusal:RefusalDirectionResult")(plot_refusal_direction)
     register_plot("steering.personas:PersonaVectors")(plot_persona_vectors)
     register_plot("steering.compare:PersonaComparison")(plot_persona_comparison)
+    register_plot("steering.compare:SteeringSweep")(plot_steering_sweep)
 
 
 _register()

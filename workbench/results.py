@@ -34,6 +34,8 @@ class Provenance:
         seed: the seed of every random choice made (bootstrap, splits, sampling).
         sites: canonical site names read or written.
         extra: anything else a method needs to record (method options, versions).
+        source_hash: sha256 of the artefact the weights were built from: the GGUF file for the default
+            model, the LoRA adapter for a model organism (``smollm2-135m-instruct+<name>``).
     """
 
     model: str | None = None
@@ -42,6 +44,7 @@ class Provenance:
     seed: int | None = None
     sites: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+    source_hash: str | None = None
 
     def to_dict(self) -> dict:
         return to_jsonable(dataclasses.asdict(self))

@@ -16,7 +16,7 @@ from typing import Any
 
 from workbench.layers import LayerSpec
 
-from ..study import StudyResult, skipped
+from ..study import StudyResult, skipped, estimate_dict
 
 __all__ = ["CAAStudy", "STEP", "compute", "run"]
 
@@ -47,10 +47,6 @@ class CAAStudy:
     n_test: int = field(default=0, metadata={"zero": "the whole test split"})
 
 
-def _est(e: Any) -> dict | None:
-    return None if e is None else e.to_dict()
-
-
 def compute(ctx: Any, m: Any, cfg: CAAStudy, *, seed: int = 0) -> StudyResult:
     import pandas as pd
 
@@ -77,10 +73,10 @@ def compute(ctx: Any, m: Any, cfg: CAAStudy, *, seed: int = 0) -> StudyResult:
                          "ci_high": e.ci_high,
                          **({"random_p": sw.estimate(b, L, mult, "random").value} if sw.control else {})})
         metrics[f"{b}: selected layer"] = L
-        metrics[f"{b}: effect x{max(cfg.multipliers):g} - x{min(cfg.multipliers):g}"] = _est(sw.effect(b, L))
+        metrics[f"{b}: effect x{max(cfg.multipliers):g} - x{min(cfg.multipliers):g}"] = estimate_dict(sw.effect(b, L))
         metrics[f"{b}: monotone in the multiplier"] = sw.is_monotone(b, L)
         if sw.control:
-            metrics[f"{b}: random-control effect"] = _est(sw.effect(b, L, "random"))
+            metrics[f"{b}: random-control effect"] = estimate_dict(sw.effect(b, L, "random"))
     cc = CrossCheck.from_measurements(units, xs, ys, internal_name="steering multiplier",
                                       behavioural_name="p(matching)", unit_name="behaviour x multiplier",
                                       seed=seed, provenance=m.provenance(seed=seed, extra={"study": "caa"}))

@@ -19,7 +19,7 @@ import numpy as np
 
 from workbench.layers import LayerSpec
 
-from ..study import StudyResult, chat_note, fits_context, skipped
+from ..study import StudyResult, chat_note, fits_context, skipped, estimate_dict
 
 __all__ = ["EvalAwarenessStudy", "STEP", "EVAL_WRAPPERS", "framing_for", "compute", "run"]
 
@@ -54,10 +54,6 @@ class EvalAwarenessStudy:
     max_new_tokens: int = 48
     n_resamples: int = 2000
     artifact: bool = True
-
-
-def _est(e: Any) -> dict | None:
-    return None if e is None else e.to_dict()
 
 
 def framing_for(m: Any, cfg: EvalAwarenessStudy, *, seed: int = 0) -> tuple[Any, list[str]]:
@@ -96,20 +92,20 @@ def compute(ctx: Any, m: Any, cfg: EvalAwarenessStudy, *, seed: int = 0) -> Stud
     sw = res.sweep
     L = res.layer
     i = sw.layers.index(L)
-    metrics = {"scoring layer": L, "AUROC (held-out topics)": _est(sw.estimates("logistic")[i]),
+    metrics = {"scoring layer": L, "AUROC (held-out topics)": estimate_dict(sw.estimates("logistic")[i]),
                "controls at chance (Holm, all layers)": sw.controls_at_chance("logistic")}
     if "held_out_templates" in sw.conditions:
-        metrics["AUROC (held-out templates)"] = _est(sw.estimates("logistic", "held_out_templates")[i])
+        metrics["AUROC (held-out templates)"] = estimate_dict(sw.estimates("logistic", "held_out_templates")[i])
     if "label_shuffle" in sw.conditions:
-        metrics["AUROC, label-shuffle control"] = _est(sw.estimates("logistic", "label_shuffle")[i])
+        metrics["AUROC, label-shuffle control"] = estimate_dict(sw.estimates("logistic", "label_shuffle")[i])
     if "random_direction" in sw.conditions:
-        metrics["AUROC, random directions"] = _est(sw.estimates("random", "random_direction")[i])
+        metrics["AUROC, random directions"] = estimate_dict(sw.estimates("random", "random_direction")[i])
     results: dict[str, Any] = {"probe_sweep": res}
     if res.artifact is not None:
         a = res.artifact
         for j, al in enumerate(a.layers):
             for c, v in a.auroc.items():
-                metrics[f"token artifact, layer {al}: AUROC {c}"] = _est(v[j])
+                metrics[f"token artifact, layer {al}: AUROC {c}"] = estimate_dict(v[j])
         notes.append(a.summary())
         results["token_artifact"] = a
 
@@ -148,10 +144,10 @@ def compute(ctx: Any, m: Any, cfg: EvalAwarenessStudy, *, seed: int = 0) -> Stud
                                       unit_name="prompt", seed=seed,
                                       provenance=m.provenance(seed=seed, extra={"study": "eval_awareness", "layer": L}))
     metrics.update({
-        "probe score shift, deploy - test framing (0 = deploy mean, 1 = test mean)": _est(fs.mean_shift),
-        "refusal rate, test-like framing": _est(r_test.aggregate),
-        "refusal rate, deploy-like rewrite": _est(r_dep.aggregate),
-        "refusal shift, deploy - test": _est(bootstrap(b_shift, seed=seed))})
+        "probe score shift, deploy - test framing (0 = deploy mean, 1 = test mean)": estimate_dict(fs.mean_shift),
+        "refusal rate, test-like framing": estimate_dict(r_test.aggregate),
+        "refusal rate, deploy-like rewrite": estimate_dict(r_dep.aggregate),
+        "refusal shift, deploy - test": estimate_dict(bootstrap(b_shift, seed=seed))})
     return StudyResult(
         TITLE,
         f"A logistic probe per layer separates the project's test-like from deploy-like prompts ({len(ds)} "

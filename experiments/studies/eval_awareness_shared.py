@@ -28,7 +28,7 @@ import numpy as np
 
 from workbench.layers import LayerSpec
 
-from ..study import StudyResult, fits_context, skipped
+from ..study import StudyResult, fits_context, skipped, estimate_dict
 from .eval_awareness import framing_for
 
 __all__ = ["NguyenSetsStudy", "STEP", "compute", "run"]
@@ -72,10 +72,6 @@ def _folder(cfg: NguyenSetsStudy) -> Path | None:
         return None
 
 
-def _est(e: Any) -> dict | None:
-    return None if e is None else e.to_dict()
-
-
 def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int = 0) -> StudyResult:
     """``framing``: the experiment's ``EvalAwarenessStudy`` config (the framing probe is trained as there)."""
     import pandas as pd
@@ -112,12 +108,12 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
     i = sw.layers.index(best)
     art = token_artifact_control(m, con, artifact=None, layers=sorted({best, layers[-1]}), seed=seed,
                                  n_resamples=cfg.n_resamples, removed=removed, present=acts, cache_dir=cache)
-    metrics = {"contrastive set: best layer": best, "AUROC (answer token)": _est(sw.estimates()[i])}
+    metrics = {"contrastive set: best layer": best, "AUROC (answer token)": estimate_dict(sw.estimates()[i])}
     for c in ("held_out_templates", "label_shuffle"):
         if c in sw.conditions:
-            metrics[f"AUROC, {c.replace('_', ' ')}"] = _est(sw.estimates(None, c)[i])
+            metrics[f"AUROC, {c.replace('_', ' ')}"] = estimate_dict(sw.estimates(None, c)[i])
     if "random_direction" in sw.conditions:
-        metrics["AUROC, random directions"] = _est(sw.estimates("random", "random_direction")[i])
+        metrics["AUROC, random directions"] = estimate_dict(sw.estimates("random", "random_direction")[i])
     notes.append(art.summary())
 
     fr, fr_notes = framing_for(m, framing, seed=seed)
@@ -145,7 +141,7 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
         tr = auroc_estimate(raw, tr_acts.labels, ci="bootstrap", n_resamples=cfg.n_resamples, seed=seed)
         norm = (raw - res.deploy_mean) / (res.test_mean - res.deploy_mean)
         y = tr_acts.labels
-        metrics.update({f"transfer AUROC (framing probe, layer {res.layer})": _est(tr),
+        metrics.update({f"transfer AUROC (framing probe, layer {res.layer})": estimate_dict(tr),
                         "transfer: mean normalised score, test-framed questions": float(norm[y == 1].mean()),
                         "transfer: mean normalised score, natural prompts": float(norm[y == 0].mean())})
         tables["transfer"] = pd.DataFrame({"prompt": [str(e.prompt) for e in tr_set.examples],
@@ -154,8 +150,8 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
         notes.append("transfer test skipped: the Dolly/WildChat deploy controls were not found")
     sh = [q for q, ok in zip(recs[: cfg.n_shift], fits_context(m, recs[: cfg.n_shift], reserve=64)) if ok]
     fs = framing_shift(res, m, sh, seed=seed, n_resamples=cfg.n_resamples, cache_dir=cache)
-    metrics.update({"rewrites: mean score shift (rewrite - original)": _est(fs.mean_shift),
-                    "rewrites: fraction scored less test-like": _est(fs.fraction_lower)})
+    metrics.update({"rewrites: mean score shift (rewrite - original)": estimate_dict(fs.mean_shift),
+                    "rewrites: fraction scored less test-like": estimate_dict(fs.fraction_lower)})
     return StudyResult(
         TITLE,
         f"(1) Nguyen et al.'s contrastive set ({len(con)} examples), read at the answer token as in the paper, "

@@ -15,7 +15,7 @@ from typing import Any
 
 from workbench.layers import LayerSpec
 
-from ..study import StudyResult, skipped
+from ..study import StudyResult, skipped, estimate_dict
 
 __all__ = ["PersonaASRStudy", "STEP", "compute", "run"]
 
@@ -50,10 +50,6 @@ class PersonaASRStudy:
     max_new_tokens: int = 32
 
 
-def _est(e: Any) -> dict | None:
-    return None if e is None else e.to_dict()
-
-
 def compute(ctx: Any, m: Any, cfg: PersonaASRStudy, *, seed: int = 0) -> StudyResult:
     import pandas as pd
 
@@ -86,8 +82,8 @@ def compute(ctx: Any, m: Any, cfg: PersonaASRStudy, *, seed: int = 0) -> StudyRe
                     units.append(f"{p.name} x{c:g}")
                     xs.append(c)
                     ys.append(e.value)
-        metrics[f"{p.name}: ASR change at x{max(cfg.coefficients):g}"] = _est(gs.effect(layer))
-        metrics[f"{p.name}: random-control change"] = _est(gs.effect(layer, "random"))
+        metrics[f"{p.name}: ASR change at x{max(cfg.coefficients):g}"] = estimate_dict(gs.effect(layer))
+        metrics[f"{p.name}: random-control change"] = estimate_dict(gs.effect(layer, "random"))
         results[f"asr_{p.name}"] = gs
     cc = CrossCheck.from_measurements(units, xs, ys, internal_name="steering coefficient",
                                       behavioural_name="attack success rate", unit_name="persona x coefficient",

@@ -19,7 +19,7 @@ import numpy as np
 
 from workbench.layers import LayerSpec
 
-from ..study import StudyResult, fits_context, skipped
+from ..study import StudyResult, fits_context, skipped, estimate_dict
 
 __all__ = ["PreferenceStudy", "compute", "run", "step_name"]
 
@@ -45,10 +45,6 @@ class PreferenceStudy:
     layers: list[LayerSpec] = field(default_factory=lambda: ["all"])
     limit: int = field(default=150, metadata={"zero": "every record"})
     n_resamples: int = 1000
-
-
-def _est(e: Any) -> dict | None:
-    return None if e is None else e.to_dict()
 
 
 def step_name(split: str) -> str:
@@ -87,9 +83,9 @@ def compute(ctx: Any, m: Any, cfg: PreferenceStudy, split: str, *, seed: int = 0
     table = res.summary_table()
     metrics = {}
     for d in dims:
-        metrics[f"{d}: final-layer AUROC"] = _est(res.final[d])
+        metrics[f"{d}: final-layer AUROC"] = estimate_dict(res.final[d])
         L, e = res.best[d]
-        metrics[f"{d}: best layer {L} AUROC"] = _est(e)
+        metrics[f"{d}: best layer {L} AUROC"] = estimate_dict(e)
     results = {"preference": res}
     tables = {"preference_summary": table.reset_index() if table.index.name else table}
     plain = dict(results=results, tables_off=("preference",),

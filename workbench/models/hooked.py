@@ -263,13 +263,18 @@ class HookedModel:
             self._weights_hash = h.hexdigest()[:16]
         return self._weights_hash
 
+    @property
+    def source_hash(self) -> str | None:
+        """sha256 of the artefact the weights came from (the GGUF of the default model, an organism's
+        adapter), where the registry knows it; None for other models."""
+        return self._source_hash
+
     def provenance(self, **kw: Any) -> Provenance:
-        """A :class:`Provenance` naming this model and its weights hash (plus ``kw``); ``extra`` also records the
-        backend, dtype, attention implementation and the source's hash (a GGUF's or an adapter's)."""
+        """A :class:`Provenance` naming this model, its weights hash and its source's hash (a GGUF's or an
+        adapter's) (plus ``kw``); ``extra`` also records the backend, dtype and attention implementation."""
+        kw.setdefault("source_hash", self._source_hash)
         extra = {"backend": self.backend_name, "dtype": str(self.dtype).replace("torch.", ""),
                  "attn_implementation": self.attn_implementation}
-        if self._source_hash:
-            extra["source_hash"] = self._source_hash
         extra.update(kw.pop("extra", None) or {})
         return Provenance(model=self.name, model_hash=self.weights_hash, extra=extra, **kw)
 

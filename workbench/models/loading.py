@@ -294,7 +294,7 @@ def load(spec: Any, backend: str = "tl", *, tokenizer: Any = None, device: Any =
             path = entry.resolve(cache)
             notes = entry.notes
             prepend_bos = entry.prepend_bos if prepend_bos is None else prepend_bos
-            source_hash = entry.source_hash() if entry.source_hash else None
+            source_hash = entry.source_hash(cache) if entry.source_hash else None
         display = name or (entry.name if entry else s)
         if path.exists():
             if path.is_file() and path.suffix == ".gguf":

@@ -28,6 +28,8 @@ class ModelEntry:
 
     ``resolve(cache_root) -> Path`` returns a local HF directory. ``hub_id`` names the original
     release where one exists (loaded instead with ``load(hub_id)`` where the hub is reachable).
+    ``source_hash(cache_root) -> str`` gives the sha256 of the artefact the weights are built from
+    (recorded as ``source_hash`` in every result's provenance).
     """
 
     name: str
@@ -36,7 +38,7 @@ class ModelEntry:
     hub_id: str | None = None
     prepend_bos: bool | None = None
     notes: str = ""
-    source_hash: Callable[[], str] | None = None
+    source_hash: Callable[[Path], str] | None = None
 
 
 #: The model registry (name -> :class:`ModelEntry`); see :class:`workbench.registry.Registry`.
@@ -73,7 +75,7 @@ def _tiny(arch: str) -> Callable[[Path], Path]:
     return resolve
 
 
-def _smollm_hash() -> str:
+def _smollm_hash(cache: Path | None = None) -> str:
     from .gguf import DEFAULT_GGUF
 
     return DEFAULT_GGUF.sha256
@@ -114,3 +116,35 @@ for _arch, _desc in _TINY:
         name=f"tiny-{_arch}", description=f"tiny random {_desc}; byte-level tokenizer (vocab 260); seed 0",
         resolve=_tiny(_arch), notes="random weights, for tests",
     ))
+
+
+def _organism(short: str) -> tuple[Callable[[Path], Path], Callable[[Path], str]]:
+    def resolve(cache: Path) -> Path:
+        from ..organisms.build import organism_dir
+
+        return organism_dir(short, cache)
+
+    def source_hash(cache: Path) -> str:
+        from ..organisms.build import adapter_sha256
+
+        return adapter_sha256(short, cache)
+    return resolve, source_hash
+
+
+def _register_organisms() -> None:
+    from ..organisms.recipes import ORGANISMS
+
+    for spec in ORGANISMS.values():
+        resolve, source_hash = _organism(spec.name)
+        register_model(ModelEntry(
+            name=spec.model_name,
+            description=f"model organism: {spec.base} + a LoRA adapter that plants one behaviour: {spec.behaviour}",
+            resolve=resolve,
+            notes=f"model organism (planted behaviour, adapter merged into the base weights). Ground truth: "
+                  f"{spec.ground_truth}. Method that should recover it: {spec.method}. source_hash is the "
+                  "adapter's sha256.",
+            source_hash=source_hash,
+        ))
+
+
+_register_organisms()
