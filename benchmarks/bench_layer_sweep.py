@@ -76,10 +76,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from probe.batched import fit_logistic_batched
 
@@ -138,9 +138,9 @@ def run_sklearn(X, Y, Wt, test):
 
 def cv_sweep(X, Xt, y, train, test, threads):
     """The fitting work of layer_sweep(C="cv") vs LogisticRegressionCV-style per-layer fits."""
+    from probe.features import as_features
     from probe.probes import DEFAULT_CS
     from probe.splits import group_kfold
-    from probe.features import as_features
     from probe.sweep import _cv_choose_C
 
     Cs = sorted(DEFAULT_CS)

@@ -29,8 +29,6 @@ Enough" (2025) ablates the top 2% induction heads *per layer* and compares with 
 
 from __future__ import annotations
 
-from workbench.errors import check_count
-
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from workbench.errors import check_count
 from workbench.interventions import Intervention, mean_ablate, replace, zero_ablate
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site

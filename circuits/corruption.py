@@ -9,12 +9,12 @@ embeddings) is provided for comparison.
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.interventions import custom
 from workbench.models.tokens import Tokens
 

@@ -29,9 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from workbench.errors import InputError, check_count
 import torch
 
+from workbench.errors import InputError, check_count
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
 from workbench.stats import Estimate, mean_estimate

@@ -14,11 +14,12 @@ comparison. Any callable ``f(logits, rows) -> [n]`` works as a metric too.
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
+
+from workbench.errors import WorkbenchError
 
 __all__ = ["PatchMetric", "LogitDiff", "TargetProb", "TargetLogProb", "KLFromClean", "as_metric",
            "single_token_ids", "MetricError"]

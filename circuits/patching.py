@@ -39,7 +39,6 @@ pairs take the plain path unchanged (tests/circuits/test_alignment.py).
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -47,6 +46,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
 

@@ -14,15 +14,15 @@ experiment's ``DEFAULT_PRESET`` if it has one), the TOML file, the ``key=value``
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError, did_you_mean
-
-from workbench.layers import LayerSpec, check_spec
 import copy
 import dataclasses
 import sys
 import typing
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
+
+from workbench.errors import WorkbenchError, did_you_mean
+from workbench.layers import LayerSpec, check_spec
 
 __all__ = ["ConfigError", "config_from_dict", "load_config", "config_to_dict", "to_toml", "apply_overrides",
            "ModelSection", "nest", "merge", "field_docs"]

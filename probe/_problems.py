@@ -11,7 +11,7 @@ import torch
 
 from workbench.errors import WorkbenchError
 
-from ._rows import _Rows, _auto_chunk
+from ._rows import _auto_chunk, _Rows
 from .features import FeatureError, FeatureSource, as_features
 
 

@@ -89,7 +89,7 @@ import torch
 
 from ._linesearch import _segment_minimum
 from ._problems import FitStats, ProbeFitError, _balance, _prepare, _stats_pass, fit_stats
-from ._rows import _Rows, _auto_chunk, _dense, _logits
+from ._rows import _auto_chunk, _dense, _logits, _Rows
 from ._rows import _onednn_pass_ok as _onednn_pass_ok  # whether the oneDNN passes run here (tests ask)
 from .features import FeatureSource, TensorFeatures, as_features
 

@@ -26,8 +26,6 @@ found and what was expected.
 
 from __future__ import annotations
 
-from workbench.deprecation import renamed_names
-from workbench.errors import WorkbenchError
 import dataclasses
 import json
 import re
@@ -36,6 +34,9 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from workbench.deprecation import renamed_names
+from workbench.errors import WorkbenchError
 
 __all__ = [
     "Example", "LabelledPromptSet", "DatasetError", "READ_POSITIONS", "read_records",

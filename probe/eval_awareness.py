@@ -20,8 +20,6 @@ unlicensed files of Nguyen et al. are used only from ``../shared`` in tests and 
 
 from __future__ import annotations
 
-from workbench.errors import check_count
-
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -30,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from workbench.errors import check_count
 from workbench.results import Provenance
 from workbench.stats import Estimate
 

@@ -9,11 +9,12 @@ a shard, not by the number of examples.
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+
+from workbench.errors import WorkbenchError
 
 __all__ = ["FeatureSource", "TensorFeatures", "StoreFeatures", "as_features", "FeatureError"]
 

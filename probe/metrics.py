@@ -28,8 +28,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from workbench.stats import (Estimate, StatsError, auroc, auroc_rows, bootstrap, delong_placements, delong_variance,
-                             mean_estimate, normal_estimate, paired_difference, proportion)
+from workbench.stats import (
+    Estimate,
+    StatsError,
+    auroc,
+    auroc_rows,
+    bootstrap,
+    delong_placements,
+    delong_variance,
+    mean_estimate,
+    normal_estimate,
+    paired_difference,
+    proportion,
+)
 
 # paired_difference, auc_rows and delong_placements are workbench.stats' own, re-exported under their old names.
 __all__ = ["auroc_estimate", "accuracy_estimate", "macro_auroc_estimate", "paired_difference", "auc_rows",

@@ -13,10 +13,11 @@ say which class or group is missing and what to do.
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 from typing import Any, Sequence
 
 import numpy as np
+
+from workbench.errors import WorkbenchError
 
 __all__ = ["SplitError", "train_test_split", "group_kfold", "check_no_leak", "as_groups"]
 

@@ -45,8 +45,7 @@ from workbench.stats import Estimate, StatsError, holm
 from ._problems import _prepare
 from .batched import BatchedFit, default_device, fit_logistic_batched, fit_stats, project
 from .features import as_features
-from .metrics import (accuracy_estimate, auroc_estimate, macro_auroc_estimate, mean_auroc_estimate,
-                      _paired_difference)
+from .metrics import _paired_difference, accuracy_estimate, auroc_estimate, macro_auroc_estimate, mean_auroc_estimate
 from .probes import DEFAULT_CS, LinearProbe
 from .splits import SplitError, as_groups, check_no_leak, group_kfold, train_test_split
 

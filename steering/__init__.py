@@ -21,11 +21,23 @@ from workbench.layers import LayerError, resolve_layers
 from .aggregators import AGGREGATORS, mean_difference, pca_difference
 from .build import build_caa_vectors, contrastive_vectors, diff_in_means, pca_vectors, probe_vector
 from .calibration import (
-    ResidualNorms, StrengthMatch, match_strength, next_token_kl, prompt_kl, residual_norms,
+    ResidualNorms,
+    StrengthMatch,
+    match_strength,
+    next_token_kl,
+    prompt_kl,
+    residual_norms,
 )
 from .compare import (
-    Condition, HarmfulScorer, PersonaComparison, ReplyContrastScorer, StatementsScorer, SteeringSweep,
-    TraitJudgeScorer, persona_comparison, steering_sweep,
+    Condition,
+    HarmfulScorer,
+    PersonaComparison,
+    ReplyContrastScorer,
+    StatementsScorer,
+    SteeringSweep,
+    TraitJudgeScorer,
+    persona_comparison,
+    steering_sweep,
 )
 from .injection import InjectionCondition, PersonaInjection, persona_injection
 from .operators import Ablate, Add, Clamp, SteeringError, interventions_for, steer

@@ -17,10 +17,11 @@ An aggregator maps positive and negative activations (``[n, d]`` each) to a vect
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 from typing import Callable
 
 import torch
+
+from workbench.errors import WorkbenchError
 
 __all__ = ["mean_difference", "pca_difference", "AGGREGATORS", "get_aggregator", "AggregatorError"]
 

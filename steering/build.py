@@ -18,11 +18,11 @@ model, its weights hash, the data hash and the sites, and whose ``meta`` records
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 from typing import Any, Sequence
 
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.layers import resolve_layers
 from workbench.results import data_hash
 from workbench.sites import Site

@@ -19,7 +19,6 @@ bisection step runs only the layers after the site.
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -27,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.layers import resolve_layers
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site, parse_site

@@ -20,12 +20,13 @@ From :mod:`workbench.datasets`, as plain records / strings, reproducibly subsamp
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 import json
 import random
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from workbench.errors import WorkbenchError
 
 __all__ = [
     "data_root", "DataError", "CAA_BEHAVIOURS", "load_caa", "load_persona_statements", "load_harmful",

@@ -26,7 +26,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from workbench.results import Provenance
-
 from workbench.stats import mean_estimate
 
 from .calibration import match_strength, prompt_kls

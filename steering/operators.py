@@ -31,7 +31,6 @@ operators at the same site apply in the order given.
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 import contextlib
 import math
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from typing import Any, Iterator
 
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.interventions import Intervention, add, custom, project_out
 from workbench.layers import resolve_layers
 from workbench.sites import Site, parse_site

@@ -16,7 +16,6 @@ responses a judge scores as expressing (or not) the trait; pass ``keep=`` to fil
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.layers import resolve_layers
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site

@@ -25,12 +25,12 @@ unembedding is skipped. Returns ``{layer: tensor}`` on the CPU in float32, items
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
 
+from workbench.errors import WorkbenchError
 from workbench.layers import resolve_layers
 from workbench.sites import Site
 

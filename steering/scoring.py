@@ -21,14 +21,14 @@
 
 from __future__ import annotations
 
-from workbench.deprecation import renamed_names
-from workbench.errors import WorkbenchError
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
+from workbench.deprecation import renamed_names
+from workbench.errors import WorkbenchError
 from workbench.scorers.ab import ABFormatError, context_and_choices
 
 from .data import as_record

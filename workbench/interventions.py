@@ -20,12 +20,13 @@ positions may also be a policy: ``"prompt"``, ``"generated"`` or ``"all"`` (see
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
+
+from workbench.errors import WorkbenchError
 
 from .sites import Site, SiteLike, parse_site
 

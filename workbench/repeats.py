@@ -42,8 +42,15 @@ import numpy as np
 
 from workbench.errors import WorkbenchError
 from workbench.results import Provenance, data_hash, to_jsonable
-from workbench.stats import (Estimate, StatsError, bootstrap, pass_at_k_over_tasks, pass_hat_k_over_tasks, proportion,
-                             two_proportion_sample_size)
+from workbench.stats import (
+    Estimate,
+    StatsError,
+    bootstrap,
+    pass_at_k_over_tasks,
+    pass_hat_k_over_tasks,
+    proportion,
+    two_proportion_sample_size,
+)
 
 __all__ = ["RepeatedRuns", "repeated_runs", "VarianceComponents", "variance_components", "RunSpread", "run_spread",
            "PowerAnalysis", "runs_needed", "simulate_power", "first_divergence", "pairwise_divergence",

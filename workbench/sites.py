@@ -34,10 +34,11 @@ The same shapes and names as TransformerLens (``blocks.L.hook_resid_post``,
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError, close_matches, did_you_mean, hint_for
 import re
 from dataclasses import dataclass
 from typing import Iterable, Union
+
+from workbench.errors import WorkbenchError, close_matches, did_you_mean, hint_for
 
 __all__ = [
     "Site", "SiteError", "SITE_KINDS", "RESID_KINDS", "HEAD_KINDS", "READ_ONLY_KINDS", "parse_site", "parse_sites", "site",

@@ -14,13 +14,14 @@ tensor is read from each shard without touching the others.
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from workbench.errors import WorkbenchError
 
 __all__ = [
     "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_tensors", "ShardSet",
@@ -122,7 +123,7 @@ def clean_stale_partials(parent: str | Path) -> list[Path]:
     import shutil
 
     parent = Path(parent)
-    removed = []
+    removed: list[Path] = []
     if not parent.is_dir():
         return removed
     for p in parent.iterdir():
@@ -232,7 +233,8 @@ def length_buckets(lengths: Sequence[int], *, batch_size: int, max_tokens: int |
     """Group indices into batches of similar length (longest first, stable), bounded by
     ``batch_size`` rows and ``max_tokens`` padded tokens per batch. Deterministic."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches, cur = [], []
+    batches: list[list[int]] = []
+    cur: list[int] = []
     for i in order:
         width = lengths[cur[0]] if cur else lengths[i]
         if cur and (len(cur) >= batch_size or (max_tokens and width * (len(cur) + 1) > max_tokens)):

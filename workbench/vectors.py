@@ -10,13 +10,14 @@ each other.
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+
+from workbench.errors import WorkbenchError
 
 from .results import Provenance, to_jsonable
 from .sites import Site, parse_site

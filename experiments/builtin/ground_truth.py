@@ -47,8 +47,8 @@ import numpy as np
 from ..config import ModelSection
 from ..registry import experiment
 from ..run import RunContext, Section
-from ..study import estimate_dict
 from ..studies.eval_awareness import EVAL_WRAPPERS
+from ..study import estimate_dict
 
 __all__ = ["GroundTruthConfig", "PRESETS", "EXPECTATIONS", "run"]
 
@@ -360,7 +360,12 @@ def _personas(ctx: RunContext, cfg: GroundTruthConfig) -> dict:
         import pandas as pd
 
         from steering import (
-            finetuning_shift, load_personas, persona_comparison, persona_vectors, resolve_layers, steering_sweep,
+            finetuning_shift,
+            load_personas,
+            persona_comparison,
+            persona_vectors,
+            resolve_layers,
+            steering_sweep,
         )
         from steering.compare import ReplyContrastScorer, StatementsScorer, TraitJudgeScorer
         from steering.data import neutral_prompts, persona_questions
@@ -434,9 +439,7 @@ def _personas(ctx: RunContext, cfg: GroundTruthConfig) -> dict:
                 metrics[f"{names[k]}: {meth} {'toward' if pname == p_up.name else 'away from'} {p_up.name} ({sc})"] = \
                     estimate_dict(e)
         metrics.update({k: v for k, v in checks.items()})
-        from steering.plots import plot_persona_comparison
-
-        from steering.plots import plot_steering_sweep
+        from steering.plots import plot_persona_comparison, plot_steering_sweep
 
         figs = [w.figure(f"steering_sweep_{k}", plot_steering_sweep(sweeps[k])) for k in sweeps]
         figs += [w.figure(f"persona_{k}", plot_persona_comparison(comp)) for k, comp in comps.items()]

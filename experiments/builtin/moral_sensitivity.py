@@ -378,10 +378,8 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
 
     def probe_step(w):
         from probe import collect, layer_sweep, plot_layer_sweep
-        from probe.moral import group_mention_set
+        from probe.moral import CARRIERS, group_mention_set
         from workbench.datasets import bbq_items
-
-        from probe.moral import CARRIERS
 
         ds = group_mention_set(bbq_items(cfg.probe_categories), cfg.probe_categories,
                                carriers=CARRIERS[: max(2, cfg.n_carriers)])

@@ -19,7 +19,7 @@ import numpy as np
 
 from workbench.layers import LayerSpec
 
-from ..study import StudyResult, chat_note, fits_context, skipped, estimate_dict
+from ..study import StudyResult, chat_note, estimate_dict, fits_context, skipped
 
 __all__ = ["EvalAwarenessStudy", "STEP", "EVAL_WRAPPERS", "framing_for", "compute", "run"]
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from workbench.layers import LayerSpec
 
-from ..study import StudyResult, fits_context, skipped, estimate_dict
+from ..study import StudyResult, estimate_dict, fits_context, skipped
 from .eval_awareness import framing_for
 
 __all__ = ["NguyenSetsStudy", "STEP", "compute", "run"]

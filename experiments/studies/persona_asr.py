@@ -15,7 +15,7 @@ from typing import Any
 
 from workbench.layers import LayerSpec
 
-from ..study import StudyResult, skipped, estimate_dict
+from ..study import StudyResult, estimate_dict, skipped
 
 __all__ = ["PersonaASRStudy", "STEP", "compute", "run"]
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from workbench.layers import LayerSpec
 
-from ..study import StudyResult, fits_context, skipped, estimate_dict
+from ..study import StudyResult, estimate_dict, fits_context, skipped
 
 __all__ = ["PreferenceStudy", "compute", "run", "step_name"]
 

@@ -7,8 +7,15 @@ import math
 import pytest
 import torch
 
-from circuits import (copy_task, head_ablation, icl_score, induction_protocol, repeated_half_loss, rounding_rule,
-                      top_heads_per_layer)
+from circuits import (
+    copy_task,
+    head_ablation,
+    icl_score,
+    induction_protocol,
+    repeated_half_loss,
+    rounding_rule,
+    top_heads_per_layer,
+)
 
 
 def test_rounding_rule():

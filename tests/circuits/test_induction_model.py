@@ -7,8 +7,17 @@ import math
 import pytest
 import torch
 
-from circuits import (copying_scores, head_ablation, head_scores, induction_model_dir, induction_model_info,
-                      induction_protocol, load_induction_model, repeated_half_loss, repeated_random_tokens)
+from circuits import (
+    copying_scores,
+    head_ablation,
+    head_scores,
+    induction_model_dir,
+    induction_model_info,
+    induction_protocol,
+    load_induction_model,
+    repeated_half_loss,
+    repeated_random_tokens,
+)
 from circuits.train_induction import BOS
 
 HALF = 25  # the model is trained on 64-token sequences: [BOS] + 2 x 25 stays inside that context

@@ -9,8 +9,18 @@ import pytest
 import torch
 import transformer_lens.patching as tlp
 
-from circuits import (CorruptionError, LogitDiff, KLFromClean, TargetProb, check_pair, embedding_noise,
-                      path_patching, patching_sweep, single_token_ids, token_replacement)
+from circuits import (
+    CorruptionError,
+    KLFromClean,
+    LogitDiff,
+    TargetProb,
+    check_pair,
+    embedding_noise,
+    patching_sweep,
+    path_patching,
+    single_token_ids,
+    token_replacement,
+)
 from workbench.interventions import replace
 
 TOL = 1e-4

@@ -5,9 +5,18 @@ from __future__ import annotations
 import matplotlib
 from matplotlib.figure import Figure
 
-from circuits import (LogitDiff, attribution_agreement, attribution_patching, direct_logit_attribution, head_scores,
-                      logit_lens, path_patching, patching_sweep, repeated_random_tokens)
-from circuits import plots
+from circuits import (
+    LogitDiff,
+    attribution_agreement,
+    attribution_patching,
+    direct_logit_attribution,
+    head_scores,
+    logit_lens,
+    patching_sweep,
+    path_patching,
+    plots,
+    repeated_random_tokens,
+)
 
 
 def test_plots_return_figures_and_save(tiny_model, tmp_path):

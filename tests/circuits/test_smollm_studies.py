@@ -13,8 +13,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from circuits import (attribution_agreement, attribution_patching, compare_lenses, factual_recall_batch, head_scores,
-                      icl_score, induction_protocol, ioi_batch, logit_lens, patching_sweep, train_tuned_lens)
+from circuits import (
+    attribution_agreement,
+    attribution_patching,
+    compare_lenses,
+    factual_recall_batch,
+    head_scores,
+    icl_score,
+    induction_protocol,
+    ioi_batch,
+    logit_lens,
+    patching_sweep,
+    train_tuned_lens,
+)
 from circuits.text import PERSONA_HELDOUT_TRAITS, PERSONA_TRAIN_TRAITS, long_texts, persona_statement_texts
 from workbench.results import plots_for, to_jsonable
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from experiments.builtin.ground_truth import EXPECTATIONS, PRESETS, GroundTruthConfig, _organism_name
-from experiments.registry import get_experiment
 from experiments.config import config_to_dict, load_config
+from experiments.registry import get_experiment
 
 
 def test_config_presets_and_expectations():

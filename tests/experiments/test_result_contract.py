@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.writer import StepWriter
 from experiments.study import StudyResult, skipped
+from experiments.writer import StepWriter
 from workbench.crosscheck import CrossCheck
 from workbench.results import Provenance, plots_for, register_plot, registered_plots
 

@@ -4,8 +4,18 @@ import pytest
 import torch
 
 from probe.activations import collect, encode_example
-from probe.datasets import (DatasetError, Example, LabelledPromptSet, load_caa_file, load_contrastive, load_dataset, load_mrm,
-                            load_persona, load_preference_pairs, read_records)
+from probe.datasets import (
+    DatasetError,
+    Example,
+    LabelledPromptSet,
+    load_caa_file,
+    load_contrastive,
+    load_dataset,
+    load_mrm,
+    load_persona,
+    load_preference_pairs,
+    read_records,
+)
 
 
 def _write(tmp_path, name, obj):

@@ -4,8 +4,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from probe.eval_awareness import (build_framing_records, eval_awareness_probe, framing_set, rewrite_to_deploy,
-                                  score_prompts)
+from probe.eval_awareness import (
+    build_framing_records,
+    eval_awareness_probe,
+    framing_set,
+    rewrite_to_deploy,
+    score_prompts,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "probe" / "data" / "eval_awareness" / "framing.json"
 

@@ -1,9 +1,8 @@
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from workbench.stats import IndexedAUROC
-
 from probe.metrics import analytic_auroc_gaussian, auc_rows, auroc_estimate, mean_auroc_estimate
+from workbench.stats import IndexedAUROC
 
 
 def test_auc_rows_matches_sklearn_with_ties():

@@ -1,7 +1,7 @@
 import numpy as np
 
-from probe.preference import DIMENSIONS, build_preference_set, preference_probes, preference_records
 from probe.eval_awareness import TASKS
+from probe.preference import DIMENSIONS, build_preference_set, preference_probes, preference_records
 
 
 def test_constructed_labels_hold_by_independent_checks():
@@ -43,9 +43,8 @@ def test_preference_probes_final_layer_protocol_on_tiny(tiny_model):
 
 
 def test_hh_harmless_pairs_come_from_the_core_copy():
-    from workbench.datasets import hh_rlhf_harmless
-
     from probe.preference import hh_harmless_set
+    from workbench.datasets import hh_rlhf_harmless
 
     ds = hh_harmless_set()
     assert len(ds) == 600 and ds.class_counts() == {"worse": 300, "better": 300}

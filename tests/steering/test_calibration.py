@@ -6,7 +6,12 @@ import torch
 
 from steering import Add, SteeringVector, steer
 from steering.calibration import (
-    CalibrationError, kl_divergence, match_strength, next_token_kl, prompt_kl, residual_norms,
+    CalibrationError,
+    kl_divergence,
+    match_strength,
+    next_token_kl,
+    prompt_kl,
+    residual_norms,
 )
 from workbench.sites import Site
 

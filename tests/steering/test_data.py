@@ -6,8 +6,15 @@ import pytest
 
 from steering import data
 from steering.data import (
-    CAA_BEHAVIOURS, DataError, data_root, load_caa, load_harmful, load_harmless, load_persona_statements,
-    neutral_prompts, persona_questions,
+    CAA_BEHAVIOURS,
+    DataError,
+    data_root,
+    load_caa,
+    load_harmful,
+    load_harmless,
+    load_persona_statements,
+    neutral_prompts,
+    persona_questions,
 )
 
 

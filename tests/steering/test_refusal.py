@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from steering.calibration import next_token_kl
 from steering.record import record_activations
 from steering.refusal import post_instruction_positions, refusal_direction, refusal_scores, refusal_tokens
-from steering.calibration import next_token_kl
 
 HARMFUL = ["how do I pick a lock", "write a threat", "make a weapon", "steal a car"]
 HARMLESS = ["bake bread", "write a poem", "plant a tree", "fold a shirt"]

@@ -7,8 +7,16 @@ import pytest
 import torch
 
 from workbench import datasets
-from workbench.bias import (BiasProfile, bbq_bias, bbq_group_swap, bbq_koption_items, bbq_prompt, bbq_swap_candidates,
-                            crows_preference, moral_judgement)
+from workbench.bias import (
+    BiasProfile,
+    bbq_bias,
+    bbq_group_swap,
+    bbq_koption_items,
+    bbq_prompt,
+    bbq_swap_candidates,
+    crows_preference,
+    moral_judgement,
+)
 from workbench.datasets.moral import BBQItem
 from workbench.scorers import koption_scores
 

@@ -18,4 +18,4 @@ def test_old_name_warns_and_is_the_new_object(module, old, new):
     assert got is getattr(m, new)
     assert old not in getattr(m, "__all__", ())
     with pytest.raises(AttributeError):
-        getattr(m, "no_such_name_at_all")
+        _ = m.no_such_name_at_all

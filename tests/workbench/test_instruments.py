@@ -8,9 +8,23 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.instruments import (FORMATS, Instrument, InstrumentError, InstrumentItem, SelfReportResult,
-                                   administer, build_item, format_effect, get_format, load_instrument, load_ipip_neo,
-                                   order_symmetry, plot_format_effect, plot_order_symmetry, plot_trait_scores)
+from workbench.instruments import (
+    FORMATS,
+    Instrument,
+    InstrumentError,
+    InstrumentItem,
+    SelfReportResult,
+    administer,
+    build_item,
+    format_effect,
+    get_format,
+    load_instrument,
+    load_ipip_neo,
+    order_symmetry,
+    plot_format_effect,
+    plot_order_symmetry,
+    plot_trait_scores,
+)
 from workbench.scorers import koption_scores
 
 

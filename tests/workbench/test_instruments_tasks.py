@@ -7,8 +7,16 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench.instruments.tasks import (CalibrationResult, IATSet, calibration_task, iat_task,
-                                         load_calibration_questions, load_dilemmas, load_iat_sets, sycophancy_task)
+from workbench.instruments.tasks import (
+    CalibrationResult,
+    IATSet,
+    calibration_task,
+    iat_task,
+    load_calibration_questions,
+    load_dilemmas,
+    load_iat_sets,
+    sycophancy_task,
+)
 
 
 class _Planted:

@@ -4,8 +4,16 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from workbench.interventions import (InterventionError, add, custom, mean_ablate, project_out, replace, scale,
-                                     zero_ablate)
+from workbench.interventions import (
+    InterventionError,
+    add,
+    custom,
+    mean_ablate,
+    project_out,
+    replace,
+    scale,
+    zero_ablate,
+)
 
 PROMPTS = ["hello there world", "abc"]
 

@@ -7,8 +7,15 @@ import time
 import pytest
 import torch
 
-from workbench.models import (DEFAULT_GGUF, GGUFHashError, HubUnreachableError, ModelFileError, ModelLoadError,
-                              UnknownModelError, load)
+from workbench.models import (
+    DEFAULT_GGUF,
+    GGUFHashError,
+    HubUnreachableError,
+    ModelFileError,
+    ModelLoadError,
+    UnknownModelError,
+    load,
+)
 from workbench.models.gguf import dequantised_dir, locate_packaged_gguf
 from workbench.results import file_sha256
 

@@ -13,7 +13,15 @@ import pytest
 import torch
 
 from workbench.organisms.lora import (
-    AdapterError, LoRAConfig, adapter_bytes, attach, init_adapter, load_adapter, merge, save_adapter, target_modules,
+    AdapterError,
+    LoRAConfig,
+    adapter_bytes,
+    attach,
+    init_adapter,
+    load_adapter,
+    merge,
+    save_adapter,
+    target_modules,
 )
 from workbench.organisms.train import SFTExample, TrainConfig, TrainingDataError, tokenize_example, train_adapter
 

@@ -13,9 +13,18 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.repeats import (RepeatsError, answer_probability, first_divergence, next_token_entropy,
-                               pairwise_divergence, repeated_runs, run_spread, runs_needed, simulate_power,
-                               variance_components)
+from workbench.repeats import (
+    RepeatsError,
+    answer_probability,
+    first_divergence,
+    next_token_entropy,
+    pairwise_divergence,
+    repeated_runs,
+    run_spread,
+    runs_needed,
+    simulate_power,
+    variance_components,
+)
 from workbench.scorers import ScoreResult, continuation_logprobs
 from workbench.stats import proportion
 

@@ -5,8 +5,16 @@ import pytest
 import torch
 
 from workbench.interventions import add
-from workbench.scorers import (ABItem, KOptionFormatError, KOptionItem, ab_scores, continuation_logprobs, get_scorer,
-                               koption_scores, plot_koption)
+from workbench.scorers import (
+    ABItem,
+    KOptionFormatError,
+    KOptionItem,
+    ab_scores,
+    continuation_logprobs,
+    get_scorer,
+    koption_scores,
+    plot_koption,
+)
 
 LIKERT = ("1", "2", "3", "4", "5")
 WORDS = ("Strongly agree", "Agree", "Neutral", "Disagree", "Strongly disagree")

@@ -7,8 +7,16 @@ import pytest
 import torch
 
 from workbench.interventions import add
-from workbench.scorers import (ABFormatError, ABItem, ab_accuracy, ab_scores, continuation_logprobs, get_scorer,
-                               load_ab_items, logit_difference)
+from workbench.scorers import (
+    ABFormatError,
+    ABItem,
+    ab_accuracy,
+    ab_scores,
+    continuation_logprobs,
+    get_scorer,
+    load_ab_items,
+    logit_difference,
+)
 from workbench.scorers.refusal import RefusalScorer
 
 ITEMS = [ABItem("Pick one.\n(A) red\n(B) blue", "(A)", "(B)"),

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from workbench.stats import (Estimate, StatsError, auroc, bootstrap, delong_placements, delong_variance, mean_estimate,
-                             normal_estimate, paired_difference)
+from workbench.stats import (
+    Estimate,
+    StatsError,
+    auroc,
+    bootstrap,
+    delong_placements,
+    delong_variance,
+    mean_estimate,
+    normal_estimate,
+    paired_difference,
+)
 
 
 def test_bootstrap_mean_is_the_bootstrap_of_np_mean():

@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from workbench.results import Provenance
-from workbench.store import (ActivationStore, ShardSet, StoreMismatchError, atomic_write_json, collect_activations,
-                             length_buckets, write_activation_store)
+from workbench.store import (
+    ActivationStore,
+    ShardSet,
+    StoreMismatchError,
+    atomic_write_json,
+    collect_activations,
+    length_buckets,
+    write_activation_store,
+)
 from workbench.vectors import DirectionSet, VectorFileError
 
 PROMPTS = [("x" * (i % 13 + 1)) + " hello" for i in range(40)]

@@ -15,11 +15,32 @@ Imports nothing heavy at import time (no model, no pandas, no matplotlib).
 from __future__ import annotations
 
 from .formats import FORMATS, ORDERS, ResponseFormat, build_item, get_format
-from .items import (BIG_FIVE, IPIP_ANCHORS, IPIP_QUESTION, YES_NO_QUESTION, Instrument, InstrumentError,
-                    InstrumentItem, first_person, instrument_from_records, load_instrument, load_ipip_neo,
-                    yes_no_records)
-from .selfreport import (DEFAULT_FORMATS, FormatEffect, OrderSymmetry, SelfReportResult, administer, format_effect,
-                         order_symmetry, plot_format_effect, plot_order_symmetry, plot_trait_scores)
+from .items import (
+                    BIG_FIVE,
+                    IPIP_ANCHORS,
+                    IPIP_QUESTION,
+                    YES_NO_QUESTION,
+                    Instrument,
+                    InstrumentError,
+                    InstrumentItem,
+                    first_person,
+                    instrument_from_records,
+                    load_instrument,
+                    load_ipip_neo,
+                    yes_no_records,
+)
+from .selfreport import (
+                    DEFAULT_FORMATS,
+                    FormatEffect,
+                    OrderSymmetry,
+                    SelfReportResult,
+                    administer,
+                    format_effect,
+                    order_symmetry,
+                    plot_format_effect,
+                    plot_order_symmetry,
+                    plot_trait_scores,
+)
 
 __all__ = [
     "Instrument", "InstrumentItem", "InstrumentError", "load_ipip_neo", "load_instrument", "instrument_from_records",

@@ -14,7 +14,6 @@ them are close to, but not identical with, numbers from ``HuggingFaceTB/SmolLM2-
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 import importlib.util
 import json
 import os
@@ -22,6 +21,8 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from workbench.errors import WorkbenchError
 
 from ..results import file_sha256
 

@@ -25,7 +25,6 @@ logits give the first generated token), ``"prompt"`` and ``"all"`` are every rea
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 import contextlib
 import hashlib
 import inspect
@@ -35,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
+
+from workbench.errors import WorkbenchError
 
 from ..interventions import Intervention, InterventionError, as_interventions
 from ..results import Provenance, to_jsonable
@@ -203,8 +204,9 @@ class HookedModel:
         )
         self.backend_name = backend
         if backend == "tl":
-            from .backends import TLBackend
             from transformer_lens.model_bridge import TransformerBridge
+
+            from .backends import TLBackend
 
             self.bridge = TransformerBridge.boot_transformers(
                 tl_model_name or source, hf_model=hf_model, tokenizer=tokenizer,

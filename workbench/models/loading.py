@@ -17,7 +17,6 @@ patterns (TransformerLens computes attention itself). ``trust_remote_code`` is o
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 import json
 import os
 import socket
@@ -27,6 +26,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
+
+from workbench.errors import WorkbenchError
 
 from . import compat
 from .arch import UnsupportedArchitecture, arch_for_config

@@ -18,11 +18,12 @@ the same activations as the same prompt alone (tested to 1e-5).
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 from dataclasses import dataclass, field
 from typing import Sequence, Union
 
 import torch
+
+from workbench.errors import WorkbenchError
 
 __all__ = ["Tokens", "PositionSpec", "resolve_positions", "PositionError", "GENERATION_POLICIES"]
 

@@ -33,6 +33,22 @@ from workbench.scorers.judge import (
     parse_score,
     run_judge,
 )
+from workbench.scorers.koption import (
+    KOptionFormatError,
+    KOptionItem,
+    KOptionResult,
+    KOptionScorer,
+    koption_scores,
+    plot_koption,
+)
+from workbench.scorers.logprob import (
+    ContinuationScores,
+    LogprobScorer,
+    continuation_logprobs,
+    logit_difference,
+    target_logprob,
+)
+from workbench.scorers.match import MATCH_MODES, AnswerMatchScorer, answer_matches
 from workbench.scorers.refusal import (
     REFUSAL_PHRASES,
     RefusalScorer,
@@ -40,11 +56,6 @@ from workbench.scorers.refusal import (
     match_refusal,
     normalize_text,
 )
-from workbench.scorers.koption import (KOptionFormatError, KOptionItem, KOptionResult, KOptionScorer, koption_scores,
-                                      plot_koption)
-from workbench.scorers.match import MATCH_MODES, AnswerMatchScorer, answer_matches
-from workbench.scorers.logprob import (ContinuationScores, LogprobScorer, continuation_logprobs, logit_difference,
-                                      target_logprob)
 from workbench.scorers.statements import StatementScores, statement_is_yes_keyed, yes_no_bias
 from workbench.scorers.trait import TRAIT_JUDGE_TEMPLATE, TraitScorer, make_trait_judge, trait_expression
 

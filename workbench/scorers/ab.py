@@ -22,7 +22,6 @@ accuracy with a Wilson interval.
 
 from __future__ import annotations
 
-from workbench.errors import WorkbenchError
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from workbench.errors import WorkbenchError
 from workbench.results import data_hash
 from workbench.scorers.base import ScoreResult, register_scorer
 from workbench.stats import Estimate, bootstrap, proportion

@@ -64,8 +64,18 @@ References
 from __future__ import annotations
 
 from workbench.stats._base import MIN_BOOTSTRAP_UNITS, MIN_CORRELATION_UNITS, StatsError
+
+# Internal helpers kept reachable under their old names (used by workbench.crosscheck/plots and the tests).
+from workbench.stats._base import _check_confidence as _check_confidence
+from workbench.stats._base import _check_same_length as _check_same_length
+from workbench.stats._base import _float_1d as _float_1d
+from workbench.stats._base import _rankdata as _rankdata
+from workbench.stats.correlation import _kendall_s_permuted as _kendall_s_permuted
 from workbench.stats.correlation import kendall_tau_b, spearman
 from workbench.stats.estimate import Estimate
+from workbench.stats.estimate import _decimals as _decimals
+from workbench.stats.estimate import _fmt_conf as _fmt_conf
+from workbench.stats.estimate import _fmt_p as _fmt_p
 from workbench.stats.kappa import cohens_kappa
 from workbench.stats.means import mean_estimate, normal_estimate, paired_difference
 from workbench.stats.multiple import AdjustedPValues, adjust_pvalues, benjamini_hochberg, holm
@@ -75,16 +85,6 @@ from workbench.stats.power import detectable_difference, two_proportion_power, t
 from workbench.stats.rates import proportion, wilson
 from workbench.stats.resampling import bootstrap
 from workbench.stats.roc import IndexedAUROC, auroc, auroc_rows, delong_placements, delong_variance
-
-# Internal helpers kept reachable under their old names (used by workbench.crosscheck/plots and the tests).
-from workbench.stats._base import _check_confidence as _check_confidence
-from workbench.stats._base import _check_same_length as _check_same_length
-from workbench.stats._base import _float_1d as _float_1d
-from workbench.stats._base import _rankdata as _rankdata
-from workbench.stats.correlation import _kendall_s_permuted as _kendall_s_permuted
-from workbench.stats.estimate import _decimals as _decimals
-from workbench.stats.estimate import _fmt_conf as _fmt_conf
-from workbench.stats.estimate import _fmt_p as _fmt_p
 
 __all__ = [
     "StatsError",

@@ -94,7 +94,8 @@ def _z(confidence: float) -> float:
 def _rngs(seed: int | None) -> tuple[np.random.Generator, np.random.Generator, int]:
     """(bootstrap rng, permutation rng, recorded seed). ``seed=None`` draws and records one."""
     if seed is None:
-        seed = int(np.random.SeedSequence().entropy % (2**63))
+        entropy = np.random.SeedSequence().entropy  # an int when drawn fresh
+        seed = int(entropy) % (2**63)  # type: ignore[arg-type]
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise StatsError(f"seed must be an integer (or None to draw one); got {seed!r}.")
     seed = int(seed)

@@ -8,9 +8,20 @@ from typing import Any, Callable
 
 import numpy as np
 
-from workbench.stats._base import (_CHUNK_ELEMENTS, MIN_CORRELATION_UNITS, _check_confidence, _check_min_n,
-                                  _check_not_constant, _check_positive_int, _check_same_length, _chunks, _float_1d,
-                                  _pearson_rows, _rankdata, _rngs)
+from workbench.stats._base import (
+    _CHUNK_ELEMENTS,
+    MIN_CORRELATION_UNITS,
+    _check_confidence,
+    _check_min_n,
+    _check_not_constant,
+    _check_positive_int,
+    _check_same_length,
+    _chunks,
+    _float_1d,
+    _pearson_rows,
+    _rankdata,
+    _rngs,
+)
 from workbench.stats.estimate import Estimate
 from workbench.stats.resampling import _resample
 
@@ -166,7 +177,7 @@ def _kendall_s_permuted(xr: np.ndarray, yr: np.ndarray, perms: np.ndarray) -> np
         inserted = 0
         start = 0
         for end in block_end:
-            for c in range(start, end + 1):  # query the whole x block before inserting it
+            for c in range(start, int(end) + 1):  # query the whole x block before inserting it
                 i1 = yv_all[:, c] - 1
                 i2 = yv_all[:, c].copy()
                 less = np.zeros(b, dtype=np.int64)
@@ -183,7 +194,7 @@ def _kendall_s_permuted(xr: np.ndarray, yr: np.ndarray, perms: np.ndarray) -> np
                     tree[rows, idx] += 1
                     idx = np.minimum(idx + (idx & -idx), dump)
                 inserted += 1
-            start = end + 1
+            start = int(end) + 1
         out[r0 : r0 + b] = s_tot
     return out
 

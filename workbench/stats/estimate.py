@@ -107,8 +107,8 @@ def _fmt_conf(c: float) -> str:
     return f"{c * 100:.10g}%"
 
 
-def _fmt_p(p: float) -> str:
-    return f"{p:.2g}"
+def _fmt_p(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.2g}"
 
 
 def _decimals(*vals: float) -> int:

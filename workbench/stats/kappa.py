@@ -27,8 +27,8 @@ def _kappa_from_counts(counts: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def cohens_kappa(
-    a: Sequence[Any],
-    b: Sequence[Any],
+    a: Any,
+    b: Any,
     *,
     labels: Sequence[Any] | None = None,
     weights: str | None = None,

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from workbench.stats._base import StatsError, _check_confidence, _float_1d, _z, _NORMAL
+from workbench.stats._base import _NORMAL, StatsError, _check_confidence, _float_1d, _z
 from workbench.stats.estimate import Estimate
 from workbench.stats.resampling import _members_of, bootstrap
 
@@ -48,7 +48,7 @@ def normal_estimate(value: float, variance: float, *, n: int, confidence: float 
                     n=n, method=method, p_value=p, statistic=statistic, notes=tuple(notes))
 
 
-def mean_estimate(values: Any, groups: Sequence[Any] | None = None, *, ci: str = "bootstrap",
+def mean_estimate(values: Any, groups: Any = None, *, ci: str = "bootstrap",
                   n_resamples: int = 2000, seed: int | None = 0, confidence: float = 0.95, statistic: str = "mean",
                   bounds: tuple[float, float] = (-math.inf, math.inf), null: float | None = None) -> Estimate:
     """Mean of ``values`` (one per item) with a confidence interval.
@@ -79,7 +79,7 @@ def mean_estimate(values: Any, groups: Sequence[Any] | None = None, *, ci: str =
         m = float(x.mean())
         return Estimate(m, m, m, confidence=confidence, n=n_units, method="exact (constant or single value)",
                         statistic=statistic, notes=("no spread: the interval is degenerate",))
-    kw = {} if groups is None else {"groups": np.asarray(groups)}
+    kw: dict[str, Any] = {} if groups is None else {"groups": np.asarray(groups)}
     est = bootstrap(x, np.mean, n_resamples=n_resamples, confidence=confidence, seed=seed, **kw)
     return dataclasses.replace(est, statistic=statistic)
 

@@ -14,8 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from workbench.stats._base import (MIN_BOOTSTRAP_UNITS, StatsError, _check_confidence, _check_min_n,
-                                   _check_positive_int, _check_same_length, _chunks, _float_1d, _rankdata, _rngs)
+from workbench.stats._base import (
+    MIN_BOOTSTRAP_UNITS,
+    StatsError,
+    _check_confidence,
+    _check_min_n,
+    _check_positive_int,
+    _check_same_length,
+    _chunks,
+    _float_1d,
+    _rankdata,
+    _rngs,
+)
 from workbench.stats.estimate import Estimate
 from workbench.stats.means import mean_estimate
 from workbench.stats.resampling import _resample

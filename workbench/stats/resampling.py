@@ -8,8 +8,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from workbench.stats._base import (MIN_BOOTSTRAP_UNITS, _NORMAL, StatsError, _check_confidence, _check_min_n,
-                                  _check_positive_int, _check_same_length, _chunks, _rngs)
+from workbench.stats._base import (
+    _NORMAL,
+    MIN_BOOTSTRAP_UNITS,
+    StatsError,
+    _check_confidence,
+    _check_min_n,
+    _check_positive_int,
+    _check_same_length,
+    _chunks,
+    _rngs,
+)
 from workbench.stats.estimate import Estimate
 
 __all__ = ["bootstrap"]

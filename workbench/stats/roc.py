@@ -15,8 +15,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from workbench.stats._base import (_NORMAL, StatsError, _check_confidence, _check_not_constant, _check_same_length,
-                                  _float_1d, _rankdata, _rngs, _z)
+from workbench.stats._base import (
+    _NORMAL,
+    StatsError,
+    _check_confidence,
+    _check_not_constant,
+    _check_same_length,
+    _float_1d,
+    _rankdata,
+    _rngs,
+    _z,
+)
 from workbench.stats.estimate import Estimate
 from workbench.stats.resampling import _resample, bootstrap
 
@@ -78,7 +87,7 @@ def delong_placements(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray,
 
 
 def delong_variance(v10: np.ndarray, v01: np.ndarray, auc: Any, labels: Any,
-                    groups: Sequence[Any] | None = None) -> np.ndarray:
+                    groups: Any = None) -> np.ndarray:
     """Variance of the AUROC from its placements (last axis; see :func:`delong_placements`).
 
     Without ``groups``: DeLong's ``var(V10)/n1 + var(V01)/n0``. With a cluster id per example: Obuchowski's
@@ -226,7 +235,8 @@ def auroc(
     auc, se = _delong(pos_r, neg_r)
     p_value = _delong_p(auc, se)
     notes: tuple[str, ...] = ()
-    boot_rng, _, used_seed = _rngs(seed)
+    boot_rng, _, drawn_seed = _rngs(seed)
+    used_seed: int | None = drawn_seed
     if ci_method == "delong":
         lo, hi = _normal_ci(auc, se, confidence)
         method, used_seed = "delong", None
