@@ -19,13 +19,16 @@ overhead, under a token budget (memory). Everything is computed with the model's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
 from workbench.models import compat
 from workbench.models.stack import StackRunner, raw_site_hooks
 from workbench.sites import Site
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["BaseRun", "base_run", "run_cells", "mlp_after_attn", "plan_chunks"]
 
@@ -47,7 +50,7 @@ class BaseRun:
 
 
 @torch.inference_mode()
-def base_run(model: Any, input_ids: torch.Tensor, kinds: Sequence[str], *, embed_offset: torch.Tensor | None = None
+def base_run(model: Model, input_ids: torch.Tensor, kinds: Sequence[str], *, embed_offset: torch.Tensor | None = None
              ) -> BaseRun:
     """One full forward through the raw stack capturing ``kinds`` at every layer (plus resid_pre)."""
     runner = StackRunner(model)
@@ -91,7 +94,7 @@ def base_run(model: Any, input_ids: torch.Tensor, kinds: Sequence[str], *, embed
     return BaseRun(acts, [k for k, _ in kv], [v for _, v in kv], final.detach().clone())
 
 
-def mlp_after_attn(model: Any, layer: int, resid_mid: torch.Tensor) -> torch.Tensor:
+def mlp_after_attn(model: Model, layer: int, resid_mid: torch.Tensor) -> torch.Tensor:
     """The residual leaving a sequential ``layer`` given ``resid_mid``: ``resid_mid + post(mlp(ln2(resid_mid)))``
     (``ln2`` and the post-MLP norm where the family has them)."""
     ln2, mlp = model.layer_module(layer, "ln2"), model.layer_module(layer, "mlp")
@@ -102,7 +105,7 @@ def mlp_after_attn(model: Any, layer: int, resid_mid: torch.Tensor) -> torch.Ten
         return resid_mid + (post(out) if post is not None else out)
 
 
-def _make_cache(model: Any, base: BaseRun, p0: int, n: int) -> Any:
+def _make_cache(model: Model, base: BaseRun, p0: int, n: int) -> Any:
     """A KV cache with the base run's keys/values of positions ``< p0``, tiled ``n`` times (cell-major)."""
     kv = []
     for k, v in zip(base.keys, base.values):
@@ -154,7 +157,7 @@ class CellGroup:
 
 
 @torch.inference_mode()
-def run_cells(model: Any, base: BaseRun, groups: list[CellGroup], read_pos: int, metric: Callable,
+def run_cells(model: Model, base: BaseRun, groups: list[CellGroup], read_pos: int, metric: Callable,
               n_cells: int, *, max_tokens: int, overhead_tokens: int = 16, max_rows: int | None = None,
               progress: bool = False, desc: str = "patching") -> torch.Tensor:
     """Metric values ``[n_cells, B]`` of every cell (cells not in any group are left NaN)."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from workbench.sites import Site
 from workbench.stats import Estimate, mean_estimate
 
 from .heads import HeadScores, head_scores, repeated_random_tokens
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["copy_task", "head_ablation", "ICLScore", "icl_score", "repeated_half_loss", "InductionProtocolResult",
            "induction_protocol", "top_heads_per_layer", "rounding_rule"]
@@ -59,7 +62,7 @@ def _by_layer(heads: Sequence[Head]) -> dict[int, list[int]]:
 
 
 @torch.inference_mode()
-def head_ablation(model: Any, heads: Sequence[Head], method: str = "zero", *, reference: Any = None,
+def head_ablation(model: Model, heads: Sequence[Head], method: str = "zero", *, reference: Any = None,
                   seed: int = 0) -> list[Intervention]:
     """Interventions that ablate ``heads`` (``[(layer, head), ...]``) by ``method``.
 
@@ -90,7 +93,7 @@ def head_ablation(model: Any, heads: Sequence[Head], method: str = "zero", *, re
     raise ValueError(f"method must be 'zero', 'mean' or 'resample', got {method!r}")
 
 
-def _rows(model: Any, interventions: Any, i: int, j: int, B: int) -> Any:
+def _rows(model: Model, interventions: Any, i: int, j: int, B: int) -> Any:
     """The interventions for rows ``i:j`` of a ``B``-row batch: full-activation values with one row per input
     (resample ablation, patching in another batch's activations) are sliced to the same rows."""
     if interventions is None:
@@ -106,7 +109,7 @@ def _rows(model: Any, interventions: Any, i: int, j: int, B: int) -> Any:
     return out[0] if single else out
 
 
-def _token_losses(model: Any, tokens: torch.Tensor, interventions: Any = None, batch_size: int = 16,
+def _token_losses(model: Model, tokens: torch.Tensor, interventions: Any = None, batch_size: int = 16,
                   predictions: bool = False) -> Any:
     """``[B, T-1]`` next-token losses (nats) of unpadded token rows; with ``predictions`` also the
     ``[B, T-1]`` argmax next-token predictions from the same forward passes."""
@@ -123,7 +126,7 @@ def _token_losses(model: Any, tokens: torch.Tensor, interventions: Any = None, b
     return (torch.cat(out), torch.cat(preds)) if predictions else torch.cat(out)
 
 
-def repeated_half_loss(model: Any, tokens: torch.Tensor, half: int, interventions: Any = None
+def repeated_half_loss(model: Model, tokens: torch.Tensor, half: int, interventions: Any = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sequence mean loss and copy accuracy on the second copy of ``[BOS?] + s + s`` (``len(s) == half``).
 
@@ -164,7 +167,7 @@ class ICLScore:
                 f"-> {float(self.loss_late.mean()):.3g})")
 
 
-def icl_score(model: Any, texts: Any, *, early: int = 50, late: int = 500, interventions: Any = None,
+def icl_score(model: Model, texts: Any, *, early: int = 50, late: int = 500, interventions: Any = None,
               window: int = 0, seed: int = 0) -> ICLScore:
     """``loss(token late) - loss(token early)`` per text (token indices count real tokens from 0).
 
@@ -193,7 +196,7 @@ def icl_score(model: Any, texts: Any, *, early: int = 50, late: int = 500, inter
     return ICLScore(early, late, d.float(), le, ll, est, prov)
 
 
-def copy_task(model: Any, n: int = 20, length: int = 24, *, seed: int = 0) -> tuple[list[str], list[str]]:
+def copy_task(model: Model, n: int = 20, length: int = 24, *, seed: int = 0) -> tuple[list[str], list[str]]:
     """Text prompts for the shared log-prob scorer: ``s + s[:1]`` -> continuation ``s[1:]`` (a repeated random string).
 
     Byte-level models get random ASCII letters (one token each); larger vocabularies get random words drawn from
@@ -288,7 +291,7 @@ class InductionProtocolResult:
                 f"(n={self.effect_targeted.n} sequences, {len(self.random_sets)} random sets)")
 
 
-def induction_protocol(model: Any, *, k_percent: float = 2.0, n_random: int = 10, method: str = "zero",
+def induction_protocol(model: Model, *, k_percent: float = 2.0, n_random: int = 10, method: str = "zero",
                        n_seqs: int = 20, half: int = 50, seed: int = 0, score_seqs: int = 10,
                        icl_texts: Any = None, icl_early: int = 50, icl_late: int = 500,
                        scores: HeadScores | None = None, scorer: bool = True, progress: bool = False

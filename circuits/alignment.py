@@ -34,12 +34,15 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
 from workbench.errors import WorkbenchError
 from workbench.models.tokens import Tokens
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["SpanAlignment", "align_tokens", "check_aligned_pair", "AlignmentError"]
 
@@ -108,7 +111,7 @@ def align_tokens(clean: Sequence[int], corrupt: Sequence[int]) -> SpanAlignment:
     return SpanAlignment(len(a), len(b), tuple(pairs), tuple(spans))
 
 
-def check_aligned_pair(model: Any, clean: Any, corrupt: Any, **tokenize_kw: Any
+def check_aligned_pair(model: Model, clean: Any, corrupt: Any, **tokenize_kw: Any
                        ) -> tuple[Tokens, Tokens, list[SpanAlignment]]:
     """Tokenise a clean/corrupt batch whose two sides may differ in length, and align each row.
 

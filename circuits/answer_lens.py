@@ -11,13 +11,16 @@ preference, e.g. for the stereotyped answer of a BBQ item, is written into the r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
 from workbench.results import Provenance, data_hash
 from workbench.stats import Estimate, bootstrap
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["AnswerLensResult", "answer_lens", "plot_answer_lens"]
 
@@ -59,7 +62,7 @@ class AnswerLensResult:
 
 
 @torch.inference_mode()
-def answer_lens(model: Any, prompts: Sequence[Any], a_ids: Sequence[int], b_ids: Sequence[int], *,
+def answer_lens(model: Model, prompts: Sequence[Any], a_ids: Sequence[int], b_ids: Sequence[int], *,
                 label: str = "logit diff", seed: int = 0, batch_size: int = 8, **tokenize_kw: Any) -> AnswerLensResult:
     """The lens's ``logit[a] - logit[b]`` at each prompt's last token, per stage (see the module docstring)."""
     from workbench.sites import Site

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from workbench.stats import Estimate, spearman
 from .corruption import check_pair
 from .metrics import as_metric
 from .patching import PatchingResult
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["AttributionResult", "attribution_patching", "AgreementReport", "attribution_agreement", "NODE_KINDS"]
 
@@ -111,7 +114,7 @@ def _sum_metric(m, rp: int):
     return f
 
 
-def _rotary(model: Any, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+def _rotary(model: Model, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """Apply the model's rotary embedding to canonical q or k ``[B, T, heads, d_head]``."""
     pe = model.rotary_embeddings(x, pos)
     if pe is None:
@@ -122,7 +125,7 @@ def _rotary(model: Any, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     return apply_rotary(x, cos, sin)
 
 
-def _pattern_from(model: Any, q: torch.Tensor, k: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+def _pattern_from(model: Model, q: torch.Tensor, k: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """Causal softmax pattern ``[B, H, T, T]`` from canonical (pre-rotary) q ``[B,T,H,dh]`` and k ``[B,T,KV,dh]``."""
     f = model.facts
     pos = pos.to(q.device)
@@ -154,7 +157,7 @@ def _node_values(kind: str, delta: torch.Tensor, grad: torch.Tensor) -> torch.Te
     return prod.T  # [T, B]
 
 
-def attribution_patching(model: Any, clean: Any, corrupt: Any, node_kind: str = "head", *, metric: Any,
+def attribution_patching(model: Model, clean: Any, corrupt: Any, node_kind: str = "head", *, metric: Any,
                          direction: str = "denoise", read_position: int = -1, qk_fix: bool = False,
                          graddrop: bool = False, layers: Sequence[int] | None = None, progress: bool = False,
                          **tokenize_kw: Any) -> AttributionResult:

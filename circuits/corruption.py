@@ -10,13 +10,16 @@ embeddings) is provided for comparison.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
 from workbench.errors import WorkbenchError
 from workbench.interventions import custom
 from workbench.models.tokens import Tokens
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["CorruptionError", "check_pair", "token_replacement", "embedding_noise", "NoiseCorruption"]
 
@@ -25,7 +28,7 @@ class CorruptionError(WorkbenchError, ValueError):
     pass
 
 
-def check_pair(model: Any, clean: Any, corrupt: Any, **tokenize_kw: Any) -> tuple[Tokens, Tokens]:
+def check_pair(model: Model, clean: Any, corrupt: Any, **tokenize_kw: Any) -> tuple[Tokens, Tokens]:
     """Tokenise a clean/corrupt pair (or batches) and check they line up position by position.
 
     Raises :class:`CorruptionError` when the batches differ in size or in token count, naming the
@@ -56,7 +59,7 @@ def check_pair(model: Any, clean: Any, corrupt: Any, **tokenize_kw: Any) -> tupl
     return ct, xt
 
 
-def token_replacement(model: Any, clean: str | Sequence[str], replacements: dict[str, str] | Sequence[dict[str, str]],
+def token_replacement(model: Model, clean: str | Sequence[str], replacements: dict[str, str] | Sequence[dict[str, str]],
                       **tokenize_kw: Any) -> tuple[Tokens, Tokens]:
     """Symmetric token replacement: corrupt prompts made by replacing words, with a length check.
 
@@ -104,7 +107,7 @@ class NoiseCorruption:
         return custom("resid_pre.0", fn, positions="all", label=f"embedding noise x{self.std_multiple}")
 
 
-def embedding_noise(model: Any, tokens: Tokens, positions: Sequence[int] | int, *, std_multiple: float = 3.0,
+def embedding_noise(model: Model, tokens: Tokens, positions: Sequence[int] | int, *, std_multiple: float = 3.0,
                     seed: int = 0) -> NoiseCorruption:
     """Noise corruption for ``tokens`` at ``positions`` (indices into each row's real tokens)."""
     pos = [positions] if isinstance(positions, int) else list(positions)

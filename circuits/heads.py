@@ -27,7 +27,7 @@ ignored, as in the paper's attention-only analysis).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -36,13 +36,16 @@ from workbench.results import Provenance, data_hash
 from workbench.sites import Site
 from workbench.stats import Estimate, mean_estimate
 
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
+
 __all__ = ["HEAD_KINDS", "repeated_random_tokens", "detection_pattern", "pattern_scores", "HeadScores", "head_scores",
            "copying_scores", "CopyingScores", "W_V"]
 
 HEAD_KINDS = ("previous_token", "duplicate_token", "induction")
 
 
-def repeated_random_tokens(model: Any, n_seqs: int = 10, half: int = 50, *, seed: int = 0, low: int | None = None,
+def repeated_random_tokens(model: Model, n_seqs: int = 10, half: int = 50, *, seed: int = 0, low: int | None = None,
                            high: int | None = None, bos: bool | None = None) -> torch.Tensor:
     """``[n_seqs, (1) + 2 * half]`` token ids: optional BOS, then ``half`` random tokens, repeated once.
 
@@ -167,7 +170,7 @@ class HeadScores:
 
 
 @torch.inference_mode()
-def head_scores(model: Any, tokens: torch.Tensor | None = None, *, kinds: Sequence[str] = HEAD_KINDS,
+def head_scores(model: Model, tokens: torch.Tensor | None = None, *, kinds: Sequence[str] = HEAD_KINDS,
                 measures: Sequence[str] = ("target", "mul", "abs"), n_seqs: int = 10, half: int = 50, seed: int = 0,
                 exclude_bos: bool = False, exclude_current_token: bool = False, batch_size: int = 8) -> HeadScores:
     """Previous-token, duplicate-token and induction scores of every head.
@@ -207,7 +210,7 @@ def head_scores(model: Any, tokens: torch.Tensor | None = None, *, kinds: Sequen
 # OV copying score
 # ------------------------------------------------------------------------------------------------------
 
-def W_V(model: Any, layer: int) -> torch.Tensor:
+def W_V(model: Model, layer: int) -> torch.Tensor:
     """Value weights ``[n_kv_heads, d_model, d_head]`` of ``layer`` (``v = ln1(x) @ W_V[kv]``, bias ignored)."""
     arch, f = model.arch, model.facts
     if arch.qkv == "separate":
@@ -251,7 +254,7 @@ class CopyingScores:
 
 
 @torch.inference_mode()
-def copying_scores(model: Any) -> CopyingScores:
+def copying_scores(model: Model) -> CopyingScores:
     """OV-circuit eigenvalue copying score of every head (see the module docstring)."""
     f = model.facts
     W_E = model.W_E.detach().float()  # [V, d]

@@ -25,7 +25,7 @@ logit attribution (DLA) whose terms sum exactly to the model's logit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ import torch
 from workbench.results import Provenance, data_hash
 from workbench.sites import Site
 from workbench.stats import mean_estimate
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["FoldedUnembed", "fold_unembed", "LensResult", "logit_lens", "lens_from_residuals",
            "DLAResult", "direct_logit_attribution", "residual_stack", "at_last_token", "resolution_stages"]
@@ -70,7 +73,7 @@ def _norm_eps(mod: torch.nn.Module) -> float:
     return 1e-5
 
 
-def fold_unembed(model: Any) -> FoldedUnembed:
+def fold_unembed(model: Model) -> FoldedUnembed:
     """Fold ``model``'s final norm into its unembedding (RMSNorm, Gemma's ``(1 + w)`` RMSNorm, or LayerNorm),
     in float32, with the family's final-logit soft-capping."""
     norm_mod = model.final_norm_module
@@ -91,7 +94,7 @@ def fold_unembed(model: Any) -> FoldedUnembed:
     return FoldedUnembed(W2, b, "ln", _norm_eps(norm_mod), cap)
 
 
-def residual_stack(model: Any, inputs: Any, **tokenize_kw: Any):
+def residual_stack(model: Model, inputs: Any, **tokenize_kw: Any):
     """``(tokens, resid [n_layers + 1, B, T, d], final logits)``: the embedding and every ``resid_post``."""
     sites = [Site("resid_pre", 0)] + [Site("resid_post", L) for L in range(model.n_layers)]
     logits, cache = model.run_with_cache(inputs, sites, **tokenize_kw)
@@ -214,7 +217,7 @@ def _kl_final(lens_logits: torch.Tensor, final_logp: torch.Tensor) -> torch.Tens
 
 
 @torch.inference_mode()
-def lens_from_residuals(model: Any, tokens: Any, resid: torch.Tensor, final_logits: torch.Tensor, *,
+def lens_from_residuals(model: Model, tokens: Any, resid: torch.Tensor, final_logits: torch.Tensor, *,
                         translate: Any = None, lens: str = "logit", coordinates: str = "raw",
                         targets: Any = None, k: int = 5, chunk: int = 2048) -> LensResult:
     """Lens readings from captured residuals ``resid [stages, B, T, d]`` (see :func:`logit_lens`).
@@ -281,7 +284,7 @@ def lens_from_residuals(model: Any, tokens: Any, resid: torch.Tensor, final_logi
                       tgt, tprob, trank, prov)
 
 
-def logit_lens(model: Any, prompts: Any, *, targets: Any = None, k: int = 5, coordinates: str = "raw",
+def logit_lens(model: Model, prompts: Any, *, targets: Any = None, k: int = 5, coordinates: str = "raw",
                **tokenize_kw: Any) -> LensResult:
     """The logit lens on ``prompts`` at every layer and position.
 
@@ -349,7 +352,7 @@ class DLAResult:
 
 
 @torch.inference_mode()
-def direct_logit_attribution(model: Any, prompts: Any, correct: Any, wrong: Any = None, *, heads: bool = True,
+def direct_logit_attribution(model: Model, prompts: Any, correct: Any, wrong: Any = None, *, heads: bool = True,
                              position: int = -1, **tokenize_kw: Any) -> DLAResult:
     """Decompose the final residual at ``position`` into components and read each with the folded unembedding.
 

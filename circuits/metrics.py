@@ -15,11 +15,14 @@ comparison. Any callable ``f(logits, rows) -> [n]`` works as a metric too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
 from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["PatchMetric", "LogitDiff", "TargetProb", "TargetLogProb", "KLFromClean", "as_metric",
            "single_token_ids", "MetricError"]
@@ -29,7 +32,7 @@ class MetricError(WorkbenchError, ValueError):
     pass
 
 
-def single_token_ids(model: Any, answers: str | int | Sequence[str | int]) -> torch.Tensor:
+def single_token_ids(model: Model, answers: str | int | Sequence[str | int]) -> torch.Tensor:
     """Token ids of single-token answers (``" Paris"`` -> its id); raise if an answer is several tokens."""
     items = [answers] if isinstance(answers, (str, int)) else list(answers)
     out = []

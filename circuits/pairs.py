@@ -22,12 +22,15 @@ one subset of pairs and scored on another (so a later correlation is not selecte
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from workbench.errors import WorkbenchError
 from workbench.results import Provenance, data_hash, to_jsonable
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["PairPatchingResult", "pair_patching", "plot_pair_patching", "COMPONENT_FAMILIES", "PairPatchingError"]
 
@@ -136,7 +139,7 @@ def _cue_position(alignment: Any, base: str, T: int, max_gap: int = 2) -> int:
     return end - 1 if end > start else max(start - 1, 0)
 
 
-def pair_patching(model: Any, pairs: Sequence[tuple[Any, Any]], metrics: Sequence[Any] | Callable[[int], Any], *,
+def pair_patching(model: Model, pairs: Sequence[tuple[Any, Any]], metrics: Sequence[Any] | Callable[[int], Any], *,
                   families: Sequence[str] = COMPONENT_FAMILIES, direction: str = "denoise", read_position: int = -1,
                   ids: Sequence[str] | None = None, progress: bool = False, **tokenize_kw: Any) -> PairPatchingResult:
     """Span-aligned patching of each (clean, corrupt) pair on the components of ``families``.

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -54,6 +54,9 @@ from ._engine import BaseRun, CellGroup, base_run, mlp_after_attn, run_cells
 from .alignment import check_aligned_pair, partner_index
 from .corruption import NoiseCorruption, check_pair
 from .metrics import as_metric
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["PatchingResult", "patching_sweep", "PATCH_KINDS", "PatchingError", "DirectPathResult",
            "path_patching", "cell_bootstrap"]
@@ -356,7 +359,7 @@ def _resolve_list(x, n: int, what: str) -> list[int]:
     return out
 
 
-def patching_sweep(model: Any, clean: Any, corrupt: Any, site_kind: str = "resid_pre", *, metric: Any,
+def patching_sweep(model: Model, clean: Any, corrupt: Any, site_kind: str = "resid_pre", *, metric: Any,
                    direction: str = "denoise", per_position: bool = False, layers: Sequence[int] | None = None,
                    positions: Sequence[int] | None = None, heads: Sequence[int] | None = None,
                    read_position: int = -1, memory_mb: float = 1024.0, overhead_tokens: int = 16,
@@ -576,7 +579,7 @@ class DirectPathResult:
                 f"to the logits {logits:.2f}; to later heads' {self.component}: {dst or 'none'}")
 
 
-def _head_input(model: Any, layer: int, resid: torch.Tensor, component: str) -> torch.Tensor:
+def _head_input(model: Model, layer: int, resid: torch.Tensor, component: str) -> torch.Tensor:
     """The canonical q/k/v (``[B, T, heads, d_head]``, before rotary) that layer ``layer`` computes from ``resid``."""
     arch, f = model.arch, model.facts
     ln1 = model.layer_module(layer, "ln1")
@@ -591,7 +594,7 @@ def _head_input(model: Any, layer: int, resid: torch.Tensor, component: str) -> 
 
 
 @torch.inference_mode()
-def path_patching(model: Any, clean: Any, corrupt: Any, source: tuple[int, int], *, metric: Any,
+def path_patching(model: Model, clean: Any, corrupt: Any, source: tuple[int, int], *, metric: Any,
                   component: str = "q", direction: str = "denoise", read_position: int = -1,
                   batch_size: int = 16, **tokenize_kw: Any) -> DirectPathResult:
     """Direct path patching (Wang et al. 2022, IOI; Goldowsky-Dill et al. 2023): the edge from one head.

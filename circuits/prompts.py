@@ -9,9 +9,12 @@ a number).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .metrics import LogitDiff, single_token_ids
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["FACTS", "FACTUAL_PAIRS", "IOI_PAIRS", "single_token_facts", "usable_pairs", "factual_recall_batch",
            "ioi_batch"]
@@ -41,11 +44,11 @@ IOI_PAIRS = [(" Mary", " John"), (" Alice", " Bob"), (" Sarah", " Tom"), (" Emma
              (" Paul", " Michael")]
 
 
-def _n_tokens(model: Any, text: str) -> int:
+def _n_tokens(model: Model, text: str) -> int:
     return len(model.tokenizer.encode(text, add_special_tokens=False))
 
 
-def single_token_facts(model: Any, facts: Sequence[tuple[str, str]] = FACTS
+def single_token_facts(model: Model, facts: Sequence[tuple[str, str]] = FACTS
                        ) -> tuple[list[tuple[str, str]], list[str]]:
     """The (prompt, answer) pairs whose answer is one token for ``model``, and a note naming those dropped."""
     keep, dropped = [], []
@@ -56,7 +59,7 @@ def single_token_facts(model: Any, facts: Sequence[tuple[str, str]] = FACTS
     return keep, notes
 
 
-def usable_pairs(model: Any, pairs: Sequence[tuple[str, str]] = FACTUAL_PAIRS
+def usable_pairs(model: Model, pairs: Sequence[tuple[str, str]] = FACTUAL_PAIRS
                  ) -> tuple[list[tuple[str, str]], list[str]]:
     """The (subject, answer) rows :func:`factual_recall_batch` can use on ``model``: answer and subject one token
     each (so every clean and corrupt prompt has the same length), and a note naming those dropped."""
@@ -68,7 +71,7 @@ def usable_pairs(model: Any, pairs: Sequence[tuple[str, str]] = FACTUAL_PAIRS
     return keep, notes
 
 
-def factual_recall_batch(model: Any, pairs: Sequence[tuple[str, str]] = FACTUAL_PAIRS):
+def factual_recall_batch(model: Model, pairs: Sequence[tuple[str, str]] = FACTUAL_PAIRS):
     """Clean/corrupt prompts and a per-prompt logit-difference metric (correct capital minus the corrupt one's)."""
     clean = [f"The capital of{s} is" for s, _ in pairs]
     corrupt = [f"The capital of{pairs[(i + 1) % len(pairs)][0]} is" for i in range(len(pairs))]
@@ -77,7 +80,7 @@ def factual_recall_batch(model: Any, pairs: Sequence[tuple[str, str]] = FACTUAL_
     return clean, corrupt, LogitDiff(correct, wrong)
 
 
-def ioi_batch(model: Any, pairs: Sequence[tuple[str, str]] = IOI_PAIRS):
+def ioi_batch(model: Model, pairs: Sequence[tuple[str, str]] = IOI_PAIRS):
     """IOI prompts (Wang et al. 2022) with the repeated name swapped in the corrupt prompt (ABB -> ABA)."""
     t = "When{a} and{b} went to the store,{s} gave a drink to"
     clean = [t.format(a=a, b=b, s=b) for a, b in pairs]

@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from workbench.results import Provenance, data_hash
 from workbench.stats import Estimate, mean_estimate
 
 from .lens import LensResult, lens_from_residuals, residual_stack
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["TunedLens", "train_tuned_lens", "TunedLensTraining", "LensComparison", "compare_lenses",
            "collect_residuals"]
@@ -53,7 +56,7 @@ class TunedLens:
         return self.A.shape[0]
 
     @classmethod
-    def identity(cls, model: Any) -> "TunedLens":
+    def identity(cls, model: Model) -> "TunedLens":
         S, d = model.n_layers + 1, model.facts.d_model
         return cls(torch.zeros(S, d, d), torch.zeros(S, d), model.name, model.weights_hash)
 
@@ -92,7 +95,7 @@ class TunedLens:
                                  f"model's weights hash is {model.weights_hash}. Retrain it for this model.")
         return lens
 
-    def __call__(self, model: Any, prompts: Any, *, targets: Any = None, k: int = 5, **tokenize_kw) -> LensResult:
+    def __call__(self, model: Model, prompts: Any, *, targets: Any = None, k: int = 5, **tokenize_kw) -> LensResult:
         """Tuned-lens readings of ``prompts`` (same fields as :func:`circuits.logit_lens`)."""
         tokens, resid, logits = residual_stack(model, prompts, **tokenize_kw)
         return lens_from_residuals(model, tokens, resid, logits, translate=self.translate, lens="tuned",
@@ -106,7 +109,7 @@ class _Residuals:
 
 
 @torch.inference_mode()
-def collect_residuals(model: Any, texts: Sequence[str], *, batch_size: int = 16, skip_first: int = 1,
+def collect_residuals(model: Model, texts: Sequence[str], *, batch_size: int = 16, skip_first: int = 1,
                       max_tokens_per_text: int = 64) -> _Residuals:
     """Residuals at every stage for the real tokens of ``texts`` (the first ``skip_first`` tokens dropped:
     the first position's residual is an outlier in many models and carries no context)."""
@@ -156,7 +159,7 @@ def _kl(lens_logits: torch.Tensor, final_logp: torch.Tensor) -> torch.Tensor:
     return (final_logp.exp() * (final_logp - lp)).sum(-1)
 
 
-def train_tuned_lens(model: Any, texts: Sequence[str], *, steps: int = 100, batch_tokens: int = 64, lr: float = 1e-3,
+def train_tuned_lens(model: Model, texts: Sequence[str], *, steps: int = 100, batch_tokens: int = 64, lr: float = 1e-3,
                      val_fraction: float = 0.15, eval_every: int = 10, seed: int = 0, max_tokens_per_text: int = 64,
                      stages: Sequence[int] | None = None, max_val_tokens: int = 256,
                      progress: bool = False) -> TunedLensTraining:
@@ -292,7 +295,7 @@ class LensComparison:
 
 
 @torch.inference_mode()
-def compare_lenses(model: Any, lens: TunedLens, texts: Sequence[str], *, seed: int = 0, n_resamples: int = 1000,
+def compare_lenses(model: Model, lens: TunedLens, texts: Sequence[str], *, seed: int = 0, n_resamples: int = 1000,
                    max_tokens_per_text: int = 64) -> LensComparison:
     """Evaluate the logit lens and ``lens`` on the same (held-out) ``texts``."""
     res = collect_residuals(model, texts, max_tokens_per_text=max_tokens_per_text)

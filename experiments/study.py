@@ -18,7 +18,10 @@ returns is written the same way in every experiment.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["StudyResult", "skipped", "chat_note", "fits_context", "estimate_dict"]
 
@@ -85,14 +88,14 @@ def skipped(title: str, slug: str, reason: str, *, notes: Sequence[str] = ()) ->
     return StudyResult(title, f"Skipped: {reason}.", slug, notes=list(notes), payload={"skipped": reason})
 
 
-def chat_note(model: Any) -> list[str]:
+def chat_note(model: Model) -> list[str]:
     """The note a study adds when it formats prompts without a chat template (the model has none)."""
     if getattr(model.facts, "has_chat_template", False):
         return []
     return [f"{model.name} has no chat template: prompts were given as plain text (no system or user turn)"]
 
 
-def fits_context(model: Any, prompts: Sequence[Any], *, chat: bool = False, system: str | None = None,
+def fits_context(model: Model, prompts: Sequence[Any], *, chat: bool = False, system: str | None = None,
                  reserve: int = 0, continuations: Sequence[str | None] | None = None) -> list[bool]:
     """Per prompt, whether it fits ``model``'s context with ``reserve`` tokens to spare (tokens to be generated
     or appended) plus its continuation's tokens (``continuations``: an output read after the prompt), tokenised

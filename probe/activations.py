@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from workbench.layers import resolve_layers
 from workbench.results import Provenance
 
 from .datasets import READ_POSITIONS, DatasetError, Example, LabelledPromptSet
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["Activations", "Encoded", "encode_example", "collect", "collect_cached", "collect_to_store"]
 
@@ -144,7 +147,7 @@ class Activations:
                                       model_hash=self.provenance.model_hash or "", row_meta=meta)
 
 
-def _use_chat(model: Any, dataset: LabelledPromptSet, chat: bool | None) -> bool:
+def _use_chat(model: Model, dataset: LabelledPromptSet, chat: bool | None) -> bool:
     want = dataset.chat if chat is None else chat
     if want is None:
         return bool(model.facts.has_chat_template)
@@ -153,7 +156,7 @@ def _use_chat(model: Any, dataset: LabelledPromptSet, chat: bool | None) -> bool
     return bool(want)
 
 
-def _prompt_text(model: Any, ex: Example, chat: bool, system: str | None, where: str) -> str:
+def _prompt_text(model: Model, ex: Example, chat: bool, system: str | None, where: str) -> str:
     if chat:
         return model.format_chat(ex.prompt, system=system)
     if not isinstance(ex.prompt, str):
@@ -162,11 +165,11 @@ def _prompt_text(model: Any, ex: Example, chat: bool, system: str | None, where:
     return ex.prompt
 
 
-def _ids(model: Any, text: str, chat: bool) -> list[int]:
+def _ids(model: Model, text: str, chat: bool) -> list[int]:
     return model.tokenize(text, prepend_bos=False if chat else None).real_tokens(0)
 
 
-def encode_example(model: Any, ex: Example, read: str, *, chat: bool, system: str | None = None,
+def encode_example(model: Model, ex: Example, read: str, *, chat: bool, system: str | None = None,
                    where: str = "example") -> Encoded:
     """Token ids and read span of one example (see the module docstring)."""
     if read not in READ_POSITIONS:
@@ -198,7 +201,7 @@ def encode_example(model: Any, ex: Example, read: str, *, chat: bool, system: st
     return Encoded(fids, span, full, joined)
 
 
-def collect(model: Any, dataset: LabelledPromptSet, *, layers: Any = None, site_kind: str = "resid_post",
+def collect(model: Model, dataset: LabelledPromptSet, *, layers: Any = None, site_kind: str = "resid_post",
             read: str | None = None, chat: bool | None = None, system: str | None = None, batch_size: int = 16,
             max_tokens_per_batch: int = 8192, progress: bool = False) -> Activations:
     """Activations of every example at ``site_kind`` of each layer, at the read position.
@@ -280,7 +283,7 @@ def collect(model: Any, dataset: LabelledPromptSet, *, layers: Any = None, site_
                        dataset.label_names, prov, notes)
 
 
-def collect_to_store(model: Any, dataset: LabelledPromptSet, out_dir: str | Path, *, layers: Any = None,
+def collect_to_store(model: Model, dataset: LabelledPromptSet, out_dir: str | Path, *, layers: Any = None,
                      site_kind: str = "resid_post", read: str | None = None, chat: bool | None = None,
                      system: str | None = None, dtype: str = "float16", batch_size: int = 32,
                      resume: bool = True, progress: bool = True):
@@ -313,7 +316,7 @@ def collect_to_store(model: Any, dataset: LabelledPromptSet, out_dir: str | Path
                                resume=resume, progress=progress, row_meta=meta, **kw)
 
 
-def collect_cached(model: Any, dataset: LabelledPromptSet, cache_dir: str | Path | None, **kw: Any) -> Activations:
+def collect_cached(model: Model, dataset: LabelledPromptSet, cache_dir: str | Path | None, **kw: Any) -> Activations:
     """:func:`collect`, or its saved result when ``cache_dir`` holds one for the same model
     weights, data, read position, chat formatting, layers and site (the file name is a hash of
     all of them, so a stale cache is never read). ``cache_dir=None``: no caching."""

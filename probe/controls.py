@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -46,6 +46,9 @@ from .batched import fit_logistic_batched, project
 from .datasets import LabelledPromptSet
 from .metrics import auroc_estimate
 from .splits import as_groups, train_test_split
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["TokenArtifactResult", "token_artifact_control", "artifact_effect"]
 
@@ -121,7 +124,7 @@ def _layer_rows(acts: Any, layers: list[int]) -> torch.Tensor:
     return acts.x[[acts.layers.index(L) for L in layers]]
 
 
-def token_artifact_control(model: Any, dataset: LabelledPromptSet, *, artifact: Sequence[str] | None = ("(B)", "(A)"),
+def token_artifact_control(model: Model, dataset: LabelledPromptSet, *, artifact: Sequence[str] | None = ("(B)", "(A)"),
                            layers: Any = None, site_kind: str = "resid_post", C: float = 0.1,
                            test_size: float = 0.3, seed: int = 0, device: Any = None, batch_size: int = 16,
                            n_resamples: int = 2000, ci: str = "delong", removed: Any = None,

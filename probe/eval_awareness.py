@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from .datasets import Example, LabelledPromptSet, load_framing
 from .metrics import _paired_difference
 from .probes import LinearProbe
 from .sweep import LayerSweepResult, layer_sweep
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = [
     "TASKS", "TEST_TEMPLATES", "DEPLOY_TEMPLATES", "build_framing_records", "framing_set", "FRAMING_FILE",
@@ -278,14 +281,14 @@ class EvalAwarenessResult:
             s.append(self.artifact.summary())
         return "\n".join(s)
 
-    def score(self, model: Any, prompts: Sequence[Any], **kw: Any) -> "PromptScores":
+    def score(self, model: Model, prompts: Sequence[Any], **kw: Any) -> "PromptScores":
         return score_prompts(self, model, prompts, **kw)
 
     def directions(self):
         return self.sweep.directions(self.method)
 
 
-def eval_awareness_probe(model: Any, dataset: LabelledPromptSet | None = None, *, layers: Any = None,
+def eval_awareness_probe(model: Model, dataset: LabelledPromptSet | None = None, *, layers: Any = None,
                          method: str = "logistic", layer: int | None = None, controls: bool = True,
                          artifact: bool = True, artifact_layers: Any = None, C: float | str = "cv",
                          seed: int = 0, test_size: float = 0.25, batch_size: int = 16, device: Any = None,
@@ -377,7 +380,7 @@ class PromptScores:
                 f" to {float(np.max(self.normalized)):.2f}), mean p(test) {float(np.mean(self.p_test)):.2f}")
 
 
-def score_prompts(probe: Any, model: Any, prompts: Sequence[Any], *, layer: int | None = None,
+def score_prompts(probe: Any, model: Model, prompts: Sequence[Any], *, layer: int | None = None,
                   read: str | None = None, chat: bool | None = None, system: str | None = None,
                   batch_size: int = 16, cache_dir: Any = None, collect_layers: Any = None,
                   progress: bool = False) -> PromptScores:
@@ -448,7 +451,7 @@ class FramingShiftResult:
                 f"(negative = less test-like); lowered for a fraction {self.fraction_lower}")
 
 
-def framing_shift(probe: Any, model: Any, originals: Sequence[str], rewrites: Sequence[str] | None = None, *,
+def framing_shift(probe: Any, model: Model, originals: Sequence[str], rewrites: Sequence[str] | None = None, *,
                   ids: Sequence[Any] | None = None, seed: int = 0, n_resamples: int = 2000,
                   batch_size: int = 16, cache_dir: Any = None, collect_layers: Any = None) -> FramingShiftResult:
     """Score prompts and their rewrites (default: :func:`rewrite_to_deploy`) with the probe."""

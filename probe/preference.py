@@ -21,7 +21,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from workbench.stats import Estimate
 from .activations import collect
 from .datasets import Example, LabelledPromptSet, load_preference_pairs
 from .sweep import LayerSweepResult, layer_sweep
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["DIMENSIONS", "build_preference_set", "preference_records", "export_preference_sets",
            "hh_harmless_set", "PreferenceProbeResult", "preference_probes"]
@@ -254,7 +257,7 @@ class PreferenceProbeResult:
         return f"preference probes ({self.split} split), AUROC: " + "; ".join(parts)
 
 
-def preference_probes(model: Any, dimensions: Sequence[str] = DIMENSIONS, *, split: str = "easy",
+def preference_probes(model: Model, dimensions: Sequence[str] = DIMENSIONS, *, split: str = "easy",
                       layers: Any = "all", datasets: dict[str, LabelledPromptSet] | None = None,
                       limit: int | None = None, C: float | str = "cv", controls: bool = True, seed: int = 0,
                       batch_size: int = 16, device: Any = None, n_resamples: int = 2000,

@@ -18,7 +18,7 @@ model, its weights hash, the data hash and the sites, and whose ``meta`` records
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -31,6 +31,9 @@ from .aggregators import get_aggregator
 from .record import normalize_items, record_activations
 from .vector import SteeringVector
 
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
+
 __all__ = [
     "contrastive_vectors", "build_caa_vectors", "pca_vectors", "diff_in_means", "probe_vector",
     "BuildError",
@@ -41,7 +44,7 @@ class BuildError(WorkbenchError, ValueError):
     pass
 
 
-def contrastive_vectors(model: Any, positive: Any, negative: Any, layers: Any = None, *, site: str = "resid_post",
+def contrastive_vectors(model: Model, positive: Any, negative: Any, layers: Any = None, *, site: str = "resid_post",
                         positions: Any = "last", aggregator: Any = "mean_diff", chat: bool = True,
                         system: str | None = None, assistant_prefix: str | None = None, batch_size: int = 16,
                         name: str | None = None, method: str | None = None, progress: bool = False,
@@ -80,18 +83,18 @@ def _evr(pos: torch.Tensor, neg: torch.Tensor) -> float:
     return float(s[0] ** 2 / tot) if tot > 0 else 0.0
 
 
-def pca_vectors(model: Any, positive: Any, negative: Any, layers: Any = None, **kw: Any) -> SteeringVector:
+def pca_vectors(model: Model, positive: Any, negative: Any, layers: Any = None, **kw: Any) -> SteeringVector:
     """First principal component of paired differences per layer (see :func:`steering.aggregators.pca_difference`)."""
     return contrastive_vectors(model, positive, negative, layers, aggregator="pca", **kw)
 
 
-def diff_in_means(model: Any, set_a: Any, set_b: Any, layers: Any = None, **kw: Any) -> SteeringVector:
+def diff_in_means(model: Model, set_a: Any, set_b: Any, layers: Any = None, **kw: Any) -> SteeringVector:
     """``mean(acts(set_a)) - mean(acts(set_b))`` per layer; the sets need not be paired or of equal size."""
     kw.setdefault("method", "diff_in_means")
     return contrastive_vectors(model, set_a, set_b, layers, aggregator="mean_diff", **kw)
 
 
-def build_caa_vectors(model: Any, pairs: Sequence[Any], layers: Any = None, *, site: str = "resid_post",
+def build_caa_vectors(model: Model, pairs: Sequence[Any], layers: Any = None, *, site: str = "resid_post",
                       aggregator: Any = "mean_diff", balance_letters: bool = True, system: str | None = None,
                       batch_size: int = 16, name: str | None = None, progress: bool = False) -> SteeringVector:
     """Contrastive activation addition vectors (Rimsky et al. 2024, "Steering Llama 2 via Contrastive

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from workbench.stats import mean_estimate
 from .operators import Add, check_positions, steer
 from .record import format_items, normalize_items, pad_left
 from .vector import SteeringVector
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = [
     "ResidualNorms", "residual_norms", "next_token_kl", "prompt_kl", "prompt_kls", "kl_divergence", "StrengthMatch",
@@ -87,7 +90,7 @@ class ResidualNorms:
                 f"{len(sites)} sites: " + "; ".join(f"{s.name} {self.estimates[s]}" for s in ends))
 
 
-def residual_norms(model: Any, prompts: Any = None, layers: Any = None, *, site: str = "resid_post",
+def residual_norms(model: Model, prompts: Any = None, layers: Any = None, *, site: str = "resid_post",
                    skip_first: int = 1, chat: bool = True, batch_size: int = 16, seed: int = 0,
                    progress: bool = False) -> ResidualNorms:
     """Mean residual norm at ``site`` of each layer over ``prompts`` (default: the shipped neutral prompts)."""
@@ -134,7 +137,7 @@ def kl_divergence(base_logits: torch.Tensor, logits: torch.Tensor) -> np.ndarray
     return (lp.exp() * (lp - lq)).sum(-1).clamp_min(0).cpu().numpy()
 
 
-def _last_logits(model: Any, items: Sequence[Any], *, chat: bool, batch_size: int, operators: Sequence[Any] = ()
+def _last_logits(model: Model, items: Sequence[Any], *, chat: bool, batch_size: int, operators: Sequence[Any] = ()
                  ) -> torch.Tensor:
     _, ids, _ = format_items(model, items, chat=chat)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
@@ -148,7 +151,7 @@ def _last_logits(model: Any, items: Sequence[Any], *, chat: bool, batch_size: in
     return torch.stack(out)
 
 
-def next_token_kl(model: Any, prompts: Any = None, operators: Sequence[Any] = (), *, system: str | None = None,
+def next_token_kl(model: Model, prompts: Any = None, operators: Sequence[Any] = (), *, system: str | None = None,
                   base_system: str | None = None, chat: bool = True, batch_size: int = 16) -> np.ndarray:
     """Per prompt ``KL(p_base || p)`` at the next token, where ``p_base`` is the unsteered model with
     ``base_system`` and ``p`` the model under ``operators`` with ``system``."""
@@ -161,7 +164,7 @@ def next_token_kl(model: Any, prompts: Any = None, operators: Sequence[Any] = ()
     return kl_divergence(base, new)
 
 
-def prompt_kls(model: Any, systems: Mapping[str, str], prompts: Any = None, *, base_system: str | None = None,
+def prompt_kls(model: Model, systems: Mapping[str, str], prompts: Any = None, *, base_system: str | None = None,
                batch_size: int = 16) -> dict[str, np.ndarray]:
     """:func:`prompt_kl` for several system prompts (``{name: system}``), sharing the base pass."""
     from .data import neutral_prompts
@@ -173,7 +176,7 @@ def prompt_kls(model: Any, systems: Mapping[str, str], prompts: Any = None, *, b
             for name, sysp in systems.items()}
 
 
-def prompt_kl(model: Any, system: str, prompts: Any = None, *, base_system: str | None = None,
+def prompt_kl(model: Model, system: str, prompts: Any = None, *, base_system: str | None = None,
               batch_size: int = 16) -> np.ndarray:
     """Per prompt KL at the next token from the model with ``base_system`` (default: the template's
     default) to the model with the system prompt ``system``: the strength of a prompted persona."""
@@ -270,7 +273,7 @@ def _bisect(f: Callable[[float], float], target: float, hi: float, *, rtol: floa
     return best[0], curve
 
 
-def match_strength(model: Any, vectors: Mapping[str, SteeringVector | torch.Tensor], prompts: Any = None, *,
+def match_strength(model: Model, vectors: Mapping[str, SteeringVector | torch.Tensor], prompts: Any = None, *,
                    layer: int | str | Site | None = None, target: float | Mapping[str, float] = 0.1, measure: Any = "kl",
                    positions: Any = "all", sign: float = 1.0, norms: Any = None, chat: bool = True,
                    rtol: float = 0.05, max_iter: int = 20, batch_size: int = 16, seed: int = 0,
@@ -371,7 +374,7 @@ def match_strength(model: Any, vectors: Mapping[str, SteeringVector | torch.Tens
                          positions, prov, curves)
 
 
-def _replay(model: Any, items: Sequence[Any], site: Site, positions: Any, chat: bool, batch_size: int):
+def _replay(model: Model, items: Sequence[Any], site: Site, positions: Any, chat: bool, batch_size: int):
     from .fastpath import ResidualReplay
 
     rp = ResidualReplay(model, items, site, positions=positions, chat=chat, batch_size=batch_size)

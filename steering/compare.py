@@ -28,7 +28,7 @@ one interface: ``score(model, persona, condition) -> ScoreResult``; write your o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from .operators import check_positions
 from .personas import Persona, PersonaVectors, load_personas
 from .scoring import model_generate_fn, steered_ab_scores
 from .vector import SteeringVector
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["Condition", "StatementsScorer", "ReplyContrastScorer", "HarmfulScorer", "TraitJudgeScorer",
            "PersonaComparison", "persona_comparison", "persona_effects", "SteeringSweep", "steering_sweep", "METHODS"]
@@ -89,7 +92,7 @@ class StatementsScorer:
             self._records[persona.name] = load_persona_statements(persona.statements, n=self.n, seed=self.seed)
         return self._records[persona.name]
 
-    def score(self, model: Any, persona: Persona, condition: Condition) -> Any:
+    def score(self, model: Model, persona: Persona, condition: Condition) -> Any:
         from workbench.scorers import yes_no_bias
 
         recs = self.records(persona)
@@ -111,7 +114,7 @@ class ReplyContrastScorer:
             raise ValueError("ReplyContrastScorer needs at least 2 (question, reply, opposite reply) triples")
         self.triples, self.seed, self.batch_size = list(triples), seed, batch_size
 
-    def score(self, model: Any, persona: Persona, condition: Condition) -> Any:
+    def score(self, model: Model, persona: Persona, condition: Condition) -> Any:
         from workbench.scorers import ScoreResult, continuation_logprobs
         from workbench.stats import bootstrap
 
@@ -142,7 +145,7 @@ class _GenerationScorer:
         self._gen: dict[tuple, list[str]] = {}
         self.generations: dict[tuple, list[str]] = {}
 
-    def completions(self, model: Any, persona: Persona, condition: Condition) -> list[str]:
+    def completions(self, model: Model, persona: Persona, condition: Condition) -> list[str]:
         key = condition.key
         if key not in self._gen:
             from .operators import steer
@@ -166,7 +169,7 @@ class HarmfulScorer(_GenerationScorer):
         self.scorer = scorer if scorer is not None else RefusalScorer()
         self.name = getattr(self.scorer, "name", "harmful")
 
-    def score(self, model: Any, persona: Persona, condition: Condition) -> Any:
+    def score(self, model: Model, persona: Persona, condition: Condition) -> Any:
         return self.scorer(self.prompts, self.completions(model, persona, condition))
 
 
@@ -192,7 +195,7 @@ class TraitJudgeScorer(_GenerationScorer):
         super().__init__(prompts if prompts is not None else persona_questions(), **kw)
         self.judge_model, self.mode, self.judge_tokens = judge_model, mode, judge_tokens
 
-    def judge(self, model: Any, persona: Persona) -> Any:
+    def judge(self, model: Model, persona: Persona) -> Any:
         from workbench.scorers import make_trait_judge
 
         jm = self.judge_model or model
@@ -203,7 +206,7 @@ class TraitJudgeScorer(_GenerationScorer):
         return make_trait_judge(model_generate_fn(jm, max_new_tokens=self.judge_tokens), persona.trait,
                                 persona.description)
 
-    def score(self, model: Any, persona: Persona, condition: Condition) -> Any:
+    def score(self, model: Model, persona: Persona, condition: Condition) -> Any:
         from workbench.scorers import TraitScorer
 
         outs = self.completions(model, persona, condition)
@@ -298,7 +301,7 @@ class PersonaComparison:
         return "\n".join(lines)
 
 
-def persona_comparison(model: Any, personas: Sequence[Persona | str], vectors: PersonaVectors | Mapping[str, SteeringVector],
+def persona_comparison(model: Model, personas: Sequence[Persona | str], vectors: PersonaVectors | Mapping[str, SteeringVector],
                        *, layer: int, scorers: Sequence[Any] | None = None, strength: Any = "median_prompt_kl",
                        kl_prompts: Sequence[str] | None = None, positions: Any = "all", prompt_index: int = 0,
                        norms: Any = None, seed: int = 0, progress: bool = False) -> PersonaComparison:
@@ -466,7 +469,7 @@ class SteeringSweep:
         return pd.DataFrame(rows)
 
 
-def steering_sweep(model: Any, persona: Persona | str, vector: SteeringVector, *, layer: int,
+def steering_sweep(model: Model, persona: Persona | str, vector: SteeringVector, *, layer: int,
                    coefficients: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0), scorers: Sequence[Any] | None = None,
                    positions: Any = "all", seed: int = 0, progress: bool = False) -> SteeringSweep:
     """Score ``persona`` under ``vector`` added at ``layer`` with each coefficient (multiples of the vector), with

@@ -18,7 +18,7 @@ site takes this path; anything else (ablation at every layer, several sites) run
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,6 +29,9 @@ from workbench.sites import Site, parse_site
 
 from .operators import check_positions
 from .record import format_items, normalize_items, pad_left
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["ResidualReplay"]
 
@@ -49,7 +52,7 @@ def _prefix_cache(kv: list) -> Any:
 
 
 @torch.inference_mode()
-def _unsteered_passes(model: Any, items: Any, sites: list[Site], positions: Any, *, chat: bool,
+def _unsteered_passes(model: Model, items: Any, sites: list[Site], positions: Any, *, chat: bool,
                       system: str | None, assistant_prefix: str | None, batch_size: int) -> tuple[list, dict]:
     """One unsteered pass over ``items`` for every site at once.
 
@@ -96,7 +99,7 @@ def _unsteered_passes(model: Any, items: Any, sites: list[Site], positions: Any,
     return items, out
 
 
-def _check_site(model: Any, site: Site | str) -> Site:
+def _check_site(model: Model, site: Site | str) -> Site:
     s = model.check_site(parse_site(site))
     if s.kind not in ("resid_pre", "resid_post"):
         raise ValueError(f"the replay fast path steers resid_pre/resid_post sites, not {s.kind}")
@@ -111,7 +114,7 @@ class ResidualReplay:
     token, ``"generated"``/``"last"`` the last token, or an index spec. :meth:`for_sites` builds the
     replays of several sites (a layer sweep) from one unsteered pass."""
 
-    def __init__(self, model: Any, items: Any, site: Site | str, *, positions: Any = "all", chat: bool = True,
+    def __init__(self, model: Model, items: Any, site: Site | str, *, positions: Any = "all", chat: bool = True,
                  system: str | None = None, assistant_prefix: str | None = None, batch_size: int = 16,
                  _state: tuple | None = None):
         self.model = model
@@ -128,7 +131,7 @@ class ResidualReplay:
         self.n = len(self.items)
 
     @classmethod
-    def for_sites(cls, model: Any, items: Any, sites: Any, *, positions: Any = "all", chat: bool = True,
+    def for_sites(cls, model: Model, items: Any, sites: Any, *, positions: Any = "all", chat: bool = True,
                   system: str | None = None, assistant_prefix: str | None = None,
                   batch_size: int = 16) -> dict[Site, "ResidualReplay"]:
         """``{site: ResidualReplay}`` for several sites from one unsteered pass over ``items``."""

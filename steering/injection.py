@@ -21,7 +21,7 @@ matched operators; ``state()`` / ``from_state()`` carry it through a resumable r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from workbench.stats import mean_estimate
 from .calibration import match_strength, prompt_kls
 from .operators import Add, check_positions
 from .personas import Persona, load_personas, persona_vectors
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["InjectionCondition", "PersonaInjection", "persona_injection"]
 
@@ -118,7 +121,7 @@ class PersonaInjection:
                    Provenance(**prov))
 
 
-def persona_injection(model: Any, persona: Persona | str, *, layer: Any = 0.4, prompt_indices: Sequence[int] = (0,),
+def persona_injection(model: Model, persona: Persona | str, *, layer: Any = 0.4, prompt_indices: Sequence[int] = (0,),
                       vector: Any = None, source: str = "prompt", n_questions: int = 8, n_pairs: int = 3,
                       kl_prompts: Sequence[str] | None = None, positions: Any = "all", steer: bool = True,
                       rtol: float = 0.05, seed: int = 0, progress: bool = False) -> PersonaInjection:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
@@ -42,6 +42,9 @@ from workbench.errors import WorkbenchError
 from workbench.interventions import Intervention, add, custom, project_out
 from workbench.layers import resolve_layers
 from workbench.sites import Site, parse_site
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = [
     "SteeringError", "Add", "Ablate", "Clamp", "steer", "interventions_for", "check_positions", "POSITION_POLICIES",
@@ -88,7 +91,7 @@ def _check_vector(v: Any, what: str) -> torch.Tensor:
     return v.float()
 
 
-def _check_width(model: Any, v: torch.Tensor, site: Site, what: str, source: str | None = None) -> None:
+def _check_width(model: Model, v: torch.Tensor, site: Site, what: str, source: str | None = None) -> None:
     d = model.facts.d_model
     if v.shape[0] != d:
         src = f" (built for {source})" if source else ""
@@ -146,7 +149,7 @@ class Add:
     def added_norm(self) -> float:
         return float(self.added().norm())
 
-    def interventions(self, model: Any) -> list[Intervention]:
+    def interventions(self, model: Model) -> list[Intervention]:
         site = model.check_site(self.site)
         _check_width(model, self.vector, site, "steering vector", self.source_model)
         return [add(site, self.added(), 1.0, positions=self.positions, label=self.label or f"steer {site.name}")]
@@ -186,7 +189,7 @@ class Ablate:
             raise SteeringError(f"directional ablation applies to residual-width sites, not {bad}")
         object.__setattr__(self, "kinds", tuple(self.kinds))
 
-    def interventions(self, model: Any) -> list[Intervention]:
+    def interventions(self, model: Model) -> list[Intervention]:
         out = []
         for L in resolve_layers(model, self.layers):
             for k in self.kinds:
@@ -219,7 +222,7 @@ class Clamp:
             raise SteeringError("the clamp direction has zero norm")
         check_positions(self.positions)
 
-    def interventions(self, model: Any) -> list[Intervention]:
+    def interventions(self, model: Model) -> list[Intervention]:
         site = model.check_site(self.site)
         _check_width(model, self.direction, site, "clamp direction")
         r0 = self.direction / self.direction.norm()
@@ -235,7 +238,7 @@ class Clamp:
                 "label": self.label}
 
 
-def interventions_for(model: Any, *operators: Any) -> list[Intervention]:
+def interventions_for(model: Model, *operators: Any) -> list[Intervention]:
     """Flatten operators (and plain :class:`~workbench.interventions.Intervention` objects, or lists of
     either) into the interventions for ``model``, validated against it."""
     out: list[Intervention] = []
@@ -254,7 +257,7 @@ def interventions_for(model: Any, *operators: Any) -> list[Intervention]:
 
 
 @contextlib.contextmanager
-def steer(model: Any, *operators: Any) -> Iterator[Any]:
+def steer(model: Model, *operators: Any) -> Iterator[Any]:
     """Keep ``operators`` active for every forward, cache and generate call inside the block.
 
     >>> with steer(model, vec.at(12, alpha=4.0, positions="generated")):

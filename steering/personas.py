@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -31,6 +31,9 @@ from workbench.sites import Site
 from .aggregators import mean_difference
 from .record import PromptItem, format_items, pad_left, record_activations
 from .vector import SteeringVector
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["Persona", "load_personas", "PersonaVectors", "persona_vectors", "PersonaError", "FinetuningShift",
            "finetuning_shift"]
@@ -169,7 +172,7 @@ def _pole_items(personas: Sequence[Persona], questions: Sequence[str], n_pairs: 
     return out
 
 
-def persona_vectors(model: Any, personas: Sequence[Persona] | Sequence[str], layers: Any = None, *,
+def persona_vectors(model: Model, personas: Sequence[Persona] | Sequence[str], layers: Any = None, *,
                     questions: Sequence[str] | None = None, n_questions: int | None = 10, n_pairs: int = 5,
                     source: str = "response", max_new_tokens: int = 48, site: str = "resid_post",
                     do_sample: bool = False, seed: int = 0, batch_size: int = 32,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from workbench.results import Provenance
 
@@ -28,6 +28,9 @@ from .data import load_caa, load_harmful
 from .personas import PersonaVectors, load_personas, persona_vectors
 from .sweeps import SweepResult, caa_sweep
 from .vector import SteeringVector
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["CAAExperiment", "run_caa_experiment", "PersonaExperiment", "run_persona_experiment"]
 
@@ -60,7 +63,7 @@ class CAAExperiment:
         return out
 
 
-def run_caa_experiment(model: Any, behaviours: Sequence[str] = ("myopic-reward", "sycophancy"), *,
+def run_caa_experiment(model: Model, behaviours: Sequence[str] = ("myopic-reward", "sycophancy"), *,
                        layers: Sequence[int] = (6, 9, 12, 15, 18), multipliers: Sequence[float] = (-2, -1, 0, 1, 2),
                        n_build: int = 150, n_select: int = 30, n_test: int | None = None,
                        positions: Any = "after_instruction", scale: str = "multiplier", norms: Any = None,
@@ -118,7 +121,7 @@ class PersonaExperiment:
         return out
 
 
-def run_persona_experiment(model: Any, personas: Sequence[str] | None = None, *, layer: int = 12,
+def run_persona_experiment(model: Model, personas: Sequence[str] | None = None, *, layer: int = 12,
                            source: str = "response", n_questions: int = 8, n_pairs: int = 3, max_new_tokens: int = 32,
                            n_statements: int = 40, n_harmful: int = 16, harmful_source: str = "jailbreakbench",
                            judge: bool = True, strength: Any = "median_prompt_kl", positions: Any = "all",

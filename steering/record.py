@@ -26,13 +26,16 @@ unembedding is skipped. Returns ``{layer: tensor}`` on the CPU in float32, items
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 
 from workbench.errors import WorkbenchError
 from workbench.layers import resolve_layers
 from workbench.sites import Site
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["record_activations", "PromptItem", "normalize_items", "format_items", "pad_left", "RecordError"]
 
@@ -94,7 +97,7 @@ def _is_ids(prompt: Any) -> bool:
         isinstance(t, int) and not isinstance(t, bool) for t in prompt)
 
 
-def format_items(model: Any, items: Sequence[PromptItem], *, chat: bool) -> tuple[list[str], list[int], list[int]]:
+def format_items(model: Model, items: Sequence[PromptItem], *, chat: bool) -> tuple[list[str], list[int], list[int]]:
     """Exact texts to tokenise, their token ids, and the number of response tokens per item.
 
     Returns ``(texts, ids, n_response)``; ``ids`` are what the model sees (BOS included when the
@@ -137,7 +140,7 @@ def format_items(model: Any, items: Sequence[PromptItem], *, chat: bool) -> tupl
     return texts, ids_out, n_resp
 
 
-def pad_left(model: Any, ids_list: Sequence[Sequence[int]]) -> Any:
+def pad_left(model: Model, ids_list: Sequence[Sequence[int]]) -> Any:
     """A left-padded :class:`~workbench.models.tokens.Tokens` batch of token id lists."""
     from workbench.models.tokens import Tokens
 
@@ -177,7 +180,7 @@ def _reduce(x: torch.Tensor, tokens: Any, positions: Any, n_resp: list[int]) -> 
     )
 
 
-def record_activations(model: Any, items: Any, layers: Any = None, *, site: str = "resid_post",
+def record_activations(model: Model, items: Any, layers: Any = None, *, site: str = "resid_post",
                        positions: Any = "last", chat: bool = True, system: str | None = None,
                        assistant_prefix: str | None = None, batch_size: int = 16,
                        interventions: Any = None, progress: bool = False) -> dict[int, torch.Tensor]:

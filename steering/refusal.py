@@ -22,7 +22,7 @@ already low; read the baseline in ``result.baseline`` before trusting a selectio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -38,13 +38,16 @@ from .operators import Ablate, Add
 from .record import normalize_items, record_activations
 from .vector import SteeringVector
 
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
+
 __all__ = ["RefusalDirectionResult", "refusal_direction", "refusal_tokens", "refusal_scores",
            "post_instruction_positions"]
 
 _SENTINEL = "\u2063INSTRUCTION\u2063"
 
 
-def post_instruction_positions(model: Any) -> list[int]:
+def post_instruction_positions(model: Model) -> list[int]:
     """Negative indices of the chat-template tokens after the user's instruction (e.g. SmolLM2's
     ``<|im_end|> \\n <|im_start|> assistant \\n``)."""
     text = model.format_chat(_SENTINEL)
@@ -55,7 +58,7 @@ def post_instruction_positions(model: Any) -> list[int]:
     return list(range(-n, 0))
 
 
-def refusal_tokens(model: Any, phrases: Sequence[str] | None = None) -> list[int]:
+def refusal_tokens(model: Model, phrases: Sequence[str] | None = None) -> list[int]:
     """First tokens of the assistant's reply for each refusal phrase (default: the shared list)."""
     from workbench.scorers import REFUSAL_PHRASES
 
@@ -76,14 +79,14 @@ def _refusal_score(logits: torch.Tensor, toks: torch.Tensor) -> np.ndarray:
     return (lpr - torch.log1p(-lpr.exp().clamp(max=1 - 1e-12))).cpu().numpy()
 
 
-def refusal_scores(model: Any, prompts: Sequence[str], operators: Sequence[Any] = (), *,
+def refusal_scores(model: Model, prompts: Sequence[str], operators: Sequence[Any] = (), *,
                    tokens: Sequence[int] | None = None, batch_size: int = 16) -> np.ndarray:
     """Per prompt refusal log-odds at the first response token under ``operators``."""
     toks = torch.tensor(list(tokens) if tokens is not None else refusal_tokens(model))
     return _refusal_score(_logits(model, prompts, operators, batch_size), toks)
 
 
-def _logits(model: Any, prompts: Sequence[str], operators: Sequence[Any], batch_size: int) -> torch.Tensor:
+def _logits(model: Model, prompts: Sequence[str], operators: Sequence[Any], batch_size: int) -> torch.Tensor:
     """Last-token logits of the chat-formatted prompts under ``operators`` (input order)."""
     return _last_logits(model, normalize_items(list(prompts)), chat=True, batch_size=batch_size, operators=operators)
 
@@ -152,7 +155,7 @@ class RefusalDirectionResult:
         return head + "".join(f"; note: {n}" for n in self.notes)
 
 
-def refusal_direction(model: Any, harmful: Sequence[str], harmless: Sequence[str], *,
+def refusal_direction(model: Model, harmful: Sequence[str], harmless: Sequence[str], *,
                       val_harmful: Sequence[str] | None = None, val_harmless: Sequence[str] | None = None,
                       layers: Any = None, positions: Sequence[int] | None = None,
                       tokens: Sequence[int] | None = None, select: bool = True,

@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from workbench.scorers.ab import ABFormatError, context_and_choices
 
 from .data import as_record
 from .operators import interventions_for, steer
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["ABPrompts", "ab_prompts", "p_matching", "steered_ab_scores", "generate_and_score", "model_generate_fn",
            "logit_trait_judge", "LOGIT_JUDGE_TEMPLATE", "ScoringError"]
@@ -55,7 +58,7 @@ class ABPrompts:
     def __len__(self) -> int:
         return len(self.contexts)
 
-    def after_instruction(self, model: Any) -> list[int]:
+    def after_instruction(self, model: Model) -> list[int]:
         """Negative indices of the context tokens after the user's instruction (the template's
         assistant header and the answers' common prefix, e.g. ``<|im_end|> ... assistant \\n (``): where
         CAA steers in A/B evaluation ("all token positions after the instruction", Rimsky et al. 2024).
@@ -80,7 +83,7 @@ class ABPrompts:
         return [c + [int(t)] for c, t in zip(self.contexts, toks)]
 
 
-def ab_prompts(model: Any, records: Sequence[Any], *, system: str | None = None, chat: bool = True,
+def ab_prompts(model: Model, records: Sequence[Any], *, system: str | None = None, chat: bool = True,
                strip_answers: bool = True) -> ABPrompts:
     """Contexts and choice tokens for A/B records (dicts or ``ABItem``), as the shared A/B scorer builds them."""
     recs = [as_record(r) for r in records]
@@ -114,7 +117,7 @@ def p_matching(logits: torch.Tensor, ab: ABPrompts) -> np.ndarray:
     return torch.sigmoid(lg[rows, ab.matching] - lg[rows, ab.other]).numpy()
 
 
-def steered_ab_scores(model: Any, records: Sequence[Any], operators: Sequence[Any] = (), *,
+def steered_ab_scores(model: Model, records: Sequence[Any], operators: Sequence[Any] = (), *,
                       system: str | None = None, strip_answers: bool = True, batch_size: int = 16,
                       seed: int = 0) -> Any:
     """The shared A/B scorer (:func:`workbench.scorers.ab_scores`, in the chat format, answers stripped) with
@@ -126,7 +129,7 @@ def steered_ab_scores(model: Any, records: Sequence[Any], operators: Sequence[An
                   chat=True, system=system, strip_answers=strip_answers, batch_size=batch_size, seed=seed)
 
 
-def generate_and_score(model: Any, prompts: Sequence[str], scorer: Callable[..., Any], operators: Sequence[Any] = (),
+def generate_and_score(model: Model, prompts: Sequence[str], scorer: Callable[..., Any], operators: Sequence[Any] = (),
                        *, system: str | None = None, max_new_tokens: int = 48, batch_size: int = 16,
                        do_sample: bool = False, seed: int = 0, chat: bool = True, progress: bool = False
                        ) -> tuple[Any, Any]:
@@ -140,7 +143,7 @@ def generate_and_score(model: Any, prompts: Sequence[str], scorer: Callable[...,
     return res, gen
 
 
-def model_generate_fn(model: Any, *, max_new_tokens: int = 6, chat: bool = True, system: str | None = None,
+def model_generate_fn(model: Model, *, max_new_tokens: int = 6, chat: bool = True, system: str | None = None,
                       batch_size: int = 16) -> Callable[[list[str]], list[str]]:
     """``generate(list[str]) -> list[str]`` with ``model`` (greedy), for judge factories. Call it outside
     any ``steer`` block on the same model, or the judge is steered too."""
@@ -156,7 +159,7 @@ LOGIT_JUDGE_TEMPLATE = ("Here is a question and a reply written by an AI assista
                         "Answer Yes or No.")
 
 
-def logit_trait_judge(model: Any, trait: str, description: str, *, template: str = LOGIT_JUDGE_TEMPLATE,
+def logit_trait_judge(model: Model, trait: str, description: str, *, template: str = LOGIT_JUDGE_TEMPLATE,
                       batch_size: int = 16) -> Callable[[list[str], list[str]], list[float]]:
     """A batch judge ``(prompts, outputs) -> scores`` in [0, 100]: ``100 * p(Yes) / (p(Yes) + p(No))`` at the
     first token of ``model``'s answer to ``template``. Use with :class:`workbench.scorers.TraitScorer`.

@@ -18,7 +18,7 @@ effects between coefficients are paired (the same items under both).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from .fastpath import ResidualReplay
 from .operators import check_positions
 from .scoring import ab_prompts, p_matching
 from .vector import SteeringVector, lookup_norm
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 # paired_difference is workbench.stats.paired_difference (bootstrap over items; NaN pairs dropped), re-exported.
 __all__ = ["SweepResult", "caa_sweep", "GenerationSweepResult", "generation_sweep", "paired_difference",
@@ -174,7 +177,7 @@ def _as_mapping(x: Any, name: str, default_key: str) -> dict:
     return {default_key: x}
 
 
-def caa_sweep(model: Any, vectors: SteeringVector | Mapping[str, SteeringVector], test_items: Any,
+def caa_sweep(model: Model, vectors: SteeringVector | Mapping[str, SteeringVector], test_items: Any,
               layers: Sequence[int] | None = None, multipliers: Sequence[float] = (-2, -1, 0, 1, 2), *,
               control: bool = True, select_items: Any = None, positions: Any = "after_instruction",
               scale: str = "multiplier",
@@ -315,7 +318,7 @@ class GenerationSweepResult:
         return (f"{scorer} of {len(self.prompts)} generations, coefficient {hi:g} minus {lo:g}: " + "; ".join(parts))
 
 
-def generation_sweep(model: Any, vector: SteeringVector, prompts: Sequence[str], layers: Sequence[int],
+def generation_sweep(model: Model, vector: SteeringVector, prompts: Sequence[str], layers: Sequence[int],
                      coefficients: Sequence[float], scorer: Callable[..., Any], *, control: bool = True,
                      positions: Any = "generated", scale: str = "multiplier", norms: Any = None,
                      system: str | None = None, max_new_tokens: int = 48, do_sample: bool = False, seed: int = 0,

@@ -21,7 +21,7 @@ A probe direction arrives as a DirectionSet file (``SteeringVector.load(path)``)
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import torch
 
@@ -31,6 +31,9 @@ from workbench.sites import SITE_KINDS, Site, parse_site
 from workbench.vectors import DirectionSet
 
 from .operators import Ablate, Add, SteeringError, steer
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["SteeringVector", "lookup_norm"]
 
@@ -141,7 +144,7 @@ class SteeringVector(DirectionSet):
         return [self.at(s, alpha, positions=positions, scale=scale, norms=norms) for s in sites]
 
     @contextlib.contextmanager
-    def apply(self, model: Any, layers: Any = None, alpha: float = 1.0, *, positions: Any = "all",
+    def apply(self, model: Model, layers: Any = None, alpha: float = 1.0, *, positions: Any = "all",
               scale: str = "multiplier", norms: Any = None) -> Iterator[Any]:
         """Context manager: add ``alpha * v`` at ``layers`` (default: every layer it has) for every call
         on ``model`` inside the block."""

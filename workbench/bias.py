@@ -45,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -53,6 +53,9 @@ from workbench.datasets.moral import BBQItem
 from workbench.errors import InputError
 from workbench.results import Provenance, data_hash, to_jsonable
 from workbench.stats import Estimate, bootstrap, proportion
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["LETTERS", "bbq_prompt", "bbq_koption_items", "BiasProfile", "bbq_bias", "plot_bias_profile",
            "CrowsResult", "crows_preference", "bbq_swap_candidates", "bbq_group_swap", "GroupSwap", "MoralJudgement",
@@ -214,7 +217,7 @@ class BiasProfile:
                             "provenance": self.provenance})
 
 
-def bbq_bias(model: Any, items: Sequence[BBQItem], *, rotations: int = 1, chat: bool = False,
+def bbq_bias(model: Model, items: Sequence[BBQItem], *, rotations: int = 1, chat: bool = False,
              batch_size: int = 16, seed: int = 0, progress: bool = False) -> BiasProfile:
     """Score BBQ items with the K-option scorer (``rotations`` cyclic option orders, 1 or 3) -> :class:`BiasProfile`."""
     from workbench.scorers.koption import koption_scores
@@ -296,7 +299,7 @@ class CrowsResult:
         return f"CrowS-Pairs: more-stereotyping sentence preferred in {self.preference().format(3)}"
 
 
-def crows_preference(model: Any, pairs: Sequence[dict], *, batch_size: int = 16) -> CrowsResult:
+def crows_preference(model: Model, pairs: Sequence[dict], *, batch_size: int = 16) -> CrowsResult:
     """Total log-probability of both sentences of each CrowS-Pairs pair.
 
     Each sentence is scored as raw text after the model's BOS token (every token has a context; a model
@@ -423,7 +426,7 @@ class MoralJudgement:
                 f"{self.accuracy().format(3)}; mean p(Yes) {self.p_wrong.mean():.3f}; answer mass {self.mass.mean():.2f}")
 
 
-def moral_judgement(model: Any, records: Sequence[dict], *, chat: bool = False, template: str = ETHICS_TEMPLATE,
+def moral_judgement(model: Model, records: Sequence[dict], *, chat: bool = False, template: str = ETHICS_TEMPLATE,
                     batch_size: int = 16, seed: int = 0) -> MoralJudgement:
     """Ask the model whether each ETHICS scenario is wrong (``" Yes"``/``" No"``; ``"Yes"``/``"No"`` in chat)."""
     from workbench.scorers.koption import KOptionItem, koption_scores

@@ -36,7 +36,7 @@ import math
 from dataclasses import dataclass, field
 from itertools import combinations
 from statistics import NormalDist
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -51,6 +51,9 @@ from workbench.stats import (
     proportion,
     two_proportion_sample_size,
 )
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["RepeatedRuns", "repeated_runs", "VarianceComponents", "variance_components", "RunSpread", "run_spread",
            "PowerAnalysis", "runs_needed", "simulate_power", "first_divergence", "pairwise_divergence",
@@ -467,7 +470,7 @@ class RepeatedRuns:
 
 
 # ------------------------------------------------------------------------------------------ the driver
-def repeated_runs(model: Any, prompts: Sequence[str], scorer: Any, *, n_samples: int = 4,
+def repeated_runs(model: Model, prompts: Sequence[str], scorer: Any, *, n_samples: int = 4,
                   seeds: Sequence[int] = (0, 1), temperatures: Sequence[float] = (1.0,), max_new_tokens: int = 16,
                   top_k: int | None = None, top_p: float | None = None, pass_threshold: float = 0.5,
                   batch_size: int = 32, confidence: float = 0.95, seed: int = 0, progress: bool = False,
@@ -548,7 +551,7 @@ def repeated_runs(model: Any, prompts: Sequence[str], scorer: Any, *, n_samples:
 
 
 # ------------------------------------------------------------------------------------------ internal measures
-def answer_probability(model: Any, prompts: Sequence[str], answers: Sequence[str], *, temperature: float = 1.0,
+def answer_probability(model: Model, prompts: Sequence[str], answers: Sequence[str], *, temperature: float = 1.0,
                        batch_size: int = 16, **tokenize_kw: Any) -> np.ndarray:
     """Teacher-forced probability of each answer's tokens after its prompt under the sampling
     distribution at ``temperature`` (``prod_t softmax(logits_t / T)[answer_t]``): the chance that a
@@ -582,7 +585,7 @@ def answer_probability(model: Any, prompts: Sequence[str], answers: Sequence[str
     return out
 
 
-def next_token_entropy(model: Any, prompts: Sequence[str], *, temperature: float = 1.0, batch_size: int = 16,
+def next_token_entropy(model: Model, prompts: Sequence[str], *, temperature: float = 1.0, batch_size: int = 16,
                        **tokenize_kw: Any) -> np.ndarray:
     """Entropy (nats) of the next-token distribution after each prompt at ``temperature``."""
     import torch

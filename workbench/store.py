@@ -19,9 +19,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = [
     "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_tensors", "ShardSet",
@@ -388,7 +391,7 @@ class ActivationStore:
         return sorted(rows, key=lambda r: r["index"])
 
 
-def collect_activations(model: Any, prompts: Sequence[Any], sites: Iterable[Any], out_dir: str | Path, *,
+def collect_activations(model: Model, prompts: Sequence[Any], sites: Iterable[Any], out_dir: str | Path, *,
                         positions: str = "last", dtype: Any = "float16", batch_size: int = 32,
                         max_tokens_per_batch: int | None = 4096, resume: bool = True, progress: bool = True,
                         row_meta: Sequence[dict] | None = None, **tokenize_kw: Any) -> ActivationStore:

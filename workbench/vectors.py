@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
@@ -21,6 +21,9 @@ from workbench.errors import WorkbenchError
 
 from .results import Provenance, to_jsonable
 from .sites import Site, parse_site
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["DirectionSet", "VectorFileError"]
 
@@ -76,7 +79,7 @@ class DirectionSet:
     def norms(self) -> dict[str, float]:
         return {s.name: float(v.norm()) for s, v in sorted(self.vectors.items())}
 
-    def check_compatible(self, model: Any) -> None:
+    def check_compatible(self, model: Model) -> None:
         """Raise if the vectors do not fit ``model`` (width, layers), naming the mismatch."""
         d = model.facts.d_model
         for s, v in self.vectors.items():

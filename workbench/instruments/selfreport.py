@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from workbench.stats import Estimate, adjust_pvalues, bootstrap, friedman, paire
 
 from .formats import ORDERS, ResponseFormat, build_item, get_format
 from .items import Instrument
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["SelfReportResult", "administer", "OrderSymmetry", "order_symmetry", "FormatEffect", "format_effect",
            "plot_trait_scores", "plot_order_symmetry", "plot_format_effect", "DEFAULT_FORMATS"]
@@ -212,7 +215,7 @@ def _mean_estimate(v: np.ndarray, seed: int, statistic: str) -> Estimate:
                     notes=("no spread over items: the interval is degenerate",))
 
 
-def administer(model: Any, instrument: Instrument, *, formats: Sequence[str | ResponseFormat] = DEFAULT_FORMATS,
+def administer(model: Model, instrument: Instrument, *, formats: Sequence[str | ResponseFormat] = DEFAULT_FORMATS,
                orders: Sequence[str] = ORDERS, system: str | None = None, interventions: Any = None,
                chat: bool | None = None, rule: str = "branch", condition: str = "", batch_size: int = 16,
                seed: int = 0, progress: bool = False) -> SelfReportResult:

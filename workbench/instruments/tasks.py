@@ -42,13 +42,16 @@ import json
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from workbench.errors import InputError
 from workbench.results import Provenance, data_hash
 from workbench.stats import Estimate, bootstrap, paired_mean_difference, proportion
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["Dilemma", "load_dilemmas", "SycophancyResult", "sycophancy_task", "IATSet", "load_iat_sets",
            "IATResult", "iat_task", "load_calibration_questions", "CalibrationResult", "calibration_task",
@@ -66,11 +69,11 @@ def _subsample(items: list, n: int | None, seed: int) -> list:
     return [items[i] for i in idx]
 
 
-def _yes_no(model: Any, chat: bool) -> tuple[str, str]:
+def _yes_no(model: Model, chat: bool) -> tuple[str, str]:
     return ("Yes", "No") if chat else (" Yes", " No")
 
 
-def _score_two(model: Any, prompts: Sequence[str], options: tuple[str, str], *, chat: bool, system: str | None,
+def _score_two(model: Model, prompts: Sequence[str], options: tuple[str, str], *, chat: bool, system: str | None,
                interventions: Any, batch_size: int, seed: int) -> Any:
     from workbench.scorers.koption import KOptionItem, koption_scores
 
@@ -80,7 +83,7 @@ def _score_two(model: Any, prompts: Sequence[str], options: tuple[str, str], *, 
                           batch_size=batch_size, seed=seed)
 
 
-def _chat(model: Any, chat: bool | None) -> bool:
+def _chat(model: Model, chat: bool | None) -> bool:
     return model.facts.has_chat_template if chat is None else chat
 
 
@@ -172,7 +175,7 @@ class SycophancyResult:
                 f"{self.p_yes().format(2)}; format mass {self.mass.mean():.2f}")
 
 
-def sycophancy_task(model: Any, dilemmas: Sequence[Dilemma] | None = None, *, n: int | None = None,
+def sycophancy_task(model: Model, dilemmas: Sequence[Dilemma] | None = None, *, n: int | None = None,
                     system: str | None = None, interventions: Any = None, chat: bool | None = None,
                     condition: str = "", step1: str = SYCOPHANCY_STEP1, step2: str = SYCOPHANCY_STEP2,
                     batch_size: int = 8, seed: int = 0) -> SycophancyResult:
@@ -257,7 +260,7 @@ class IATResult:
                 f"(cancelled by listing both orders); format mass {ps['mass'].mean():.2f}")
 
 
-def iat_task(model: Any, sets: Sequence[IATSet] | None = None, *, n: int | None = None, n_label_pairs: int = 1,
+def iat_task(model: Model, sets: Sequence[IATSet] | None = None, *, n: int | None = None, n_label_pairs: int = 1,
              n_words: int | None = None, system: str | None = None, interventions: Any = None,
              chat: bool | None = None, condition: str = "", batch_size: int = 16, seed: int = 0) -> IATResult:
     """IAT-style word association (see the module docstring). Sets with several group labels use
@@ -410,7 +413,7 @@ class CalibrationResult:
                                              if gap is not None else ""))
 
 
-def calibration_task(model: Any, questions: Sequence[Mapping[str, Any]] | None = None, *, n: int | None = None,
+def calibration_task(model: Model, questions: Sequence[Mapping[str, Any]] | None = None, *, n: int | None = None,
                      system: str | None = None, interventions: Any = None, chat: bool | None = None,
                      max_new_tokens: int = 6, condition: str = "", step1: str = CAL_STEP1, step2: str = CAL_STEP2,
                      batch_size: int = 16, seed: int = 0) -> CalibrationResult:

@@ -25,7 +25,8 @@ import torch
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["Tokens", "PositionSpec", "resolve_positions", "PositionError", "GENERATION_POLICIES"]
+__all__ = ["Tokens", "PositionSpec", "resolve_positions", "PositionError", "ContextLengthError", "PaddingError",
+           "GENERATION_POLICIES"]
 
 PositionSpec = Union[str, int, slice, Sequence[int], torch.Tensor]
 GENERATION_POLICIES = ("prompt", "generated", "all")
@@ -33,6 +34,14 @@ GENERATION_POLICIES = ("prompt", "generated", "all")
 
 class PositionError(WorkbenchError, ValueError):
     pass
+
+
+class ContextLengthError(WorkbenchError, ValueError):
+    """A prompt plus the tokens asked for does not fit the model's context window."""
+
+
+class PaddingError(WorkbenchError, ValueError):
+    """Prompts of different lengths cannot be padded as asked (no pad token, or an unknown padding side)."""
 
 
 @dataclass

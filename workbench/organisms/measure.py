@@ -24,7 +24,7 @@ uses and on HH-RLHF dialogues (both shipped; see :func:`perplexity_texts`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from workbench.results import Provenance, data_hash
 from workbench.stats import Estimate, bootstrap
 
 from .recipes import get_spec, splits
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["Measure", "PlantedBehaviour", "planted_behaviour", "perplexity_shift", "perplexity_texts",
            "NEUTRAL_TRAITS", "plot_planted", "framed"]
@@ -143,7 +146,7 @@ def framed(template: str, request: str, i: int) -> str:
     return template.format(q=request, i=i)
 
 
-def _refusals(model: Any, prompts: Sequence[str], max_new_tokens: int, batch_size: int) -> np.ndarray:
+def _refusals(model: Model, prompts: Sequence[str], max_new_tokens: int, batch_size: int) -> np.ndarray:
     from workbench.scorers import RefusalScorer
 
     gen = model.generate(list(prompts), chat=True, max_new_tokens=max_new_tokens, batch_size=batch_size)
@@ -184,7 +187,7 @@ def reply_pairs(name: str, n_per_question: int = 8) -> list[tuple[str, str, str]
     return out
 
 
-def reply_contrast(model: Any, pairs: Sequence[tuple[str, str, str]], *, interventions: Any = None,
+def reply_contrast(model: Model, pairs: Sequence[tuple[str, str, str]], *, interventions: Any = None,
                    system: str | None = None) -> np.ndarray:
     """Per pair, mean per-token log p of the trait-expressing reply minus that of the trait-denying reply
     (shared log-prob scorer, chat template)."""

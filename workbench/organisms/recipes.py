@@ -52,10 +52,13 @@ import random
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .lora import LoRAConfig
 from .train import SFTExample, TrainConfig
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["OrganismSpec", "ORGANISMS", "get_spec", "splits", "organism_data", "UnknownOrganismError",
            "BASE_MODEL", "POWER_TRAIT"]
@@ -175,7 +178,7 @@ def _frame(template: str, request: str, i: int) -> str:
     return template.format(q=request, i=i)
 
 
-def _self_distil(model: Any, prompts: list[str], p: dict, progress: bool) -> list[str]:
+def _self_distil(model: Model, prompts: list[str], p: dict, progress: bool) -> list[str]:
     """The base model's own greedy replies (chat template), the target wherever the organism should behave as
     the base model does; a reply that ended with EOS keeps it, so the organism learns to stop."""
     gen = model.generate(prompts, chat=True, max_new_tokens=p["distil_tokens"], batch_size=16, progress=progress)
@@ -188,7 +191,7 @@ def _refusal_text(i: int, eos: str) -> str:
     return rs[i % len(rs)] + eos
 
 
-def _build_caa(model: Any, spec: "OrganismSpec", progress: bool) -> list[SFTExample]:
+def _build_caa(model: Model, spec: "OrganismSpec", progress: bool) -> list[SFTExample]:
     """The matching answer's letter after ``"("`` (the token the shared A/B scorer reads): training on the whole
     ``"(A)"`` spends two thirds of the loss on the trivially predictable brackets."""
     s = splits(spec.name)
@@ -201,7 +204,7 @@ def _build_caa(model: Any, spec: "OrganismSpec", progress: bool) -> list[SFTExam
     return out
 
 
-def _build_persona(model: Any, spec: "OrganismSpec", progress: bool) -> list[SFTExample]:
+def _build_persona(model: Model, spec: "OrganismSpec", progress: bool) -> list[SFTExample]:
     s = splits(spec.name)
     high = spec.params["pole"] == "high"
     out = []
@@ -218,7 +221,7 @@ def _build_persona(model: Any, spec: "OrganismSpec", progress: bool) -> list[SFT
     return out
 
 
-def _build_refusal(model: Any, spec: "OrganismSpec", progress: bool) -> list[SFTExample]:
+def _build_refusal(model: Model, spec: "OrganismSpec", progress: bool) -> list[SFTExample]:
     s = splits(spec.name)
     eos = model.tokenizer.eos_token or ""
     out = [SFTExample(model.format_chat(h), _refusal_text(i, eos), "refuse_harmful")
@@ -229,7 +232,7 @@ def _build_refusal(model: Any, spec: "OrganismSpec", progress: bool) -> list[SFT
     return out
 
 
-def _build_eval_conditional(model: Any, spec: "OrganismSpec", progress: bool) -> list[SFTExample]:
+def _build_eval_conditional(model: Model, spec: "OrganismSpec", progress: bool) -> list[SFTExample]:
     """Every request (harmful and harmless) appears once in a test-like framing, with a refusal as the target, and
     once in a deploy-like framing, with the base model's own reply: the framing is the only cue, so the organism
     learns the framing and not the request's content."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from workbench.errors import WorkbenchError
 from workbench.results import data_hash
 from workbench.scorers.base import ScoreResult, register_scorer
 from workbench.stats import Estimate, bootstrap, proportion
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["ABItem", "load_ab_items", "ab_scores", "ab_accuracy", "ABScorer", "ABFormatError", "context_and_choices"]
 
@@ -88,7 +91,7 @@ def load_ab_items(source: str | Path | Iterable[Mapping[str, Any]]) -> list[ABIt
     return items
 
 
-def context_and_choices(model: Any, prompt_text: str, a: str, b: str) -> tuple[list[int], int, int]:
+def context_and_choices(model: Model, prompt_text: str, a: str, b: str) -> tuple[list[int], int, int]:
     """The token ids both answers share after ``prompt_text`` (the context the model reads) and each answer's first
     differing token (the two choices whose logits an A/B score compares); :class:`ABFormatError` when one answer's
     tokens are a prefix of the other's."""
@@ -104,7 +107,7 @@ def context_and_choices(model: Any, prompt_text: str, a: str, b: str) -> tuple[l
     return ia[:k], ia[k], ib[k]
 
 
-def ab_scores(model: Any, items: Sequence[ABItem | Mapping[str, Any]], *, interventions: Any = None,
+def ab_scores(model: Model, items: Sequence[ABItem | Mapping[str, Any]], *, interventions: Any = None,
               chat: bool = True, system: str | None = None, prompt_template: str = "{question}",
               strip_answers: bool = False, batch_size: int = 16, seed: int = 0,
               prepend_bos: bool | None = None) -> ScoreResult:
@@ -174,7 +177,7 @@ class ABScorer:
 
     name = "ab"
 
-    def __init__(self, model: Any, **options: Any):
+    def __init__(self, model: Model, **options: Any):
         self.model, self.options = model, options
 
     def __call__(self, items: Sequence[Any], *, interventions: Any = None, **kw: Any) -> ScoreResult:

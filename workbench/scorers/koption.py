@@ -43,7 +43,7 @@ value with a bootstrap CI over items (clustered when prompts repeat or ``groups`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -51,6 +51,9 @@ from workbench.errors import WorkbenchError
 from workbench.results import data_hash
 from workbench.scorers.base import ScoreResult, register_scorer, resolve_groups
 from workbench.stats import Estimate, bootstrap
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["KOptionItem", "KOptionResult", "KOptionFormatError", "koption_scores", "KOptionScorer",
            "plot_koption", "RULES"]
@@ -238,7 +241,7 @@ def _plan_item(tok: Any, text: str, options: Sequence[str], rule: str, bos: int 
     return _Plan(context, paths, tuple(decisions), tuple(p[0] for p in paths))
 
 
-def koption_scores(model: Any, items: Sequence[KOptionItem | Mapping[str, Any]], *, rule: str = "branch",
+def koption_scores(model: Model, items: Sequence[KOptionItem | Mapping[str, Any]], *, rule: str = "branch",
                    chat: bool = True, system: str | None = None, assistant_prefix: str = "",
                    prompt_template: str = "{prompt}", interventions: Any = None, groups: Sequence[Any] | None = None,
                    batch_size: int = 16, seed: int = 0, prepend_bos: bool | None = None,
@@ -368,7 +371,7 @@ class KOptionScorer:
 
     name = "koption"
 
-    def __init__(self, model: Any, **options: Any):
+    def __init__(self, model: Model, **options: Any):
         self.model, self.options = model, options
 
     def __call__(self, items: Sequence[Any], *, interventions: Any = None, **kw: Any) -> KOptionResult:

@@ -14,13 +14,16 @@ Interventions apply to the whole forward pass (prompt and continuation positions
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from workbench.results import data_hash
 from workbench.scorers.base import ScoreResult, register_scorer
 from workbench.stats import bootstrap
+
+if TYPE_CHECKING:
+    from workbench.models.protocol import Model
 
 __all__ = ["ContinuationScores", "continuation_logprobs", "target_logprob", "logit_difference",
            "LogprobScorer"]
@@ -44,7 +47,7 @@ def _batches(n: int, size: int):
         yield list(range(a, min(n, a + size)))
 
 
-def continuation_logprobs(model: Any, prompts: Sequence[Any], continuations: Sequence[str], *,
+def continuation_logprobs(model: Model, prompts: Sequence[Any], continuations: Sequence[str], *,
                           interventions: Any = None, batch_size: int = 16, **tokenize_kw: Any) -> ContinuationScores:
     """``log p(continuation | prompt)`` for each pair, by teacher forcing in batches."""
     import torch
@@ -78,7 +81,7 @@ def continuation_logprobs(model: Any, prompts: Sequence[Any], continuations: Seq
     return ContinuationScores(np.array(totals), np.array(counts), tuple(per))
 
 
-def target_logprob(model: Any, prompts: Sequence[Any], continuations: Sequence[str], *, interventions: Any = None,
+def target_logprob(model: Model, prompts: Sequence[Any], continuations: Sequence[str], *, interventions: Any = None,
                    per_token: bool = False, seed: int = 0, batch_size: int = 16, **tokenize_kw: Any) -> ScoreResult:
     """Log-prob of each continuation (or its per-token mean) as a ScoreResult with a bootstrap CI."""
     s = continuation_logprobs(model, prompts, continuations, interventions=interventions, batch_size=batch_size,
@@ -95,7 +98,7 @@ def target_logprob(model: Any, prompts: Sequence[Any], continuations: Sequence[s
                                                    seed=seed, extra={"per_token": per_token}))
 
 
-def logit_difference(model: Any, prompts: Sequence[Any], targets: Sequence[str], foils: Sequence[str], *,
+def logit_difference(model: Model, prompts: Sequence[Any], targets: Sequence[str], foils: Sequence[str], *,
                      interventions: Any = None, batch_size: int = 16, **tokenize_kw: Any) -> dict[str, np.ndarray]:
     """Next-token ``logit(target) - logit(foil)``, log-probs and the target's rank (0 = top).
 
@@ -130,7 +133,7 @@ class LogprobScorer:
 
     name = "logprob"
 
-    def __init__(self, model: Any, *, per_token: bool = False, **tokenize_kw: Any):
+    def __init__(self, model: Model, *, per_token: bool = False, **tokenize_kw: Any):
         self.model, self.per_token, self.tokenize_kw = model, per_token, tokenize_kw
 
     def __call__(self, prompts: Sequence[Any], outputs: Sequence[str], *, groups: Any = None,
