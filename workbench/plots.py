@@ -23,13 +23,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from workbench.crosscheck import CrossCheck
     from workbench.stats import Estimate
 
-__all__ = ["plot_crosscheck", "plot_estimates", "VERDICT_COLOURS"]
+__all__ = ["plot_crosscheck", "plot_estimates", "figure_and_ax", "VERDICT_COLOURS"]
 
 VERDICT_COLOURS = {"agree": "#1a7f37", "disagree": "#cf222e", "inconclusive": "#9a6700"}
 _MAX_LABELLED_UNITS = 25
 
 
-def _figure_and_ax(ax: "Axes | None", figsize: tuple[float, float]) -> tuple["Figure", "Axes"]:
+def figure_and_ax(ax: "Axes | None", figsize: tuple[float, float]) -> tuple["Figure", "Axes"]:
+    """``(figure, axes)``: ``ax``'s own figure, or a new pyplot-free Figure of ``figsize`` with one Axes (for
+    plot functions that draw on a caller's axes or make their own figure)."""
     if ax is not None:
         return ax.figure, ax
     from matplotlib.figure import Figure
@@ -51,7 +53,7 @@ def plot_crosscheck(result: "CrossCheck", ax: "Axes | None" = None) -> "Figure":
     as dashed lines; the title carries the rank correlation with its CI and permutation p, and
     the verdict in its colour (green agree, red disagree, amber inconclusive).
     """
-    fig, ax = _figure_and_ax(ax, (5.5, 4.5))
+    fig, ax = figure_and_ax(ax, (5.5, 4.5))
     colour = VERDICT_COLOURS.get(result.verdict, "black")
     x, y = np.asarray(result.internal), np.asarray(result.behavioural)
     ax.scatter(x, y, s=28, color=colour, alpha=0.8, edgecolors="white", linewidths=0.5, zorder=3)
@@ -116,7 +118,7 @@ def plot_estimates(
     """
     if len(names) != len(estimates):
         raise ValueError(f"names and estimates differ in length: {len(names)} vs {len(estimates)}.")
-    fig, ax = _figure_and_ax(ax, (max(4.0, 0.35 * len(names) + 2), 3.5) if not horizontal else (5.0, max(3.0, 0.3 * len(names) + 1)))
+    fig, ax = figure_and_ax(ax, (max(4.0, 0.35 * len(names) + 2), 3.5) if not horizontal else (5.0, max(3.0, 0.3 * len(names) + 1)))
     vals = np.array([e.value for e in estimates], dtype=float)
     lo = np.array([e.ci_low for e in estimates], dtype=float)
     hi = np.array([e.ci_high for e in estimates], dtype=float)

@@ -398,9 +398,9 @@ def _rename(cc: Any, internal: str, behavioural: str) -> Any:
 def _plot_shifts(tab: Any, trait: str, tasks: Any) -> Any:
     import numpy as np
 
-    from workbench.plots import _figure_and_ax
+    from workbench.plots import figure_and_ax
 
-    fig, ax = _figure_and_ax(None, (max(6.0, 0.9 * len(tab) + 3), 3.8))
+    fig, ax = figure_and_ax(None, (max(6.0, 0.9 * len(tab) + 3), 3.8))
     cols = [("self_report", f"{trait} self-report")] + [(t, _MEASURES[t]) for t in tasks]
     width = 0.8 / len(cols)
     x = np.arange(len(tab))

@@ -242,10 +242,10 @@ def paper_reanalysis(*, seed: int = 0, alpha: float = 0.05, n_permutations: int 
 
 def plot_paper_injection(result: PaperReanalysis, ax: Any = None) -> Any:
     """Standardised shifts (d_z, CI) of the targeted self-report and of the paired behaviour per strategy."""
-    from workbench.plots import _figure_and_ax
+    from workbench.plots import figure_and_ax
 
     inj = result.injection
-    fig, ax = _figure_and_ax(ax, (6.0, 3.6))
+    fig, ax = figure_and_ax(ax, (6.0, 3.6))
     x = np.arange(len(inj))
     for off, col, ci, lab, colour in ((-0.15, "self_report_dz", "self_report_dz_ci", "self-report", "#4c72b0"),
                                       (0.15, "behaviour_dz_expected_direction", "behaviour_dz_ci",

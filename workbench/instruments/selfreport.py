@@ -482,10 +482,10 @@ def format_effect(result: SelfReportResult, *, alpha: float = 0.05, correction: 
 
 def plot_trait_scores(result: SelfReportResult, ax: Any = None) -> Any:
     """Trait scores per format and order (points with bootstrap CIs) and overall (black)."""
-    from workbench.plots import _figure_and_ax
+    from workbench.plots import figure_and_ax
 
     traits = result.traits
-    fig, ax = _figure_and_ax(ax, (max(5.0, 1.3 * len(traits) + 2), 3.8))
+    fig, ax = figure_and_ax(ax, (max(5.0, 1.3 * len(traits) + 2), 3.8))
     df = result.trait_scores(by=("format", "order"))
     combos = list(dict.fromkeys(zip(df["format"], df["order"])))
     width = 0.7 / max(1, len(combos))
@@ -514,12 +514,12 @@ def plot_trait_scores(result: SelfReportResult, ax: Any = None) -> Any:
 
 def plot_order_symmetry(result: OrderSymmetry, ax: Any = None) -> Any:
     """Position bias per trait (CI; flagged traits in red) with the all-items estimate."""
-    from workbench.plots import _figure_and_ax
+    from workbench.plots import figure_and_ax
 
     names = list(result.position_bias) + ["(all items)"]
     ests = list(result.position_bias.values()) + [result.overall]
     flags = [result.flagged[t] for t in result.position_bias] + [result.overall_flagged]
-    fig, ax = _figure_and_ax(ax, (max(5.0, 1.1 * len(names) + 2), 3.5))
+    fig, ax = figure_and_ax(ax, (max(5.0, 1.1 * len(names) + 2), 3.5))
     x = np.arange(len(names))
     for xi, e, fl in zip(x, ests, flags):
         ax.errorbar([xi], [e.value], yerr=[[e.value - e.ci_low], [e.ci_high - e.value]], fmt="o", capsize=3,
@@ -534,10 +534,10 @@ def plot_order_symmetry(result: OrderSymmetry, ax: Any = None) -> Any:
 
 def plot_format_effect(result: FormatEffect, ax: Any = None) -> Any:
     """Trait score per format (CIs); flagged traits' labels in red."""
-    from workbench.plots import _figure_and_ax
+    from workbench.plots import figure_and_ax
 
     traits = list(result.concordance)
-    fig, ax = _figure_and_ax(ax, (max(5.0, 1.3 * len(traits) + 2), 3.5))
+    fig, ax = figure_and_ax(ax, (max(5.0, 1.3 * len(traits) + 2), 3.5))
     width = 0.7 / len(result.formats)
     for j, f in enumerate(result.formats):
         x = np.arange(len(traits)) - 0.35 + width * (j + 0.5)

@@ -380,9 +380,9 @@ class KOptionScorer:
 
 def plot_koption(result: KOptionResult, ax: Any = None) -> Any:
     """Mean probability of each listed option position (bars with bootstrap CIs) and the format mass."""
-    from workbench.plots import _figure_and_ax
+    from workbench.plots import figure_and_ax
 
-    fig, ax = _figure_and_ax(ax, (5.0, 3.5))
+    fig, ax = figure_and_ax(ax, (5.0, 3.5))
     shares = result.option_shares()
     x = np.arange(result.k)
     v = np.array([e.value for e in shares])
