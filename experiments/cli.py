@@ -7,6 +7,8 @@
                   [--out DIR] [--config FILE] [--set key=value ...] [--seed N] [--resume | --overwrite]
                   [--executor local|ray] [--ray-address ADDR] [--quiet]
     workbench report RUN_DIR               (re)write RUN_DIR/report.html
+    workbench docs RUN_DIR [--readme README.md] [--figures docs/figures]
+                                           the README's results block and docs/figures/ from a finished run
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress output")
     rep = sub.add_parser("report", help="(re)write a run directory's report.html")
     rep.add_argument("run_dir")
+    dc = sub.add_parser("docs", help="write the README's results block and docs/figures/ from a finished run")
+    dc.add_argument("run_dir")
+    dc.add_argument("--readme", default="README.md")
+    dc.add_argument("--figures", default="docs/figures")
     return p
 
 
@@ -171,6 +177,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .report import write_report
 
         print(write_report(args.run_dir))
+        return 0
+    if args.command == "docs":
+        from .docs import write_docs
+
+        print(write_docs(args.run_dir, readme=args.readme, figures_dir=args.figures))
         return 0
     overrides = list(args.set)
     for flag, key in (("model", "model.name"), ("backend", "model.backend"), ("device", "model.device"),
