@@ -260,8 +260,15 @@ def interventions_for(model: Model, *operators: Any) -> list[Intervention]:
 def steer(model: Model, *operators: Any) -> Iterator[Any]:
     """Keep ``operators`` active for every forward, cache and generate call inside the block.
 
-    >>> with steer(model, vec.at(12, alpha=4.0, positions="generated")):
-    ...     out = model.generate(prompts, max_new_tokens=32)
+    >>> import torch
+    >>> from steering import SteeringVector
+    >>> from workbench.models import load
+    >>> model = load("tiny-llama", device="cpu")
+    >>> vec = SteeringVector.from_tensor(torch.ones(model.facts.d_model), layer=1, model=model)
+    >>> with steer(model, vec.at(1, alpha=4.0, positions="generated")):
+    ...     out = model.generate(["Hello"], max_new_tokens=3)
+    >>> out.settings["interventions"][0]["site"], len(out.completion_ids[0])
+    ('resid_post.1', 3)
     """
     ivs = interventions_for(model, *operators)
     with model.hooks(ivs):
