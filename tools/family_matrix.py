@@ -7,17 +7,22 @@ runner against an uncached forward), compare logits with plain transformers (eag
 scale) and every canonical site across the backends (1e-4). Writes ``docs/families.md`` (the table the README
 links to) and prints a summary. The named families also have their own tests (tests/workbench/test_families.py).
 
-Usage: python tools/family_matrix.py [--out docs/families.md] [--only gemma2,qwen3]
+Each family runs in its own process with a time limit (``--timeout``), so one that crashes or hangs the
+interpreter (a missing optional dependency, a native abort) is reported as failing and the survey goes on.
+
+Usage: python tools/family_matrix.py [--out docs/families.md] [--only gemma2,qwen3] [--timeout 300]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import warnings
 from pathlib import Path
 
@@ -108,8 +113,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "families.md"))
     ap.add_argument("--only", default="")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per family")
+    ap.add_argument("--one", default="", help=argparse.SUPPRESS)  # internal: try one family, print JSON
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
+    if args.one:
+        import torch
+
+        torch.set_num_threads(1)
+        root = Path(tempfile.mkdtemp(prefix="workbench-family-"))
+        try:
+            status, why, quirks = try_family(args.one, root)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        print("RESULT " + json.dumps([status, why, quirks]))
+        return
     import torch
     import transformer_lens
     import transformers
@@ -123,11 +141,18 @@ def main() -> None:
         for mt, cls in candidates():
             if only and mt not in only:
                 continue
+            env = {**os.environ, "PYTHONWARNINGS": "ignore", "TRANSFORMERS_VERBOSITY": "error"}
             try:
-                status, why, quirks = try_family(mt, root)
-            except Exception as e:  # noqa: BLE001 - one family must not stop the survey
-                status, why, quirks = "fails", f"{type(e).__name__}: {str(e)[:140]}", []
-                traceback.print_exc(limit=1)
+                proc = subprocess.run([sys.executable, __file__, "--one", mt], capture_output=True, text=True,
+                                      timeout=args.timeout, env=env)
+                res = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+                if res:
+                    status, why, quirks = json.loads(res[-1][len("RESULT "):])
+                else:
+                    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                    status, why, quirks = "fails", f"the process died (exit {proc.returncode}): {tail[:140]}", []
+            except subprocess.TimeoutExpired:
+                status, why, quirks = "fails", f"no result within {args.timeout:.0f} s", []
             rows.append((mt, cls, status, why, quirks))
             print(f"{mt:<22} {status:<9} {why}", flush=True)
             shutil.rmtree(root / mt, ignore_errors=True)
