@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
-from workbench.models import compat
-from workbench.models.stack import StackRunner, raw_site_hooks
+from workbench.models.stack import StackRunner, capture_run, prefix_cache
 from workbench.sites import Site
 
 if TYPE_CHECKING:
@@ -53,13 +52,6 @@ class BaseRun:
 def base_run(model: Model, input_ids: torch.Tensor, kinds: Sequence[str], *, embed_offset: torch.Tensor | None = None
              ) -> BaseRun:
     """One full forward through the raw stack capturing ``kinds`` at every layer (plus resid_pre)."""
-    runner = StackRunner(model)
-    B, T = input_ids.shape
-    pos = torch.arange(T, device=input_ids.device).expand(B, T)
-    am = torch.ones(B, T, dtype=torch.long, device=input_ids.device)
-    h = runner.embed(input_ids, pos)
-    if embed_offset is not None:
-        h = h + embed_offset.to(h.dtype)
     # attn_out and resid_mid are derived from the residual stream: plain PyTorch hooks on the attention
     # module do not fire under the TransformerLens backend (the bridge calls its own wrapper), nor does
     # GPT-2's ln_2 input, so only sites that fire under both backends are hooked.
@@ -67,18 +59,9 @@ def base_run(model: Model, input_ids: torch.Tensor, kinds: Sequence[str], *, emb
     wanted = (set(kinds) - derive) | {"resid_pre", "resid_post"}
     if derive:
         wanted.add("mlp_out")
-    acts: dict[Site, torch.Tensor] = {}
-
-    def grab(s: Site) -> Callable:
-        def fn(x):
-            acts[s] = x.detach().clone()
-            return x
-        return fn
-
-    hooks = {Site(k, L): grab(Site(k, L)) for L in range(model.n_layers) for k in wanted}
-    cache = compat.new_cache()
-    with raw_site_hooks(model, hooks):
-        final = runner.run(h, 0, attention_mask=am, position_ids=pos, cache=cache)
+    run = capture_run(model, input_ids, [Site(k, L) for L in range(model.n_layers) for k in sorted(wanted)],
+                      embed_offset=embed_offset)
+    acts = run.acts
     parallel = model.facts.parallel_attn_mlp
     for L in range(model.n_layers):
         if not derive:
@@ -90,8 +73,7 @@ def base_run(model: Model, input_ids: torch.Tensor, kinds: Sequence[str], *, emb
             mid = post - mlp
             acts[Site("resid_mid", L)] = mid
             acts[Site("attn_out", L)] = mid - pre
-    kv = compat.cache_kv(cache)
-    return BaseRun(acts, [k for k, _ in kv], [v for _, v in kv], final.detach().clone())
+    return BaseRun(acts, [k for k, _ in run.kv], [v for _, v in run.kv], run.final)
 
 
 def mlp_after_attn(model: Model, layer: int, resid_mid: torch.Tensor) -> torch.Tensor:
@@ -107,15 +89,7 @@ def mlp_after_attn(model: Model, layer: int, resid_mid: torch.Tensor) -> torch.T
 
 def _make_cache(model: Model, base: BaseRun, p0: int, n: int) -> Any:
     """A KV cache with the base run's keys/values of positions ``< p0``, tiled ``n`` times (cell-major)."""
-    kv = []
-    for k, v in zip(base.keys, base.values):
-        k, v = k[:, :, :p0], v[:, :, :p0]
-        if k.shape[0] == 1:
-            k, v = k.expand(n, *k.shape[1:]), v.expand(n, *v.shape[1:])
-        else:
-            k, v = k.repeat(n, 1, 1, 1), v.repeat(n, 1, 1, 1)
-        kv.append((k, v))
-    return compat.cache_from_kv(kv)
+    return prefix_cache(list(zip(base.keys, base.values)), p0, repeat=n)
 
 
 def plan_chunks(p_first: Sequence[int], T: int, batch: int, max_tokens: int, overhead_tokens: int = 16,

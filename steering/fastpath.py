@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from workbench.models import compat
-from workbench.models.stack import StackRunner
+from workbench.models.stack import StackRunner, capture_run, prefix_cache
 from workbench.models.tokens import resolve_positions
 from workbench.sites import Site, parse_site
 
@@ -46,11 +45,6 @@ def _position_mask(positions: Any, tokens: Any) -> torch.Tensor:
     return resolve_positions(p, tokens)
 
 
-def _prefix_cache(kv: list) -> Any:
-    """A fresh cache holding a prefix's keys and values (the stored tensors are never modified)."""
-    return compat.cache_from_kv(kv)
-
-
 @torch.inference_mode()
 def _unsteered_passes(model: Model, items: Any, sites: list[Site], positions: Any, *, chat: bool,
                       system: str | None, assistant_prefix: str | None, batch_size: int) -> tuple[list, dict]:
@@ -62,12 +56,9 @@ def _unsteered_passes(model: Model, items: Any, sites: list[Site], positions: An
     values of columns ``< p0`` (``None`` when ``p0 == 0``); ``batch_norms`` the mean residual norm at
     the site over each batch's real tokens.
     """
-    from workbench.models.stack import raw_site_hooks
-
     items = normalize_items(items, system=system, assistant_prefix=assistant_prefix)
     _, ids, _ = format_items(model, items, chat=chat)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    runner = StackRunner(model)
     out: dict[Site, tuple[list, list]] = {s: ([], []) for s in sites}
     for b in range(0, len(order), batch_size):
         idx = order[b:b + batch_size]
@@ -76,18 +67,9 @@ def _unsteered_passes(model: Model, items: Any, sites: list[Site], positions: An
         steered = torch.nonzero(mask.any(0)).flatten()
         p0 = int(steered[0]) if len(steered) else 0
         if p0 > 0:  # through the raw stack, keeping the prefix's keys and values
-            got: dict[Site, torch.Tensor] = {}
-
-            def grab(site):
-                def fn(x):
-                    got[site] = x.detach().clone()
-                    return x
-                return fn
-            ids_b, am, pos = tokens.input_ids, tokens.attention_mask, tokens.position_ids
-            cache = compat.new_cache()
-            with raw_site_hooks(model, {s: grab(s) for s in sites}):
-                runner.run(runner.embed(ids_b, pos), 0, attention_mask=am, position_ids=pos, cache=cache)
-            kv = [(k[:, :, :p0], v[:, :, :p0]) for k, v in compat.cache_kv(cache)]
+            run = capture_run(model, tokens.input_ids, sites, attention_mask=tokens.attention_mask,
+                              position_ids=tokens.position_ids)
+            got, kv = run.acts, [(k[:, :, :p0], v[:, :, :p0]) for k, v in run.kv]
         else:
             _, cache = model.run_with_cache(tokens, sites, positions="all", logits=None)
             got, kv = {s: cache[s].detach() for s in sites}, None
@@ -154,7 +136,7 @@ class ResidualReplay:
                 x = torch.where(mask[:, p0:, None].to(h.device), h + a, h)
             x = self._runner.run(x, self._start, attention_mask=tokens.attention_mask,
                                  position_ids=tokens.position_ids[:, p0:],
-                                 cache=None if kv is None else _prefix_cache(kv))
+                                 cache=None if kv is None else prefix_cache(kv))
             logits = self._runner.logits(x[:, -1]).float().cpu()
             for j, i in enumerate(idx):
                 out[i] = logits[j]

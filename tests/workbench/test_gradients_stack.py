@@ -69,3 +69,30 @@ def test_stack_runner_matches_full_forward(tiny_model, arch, backend):
     r.run(h, 0, attention_mask=am, position_ids=pos, hooks={Site("z", 1): lambda x: seen.setdefault("z", x)})
     _, c = m.run_with_cache(toks, ["z.1"])
     assert (seen["z"] - c["z.1"])[real].abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("backend", ["tl", "nnsight"])
+def test_capture_run_and_prefix_cache_resume_equals_a_full_forward(backend):
+    """The shared partial-forward engine: a captured run's activations equal run_with_cache's; resuming layer 1
+    from the captured residual with a tiled prefix cache reproduces the full forward's logits for every row."""
+    from workbench.models import load
+    from workbench.models.stack import StackRunner, capture_run, prefix_cache
+    from workbench.sites import Site
+
+    m = load("tiny-llama", backend=backend, device="cpu")
+    ids = torch.tensor([[1, 5, 9, 23, 7, 11, 2]])
+    sites = [Site("resid_pre", 1), Site("resid_post", 0), Site("mlp_out", 1)]
+    run = capture_run(m, ids, sites)
+    _, cache = m.run_with_cache(ids, sites)
+    for s in sites:
+        torch.testing.assert_close(run.acts[s], cache[s], atol=1e-5, rtol=1e-5)
+    p0, n = 3, 4
+    r = StackRunner(m)
+    T = ids.shape[1]
+    h = run.acts[Site("resid_pre", 1)][:, p0:].expand(n, -1, -1)
+    out = r.run(h, 1, attention_mask=torch.ones(n, T, dtype=torch.long),
+                position_ids=torch.arange(p0, T).expand(n, -1), cache=prefix_cache(run.kv, p0, repeat=n))
+    full = m.forward(ids)
+    for row in range(n):
+        torch.testing.assert_close(r.logits(out[row:row + 1]), full[:, p0:], atol=1e-4, rtol=1e-4)
+    assert run.kv[0][0].shape[2] == T  # the stored keys are untouched by the resumed run

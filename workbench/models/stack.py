@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -23,7 +24,7 @@ from ..sites import Site
 from . import compat
 from .backends import HookFiringError, apply_at_access, plan_access
 
-__all__ = ["StackRunner", "raw_site_hooks"]
+__all__ = ["StackRunner", "raw_site_hooks", "CapturedRun", "capture_run", "prefix_cache"]
 
 HookFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -148,3 +149,68 @@ class StackRunner:
     def expand(cache: Any, n: int) -> Any:
         """A copy of a batch-1 (or batch-n) cache repeated to batch ``n`` (the original is untouched)."""
         return compat.repeat_cache(cache, n)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The partial-forward engine both fast paths use (circuits' patching engine, steering's residual replay): one full
+# forward through the raw stack that keeps activations at chosen sites and every layer's keys and values, then
+# runs that resume from a layer with a cached prefix (``StackRunner.run(..., cache=prefix_cache(...))``).
+
+
+@dataclass
+class CapturedRun:
+    """One unpatched forward through the raw decoder stack.
+
+    ``acts``: ``{site: activation}`` (canonical shapes, detached copies); ``kv``: every layer's ``(keys, values)``
+    (``[batch, kv_heads, seq, d_head]``); ``final``: the residual after the last layer (before the final norm)."""
+
+    acts: dict[Site, torch.Tensor]
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    final: torch.Tensor
+
+
+@torch.inference_mode()
+def capture_run(model: Any, input_ids: torch.Tensor, sites: Sequence[Site], *,
+                attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                embed_offset: torch.Tensor | None = None) -> CapturedRun:
+    """Run the whole stack once on ``input_ids`` capturing ``sites`` (plain PyTorch hooks on the original modules,
+    :func:`raw_site_hooks`) and every layer's keys and values. ``embed_offset`` is added to the embeddings (e.g.
+    the noise of a noised-embedding corruption). Without a mask every token is real and positions are 0..T-1."""
+    runner = StackRunner(model)
+    B, T = input_ids.shape
+    if position_ids is None:
+        position_ids = torch.arange(T, device=input_ids.device).expand(B, T)
+    if attention_mask is None:
+        attention_mask = torch.ones(B, T, dtype=torch.long, device=input_ids.device)
+    h = runner.embed(input_ids, position_ids)
+    if embed_offset is not None:
+        h = h + embed_offset.to(h.dtype)
+    acts: dict[Site, torch.Tensor] = {}
+
+    def grab(s: Site) -> HookFn:
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            acts[s] = x.detach().clone()
+            return x
+        return fn
+
+    cache = compat.new_cache()
+    with raw_site_hooks(model, {s: grab(s) for s in sites}):
+        final = runner.run(h, 0, attention_mask=attention_mask, position_ids=position_ids, cache=cache)
+    return CapturedRun(acts, compat.cache_kv(cache), final.detach().clone())
+
+
+def prefix_cache(kv: Sequence[tuple[torch.Tensor, torch.Tensor]], upto: int | None = None, repeat: int = 1) -> Any:
+    """A fresh KV cache holding ``kv``'s columns ``[0, upto)`` (all when None), tiled ``repeat`` times along the
+    batch (cell-major: a batch-1 prefix is expanded without a copy). The given tensors are never modified."""
+    out = []
+    for k, v in kv:
+        if upto is not None:
+            k, v = k[:, :, :upto], v[:, :, :upto]
+        if repeat > 1:
+            if k.shape[0] == 1:
+                k, v = k.expand(repeat, *k.shape[1:]), v.expand(repeat, *v.shape[1:])
+            else:
+                k, v = k.repeat(repeat, 1, 1, 1), v.repeat(repeat, 1, 1, 1)
+        out.append((k, v))
+    return compat.cache_from_kv(out)
+
