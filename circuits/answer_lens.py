@@ -60,6 +60,16 @@ class AnswerLensResult:
                              "ci_low": [e.ci_low for e in ests], "ci_high": [e.ci_high for e in ests],
                              "n_prompts": self.values.shape[1]})
 
+    def summary(self) -> str:
+        """Where the lens's answer preference is settled, and the model's own final preference."""
+        first = self.first_stage_excluding_zero()
+        fin = self.per_stage()[-1]
+        where = (f"the CI excludes 0 on the final side from stage {first} on" if first is not None
+                 else "the last stage's CI does not exclude 0")
+        return (f"answer lens ({self.label}) over {self.values.shape[1]} prompts and {len(self.stages)} stages: "
+                f"last stage {fin.value:.3g} [{fin.ci_low:.3g}, {fin.ci_high:.3g}]; {where}; model's own mean "
+                f"{float(np.mean(self.final)):.3g}")
+
 
 @torch.inference_mode()
 def answer_lens(model: Model, prompts: Sequence[Any], a_ids: Sequence[int], b_ids: Sequence[int], *,

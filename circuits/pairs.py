@@ -105,6 +105,17 @@ class PairPatchingResult:
         """Per pair: the summed |effect| of ``components`` (how much they move in that pair)."""
         return np.nansum(np.abs(self.effects[:, list(components)]), axis=1)
 
+    def summary(self) -> str:
+        """Pairs, components, the mean total effect and the components carrying most of it."""
+        head = (f"pair patching ({self.direction}, {self.metric}): {len(self.pairs)} pairs x {len(self.components)} "
+                f"components; mean clean - corrupt {float(self.gap.mean()):.3g}")
+        try:
+            norm = self.normalized()
+        except PairPatchingError as e:
+            return f"{head}; {e}"
+        top = ", ".join(f"{self.components[i]} {norm[i]:+.2f}" for i in self.top(3))
+        return f"{head}; largest normalised effects: {top}"
+
     def to_dataframe(self, ci: bool = True, seed: int = 0) -> Any:
         """One row per component: normalised effect (and CI), mean raw effect, how many pairs had it."""
         import pandas as pd

@@ -458,6 +458,15 @@ class SteeringSweep:
         """No step to a larger coefficient lowers the score significantly (every adjacent CI reaches 0 or above)."""
         return all(e.ci_high >= 0 for e in self.adjacent(scorer))
 
+    def summary(self) -> str:
+        """Per scorer: the effect of the largest minus the smallest coefficient (paired CI)."""
+        parts = []
+        for sc in self.scorers:
+            e = self.effect(sc)
+            parts.append(f"{sc}: {e.value:+.3g} [{e.ci_low:+.3g}, {e.ci_high:+.3g}]")
+        return (f"steering sweep '{self.persona}' at layer {self.layer}, coefficients {self.coefficients} "
+                f"(vector norm {self.vector_norm:.3g}): " + "; ".join(parts))
+
     def to_dataframe(self):
         import pandas as pd
 

@@ -92,6 +92,13 @@ class PersonaInjection:
                          "steer_norm": None if add is None else abs(add.alpha), "site": None if add is None else self.site})
         return pd.DataFrame(rows)
 
+    def summary(self) -> str:
+        """The persona, the steering layer and each condition's KL from the baseline (with its CI)."""
+        kls = "; ".join(f"{c.name}: KL {c.kl.value:.3g} [{c.kl.ci_low:.3g}, {c.kl.ci_high:.3g}]"
+                        for c in self.conditions if c.kl is not None)
+        return (f"persona injection '{self.persona.name}' at {self.site}: {len(self.conditions)} conditions"
+                + (f"; {kls}" if kls else ""))
+
     def state(self) -> dict:
         """JSON-able state: everything needed to rebuild the conditions without recomputing."""
         return {"persona": self.persona.to_dict(), "layer": self.layer, "site": self.site,

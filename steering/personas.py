@@ -259,6 +259,12 @@ class FinetuningShift:
 
         return pd.DataFrame({"prompt": [str(p) for p in self.prompts], "projection": self.values})
 
+    def summary(self) -> str:
+        """The mean projection of the fine-tuning shift on the persona vector, with its CI and relative size."""
+        e = self.estimate
+        return (f"fine-tuning shift along the persona vector at {self.site} over {len(self.prompts)} prompts: "
+                f"{e.value:.3g} [{e.ci_low:.3g}, {e.ci_high:.3g}] ({self.relative:+.2%} of the base residual norm)")
+
 
 def finetuning_shift(tuned: Any, base: Any, vector: SteeringVector, layer: int, prompts: Sequence[Any], *,
                      system: str | None = None, seed: int = 0, batch_size: int = 16) -> FinetuningShift:
@@ -267,7 +273,7 @@ def finetuning_shift(tuned: Any, base: Any, vector: SteeringVector, layer: int, 
     Both models read the same chat-formatted ``prompts``; per prompt the difference of their residual streams at
     the vector's site in ``layer`` (last prompt token) is projected on the unit vector. Positive: fine-tuning
     moved the model toward the persona's high pole. The two models must share the tokenizer and width."""
-    from .calibration import _estimate_mean
+    from workbench.stats import mean_estimate
 
     site = vector.site_at(layer)
     if tuned.facts.d_model != base.facts.d_model:
@@ -278,7 +284,7 @@ def finetuning_shift(tuned: Any, base: Any, vector: SteeringVector, layer: int, 
     v = vector.vector(layer).float().cpu()
     u = v / v.norm()
     vals = ((a - b) @ u).numpy()
-    est = _estimate_mean(vals, seed, "finetuning shift along the persona vector")
+    est = mean_estimate(vals, seed=seed, statistic="finetuning shift along the persona vector")
     rel = float(est.value / b.norm(dim=-1).mean())
     prov = tuned.provenance(data_hash=data_hash([str(p) for p in prompts], vector.provenance.data_hash), seed=seed,
                             sites=(site.name,), extra={"base": base.name, "base_hash": base.weights_hash,

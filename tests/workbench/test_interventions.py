@@ -56,7 +56,8 @@ def test_add_scale_project_match_hand_hooks(llama, hf):
     ref = _hf_logits(hf, toks, layer_hook=add_last, layer=0)
     for m in (tl, nn):
         got = m.forward(toks, interventions=add("resid_post.0", v, alpha=2.5, positions="last"))
-        assert (got - ref).abs().max() < 1e-5
+        # real tokens only: logits at left-padding positions are arbitrary (SDPA and eager differ there)
+        assert (got - ref)[toks.attention_mask.bool()].abs().max() < 1e-5
 
     ref = _hf_logits(hf, toks, layer_hook=lambda o: o * 0.3, layer=0)
     for m in (tl, nn):
@@ -119,13 +120,14 @@ def test_replace_full_activation_is_patching(llama):
 def test_custom_and_hooks_context(llama):
     tl, nn = llama
     base = tl.forward(PROMPTS)
+    real = tl.tokenize(PROMPTS).attention_mask.bool()  # logits at padding positions are each kernel's own
     iv = custom("mlp_out.0", lambda x, mask: x * 0)
     for m in (tl, nn):
         with m.hooks([iv]):
             inside = m.forward(PROMPTS)
         assert (inside - base).abs().max() > 0
         assert torch.equal(m.forward(PROMPTS), m.forward(PROMPTS))  # removed on exit
-        assert (m.forward(PROMPTS) - base).abs().max() < 1e-5  # 1.2e-6 on an H100 (kernel choice)
+        assert (m.forward(PROMPTS) - base)[real].abs().max() < 1e-5  # 1.2e-6 on an H100 (kernel choice)
 
 
 def test_clear_errors(llama, smollm):
