@@ -147,7 +147,8 @@ def persona_injection(model: Model, persona: Persona | str, *, layer: Any = 0.4,
     """
     import torch
 
-    from .layer_matching import resolve_layers
+    from workbench.layers import resolve_layers
+
     from .vector import SteeringVector
 
     check_positions(positions)
