@@ -41,6 +41,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m mypy
+	$(PY) tools/check_imports.py
 
 test-all: $(STAMP)
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
