@@ -147,6 +147,7 @@ def test_resid_mid_gpt2_against_residual_reference(tiny_model):
             assert abs(ours.mean[L, p].item() - ref) < TOL
 
 
+@pytest.mark.drift
 @pytest.mark.smollm
 def test_matches_transformer_lens_on_smollm_sample(smollm):
     """SmolLM2 (the default real model) on an IOI pair: a sample of cells of every kind vs TL's loop."""

@@ -27,6 +27,7 @@ def clean_run(tmp_path_factory):
     return out, report
 
 
+@pytest.mark.drift
 def test_run_directory_contents(clean_run):
     out, report = clean_run
     m = json.loads((out / "manifest.json").read_text())
