@@ -1,13 +1,20 @@
 """Task functions for grids: module-level, JSON in and out, so they run in any executor.
 
-A task names its model; each worker process loads it once (:func:`task_model`) and reuses it.
+A task names its model; each worker process loads it once (:func:`task_model`) and reuses it. A Ray executor
+given :func:`model_key` as the key runs every task of one model on one worker (an actor), so a model loads once
+per worker however many tasks it runs.
+
+:func:`study_task` runs one study on one model (a (model, study) unit of a batch job): JSON in (the study, its
+config section, the model, the seed, the step name), and out its step's files (tables, figures, the report
+section) as bytes with its payload, which :meth:`experiments.run.RunContext.units` commits as the step.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["task_model", "residual_norm_task"]
+__all__ = ["task_model", "model_key", "model_info", "model_info_task", "release_models", "study_task",
+           "TaskContext", "residual_norm_task"]
 
 _MODELS: dict[tuple, Any] = {}
 
@@ -20,6 +27,86 @@ def task_model(task: dict) -> Any:
     if key not in _MODELS:
         _MODELS[key] = load(key[0], backend=key[1], device=key[2], dtype=key[3])
     return _MODELS[key]
+
+
+def model_key(task: dict) -> str:
+    """The model a task needs, as one string (``name@backend/device/dtype``): the Ray executor keys its model
+    workers by it."""
+    return f"{task['model']}@{task.get('backend', 'tl')}/{task.get('device', 'auto')}/{task.get('dtype', 'float32')}"
+
+
+def release_models(keep: str | None = None) -> None:
+    """Forget the models loaded by :func:`task_model` in this process (all but the one ``keep`` names, a
+    :func:`model_key`), so their memory can be freed."""
+    for key in list(_MODELS):
+        if keep is None or model_key(dict(zip(("model", "backend", "device", "dtype"), key))) != keep:
+            del _MODELS[key]
+
+
+def model_info(m: Any) -> dict:
+    """What a run's manifest records of a model (name, weights hash, source, backend, facts, notes)."""
+    return {"name": m.name, "weights_hash": m.weights_hash, "source": m.source, "source_hash": m.source_hash,
+            "backend": m.backend_name, "facts": m.facts.to_dict(), "notes": list(m.notes)}
+
+
+def model_info_task(task: dict) -> dict:
+    """:func:`model_info` of the model a task names (loads it in this worker, where its studies then run)."""
+    return model_info(task_model(task))
+
+
+class TaskContext:
+    """What a study's ``compute`` sees of the run inside a task: :meth:`record_data` (the hashes go back to the
+    driver's manifest) and ``progress`` (off: a worker has no terminal)."""
+
+    progress = False
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def record_data(self, name: str, *objs: Any) -> str:
+        from workbench.results import data_hash
+
+        self.data[name] = h = data_hash(*objs)
+        return h
+
+
+def study_task(task: dict) -> dict:
+    """Run one study on one model and return its step: ``{"payload", "files": {name: bytes}, "data", "model"}``.
+
+    ``task``: ``study`` (a module of :mod:`experiments.studies`), ``config`` (its section as a dict) and
+    ``config_class`` (``module:Class``), ``model`` / ``backend`` / ``device`` / ``dtype``, ``seed``, ``step``
+    (the step name) and ``title_suffix`` (appended to the section title, e.g. the model's name). The study
+    computes in this process and is written by :meth:`experiments.writer.StepWriter.study` into a scratch
+    directory whose files come back as bytes, so the same files land in the run directory whichever executor
+    (and machine) ran it."""
+    import importlib
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from .config import config_from_dict
+    from .writer import StepWriter
+
+    t0 = time.time()
+    mod = importlib.import_module(f"experiments.studies.{task['study']}")
+    cls_mod, cls_name = task["config_class"].split(":")
+    cfg = config_from_dict(getattr(importlib.import_module(cls_mod), cls_name), task["config"])
+    seed = int(task.get("seed", 0))
+    torch.manual_seed(seed)
+    m = task_model(task)
+    tctx = TaskContext()
+    res = mod.compute(tctx, m, cfg, seed=seed)
+    if task.get("title_suffix"):
+        res.title = f"{res.title}{task['title_suffix']}"
+    with tempfile.TemporaryDirectory(prefix="workbench-task-") as tmp:
+        w = StepWriter(Path(tmp), task["step"])
+        payload = w.study(res)
+        w._write_sections()
+        files = {f.name: f.read_bytes() for f in sorted(Path(tmp).iterdir()) if f.is_file()}
+    return {"payload": payload, "files": files, "data": tctx.data, "model": model_info(m),
+            "seconds": time.time() - t0}
 
 
 def residual_norm_task(task: dict) -> dict:
