@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["task_model", "model_key", "model_info", "model_info_task", "release_models", "study_task",
-           "TaskContext", "residual_norm_task"]
+           "TaskContext", "residual_norm_task", "probe_sweep_task", "PROBE_DATASETS"]
 
 _MODELS: dict[tuple, Any] = {}
 
@@ -121,3 +121,50 @@ def residual_norm_task(task: dict) -> dict:
     norms = cache[site].norm(dim=-1)
     per_prompt = [float(norms[i][toks.attention_mask[i].bool()].mean()) for i in range(len(toks))]
     return {"layer": task["layer"], "seed": task.get("seed", 0), "per_prompt": per_prompt}
+
+
+#: the labelled sets :func:`probe_sweep_task` probes: the project's test-vs-deploy framing set, HH-RLHF pairs
+PROBE_DATASETS = ("framing", "harmlessness")
+
+
+def probe_sweep_task(task: dict) -> dict:
+    """A logistic probe at every layer of one model on one labelled set (a probe batch job's unit).
+
+    ``task``: the model (as :func:`task_model`), ``dataset`` (one of :data:`PROBE_DATASETS`), ``n`` (topics of
+    the framing set / pairs of the harmlessness set), ``seed``, optional ``threads`` (torch threads in this
+    worker) and ``activation_cache`` (a directory shared by the workers: activations are collected once per
+    model weights, data, read position and layers, :func:`probe.activations.collect_cached`). Returns the
+    AUROC (held-out groups) per layer with its interval."""
+    import torch
+
+    from probe.activations import collect_cached
+    from probe.eval_awareness import framing_set
+    from probe.preference import build_preference_set
+    from probe.sweep import layer_sweep
+
+    from .study import fits_context
+
+    if task.get("threads"):
+        torch.set_num_threads(int(task["threads"]))
+    seed = int(task.get("seed", 0))
+    torch.manual_seed(seed)
+    m = task_model(task)
+    name = task["dataset"]
+    if name == "framing":
+        ds = framing_set(n_topics=int(task.get("n", 8)), seed=seed)
+    elif name == "harmlessness":
+        ds = build_preference_set("harmlessness", "easy", seed=seed, limit=int(task.get("n", 40)))
+    else:
+        raise ValueError(f"unknown probe dataset {name!r}; use one of {PROBE_DATASETS}")
+    chat = bool(m.facts.has_chat_template) if ds.chat is None else bool(ds.chat)
+    fit = fits_context(m, [e.prompt for e in ds.examples], chat=chat, system=ds.system,
+                       continuations=[e.output for e in ds.examples])
+    if not all(fit):  # a small-context model reads only what fits
+        ds = ds.subset([i for i, ok in enumerate(fit) if ok])
+    acts = collect_cached(m, ds, task.get("activation_cache"), layers="all")
+    sw = layer_sweep(acts, methods=("logistic",), controls=False, C=1.0, seed=seed, n_resamples=200,
+                     device="cpu")
+    est = sw.estimates("logistic")
+    return {"model": task["model"], "dataset": name, "n_examples": len(ds), "n_dropped": fit.count(False),
+            "layers": list(sw.layers),
+            "auroc": [e.to_dict() for e in est]}
