@@ -82,7 +82,10 @@ def run_experiment(name: str, *, out: str | Path | None = None, config_file: str
     preset_name, _ = exp.preset(preset)
     overrides = list(overrides or []) + model_overrides(models, overrides or [])
     cfg = exp.config(config_file, overrides, preset)
-    model_names(cfg.model) if hasattr(cfg, "model") else None  # a conflicting or repeated model fails here
+    if hasattr(cfg, "model"):
+        names = model_names(cfg.model)  # a conflicting or repeated model fails here
+        if cfg.model.models:  # one spelling per run: model.name is the (first) model, models only lists several
+            cfg.model.name, cfg.model.models = names[0], (names if len(names) > 1 else [])
     sizes = {k: v for k, v in (("num_cpus", ray_cpus), ("num_gpus", num_gpus)) if v}
     ex = make_executor(executor, ray_address, **sizes)
     try:

@@ -244,3 +244,17 @@ def test_killed_driver_resumes_with_identical_tables(local_run, tmp_path):
     for step, mtime in done_before.items():  # finished units reused, not recomputed
         assert (out / "steps" / step / "_done.json").stat().st_mtime_ns == mtime
     assert _tables(out) == _tables(local_run)
+
+
+def test_a_one_entry_model_list_is_model_name(tmp_path):
+    """``models = ["X"]`` in the TOML is the one model X (experiments reading model.name see it)."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[model]\nmodels = ["tiny-llama"]\n')
+    out = tmp_path / "smoke"
+    run_experiment("smoke", out=out, config_file=str(cfg), preset="quick", progress=False,
+                   overrides=["grid_layers=[0]"])
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["config"]["model"]["name"] == "tiny-llama" and m["config"]["model"]["models"] == []
+    assert m["model"]["name"] == "tiny-llama"
+    assert json.loads((out / "shards" / "residual-norms" / "shard-000000.json").read_text())["task"]["model"] == \
+        "tiny-llama"
