@@ -104,6 +104,7 @@ class RayExecutor(Executor):
             raise ImportError('the Ray executor needs Ray: pip install "interp-workbench[ray]"') from e
         self._ray = ray
         self._started = False
+        self._actors: dict[str, Any] = {}
         if not ray.is_initialized():
             kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
             if address is None:
@@ -123,9 +124,13 @@ class RayExecutor(Executor):
             self._started = address is None
         self._opts = dict(num_cpus=cpus_per_task, num_gpus=num_gpus)
         self._retries = int(max_retries)
-        self._actors: dict[str, Any] = {}
         self._worker_cls: Any = None
         res = ray.cluster_resources()
+        if num_gpus > 0 and res.get("GPU", 0.0) < num_gpus:
+            self.close()
+            raise RayConnectionError(
+                f"--num-gpus {num_gpus:g} reserves GPUs per task, but the Ray cluster has {res.get('GPU', 0.0):g}; "
+                "give --num-gpus 0 on CPU machines, or join a cluster with GPUs (--ray-address)")
         per = num_gpus if num_gpus > 0 else cpus_per_task
         have = res.get("GPU", 0.0) if num_gpus > 0 else res.get("CPU", 1.0)
         self.parallelism = max(1, int(have // per)) if per > 0 else 1

@@ -258,3 +258,18 @@ def test_a_one_entry_model_list_is_model_name(tmp_path):
     assert m["model"]["name"] == "tiny-llama"
     assert json.loads((out / "shards" / "residual-norms" / "shard-000000.json").read_text())["task"]["model"] == \
         "tiny-llama"
+
+
+def test_probe_task_reads_a_shared_activation_cache(tmp_path):
+    """Workers sharing an activation cache: the second task on the same model and data reads the stored
+    activations (one file, written atomically) and gives the same probe numbers."""
+    from experiments.tasks import probe_sweep_task
+
+    task = {"model": "tiny-llama", "device": "cpu", "dataset": "framing", "n": 4, "seed": 0}
+    plain = probe_sweep_task(task)
+    first = probe_sweep_task({**task, "activation_cache": str(tmp_path)})
+    (f,) = tmp_path.glob("*.safetensors")
+    mtime = f.stat().st_mtime_ns
+    second = probe_sweep_task({**task, "activation_cache": str(tmp_path)})
+    assert f.stat().st_mtime_ns == mtime and plain == first == second
+    assert second["layers"] == [0, 1] and len(second["auroc"]) == 2
