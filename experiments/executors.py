@@ -180,7 +180,7 @@ class RayExecutor(Executor):
             self._drop(k)
         waiting = [k for k in by_key if k not in self._actors]
         started = [k for k in by_key if k in self._actors]
-        while waiting and len(self._actors) < self.parallelism:
+        while waiting and len(started) < self.parallelism:
             started.append(waiting.pop(0))
         refs: dict[Any, tuple[int, str]] = {}
         left = {k: len(v) for k, v in by_key.items()}

@@ -273,3 +273,21 @@ def test_probe_task_reads_a_shared_activation_cache(tmp_path):
     second = probe_sweep_task({**task, "activation_cache": str(tmp_path)})
     assert f.stat().st_mtime_ns == mtime and plain == first == second
     assert second["layers"] == [0, 1] and len(second["auroc"]) == 2
+
+
+def test_ray_model_workers_take_turns_when_the_cluster_is_smaller_than_the_models():
+    """3 models on a 1-CPU Ray: one model worker at a time, each stopped when its model has no task left, so the
+    next one starts (no task waits forever for a worker that cannot be placed); results as the local executor's."""
+    pytest.importorskip("ray")
+    from experiments.executors import LocalExecutor, RayExecutor
+    from experiments.tasks import model_info_task, model_key
+
+    tasks = [{"model": m, "device": "cpu"} for m in ("tiny-llama", "tiny-gpt2", "tiny-llama", "tiny-neox")]
+    local = dict(LocalExecutor().map(model_info_task, tasks, key=model_key))
+    ex = RayExecutor(None, num_cpus=1)
+    try:
+        assert ex.parallelism == 1
+        got = dict(ex.map(model_info_task, tasks, key=model_key))
+    finally:
+        ex.close()
+    assert got == local and [got[i]["name"] for i in range(4)] == [t["model"] for t in tasks]
