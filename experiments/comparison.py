@@ -34,6 +34,11 @@ def _crosscheck(ctx: RunContext, step: str | None, slug: str) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
+def _targeted_minus_random(drops: Any, is_top: Any) -> float:
+    """Mean copying damage of the top heads minus that of the random heads."""
+    return float(drops[is_top == 1].mean() - drops[is_top == 0].mean())
+
+
 def write_comparisons(ctx: RunContext, models: Sequence[tuple[str, str]], steps: dict[tuple[str, str], str],
                       payloads: dict[tuple[str, str], dict], *, seed: int = 0) -> None:
     """Write the comparison steps. ``models``: (name, backend) pairs in order; ``steps`` / ``payloads``:
@@ -128,9 +133,8 @@ def write_comparisons(ctx: RunContext, models: Sequence[tuple[str, str]], steps:
                 if len(d_top) >= 2 and len(d_rand) >= 2:
                     vals = np.concatenate([d_top, d_rand])
                     is_top = np.concatenate([np.ones(len(d_top)), np.zeros(len(d_rand))])
-                    row["targeted - random"] = bootstrap(
-                        (vals, is_top), lambda v, g: float(v[g == 1].mean() - v[g == 0].mean()), seed=seed,
-                        strata=list(is_top), vectorized=False)
+                    row["targeted - random"] = bootstrap((vals, is_top), _targeted_minus_random, seed=seed,
+                                                         strata=list(is_top), vectorized=False)
                 rows[n] = row
             res = ModelTable("Induction heads per model", rows, provenance=prov)
             t, f = w.result("induction_by_model", res)
