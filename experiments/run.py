@@ -508,9 +508,10 @@ class RunContext:
                 unknown.setdefault(model_key(t), {k: t[k] for k in ("model", "backend", "device", "dtype") if k in t})
         if unknown:
             self.log(f"grid {grid}: checking the weights of {len(unknown)} model(s) with finished steps")
-            for _, info in self._run_grid(f"{grid} (model check)", model_info_task, list(unknown.values()),
-                                          key=model_key):
+            checks = list(unknown.values())
+            for j, info in self._run_grid(f"{grid} (model check)", model_info_task, checks, key=model_key):
                 self._record_model(info)
+                self._hashes[(checks[j]["model"], checks[j].get("backend", "tl"))] = info["weights_hash"]
         payloads: dict[str, Any] = {}
         todo: list[tuple[str, dict]] = []
         for s, t in units:
@@ -530,6 +531,7 @@ class RunContext:
                                      done=len(units) - len(todo), failures=failures, names=[s for s, _ in todo]):
             s = todo[j][0]
             self._record_model(out["model"])
+            self._hashes[keyof[s]] = out["model"]["weights_hash"]  # by the name the config gives (a path, ...)
             for k, h in out["data"].items():
                 self._data[f"{out['model']['name']}/{k}"] = h
 

@@ -311,3 +311,32 @@ def test_default_model_and_a_tiny_one_on_ray_equal_local(tmp_path):
     assert _tables(outs["ray"]) == _tables(outs["local"])
     curves = pd.read_csv(outs["local"] / "results" / "compare-probe__probe_auroc_by_depth.csv")
     assert set(curves.n_layers) == {30, 2} and curves.depth.max() == 1.0
+
+
+def test_resume_recomputes_only_the_units_of_the_model_whose_weights_changed(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from workbench.models import load
+
+    src = Path(load("tiny-llama", backend="nnsight", check=False).source)
+    mdir = tmp_path / "model"
+    hf = AutoModelForCausalLM.from_pretrained(src)
+    hf.save_pretrained(mdir)
+    for f in list(src.glob("tokenizer*")) + list(src.glob("special_tokens_map.json")):
+        (mdir / f.name).write_bytes(f.read_bytes())
+    models = [str(mdir), "tiny-neox"]
+    kw = dict(out=tmp_path / "run", preset="quick", models=models, progress=False,
+              overrides=CHEAP + ["eval_awareness.enabled=false", "personas.enabled=false"])
+    run_experiment("cross-check", **kw)
+    out = tmp_path / "run"
+    done = {p.parent.name: p.stat().st_mtime_ns for p in (out / "steps").glob("*/_done.json")}
+    with torch.no_grad():
+        hf.model.norm.weight.mul_(3.0)
+    hf.save_pretrained(mdir)
+    run_experiment("cross-check", resume=True, **kw)
+    now = {p.parent.name: p.stat().st_mtime_ns for p in (out / "steps").glob("*/_done.json")}
+    same = {s for s in done if now[s] == done[s]}
+    assert same == {f"{s}-tiny-neox" for s in ("logit-lens", "induction-heads", "patching")}
+    log = (out / "log.txt").read_text()
+    assert f"step induction-heads@{mdir}: recomputing: model {mdir}'s weights changed" in log
