@@ -6,7 +6,8 @@ model's context are dropped), one task per (model, dataset), run through
 :class:`experiments.executors.RayExecutor` with the tasks of a model on one model worker (``key=model_key``:
 the model loads once per worker). A local Ray is started with 1 CPU, then with 2 (one worker process per CPU,
 ``threads=1`` per task); each side runs the whole job (worker start and model loads included, Ray's own
-start-up excluded), alternating ``--repeats`` times; medians. The results of both sides must be identical.
+start-up excluded; every model is loaded once before timing, so that caches built on a first load, such as a
+model organism's trained adapter, exist for both sides), alternating ``--repeats`` times; medians. The results of both sides must be identical.
 Ideal ratio: min(2, number of models / ceil(number of models / 2)) (a model's tasks stay on one worker).
 
 Usage: python benchmarks/bench_executor.py [--models A B C ...] [--n-framing 4] [--n-pairs 16] [--repeats 1]
@@ -48,6 +49,10 @@ def main() -> None:
     tasks = [{"model": m, "backend": "tl", "device": "cpu", "dtype": "float32", "dataset": d,
               "n": args.n_framing if d == "framing" else args.n_pairs, "seed": 0, "threads": 1}
              for m in args.models for d in ("framing", "harmlessness")]
+    from workbench.models import load
+
+    for m in args.models:  # build what a first load builds and caches (a GGUF's weights, an organism's adapter)
+        load(m, device="cpu")  # before timing, so that neither side pays for it
     times: dict[str, list[float]] = {"1_worker": [], "2_workers": []}
     results = {}
     for _ in range(args.repeats):
