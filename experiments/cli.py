@@ -3,9 +3,9 @@
     workbench models [--check MODEL]       registered models; whether MODEL is supported (from its config)
     workbench experiments                  built-in experiments, what they do, their presets
     workbench config EXPERIMENT [--preset P]  an experiment's config (default or preset), as documented TOML
-    workbench run EXPERIMENT [--preset P] [--model NAME|PATH] [--backend tl|nnsight] [--device D] [--dtype T]
+    workbench run EXPERIMENT [--preset P] [--model NAME|PATH ...] [--backend tl|nnsight] [--device D] [--dtype T]
                   [--out DIR] [--config FILE] [--set key=value ...] [--seed N] [--resume | --overwrite]
-                  [--executor local|ray] [--ray-address ADDR] [--quiet]
+                  [--executor local|ray] [--ray-address ADDR] [--ray-cpus N] [--num-gpus G] [--quiet]
     workbench report RUN_DIR               (re)write RUN_DIR/report.html
     workbench docs RUN_DIR [--readme README.md] [--figures docs/figures]
                                            the README's results block and docs/figures/ from a finished run
@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("experiment")
     r.add_argument("--preset", help="named config overrides, e.g. quick (see `workbench experiments`); applied "
                    "before --config and --set")
-    r.add_argument("--model", help="registered name, local HF directory, .gguf file or hub id")
+    r.add_argument("--model", action="append", help="registered name, local HF directory, .gguf file or hub id; "
+                   "repeat it to run several models in one run (model.models; experiments that compare models)")
     r.add_argument("--backend", choices=["tl", "nnsight"])
     r.add_argument("--device", help="cpu, cuda, cuda:1, auto")
     r.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     r.add_argument("--executor", choices=["local", "ray"], default="local")
     r.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+    r.add_argument("--ray-cpus", type=int, default=None, metavar="N",
+                   help="CPUs of a local Ray started for the run (default: all): at most N tasks or model workers at once")
+    r.add_argument("--num-gpus", type=float, default=0.0, metavar="G",
+                   help="GPUs Ray reserves per task or model worker (0 on CPU machines)")
     r.add_argument("--quiet", action="store_true", help="no progress output")
     rep = sub.add_parser("report", help="(re)write a run directory's report.html")
     rep.add_argument("run_dir")
@@ -62,23 +67,33 @@ def build_parser() -> argparse.ArgumentParser:
 def run_experiment(name: str, *, out: str | Path | None = None, config_file: str | None = None,
                    overrides: list[str] | None = None, preset: str | None = None, resume: bool = False,
                    overwrite: bool = False, executor: str = "local", ray_address: str | None = None,
-                   progress: bool = True, argv: list[str] | None = None) -> Path:
+                   progress: bool = True, argv: list[str] | None = None, models: list[str] | None = None,
+                   ray_cpus: int | None = None, num_gpus: float = 0.0) -> Path:
     """Run a registered experiment; returns the path of its report. (The CLI's ``run``.)
 
     The config is the experiment's defaults, then ``preset`` (else the experiment's default preset), the
-    TOML ``config_file`` and the ``key=value`` ``overrides``.
+    TOML ``config_file`` and the ``key=value`` ``overrides``. ``models`` (the CLI's repeated ``--model``) names the
+    model(s) last: one sets ``model.name``, several set ``model.models`` (see :func:`model_overrides`).
+    ``ray_cpus`` and ``num_gpus`` size the Ray executor (CPUs of a local Ray; GPUs reserved per task or worker).
 
     A failure before any step finished leaves no run directory behind (when this run created it);
     a later one marks the run ``failed`` and keeps its finished steps for ``resume=True``.
     """
+    from .config import model_names
     from .executors import make_executor
     from .registry import get_experiment
     from .run import RunContext
 
     exp = get_experiment(name)
     preset_name, _ = exp.preset(preset)
+    overrides = list(overrides or []) + model_overrides(models, overrides or [])
     cfg = exp.config(config_file, overrides, preset)
-    ex = make_executor(executor, ray_address)
+    if hasattr(cfg, "model"):
+        names = model_names(cfg.model)  # a conflicting or repeated model fails here
+        if cfg.model.models:  # one spelling per run: model.name is the (first) model, models only lists several
+            cfg.model.name, cfg.model.models = names[0], (names if len(names) > 1 else [])
+    sizes = {k: v for k, v in (("num_cpus", ray_cpus), ("num_gpus", num_gpus)) if v}
+    ex = make_executor(executor, ray_address, **sizes)
     try:
         ctx = RunContext(out or Path("runs") / name, name, cfg, resume=resume, overwrite=overwrite, executor=ex,
                          progress=progress, argv=argv, preset=preset_name)
@@ -90,6 +105,30 @@ def run_experiment(name: str, *, out: str | Path | None = None, config_file: str
             raise
     finally:
         ex.close()
+
+
+def model_overrides(models: list[str] | None, overrides: list[str]) -> list[str]:
+    """The ``--set`` overrides that ``--model`` (repeatable) stands for: one model sets ``model.name`` (and clears
+    ``model.models``), several set ``model.models`` (and ``model.name`` to the first). Refused together with a
+    ``model.name`` or ``model.models`` override (two answers to one question)."""
+    from .config import ConfigError
+
+    if not models:
+        return []
+    clash = [o for o in overrides if o.split("=", 1)[0].strip() in ("model.name", "model.models")]
+    if clash:
+        raise ConfigError(f"--model and --set {clash[0]} both name the model; use one of them")
+    if len(set(models)) < len(models):
+        twice = next(m for m in models if models.count(m) > 1)
+        raise ConfigError(f"--model {twice!r} is given twice; name each model once")
+    if len(models) == 1:
+        return [f'model.name="{_toml_str(models[0])}"', "model.models=[]"]
+    listed = ", ".join(f'"{_toml_str(m)}"' for m in models)
+    return [f'model.name="{_toml_str(models[0])}"', f"model.models=[{listed}]"]
+
+
+def _toml_str(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')
 
 
 # Errors that are the user's to fix (a bad name, path, value, file, device or cluster address): the CLI
@@ -184,8 +223,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(write_docs(args.run_dir, readme=args.readme, figures_dir=args.figures))
         return 0
     overrides = list(args.set)
-    for flag, key in (("model", "model.name"), ("backend", "model.backend"), ("device", "model.device"),
-                      ("dtype", "model.dtype")):
+    for flag, key in (("backend", "model.backend"), ("device", "model.device"), ("dtype", "model.dtype")):
         val = getattr(args, flag)
         if val is not None:
             overrides.append(f'{key}="{val}"')
@@ -193,7 +231,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         overrides.append(f"seed={args.seed}")
     path = run_experiment(args.experiment, out=args.out, config_file=args.config, overrides=overrides,
                           preset=args.preset, resume=args.resume, overwrite=args.overwrite, executor=args.executor,
-                          ray_address=args.ray_address, progress=not args.quiet, argv=sys.argv)
+                          ray_address=args.ray_address, progress=not args.quiet, argv=sys.argv, models=args.model,
+                          ray_cpus=args.ray_cpus, num_gpus=args.num_gpus)
     print(path)
     return 0
 

@@ -25,7 +25,7 @@ from workbench.errors import WorkbenchError, did_you_mean
 from workbench.layers import LayerSpec, check_spec
 
 __all__ = ["ConfigError", "config_from_dict", "load_config", "config_to_dict", "to_toml", "apply_overrides",
-           "ModelSection", "nest", "merge", "field_docs"]
+           "ModelSection", "model_names", "nest", "merge", "field_docs"]
 
 
 class ConfigError(WorkbenchError, ValueError):
@@ -41,12 +41,38 @@ class ModelSection:
         backend: ``tl`` (TransformerLens) or ``nnsight``; both give the same numbers.
         device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto``.
         dtype: the weights' dtype.
+        models: several models to run in one run (each as ``name``), for experiments that compare models
+            (``cross-check``); empty: the one model ``name``. ``name`` then stays at its default or names one
+            of them.
     """
 
     name: str = "smollm2-135m-instruct"
     backend: Literal["tl", "nnsight"] = "tl"
     device: str = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    models: list[str] = dataclasses.field(default_factory=list)
+
+
+def model_names(sec: ModelSection) -> list[str]:
+    """The models a run visits, in order: ``sec.models`` when given, else ``[sec.name]``.
+
+    Refused (:class:`ConfigError`): a model named twice, an empty name, and a ``name`` that is neither its
+    default nor one of ``models`` (two conflicting answers to "which model")."""
+    if not sec.models:
+        return [sec.name]
+    names = [str(n) for n in sec.models]
+    if any(not n.strip() for n in names):
+        raise ConfigError(f"model.models = {names!r}: a model name is empty")
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ConfigError(f"model.models names {n!r} twice; list each model once")
+        seen.add(n)
+    default = next(f.default for f in dataclasses.fields(ModelSection) if f.name == "name")
+    if sec.name != default and sec.name not in names:
+        raise ConfigError(f"model.name = {sec.name!r} conflicts with model.models = {names!r}; name the models "
+                          "in one place (model.models, or --model once per model)")
+    return names
 
 
 def _type_name(tp: Any) -> str:

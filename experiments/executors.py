@@ -1,29 +1,48 @@
 """Executors: where the tasks of a grid run.
 
-An executor has one method, ``map(fn, tasks)``, yielding ``(index, result)`` pairs as tasks finish
-(in any order). The run context writes each result as its own shard the moment it arrives, so a
-killed job loses only the tasks in flight.
+An executor has one method, ``map(fn, tasks, key=None, return_failures=False)``, yielding ``(index, result)``
+pairs as tasks finish (in any order). The run context writes each result as its own shard (or step) the
+moment it arrives, so a killed job loses only the tasks in flight. ``key(task)`` (e.g.
+:func:`experiments.tasks.model_key`) groups tasks that should share one worker process: the tasks of one
+model, so that it loads once. With ``return_failures`` a task that raised yields a :class:`TaskFailed`
+instead of stopping the grid.
 
 - :class:`LocalExecutor`: in this process, one task after another (the default).
 - :class:`RayExecutor`: Ray tasks on a cluster (``address="ray://host:10001"`` or ``"auto"``) or on
   a local Ray started for the run (``address=None``). Use it to spread grids of (model, layer,
-  persona, seed) over GPU nodes; ``num_gpus`` reserves GPUs per task. Ray is an optional
-  dependency (``pip install "interp-workbench[ray]"``).
+  persona, seed) over GPU nodes; ``num_gpus`` reserves GPUs per task (or per model worker). Keyed
+  tasks run on one Ray actor per key (a model worker), restarted with its tasks retried when its
+  process dies; plain tasks are retried by Ray (``max_retries``). Ray is an optional dependency
+  (``pip install "interp-workbench[ray]"``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["Executor", "LocalExecutor", "RayExecutor", "RayConnectionError", "make_executor"]
+__all__ = ["Executor", "LocalExecutor", "RayExecutor", "RayConnectionError", "TaskFailed", "make_executor"]
+
+
+@dataclass
+class TaskFailed:
+    """What ``map(..., return_failures=True)`` yields for a task that raised (after any retries)."""
+
+    error: BaseException
+
+    def __str__(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}"
 
 
 class Executor:
     name = "executor"
+    #: how many tasks run at once (for progress and ETA)
+    parallelism = 1
 
-    def map(self, fn: Callable[[dict], Any], tasks: Sequence[dict]) -> Iterator[tuple[int, Any]]:  # pragma: no cover
+    def map(self, fn: Callable[[dict], Any], tasks: Sequence[dict], *, key: Callable[[dict], str] | None = None,
+            return_failures: bool = False) -> Iterator[tuple[int, Any]]:  # pragma: no cover
         raise NotImplementedError
 
     def close(self) -> None:
@@ -31,11 +50,35 @@ class Executor:
 
 
 class LocalExecutor(Executor):
+    """In this process, one task after another. Keyed tasks run grouped by key in order of first appearance;
+    moving to the next key releases the models the previous one loaded (:func:`experiments.tasks.release_models`)."""
+
     name = "local"
 
-    def map(self, fn, tasks):
-        for i, t in enumerate(tasks):
-            yield i, fn(t)
+    def map(self, fn, tasks, *, key=None, return_failures=False):
+        order = list(range(len(tasks)))
+        if key is not None:
+            first: dict[str, int] = {}
+            for i, t in enumerate(tasks):
+                first.setdefault(key(t), i)
+            order.sort(key=lambda i: first[key(tasks[i])])
+        for i in order:
+            if key is not None:
+                from .tasks import release_models
+
+                release_models(keep=key(tasks[i]))
+            try:
+                out = fn(tasks[i])
+            except Exception as e:
+                if not return_failures:
+                    raise
+                out = TaskFailed(e)
+            yield i, out
+
+    def close(self) -> None:
+        from .tasks import release_models
+
+        release_models()
 
 
 class RayExecutor(Executor):
@@ -45,19 +88,23 @@ class RayExecutor(Executor):
         address: a Ray cluster address; ``None`` starts a local Ray for the run (stopped by
             :meth:`close`).
         num_cpus: CPUs for a local Ray (default: all) and per task ``cpus_per_task``.
-        num_gpus: GPUs reserved per task (0 on CPU machines).
+        num_gpus: GPUs reserved per task or model worker (0 on CPU machines).
+        max_retries: how often a task whose worker process died is run again (a model worker is restarted as
+            often, its unfinished tasks retried); a task that raises is not retried.
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None, cpus_per_task: float = 1.0,
-                 num_gpus: float = 0.0, runtime_env: dict | None = None, connect_timeout: float = 25.0):
+                 num_gpus: float = 0.0, runtime_env: dict | None = None, connect_timeout: float = 25.0,
+                 max_retries: int = 3):
         try:
             import ray
         except ImportError as e:
             raise ImportError('the Ray executor needs Ray: pip install "interp-workbench[ray]"') from e
         self._ray = ray
         self._started = False
+        self._actors: dict[str, Any] = {}
         if not ray.is_initialized():
             kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
             if address is None:
@@ -76,21 +123,108 @@ class RayExecutor(Executor):
             _init_with_timeout(ray, kw, connect_timeout, address)
             self._started = address is None
         self._opts = dict(num_cpus=cpus_per_task, num_gpus=num_gpus)
+        self._retries = int(max_retries)
+        self._worker_cls: Any = None
+        res = ray.cluster_resources()
+        if num_gpus > 0 and res.get("GPU", 0.0) < num_gpus:
+            self.close()
+            raise RayConnectionError(
+                f"--num-gpus {num_gpus:g} reserves GPUs per task, but the Ray cluster has {res.get('GPU', 0.0):g}; "
+                "give --num-gpus 0 on CPU machines, or join a cluster with GPUs (--ray-address)")
+        per = num_gpus if num_gpus > 0 else cpus_per_task
+        have = res.get("GPU", 0.0) if num_gpus > 0 else res.get("CPU", 1.0)
+        self.parallelism = max(1, int(have // per)) if per > 0 else 1
 
-    def map(self, fn, tasks):
+    def _get(self, ref: Any, return_failures: bool) -> Any:
+        try:
+            return self._ray.get(ref)
+        except Exception as e:
+            if not return_failures:
+                raise
+            return TaskFailed(e)
+
+    def map(self, fn, tasks, *, key=None, return_failures=False):
+        if key is not None:
+            yield from self._map_keyed(fn, tasks, key, return_failures)
+            return
         ray = self._ray
-        remote = ray.remote(**self._opts)(fn)
+        remote = ray.remote(max_retries=self._retries, **self._opts)(fn)
         refs = {remote.remote(t): i for i, t in enumerate(tasks)}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for r in done:
-                yield refs[r], ray.get(r)
+                yield refs[r], self._get(r, return_failures)
+
+    def _worker(self, k: str) -> Any:
+        if k not in self._actors:
+            if self._worker_cls is None:
+                self._worker_cls = self._ray.remote(max_restarts=self._retries, max_task_retries=self._retries,
+                                                    **self._opts)(_ModelWorker)
+            self._actors[k] = self._worker_cls.remote()
+        return self._actors[k]
+
+    def _drop(self, k: str) -> None:
+        actor = self._actors.pop(k, None)
+        if actor is not None:
+            self._ray.kill(actor, no_restart=True)
+
+    def _map_keyed(self, fn, tasks, key, return_failures):
+        """One actor (model worker) per key, at most ``parallelism`` alive: a worker whose key has no task left
+        in this grid is stopped when another key waits for room; the others stay for the next grid."""
+        ray = self._ray
+        by_key: dict[str, list[int]] = {}
+        for i, t in enumerate(tasks):
+            by_key.setdefault(key(t), []).append(i)
+        for k in [k for k in self._actors if k not in by_key]:
+            self._drop(k)
+        waiting = [k for k in by_key if k not in self._actors]
+        started = [k for k in by_key if k in self._actors]
+        while waiting and len(started) < self.parallelism:
+            started.append(waiting.pop(0))
+        refs: dict[Any, tuple[int, str]] = {}
+        left = {k: len(v) for k, v in by_key.items()}
+
+        def start(k: str) -> None:
+            w = self._worker(k)
+            for i in by_key[k]:
+                refs[w.run.remote(fn, tasks[i])] = (i, k)
+
+        for k in started:
+            start(k)
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for r in done:
+                i, k = refs[r]
+                out = self._get(r, return_failures)
+                left[k] -= 1
+                if left[k] == 0 and waiting:
+                    self._drop(k)
+                    nxt = waiting.pop(0)
+                    start(nxt)
+                    pending += [x for x, (_, kk) in refs.items() if kk == nxt]
+                yield i, out
 
     def close(self) -> None:
+        for k in list(self._actors):
+            self._drop(k)
         if self._started:
             self._ray.shutdown()
             self._started = False
+
+
+class _ModelWorker:
+    """A Ray actor that runs every task of one key (one model) in its process, so the model loads once
+    (:func:`experiments.tasks.task_model` keeps it) and is reused by each task."""
+
+    def run(self, fn: Callable[[dict], Any], task: dict) -> Any:
+        return fn(task)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
 
 
 class RayConnectionError(WorkbenchError, ConnectionError):
@@ -172,6 +306,8 @@ def _init_with_timeout(ray: Any, kw: dict, timeout: float, address: str | None) 
 
 def make_executor(name: str, address: str | None = None, **kw: Any) -> Executor:
     if name == "local":
+        if kw.get("num_gpus") or kw.get("num_cpus"):
+            raise ValueError("--num-gpus and --ray-cpus size the Ray executor; add --executor ray")
         return LocalExecutor()
     if name == "ray":
         return RayExecutor(address, **kw)

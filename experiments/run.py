@@ -38,13 +38,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from workbench.errors import WorkbenchError
 from workbench.results import data_hash, to_jsonable
 from workbench.store import ShardSet, StoreMismatchError, atomic_write_json, clean_stale_partials, partial_path
 
-from .config import config_to_dict
+from .config import ConfigError, config_to_dict, model_names
 from .writer import Section, StepWriter, _file_sha, _slug
 
 __all__ = ["RunContext", "Section", "StepWriter", "RunExistsError", "RunDirectoryError", "package_versions",
@@ -146,6 +146,50 @@ def _diff_dicts(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
+class GridProgress:
+    """Progress of one grid: tasks done, running, failed, and an ETA, written to ``log.txt`` (and the terminal
+    when the run shows progress) at the start, at most every ``every`` seconds, and at the end.
+
+    "running" is the tasks in flight: at most the executor's parallelism (one for the local executor). The ETA
+    is the remaining tasks at this session's rate (finished tasks per second)."""
+
+    def __init__(self, ctx: "RunContext", grid: str, total: int, *, done: int = 0, parallelism: int = 1,
+                 every: float = 5.0):
+        self.ctx, self.grid, self.total, self.parallelism, self.every = ctx, grid, total, max(1, parallelism), every
+        self.done, self.failed, self._new = done, 0, 0
+        self._t0 = self._last = time.time()
+
+    def line(self) -> str:
+        left = self.total - self.done - self.failed
+        running = min(left, self.parallelism)
+        if left == 0:
+            eta = "finished"
+        elif self._new:
+            eta = f"ETA {_duration((time.time() - self._t0) / self._new * left)}"
+        else:
+            eta = "ETA unknown"
+        return (f"grid {self.grid}: {self.done}/{self.total} done, {running} running, {self.failed} failed, {eta} "
+                f"({_duration(time.time() - self._t0)} elapsed)")
+
+    def update(self, *, failed: bool = False) -> None:
+        if failed:
+            self.failed += 1
+        else:
+            self.done += 1
+            self._new += 1
+        self.show(force=self.done + self.failed == self.total)
+
+    def show(self, *, force: bool = False) -> None:
+        if force or time.time() - self._last >= self.every:
+            self._last = time.time()
+            self.ctx.log(self.line())
+
+
+def _duration(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 class RunContext:
     """What an experiment's ``run(ctx, config)`` works through.
 
@@ -167,6 +211,7 @@ class RunContext:
         self.executor = executor or LocalExecutor()
         self.progress = progress
         self._models: dict[tuple, Any] = {}
+        self._hashes: dict[tuple, str] = {}  # (name, backend) -> weights hash, of models loaded in tasks
         self._data: dict[str, str] = {}
         self._timings: dict[str, float] = {}
         self._t0 = time.time()
@@ -284,31 +329,58 @@ class RunContext:
         return h
 
     # -- model ------------------------------------------------------------------------
+    def model_names(self) -> list[str]:
+        """The models this run visits (``model.models``, else ``[model.name]``; see :func:`config.model_names`)."""
+        return model_names(self.config.model)
+
+    def _default_model(self) -> str:
+        names = self.model_names()
+        if len(names) > 1:
+            raise ConfigError(f"experiment {self.experiment!r} runs one model, but model.models names {len(names)} "
+                              f"({', '.join(names)}); give one --model (experiments that compare models, such as "
+                              "cross-check, take several)")
+        return names[0]
+
     def model(self, name: str | None = None, backend: str | None = None) -> Any:
         """The configured model (loaded once per (name, backend))."""
         from workbench.models import load
 
+        from .tasks import model_info
+
         sec = self.config.model
-        key = (name or sec.name, backend or sec.backend)
+        key = (name or self._default_model(), backend or sec.backend)
         if key not in self._models:
             t = time.time()
             m = load(key[0], backend=key[1], device=sec.device, dtype=sec.dtype)
             self._models[key] = m
             self.log(f"loaded {m!r} in {time.time() - t:.1f} s")
-            self.manifest.setdefault("models", {})[m.name] = {"weights_hash": m.weights_hash,
-                                                              "source_hash": m.source_hash, "backend": m.backend_name}
-            if self.manifest["model"] is None:
-                self.manifest["model"] = {"name": m.name, "weights_hash": m.weights_hash, "source": m.source,
-                                          "source_hash": m.source_hash,
-                                          "backend": m.backend_name, "facts": m.facts.to_dict(), "notes": m.notes}
-                self._write_manifest()
+            self._record_model(model_info(m))
         return self._models[key]
+
+    def _record_model(self, info: dict) -> None:
+        """Record a model in the manifest (``models``: every model by name; ``model``: the first one)."""
+        self._hashes[(info["name"], info["backend"])] = info["weights_hash"]
+        self.manifest.setdefault("models", {})[info["name"]] = {
+            "weights_hash": info["weights_hash"], "source_hash": info["source_hash"], "backend": info["backend"],
+            "n_layers": info["facts"].get("n_layers")}
+        if self.manifest["model"] is None:
+            self.manifest["model"] = {k: info[k] for k in ("name", "weights_hash", "source", "source_hash", "backend",
+                                                           "facts", "notes")}
+        self._write_manifest()
+
+    def _weights_hash(self, name: str, backend: str) -> str:
+        """The current weights hash of a model: from a loaded model, one a task reported, else by loading it."""
+        if (name, backend) in self._models:
+            return self._models[(name, backend)].weights_hash
+        if (name, backend) in self._hashes:
+            return self._hashes[(name, backend)]
+        return self.model(name, backend).weights_hash
 
     def unload(self, name: str | None = None, backend: str | None = None) -> bool:
         """Forget a model loaded by :meth:`model` (its memory is freed once nothing else holds it); returns whether
         one was loaded. Experiments that visit several models in turn call it between them."""
         sec = self.config.model
-        return self._models.pop((name or sec.name, backend or sec.backend), None) is not None
+        return self._models.pop((name or self._default_model(), backend or sec.backend), None) is not None
 
     # -- steps ------------------------------------------------------------------------
     def step_dir(self, name: str) -> Path:
@@ -337,7 +409,7 @@ class RunContext:
             changed.append("the experiment or its config changed")
         for key, h in deps.get("models", {}).items():
             n, b = key.rsplit("@", 1)
-            cur = self.model(n, b).weights_hash
+            cur = self._weights_hash(n, b)
             if cur != h:
                 changed.append(f"model {n}'s weights changed ({h} -> {cur})")
         now = {"data": {"shipped": self._shipped, "files": self._files}, "versions": locked_versions()}
@@ -354,39 +426,159 @@ class RunContext:
         """Whether ``name`` finished and may be reused as it is."""
         return self._why_not_reusable(name) is None
 
-    def step(self, name: str, fn: Callable[["StepWriter"], Any]) -> dict:
+    def step(self, name: str, fn: Callable[["StepWriter"], Any], *,
+             models: Sequence[tuple[str, str]] | None = None) -> dict:
         """Run ``fn(writer)`` unless the step finished with the same inputs; return its stored payload.
 
         ``fn`` writes tables/figures/section through the :class:`StepWriter` and returns a JSON-able
-        payload (numbers later steps need). Everything lands in the step directory at once.
+        payload (numbers later steps need). Everything lands in the step directory at once. ``models``
+        ((name, backend) pairs): the models the step's numbers come from, when it does not load them itself
+        (a comparison of steps that ran as tasks); default: the models this process loaded.
         """
-        d = self.step_dir(name)
         why = self._why_not_reusable(name)
         if why is None:
-            self.log(f"step {name}: done already, reusing")
-            payload = json.loads((d / "_done.json").read_text())["payload"]
+            payload = self._reuse(name)
         else:
             if why:
                 self.log(f"step {name}: recomputing: {why}")
-            tmp = partial_path(d)
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
             t = time.time()
             self.log(f"step {name}: running")
-            try:
-                writer = StepWriter(tmp, name)
-                payload = fn(writer)
-                writer._finish(payload, self._deps())
-                shutil.rmtree(d, ignore_errors=True)
-                os.replace(tmp, d)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            payload = self._commit(name, fn, self._deps if models is None else lambda: self.deps_for(models))
             self._timings[name] = round(time.time() - t, 2)
             self.log(f"step {name}: finished in {self._timings[name]:.1f} s")
+        self._add_step(name)
+        return payload
+
+    def _reuse(self, name: str) -> Any:
+        self.log(f"step {name}: done already, reusing")
+        return json.loads((self.step_dir(name) / "_done.json").read_text())["payload"]
+
+    def _add_step(self, name: str) -> None:
         if name not in self.manifest["steps"]:
             self.manifest["steps"].append(name)
         self._write_manifest()
+
+    def _commit(self, name: str, fn: Callable[["StepWriter"], Any], deps: Callable[[], dict], *,
+                sections: bool = True) -> Any:
+        """Build step ``name`` in its temporary directory (``fn(writer)`` writes it and returns the payload), record
+        ``deps()`` and the files' hashes in ``_done.json``, and rename it into place."""
+        d = self.step_dir(name)
+        tmp = partial_path(d)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            writer = StepWriter(tmp, name)
+            payload = fn(writer)
+            writer._finish(payload, deps(), sections=sections)
+            shutil.rmtree(d, ignore_errors=True)
+            os.replace(tmp, d)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return payload
+
+    def deps_for(self, models: Sequence[tuple[str, str]]) -> dict:
+        """What a step that used exactly ``models`` ((name, backend) pairs) depends on: like a step's, with only
+        those models' weights (so a model's steps survive a change to another model's weights)."""
+        deps = self._deps()
+        deps["models"] = {f"{n}@{b}": self._weights_hash(n, b) for n, b in sorted(models)}
+        return deps
+
+    def units(self, grid: str, fn: Callable[[dict], dict], units: Sequence[tuple[str, dict]]) -> list[dict]:
+        """Run (step name, task) units through the executor, each as one resumable step; returns their payloads in
+        order.
+
+        ``fn(task)`` (module-level; :func:`experiments.tasks.study_task`) returns ``{"payload", "files": {name:
+        bytes}, "data": {name: hash}, "model": info}``; each result is committed as its step the moment it arrives
+        (files written atomically, ``_done.json`` with the deps of its model alone). A unit is reused when its
+        step finished with the same inputs: its model's weights hash is then checked by a model-info task on the
+        executor (the driver never loads a model). Tasks of one model share one worker (``key``:
+        :func:`experiments.tasks.model_key`). A unit that fails does not stop the others; the first failure is
+        raised at the end, and ``--resume`` reruns only the failed units."""
+        from .tasks import model_info_task, model_key
+
+        names = [s for s, _ in units]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ValueError(f"grid {grid}: step {dup!r} is named twice")
+        keyof = {s: (t["model"], t.get("backend", "tl")) for s, t in units}
+        unknown = {}
+        for s, t in units:
+            if (self.step_dir(s) / "_done.json").exists() and keyof[s] not in self._hashes \
+                    and keyof[s] not in self._models:
+                unknown.setdefault(model_key(t), {k: t[k] for k in ("model", "backend", "device", "dtype") if k in t})
+        if unknown:
+            self.log(f"grid {grid}: checking the weights of {len(unknown)} model(s) with finished steps")
+            checks = list(unknown.values())
+            for j, info in self._run_grid(f"{grid} (model check)", model_info_task, checks, key=model_key):
+                self._record_model(info)
+                self._hashes[(checks[j]["model"], checks[j].get("backend", "tl"))] = info["weights_hash"]
+        payloads: dict[str, Any] = {}
+        todo: list[tuple[str, dict]] = []
+        for s, t in units:
+            why = self._why_not_reusable(s)
+            if why is None:
+                payloads[s] = self._reuse(s)
+                self._add_step(s)
+            else:
+                if why:
+                    self.log(f"step {s}: recomputing: {why}")
+                todo.append((s, t))
+        if len(todo) < len(units):
+            self.log(f"grid {grid}: {len(units) - len(todo)}/{len(units)} units done already")
+        failures: list[tuple[str, Any]] = []
+        t0 = time.time()
+        for j, out in self._run_grid(grid, fn, [t for _, t in todo], key=model_key, total=len(units),
+                                     done=len(units) - len(todo), failures=failures, names=[s for s, _ in todo]):
+            s = todo[j][0]
+            self._record_model(out["model"])
+            self._hashes[keyof[s]] = out["model"]["weights_hash"]  # by the name the config gives (a path, ...)
+            for k, h in out["data"].items():
+                self._data[f"{out['model']['name']}/{k}"] = h
+
+            def write(w: StepWriter, files: dict = out["files"]) -> Any:
+                from workbench.store import atomic_write_bytes
+
+                for f, b in files.items():
+                    atomic_write_bytes(w.dir / f, b)
+                return out["payload"]
+            self._commit(s, write, lambda s=s: self.deps_for([keyof[s]]), sections=False)
+            payloads[s] = json.loads(json.dumps(to_jsonable(out["payload"])))
+            self._timings[s] = round(float(out.get("seconds", 0.0)), 2)
+            self.log(f"step {s}: finished in {self._timings[s]:.1f} s")
+            self._add_step(s)
+        if todo:
+            self._timings[f"grid:{grid}"] = round(self._timings.get(f"grid:{grid}", 0) + time.time() - t0, 2)
+            self._write_manifest()
+        # the report keeps the units' order, whatever order they finished in
+        self.manifest["steps"] = [x for x in self.manifest["steps"] if x not in names] + \
+            [s for s in names if s in payloads]
+        self._write_manifest()
+        if failures:
+            raise failures[0][1].error
+        return [payloads[s] for s in names]
+
+    def _run_grid(self, grid: str, fn: Callable[[dict], Any], tasks: Sequence[dict], *, key: Any = None,
+                  total: int | None = None, done: int = 0, failures: list | None = None,
+                  names: Sequence[str] | None = None) -> Iterator[tuple[int, Any]]:
+        """``executor.map`` with progress (done, running, failed, ETA) in the log and the terminal; failed tasks
+        are logged and, with ``failures`` (a list), collected there (``(name, TaskFailed)``) instead of raised."""
+        from .executors import TaskFailed
+
+        prog = GridProgress(self, grid, total if total is not None else len(tasks), done=done,
+                            parallelism=getattr(self.executor, "parallelism", 1))
+        if not tasks:
+            return
+        prog.show(force=True)
+        for j, out in self.executor.map(fn, list(tasks), key=key, return_failures=failures is not None):
+            if isinstance(out, TaskFailed):
+                what = names[j] if names else f"task {j}"
+                self.log(f"grid {grid}: {what} failed: {out}")
+                assert failures is not None
+                failures.append((what, out))
+                prog.update(failed=True)
+                continue
+            yield j, out
+            prog.update()
 
     def study(self, name: str, compute: Callable[[], Any]) -> dict:
         """Run a study as the step ``name``: ``compute()`` returns a :class:`experiments.study.StudyResult`,
@@ -411,12 +603,8 @@ class RunContext:
         if len(todo) < len(tasks):
             self.log(f"grid {name}: {len(tasks) - len(todo)}/{len(tasks)} shards done already")
         t = time.time()
-        it = self.executor.map(fn, [tasks[i] for i in todo])
-        if self.progress and todo:
-            from tqdm.auto import tqdm
-
-            it = tqdm(it, total=len(todo), desc=name, unit="task")
-        for j, result in it:
+        for j, result in self._run_grid(name, fn, [tasks[i] for i in todo], total=len(tasks),
+                                        done=len(tasks) - len(todo)):
             shards.write_json(todo[j], {"task": tasks[todo[j]], "result": to_jsonable(result)})
         if todo:
             self._timings[f"grid:{name}"] = round(self._timings.get(f"grid:{name}", 0) + time.time() - t, 2)

@@ -1,13 +1,20 @@
 """Task functions for grids: module-level, JSON in and out, so they run in any executor.
 
-A task names its model; each worker process loads it once (:func:`task_model`) and reuses it.
+A task names its model; each worker process loads it once (:func:`task_model`) and reuses it. A Ray executor
+given :func:`model_key` as the key runs every task of one model on one worker (an actor), so a model loads once
+per worker however many tasks it runs.
+
+:func:`study_task` runs one study on one model (a (model, study) unit of a batch job): JSON in (the study, its
+config section, the model, the seed, the step name), and out its step's files (tables, figures, the report
+section) as bytes with its payload, which :meth:`experiments.run.RunContext.units` commits as the step.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["task_model", "residual_norm_task"]
+__all__ = ["task_model", "model_key", "model_info", "model_info_task", "release_models", "study_task",
+           "TaskContext", "residual_norm_task", "probe_sweep_task", "PROBE_DATASETS"]
 
 _MODELS: dict[tuple, Any] = {}
 
@@ -22,6 +29,86 @@ def task_model(task: dict) -> Any:
     return _MODELS[key]
 
 
+def model_key(task: dict) -> str:
+    """The model a task needs, as one string (``name@backend/device/dtype``): the Ray executor keys its model
+    workers by it."""
+    return f"{task['model']}@{task.get('backend', 'tl')}/{task.get('device', 'auto')}/{task.get('dtype', 'float32')}"
+
+
+def release_models(keep: str | None = None) -> None:
+    """Forget the models loaded by :func:`task_model` in this process (all but the one ``keep`` names, a
+    :func:`model_key`), so their memory can be freed."""
+    for key in list(_MODELS):
+        if keep is None or model_key(dict(zip(("model", "backend", "device", "dtype"), key))) != keep:
+            del _MODELS[key]
+
+
+def model_info(m: Any) -> dict:
+    """What a run's manifest records of a model (name, weights hash, source, backend, facts, notes)."""
+    return {"name": m.name, "weights_hash": m.weights_hash, "source": m.source, "source_hash": m.source_hash,
+            "backend": m.backend_name, "facts": m.facts.to_dict(), "notes": list(m.notes)}
+
+
+def model_info_task(task: dict) -> dict:
+    """:func:`model_info` of the model a task names (loads it in this worker, where its studies then run)."""
+    return model_info(task_model(task))
+
+
+class TaskContext:
+    """What a study's ``compute`` sees of the run inside a task: :meth:`record_data` (the hashes go back to the
+    driver's manifest) and ``progress`` (off: a worker has no terminal)."""
+
+    progress = False
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def record_data(self, name: str, *objs: Any) -> str:
+        from workbench.results import data_hash
+
+        self.data[name] = h = data_hash(*objs)
+        return h
+
+
+def study_task(task: dict) -> dict:
+    """Run one study on one model and return its step: ``{"payload", "files": {name: bytes}, "data", "model"}``.
+
+    ``task``: ``study`` (a module of :mod:`experiments.studies`), ``config`` (its section as a dict) and
+    ``config_class`` (``module:Class``), ``model`` / ``backend`` / ``device`` / ``dtype``, ``seed``, ``step``
+    (the step name) and ``title_suffix`` (appended to the section title, e.g. the model's name). The study
+    computes in this process and is written by :meth:`experiments.writer.StepWriter.study` into a scratch
+    directory whose files come back as bytes, so the same files land in the run directory whichever executor
+    (and machine) ran it."""
+    import importlib
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from .config import config_from_dict
+    from .writer import StepWriter
+
+    t0 = time.time()
+    mod = importlib.import_module(f"experiments.studies.{task['study']}")
+    cls_mod, cls_name = task["config_class"].split(":")
+    cfg = config_from_dict(getattr(importlib.import_module(cls_mod), cls_name), task["config"])
+    seed = int(task.get("seed", 0))
+    torch.manual_seed(seed)
+    m = task_model(task)
+    tctx = TaskContext()
+    res = mod.compute(tctx, m, cfg, seed=seed)
+    if task.get("title_suffix"):
+        res.title = f"{res.title}{task['title_suffix']}"
+    with tempfile.TemporaryDirectory(prefix="workbench-task-") as tmp:
+        w = StepWriter(Path(tmp), task["step"])
+        payload = w.study(res)
+        w._write_sections()
+        files = {f.name: f.read_bytes() for f in sorted(Path(tmp).iterdir()) if f.is_file()}
+    return {"payload": payload, "files": files, "data": tctx.data, "model": model_info(m),
+            "seconds": time.time() - t0}
+
+
 def residual_norm_task(task: dict) -> dict:
     """Mean residual-stream norm (``resid_post``) at one layer over the task's prompts, per prompt."""
     import torch
@@ -34,3 +121,50 @@ def residual_norm_task(task: dict) -> dict:
     norms = cache[site].norm(dim=-1)
     per_prompt = [float(norms[i][toks.attention_mask[i].bool()].mean()) for i in range(len(toks))]
     return {"layer": task["layer"], "seed": task.get("seed", 0), "per_prompt": per_prompt}
+
+
+#: the labelled sets :func:`probe_sweep_task` probes: the project's test-vs-deploy framing set, HH-RLHF pairs
+PROBE_DATASETS = ("framing", "harmlessness")
+
+
+def probe_sweep_task(task: dict) -> dict:
+    """A logistic probe at every layer of one model on one labelled set (a probe batch job's unit).
+
+    ``task``: the model (as :func:`task_model`), ``dataset`` (one of :data:`PROBE_DATASETS`), ``n`` (topics of
+    the framing set / pairs of the harmlessness set), ``seed``, optional ``threads`` (torch threads in this
+    worker) and ``activation_cache`` (a directory shared by the workers: activations are collected once per
+    model weights, data, read position and layers, :func:`probe.activations.collect_cached`). Returns the
+    AUROC (held-out groups) per layer with its interval."""
+    import torch
+
+    from probe.activations import collect_cached
+    from probe.eval_awareness import framing_set
+    from probe.preference import build_preference_set
+    from probe.sweep import layer_sweep
+
+    from .study import fits_context
+
+    if task.get("threads"):
+        torch.set_num_threads(int(task["threads"]))
+    seed = int(task.get("seed", 0))
+    torch.manual_seed(seed)
+    m = task_model(task)
+    name = task["dataset"]
+    if name == "framing":
+        ds = framing_set(n_topics=int(task.get("n", 8)), seed=seed)
+    elif name == "harmlessness":
+        ds = build_preference_set("harmlessness", "easy", seed=seed, limit=int(task.get("n", 40)))
+    else:
+        raise ValueError(f"unknown probe dataset {name!r}; use one of {PROBE_DATASETS}")
+    chat = bool(m.facts.has_chat_template) if ds.chat is None else bool(ds.chat)
+    fit = fits_context(m, [e.prompt for e in ds.examples], chat=chat, system=ds.system,
+                       continuations=[e.output for e in ds.examples])
+    if not all(fit):  # a small-context model reads only what fits
+        ds = ds.subset([i for i, ok in enumerate(fit) if ok])
+    acts = collect_cached(m, ds, task.get("activation_cache"), layers="all")
+    sw = layer_sweep(acts, methods=("logistic",), controls=False, C=1.0, seed=seed, n_resamples=200,
+                     device="cpu")
+    est = sw.estimates("logistic")
+    return {"model": task["model"], "dataset": name, "n_examples": len(ds), "n_dropped": fit.count(False),
+            "layers": list(sw.layers),
+            "auroc": [e.to_dict() for e in est]}

@@ -147,8 +147,12 @@ class StepWriter:
         atomic_write_json(self.dir / f"{base}.json", obj)
         return f"{base}.json"
 
-    def _finish(self, payload: Any, deps: dict) -> None:
+    def _write_sections(self) -> None:
         atomic_write_json(self.dir / "_sections.json", [dataclasses.asdict(s) for s in self.sections])
+
+    def _finish(self, payload: Any, deps: dict, *, sections: bool = True) -> None:
+        if sections:
+            self._write_sections()
         files = {f.name: _file_sha(f) for f in sorted(self.dir.iterdir()) if f.is_file() and f.name != "_done.json"}
         atomic_write_json(self.dir / "_done.json",
                           {"step": self.step, "payload": to_jsonable(payload), "deps": deps, "files": files})

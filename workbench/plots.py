@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from workbench.crosscheck import CrossCheck
     from workbench.stats import Estimate
 
-__all__ = ["plot_crosscheck", "plot_estimates", "figure_and_ax", "VERDICT_COLOURS"]
+__all__ = ["plot_crosscheck", "plot_estimates", "plot_layer_curves", "plot_rank_agreement", "plot_model_table",
+           "figure_and_ax", "VERDICT_COLOURS"]
 
 VERDICT_COLOURS = {"agree": "#1a7f37", "disagree": "#cf222e", "inconclusive": "#9a6700"}
 _MAX_LABELLED_UNITS = 25
@@ -160,3 +161,70 @@ def plot_estimates(
 
 
 register_plot("workbench.crosscheck:CrossCheck")(plot_crosscheck)
+
+
+def plot_layer_curves(result: Any, ax: "Axes | None" = None) -> "Figure":
+    """Every model's curve against the depth fraction (0 first layer, 1 last), with its CI band."""
+    from workbench.comparison import depth_fraction
+
+    fig, ax = figure_and_ax(ax, (6.0, 3.6))
+    for m, pts in result.curves.items():
+        if not pts:
+            continue
+        n = result.n_layers[m]
+        x = [depth_fraction(L, n) for L, _ in pts]
+        ax.plot(x, [e.value for _, e in pts], marker="o", markersize=3, lw=1.2, label=f"{m} ({n} layers)")
+        ax.fill_between(x, [e.ci_low for _, e in pts], [e.ci_high for _, e in pts], alpha=0.15)
+    if result.reference is not None:
+        ax.axhline(result.reference, color="0.5", ls="--", lw=0.8)
+    ax.set_xlabel("layer (fraction of depth)")
+    ax.set_ylabel(result.metric)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.25)
+    return fig
+
+
+def plot_rank_agreement(result: Any, ax: "Axes | None" = None) -> "Figure":
+    """Spearman's rho of every pair of models, per measure, with its CI (pairs without one are left out)."""
+    fig, ax = figure_and_ax(ax, (6.0, 0.6 + 0.35 * max(1, sum(len(p) for p in result.pairs.values()))))
+    names, ests = [], []
+    for measure, pairs in result.pairs.items():
+        for a, b, e, _ in pairs:
+            if e is not None:
+                names.append(f"{measure}: {a} vs {b}")
+                ests.append(e)
+    if ests:
+        plot_estimates(names, ests, ax=ax, horizontal=True, reference=0.0,
+                       title=f"{result.unit} rankings: Spearman between models")
+    else:
+        ax.set_title(f"{result.unit} rankings: no pair of models has 3 common {result.unit}s", fontsize=10)
+        ax.set_axis_off()
+    return fig
+
+
+def plot_model_table(result: Any, ax: "Axes | None" = None) -> "Figure":
+    """Each estimate column of a :class:`~workbench.comparison.ModelTable`, models side by side with their CIs."""
+    from workbench.stats import Estimate
+
+    cols = result.estimate_columns()
+    if ax is not None or len(cols) <= 1:
+        fig, ax = figure_and_ax(ax, (6.0, 3.2))
+        axes = [ax]
+    else:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(3.2 * len(cols), 3.2), layout="constrained")
+        axes = list(fig.subplots(1, len(cols), squeeze=False)[0])
+    if not cols:
+        axes[0].set_title(f"{result.title}: no estimates", fontsize=10)
+        axes[0].set_axis_off()
+        return fig
+    for a, c in zip(axes, cols):
+        models = [m for m, r in result.rows.items() if isinstance(r.get(c), Estimate)]
+        plot_estimates(models, [result.rows[m][c] for m in models], ax=a, title=c)
+    return fig
+
+
+register_plot("workbench.comparison:LayerCurves")(plot_layer_curves)
+register_plot("workbench.comparison:RankAgreement")(plot_rank_agreement)
+register_plot("workbench.comparison:ModelTable")(plot_model_table)

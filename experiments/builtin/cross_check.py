@@ -9,6 +9,11 @@ Sections (one resumable step each; each is a study of ``experiments/studies`` an
 4. ``[induction]``: detector score vs the effect of ablating the head on copying;
 5. ``[patching]``: exact head patching on factual recall vs attribution patching.
 
+Each (model, study) is one unit of work run through the executor (:func:`experiments.tasks.study_task`;
+with ``--executor ray`` on a model worker per model) and committed as its own resumable step. Several
+models (``--model A --model B``, or ``models = [...]`` in ``[model]``) give one step per model per study
+and the comparison sections of :mod:`experiments.comparison`.
+
 Every parameter has one default, in its study's config dataclass (the study's full size, which the
 dedicated experiments run). The main job runs them smaller so that it fits ``make demo``'s budget
 (about 15 minutes on 2 CPU cores on the default model): that is the preset ``main``, this
@@ -62,12 +67,44 @@ PRESETS = {
 DEFAULT_PRESET = "main"
 
 
+#: the studies of the main job, in report order: (config section, study module)
+STUDIES = (("eval_awareness", eval_awareness), ("personas", personas), ("logit_lens", logit_lens),
+           ("induction", induction), ("patching", patching))
+
+
+def units(cfg: CrossCheckConfig, names: list[str]) -> list[tuple[str, dict]]:
+    """One (step name, task) per (model, enabled study), model by model. With one model the steps keep the
+    studies' own names; with several, a step is ``<study step>@<model>`` and its section title names the model."""
+    from dataclasses import asdict
+
+    sec = cfg.model
+    out = []
+    for name in names:
+        for attr, study in STUDIES:
+            section = getattr(cfg, attr)
+            if not section.enabled:
+                continue
+            step = study.STEP if len(names) == 1 else f"{study.STEP}@{name}"
+            out.append((step, {"study": study.__name__.rsplit(".", 1)[1], "config": asdict(section),
+                               "config_class": f"{type(section).__module__}:{type(section).__qualname__}",
+                               "model": name, "backend": sec.backend, "device": sec.device, "dtype": sec.dtype,
+                               "seed": cfg.seed, "step": step,
+                               "title_suffix": f" [{name}]" if len(names) > 1 else ""}))
+    return out
+
+
 @experiment("cross-check", CrossCheckConfig,
             "the main job: eval-awareness probe vs behaviour shift, prompted vs steered personas, logit lens, "
-            "induction heads, patching vs attribution; each with its cross-check verdict")
+            "induction heads, patching vs attribution; each with its cross-check verdict; several models "
+            "(--model A --model B) compared side by side")
 def run(ctx: RunContext, cfg: CrossCheckConfig) -> None:
-    m = ctx.model()
-    for study, section in ((eval_awareness, cfg.eval_awareness), (personas, cfg.personas),
-                           (logit_lens, cfg.logit_lens), (induction, cfg.induction), (patching, cfg.patching)):
-        if section.enabled:
-            study.run(ctx, m, section, seed=cfg.seed)
+    from ..comparison import write_comparisons
+    from ..tasks import study_task
+
+    names = ctx.model_names()
+    todo = units(cfg, names)
+    payloads = ctx.units("studies", study_task, todo)
+    if len(names) > 1:
+        keys = {(t["study"], t["model"]): (s, p) for (s, t), p in zip(todo, payloads)}
+        write_comparisons(ctx, [(n, cfg.model.backend) for n in names], {k: v[0] for k, v in keys.items()},
+                          {k: v[1] for k, v in keys.items()}, seed=cfg.seed)

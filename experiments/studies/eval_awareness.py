@@ -161,7 +161,10 @@ def compute(ctx: Any, m: Any, cfg: EvalAwarenessStudy, *, seed: int = 0) -> Stud
         tables={"probe_layers": sw.layer_table("logistic"), "framing_shift": df}, metrics=metrics,
         notes=notes + chat_note(m) + list(res.notes)[:5],
         payload={"layer": L, "auroc": sw.estimates("logistic")[i].value, "mean_probe_shift": fs.mean_shift.value,
-                 "refusal_test": r_test.aggregate.value, "refusal_deploy": r_dep.aggregate.value})
+                 "refusal_test": r_test.aggregate.value, "refusal_deploy": r_dep.aggregate.value,
+                 "n_layers": m.facts.n_layers,
+                 "auroc_by_layer": [{"layer": layer, "estimate": e.to_dict()}
+                                    for layer, e in zip(sw.layers, sw.estimates("logistic"))]})
 
 
 def run(ctx: Any, m: Any, cfg: EvalAwarenessStudy, *, seed: int = 0, step: str = STEP) -> dict:

@@ -91,7 +91,9 @@ def compute(ctx: Any, m: Any, cfg: InductionStudy, *, seed: int = 0) -> StudyRes
         f"repeated half of {cfg.n_copy} random strings when that head alone is zero-ablated (behaviour, shared "
         "log-prob scorer); expected positive.",
         "induction", cc, results={"head_scores": hs}, plots={"head_scores": ("induction", "previous_token")},
-        tables={"induction_heads": df}, metrics=metrics, payload={"max_induction_score": float(ind.max())})
+        tables={"induction_heads": df}, metrics=metrics,
+        payload={"max_induction_score": float(ind.max()), "n_layers": L, "n_heads": H,
+                 "heads": df[["head", "layer", "set", "induction_score", "logprob_drop_per_token"]].to_dict("records")})
 
 
 def run(ctx: Any, m: Any, cfg: InductionStudy, *, seed: int = 0, step: str = STEP) -> dict:

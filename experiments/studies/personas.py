@@ -86,7 +86,19 @@ def compute(ctx: Any, m: Any, cfg: PersonaStudy, *, seed: int = 0) -> StudyResul
         "(prompted - baseline); expected positive.",
         "personas", cc, results={"persona_comparison": comp},
         tables={"persona_correlations": corr, "persona_strength": comp.strength_table()},
-        metrics=metrics, notes=list(comp.notes)[:5])
+        metrics=metrics, notes=list(comp.notes)[:5],
+        payload={"effects": _effects(comp)})
+
+
+def _effects(comp: Any) -> list[dict]:
+    """Per (persona, method, scorer): the shift from the baseline (for comparisons across models)."""
+    import math
+
+    df = comp.to_dataframe()
+    d = df[df["method"].isin(["prompt", "steer"])]
+    return [{"persona": r.persona, "method": r.method, "scorer": r.scorer,
+             "shift": float(r.shift) if r.shift is not None and math.isfinite(float(r.shift)) else None}
+            for r in d.itertuples()]
 
 
 def run(ctx: Any, m: Any, cfg: PersonaStudy, *, seed: int = 0, step: str = STEP) -> dict:
