@@ -151,6 +151,10 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
         results["transfer_layers"] = lt
         if lt.surface is not None:
             metrics["transfer AUROC, surface-feature baseline"] = estimate_dict(lt.surface)
+            metrics[f"transfer: layer {res.layer} beats the surface baseline (CI wholly above)"] = \
+                bool(lt.beats_surface()[lt.layers.index(res.layer)])
+            metrics["transfer: layers beating the surface baseline"] = [
+                L for L, b in zip(lt.layers, lt.beats_surface()) if b]
         metrics["transfer: best-transferring layer (read only; chosen on the test set)"] = lt.best_transfer_layer()
         tables["transfer"] = pd.DataFrame({"prompt": [str(e.prompt) for e in tr_set.examples],
                                            "label": tr_acts.labels, "normalised_score": norm})
