@@ -25,16 +25,17 @@ _EXPORTS = {
     "features": ["TensorFeatures", "StoreFeatures", "as_features"],
     "metrics": ["auroc_estimate", "accuracy_estimate", "macro_auroc_estimate", "paired_difference",
                 "mean_auroc_estimate", "analytic_auroc_gaussian"],
-    "sweep": ["layer_sweep", "LayerSweepResult", "LayerScore"],
+    "sweep": ["layer_sweep", "LayerSweepResult", "LayerScore", "LayerChoice"],
+    "surface": ["surface_baseline", "surface_features", "SurfaceBaselineResult", "beats"],
     "controls": ["token_artifact_control", "TokenArtifactResult", "artifact_effect"],
     "eval_awareness": ["eval_awareness_probe", "EvalAwarenessResult", "score_prompts", "PromptScores",
                        "rewrite_to_deploy", "rewrite_pairs", "RewritePair", "framing_shift", "FramingShiftResult",
-                       "framing_set", "build_framing_records"],
+                       "framing_set", "build_framing_records", "layer_transfer", "LayerTransferResult"],
     "preference": ["preference_probes", "PreferenceProbeResult", "build_preference_set", "preference_records",
                    "DIMENSIONS", "export_preference_sets"],
     "directions": ["to_direction_set", "probes_to_direction_set"],
     "plots": ["plot_layer_sweep", "plot_token_artifact", "plot_eval_awareness", "plot_prompt_scores",
-              "plot_framing_shift", "plot_preference"],
+              "plot_framing_shift", "plot_preference", "plot_layer_transfer", "plot_surface_baseline"],
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 #: Old names served with a DeprecationWarning by their module (``load_caa`` had a second meaning in steering).

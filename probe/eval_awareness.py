@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from workbench.errors import check_count
+from workbench.errors import InputError, check_count
 from workbench.results import Provenance
 from workbench.stats import Estimate
 
@@ -37,7 +37,8 @@ from .controls import TokenArtifactResult, token_artifact_control
 from .datasets import Example, LabelledPromptSet, load_framing
 from .metrics import _paired_difference
 from .probes import LinearProbe
-from .sweep import LayerSweepResult, layer_sweep
+from .surface import SurfaceBaselineResult, beats, surface_baseline
+from .sweep import LayerChoice, LayerSweepResult, layer_sweep
 
 if TYPE_CHECKING:
     from workbench.models.protocol import Model
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TASKS", "TEST_TEMPLATES", "DEPLOY_TEMPLATES", "build_framing_records", "framing_set", "FRAMING_FILE",
     "rewrite_to_deploy", "RewritePair", "rewrite_pairs", "EvalAwarenessResult", "eval_awareness_probe",
-    "PromptScores", "score_prompts", "FramingShiftResult", "framing_shift",
+    "PromptScores", "score_prompts", "FramingShiftResult", "framing_shift", "LayerTransferResult", "layer_transfer",
 ]
 
 FRAMING_FILE = "framing.json"
@@ -247,13 +248,16 @@ class EvalAwarenessResult:
     Attributes:
         sweep: :class:`~probe.sweep.LayerSweepResult` (AUROC per layer with CIs, controls).
         artifact: :class:`~probe.controls.TokenArtifactResult` or None.
-        layer: the layer whose probe scores prompts (best main AUROC unless fixed).
+        layer: the layer whose probe scores prompts: ``selection.layer`` (held-out templates, ties
+            by held-out log-loss; :meth:`~probe.sweep.LayerSweepResult.choose_layer`) unless fixed.
         method: ``"logistic"`` or ``"mean_diff"``.
         probe: the :class:`~probe.probes.LinearProbe` at ``layer`` (class 1 = test).
         deploy_mean, test_mean: mean decision value of each class on the training split, so
             ``(score - deploy_mean) / (test_mean - deploy_mean)`` is 0 for a typical deploy
             prompt and 1 for a typical test prompt.
         read, chat, system: how prompts were read (scoring uses the same).
+        selection: the :class:`~probe.sweep.LayerChoice` (rule and per-layer numbers), or None.
+        surface: the :class:`~probe.surface.SurfaceBaselineResult` on the same splits, or None.
     """
 
     sweep: LayerSweepResult
@@ -269,14 +273,51 @@ class EvalAwarenessResult:
     dataset: str
     provenance: Provenance
     notes: list[str] = field(default_factory=list)
+    selection: LayerChoice | None = None
+    surface: SurfaceBaselineResult | None = None
 
     def to_dataframe(self):
         df = self.sweep.to_dataframe()
         df.insert(0, "dataset", self.dataset)
+        if self.surface is not None:
+            base = self.surface.to_dataframe().drop(columns=["baseline"])
+            base.insert(0, "layer", -1)
+            base["method"] = "surface_baseline"
+            base.insert(0, "dataset", self.dataset)
+            import pandas as pd
+
+            df = pd.concat([df, base[[c for c in df.columns if c in base.columns]]], ignore_index=True)
         return df
+
+    def surface_comparison(self):
+        """Per layer: the probe's AUROC next to the surface baseline's, and whether it beats it."""
+        if self.surface is None:
+            raise InputError("the surface baseline was not run (surface=False)")
+        return self.surface.compare(self.sweep, self.method)
+
+    def beats_surface(self, layer: int | None = None) -> dict[str, bool]:
+        """Does the probe at ``layer`` (default: the scoring layer) beat the surface baseline, per
+        condition (its AUROC interval wholly above the baseline's)?"""
+        if self.surface is None:
+            return {}
+        i = self.sweep.layers.index(self.layer if layer is None else layer)
+        out = {}
+        for c in self.surface.conditions:
+            try:
+                out[c] = beats(self.sweep.estimates(self.method, c)[i], self.surface.auroc(c))
+            except KeyError:
+                continue
+        return out
 
     def summary(self) -> str:
         s = [f"evaluation-awareness probe on {self.dataset}: layer {self.layer} ({self.method})", self.sweep.summary(self.method)]
+        if self.selection is not None:
+            s.append(self.selection.summary())
+        if self.surface is not None:
+            s.append(self.surface.summary())
+            b = self.beats_surface()
+            s.append(f"layer {self.layer} beats the surface baseline (CI wholly above): "
+                     + ", ".join(f"{c}: {'yes' if v else 'NO'}" for c, v in b.items()))
         if self.artifact is not None:
             s.append(self.artifact.summary())
         return "\n".join(s)
@@ -293,7 +334,7 @@ def eval_awareness_probe(model: Model, dataset: LabelledPromptSet | None = None,
                          artifact: bool = True, artifact_layers: Any = None, C: float | str = "cv",
                          seed: int = 0, test_size: float = 0.25, batch_size: int = 16, device: Any = None,
                          n_resamples: int = 2000, activations: Any = None, cache_dir: Any = None,
-                         progress: bool = False) -> EvalAwarenessResult:
+                         surface: bool = True, progress: bool = False) -> EvalAwarenessResult:
     """Train test-vs-deploy probes at every layer on raw prompts and report them with controls.
 
     The activations (last prompt token, every requested layer) are collected once and reused by
@@ -307,7 +348,11 @@ def eval_awareness_probe(model: Model, dataset: LabelledPromptSet | None = None,
         dataset: a binary set with label 1 = test-like (default: :func:`framing_set`). Groups keep
             a topic's framings on one side; templates drive the held-out-template control.
         layers: layers to sweep (default all). method: probe used for scores.
-        layer: fix the scoring layer (default: best main AUROC).
+        layer: fix the scoring layer (default: chosen on held-out templates, exact ties by held-out
+            log-loss: :meth:`~probe.sweep.LayerSweepResult.choose_layer`; the main AUROC is 1.00 at
+            every layer of the framing set, so it cannot choose).
+        surface: fit the surface-feature baseline (:func:`~probe.surface.surface_baseline`) on the
+            same splits, the control every layer's probe must beat.
         artifact: run :func:`~probe.controls.token_artifact_control` ("(A)" appended to test
             prompts, "(B)" to deploy prompts) on ``artifact_layers`` (default: the sweep's
             best layer and the final layer).
@@ -328,7 +373,14 @@ def eval_awareness_probe(model: Model, dataset: LabelledPromptSet | None = None,
                               progress=progress)
     sweep = layer_sweep(acts, controls=controls, C=C, seed=seed, test_size=test_size, device=device,
                         n_resamples=n_resamples, methods=("logistic", "mean_diff"))
-    L = layer if layer is not None else sweep.best_layer(method)
+    selection = sweep.choose_layer(method)
+    L = layer if layer is not None else selection.layer
+    base = None
+    if surface:
+        texts = [e.prompt for e in ds.examples]
+        base = surface_baseline(texts, acts.labels, groups=acts.groups, templates=acts.templates,
+                                split=(sweep.train, sweep.test), seed=seed, test_size=test_size,
+                                n_resamples=n_resamples, provenance=acts.provenance)
     probe = sweep.probes[method][L]
     X = acts.layer(L)
     dec = probe.decision(X[sweep.train])
@@ -344,7 +396,97 @@ def eval_awareness_probe(model: Model, dataset: LabelledPromptSet | None = None,
     prov = acts.provenance.replace(seed=seed, extra={**acts.provenance.extra, "method": "eval_awareness_probe",
                                                      "probe_method": method, "layer": L})
     return EvalAwarenessResult(sweep, art, L, method, probe, deploy_mean, test_mean, acts.read, ds.chat, ds.system,
-                               ds.name, prov, list(acts.notes) + list(sweep.notes))
+                               ds.name, prov, list(acts.notes) + list(sweep.notes), selection, base)
+
+
+# ----------------------------------------------------------------------------- transfer per layer
+@dataclass
+class LayerTransferResult:
+    """Every layer's probe (trained on one set) scoring a transfer set: AUROC with CI per layer,
+    next to the surface baseline's transfer AUROC.
+
+    Attributes:
+        layers, auroc: per layer, the transfer AUROC (:class:`~workbench.stats.Estimate`).
+        surface: the surface baseline's transfer AUROC, or None.
+        chosen_layer: the probe's scoring layer (chosen on the training set), or None.
+        dataset: the transfer set's name. n_pos, n_neg: its class sizes.
+    """
+
+    layers: list[int]
+    auroc: list[Estimate]
+    surface: Estimate | None
+    chosen_layer: int | None
+    dataset: str
+    n_pos: int
+    n_neg: int
+    provenance: Provenance
+    notes: list[str] = field(default_factory=list)
+
+    def beats_surface(self) -> list[bool | None]:
+        return [None if self.surface is None else beats(e, self.surface) for e in self.auroc]
+
+    def best_transfer_layer(self) -> int:
+        """The layer that transfers best (for reading only: a layer chosen here is chosen on the test set)."""
+        return int(self.layers[int(np.argmax([e.value for e in self.auroc]))])
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        df = pd.DataFrame({"layer": self.layers, "transfer_auroc": [e.value for e in self.auroc],
+                           "ci_low": [e.ci_low for e in self.auroc], "ci_high": [e.ci_high for e in self.auroc],
+                           "ci_method": [e.method for e in self.auroc],
+                           "beats_surface": self.beats_surface(),
+                           "chosen": [L == self.chosen_layer for L in self.layers]})
+        if self.surface is not None:
+            df["surface_auroc"] = self.surface.value
+            df["surface_ci_low"], df["surface_ci_high"] = self.surface.ci_low, self.surface.ci_high
+        return df
+
+    def summary(self) -> str:
+        s = [f"transfer to {self.dataset} ({self.n_pos} test-framed vs {self.n_neg} natural), {len(self.layers)} layers"]
+        if self.chosen_layer is not None:
+            s.append(f"  chosen layer {self.chosen_layer}: AUROC {self.auroc[self.layers.index(self.chosen_layer)]}")
+        b = self.best_transfer_layer()
+        s.append(f"  best-transferring layer {b}: AUROC {self.auroc[self.layers.index(b)]}")
+        if self.surface is not None:
+            s.append(f"  surface baseline: AUROC {self.surface}; layers beating it: "
+                     f"{sum(bool(x) for x in self.beats_surface())}/{len(self.layers)}")
+        s += [f"note: {n}" for n in self.notes]
+        return "\n".join(s)
+
+
+def layer_transfer(sweep: LayerSweepResult, activations: Any, *, method: str = "logistic",
+                   chosen_layer: int | None = None, surface: SurfaceBaselineResult | None = None,
+                   prompts: Sequence[Any] | None = None, seed: int = 0, n_resamples: int = 2000,
+                   ci: str = "auto") -> LayerTransferResult:
+    """Score a transfer set (``activations``: an :class:`~probe.activations.Activations` with labels,
+    read as the sweep's training set was, at the sweep's layers) with every layer's probe of
+    ``sweep``; with ``surface`` and the set's ``prompts``, the surface baseline's transfer AUROC too."""
+    from .metrics import auroc_estimate
+
+    probes = sweep.probes.get(method)
+    if probes is None:
+        raise InputError(f"the sweep has no {method!r} probes; it has {sorted(sweep.probes)}")
+    missing = [L for L in sweep.layers if L not in activations.layers]
+    if missing:
+        raise InputError(f"the transfer activations lack layers {missing[:8]} of the sweep; collect them at "
+                         f"{sweep.layers}")
+    y = np.asarray(activations.labels).astype(int)
+    g = activations.groups
+    aucs = [auroc_estimate(probes[L].decision(activations.layer(L)), y, g, ci=ci, n_resamples=n_resamples, seed=seed)
+            for L in sweep.layers]
+    notes = []
+    base = None
+    if surface is not None:
+        if prompts is None or len(prompts) != y.size:
+            raise InputError("surface= needs the transfer set's prompts (one per example)")
+        base = surface.transfer(prompts, y, g, ci=ci, n_resamples=n_resamples, seed=seed)
+    else:
+        notes.append("no surface baseline given")
+    prov = activations.provenance.replace(seed=seed, extra={**activations.provenance.extra,
+                                                            "method": "layer_transfer", "probe_method": method})
+    return LayerTransferResult(list(sweep.layers), aucs, base, chosen_layer, activations.dataset, int((y == 1).sum()),
+                               int((y == 0).sum()), prov, notes)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["plot_layer_sweep", "plot_token_artifact", "plot_eval_awareness", "plot_prompt_scores",
-           "plot_framing_shift", "plot_preference"]
+           "plot_framing_shift", "plot_preference", "plot_layer_transfer", "plot_surface_baseline"]
 
 _COLOURS = {"main": "#1f77b4", "held_out_templates": "#2ca02c", "label_shuffle": "#d62728",
             "random_direction": "#7f7f7f", "with_artifact": "#ff7f0e", "artifact_removed": "#1f77b4",
@@ -83,6 +83,13 @@ def plot_eval_awareness(result: Any, ax: Any = None):
     fig = plot_layer_sweep(result.sweep, ax, method=result.method)
     a = fig.axes[0] if ax is None else ax
     a.axvline(result.layer, color="k", lw=0.8, ls="-.", alpha=0.6)
+    if getattr(result, "surface", None) is not None:
+        for c, ls in (("main", "-"), ("held_out_templates", "--")):
+            if c in result.surface.conditions:
+                e = result.surface.auroc(c)
+                a.axhline(e.value, color="#9467bd", lw=0.9, ls=ls, label=f"surface baseline, {c.replace('_', ' ')}")
+                a.axhspan(e.ci_low, e.ci_high, color="#9467bd", alpha=0.08, lw=0)
+        a.legend(fontsize=7, loc="best")
     a.set_title(f"evaluation awareness ({result.dataset}): scoring layer {result.layer}", fontsize=10)
     return fig
 
@@ -129,6 +136,42 @@ def plot_preference(result: Any, ax: Any = None):
     return fig
 
 
+def plot_layer_transfer(result: Any, ax: Any = None):
+    """Transfer AUROC per layer (95% CI band), the surface baseline's transfer AUROC (line and
+    band) and the chosen layer; chance at 0.5."""
+    fig, ax = _fig_ax(ax)
+    _band(ax, result.layers, result.auroc, "probe trained on the framing set", "#1f77b4")
+    if result.surface is not None:
+        e = result.surface
+        ax.axhline(e.value, color="#9467bd", lw=0.9, label="surface-feature baseline")
+        ax.axhspan(e.ci_low, e.ci_high, color="#9467bd", alpha=0.12, lw=0)
+    if result.chosen_layer is not None:
+        ax.axvline(result.chosen_layer, color="k", lw=0.8, ls="-.", alpha=0.6, label="chosen layer")
+    ax.axhline(0.5, color="k", lw=0.6, ls=":")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("transfer AUROC")
+    ax.set_title(f"transfer to {result.dataset} ({result.n_pos} vs {result.n_neg})", fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def plot_surface_baseline(result: Any, ax: Any = None):
+    """The surface-feature baseline's AUROC per condition (95% CI bars); chance at 0.5."""
+    fig, ax = _fig_ax(ax, (4.5, 3.5))
+    cs = result.conditions
+    ests = [result.auroc(c) for c in cs]
+    x = np.arange(len(cs))
+    v = np.array([e.value for e in ests])
+    ax.errorbar(x, v, yerr=[v - [e.ci_low for e in ests], [e.ci_high for e in ests] - v], fmt="o", color="#9467bd")
+    ax.set_xticks(x, [c.replace("_", " ") for c in cs])
+    ax.axhline(0.5, color="k", lw=0.6, ls=":")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_ylabel("AUROC")
+    ax.set_title("surface-feature baseline", fontsize=10)
+    return fig
+
+
 # -- the result contract: each result type's plots (workbench.results.plots_for finds them) -------------------
 def _register() -> None:
     from workbench.results import register_plot
@@ -139,6 +182,8 @@ def _register() -> None:
     register_plot("probe.eval_awareness:PromptScores")(plot_prompt_scores)
     register_plot("probe.eval_awareness:FramingShiftResult")(plot_framing_shift)
     register_plot("probe.preference:PreferenceProbeResult")(plot_preference)
+    register_plot("probe.eval_awareness:LayerTransferResult")(plot_layer_transfer)
+    register_plot("probe.surface:SurfaceBaselineResult")(plot_surface_baseline)
 
 
 _register()

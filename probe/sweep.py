@@ -49,7 +49,7 @@ from .metrics import _paired_difference, accuracy_estimate, auroc_estimate, macr
 from .probes import DEFAULT_CS, LinearProbe
 from .splits import SplitError, as_groups, check_no_leak, group_kfold, train_test_split
 
-__all__ = ["LayerScore", "LayerSweepResult", "layer_sweep", "METHODS", "CONDITIONS"]
+__all__ = ["LayerScore", "LayerSweepResult", "LayerChoice", "layer_sweep", "METHODS", "CONDITIONS"]
 
 METHODS = ("logistic", "mean_diff")
 CONDITIONS = ("main", "held_out_templates", "label_shuffle", "random_direction")
@@ -67,6 +67,65 @@ class LayerScore:
 
 
 @dataclass
+class LayerChoice:
+    """Which layer a probe should be read at, and why (:meth:`LayerSweepResult.choose_layer`).
+
+    The rule: the highest AUROC on the selection set (the transfer set when one is given, else
+    held-out templates, else the main test split); exact ties (several layers at AUROC 1.00 are
+    common) go to the lowest log-loss of that set's decision values (logistic probes; for other
+    methods the highest standardised mean margin), never to the layer index.
+
+    Attributes:
+        layer: the chosen layer. method: the probe method. selection_set: ``"transfer"``,
+            ``"held_out_templates"`` or ``"main"``. tiebreak: the continuous criterion's name.
+        layers, auroc, tiebreak_value: per layer, the numbers the rule compared.
+        tied: layers tied on AUROC at the top.
+    """
+
+    layer: int
+    method: str
+    selection_set: str
+    tiebreak: str
+    layers: list[int]
+    auroc: list[float]
+    tiebreak_value: list[float]
+    tied: list[int]
+
+    @property
+    def rule(self) -> str:
+        lower = "lower" if self.tiebreak == "log_loss" else "higher"
+        return (f"highest {self.selection_set.replace('_', ' ')} AUROC of the {self.method} probe; exact ties broken "
+                f"by {lower} {self.tiebreak.replace('_', ' ')} on that set (not by layer index)")
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        return pd.DataFrame({"layer": self.layers, "selection_set": self.selection_set,
+                             f"{self.selection_set}_auroc": self.auroc, self.tiebreak: self.tiebreak_value,
+                             "tied_at_top": [L in self.tied for L in self.layers],
+                             "chosen": [L == self.layer for L in self.layers]})
+
+    def summary(self) -> str:
+        i = self.layers.index(self.layer)
+        s = (f"layer {self.layer} chosen: {self.rule}; {self.selection_set} AUROC {self.auroc[i]:.3f}, "
+             f"{self.tiebreak} {self.tiebreak_value[i]:.4g}")
+        if len(self.tied) > 1:
+            s += f" ({len(self.tied)} layers tied on AUROC: {self.tied[:8]}{'...' if len(self.tied) > 8 else ''})"
+        return s
+
+
+def _tiebreak(dec: np.ndarray, y: np.ndarray, method: str) -> tuple[str, float]:
+    """The continuous selection criterion of binary decision values: mean log-loss for a logistic
+    probe (its decisions are logits), else the mean margin ``(2y-1) * dec / std(dec)`` negated
+    (so lower is better for both)."""
+    dec = np.asarray(dec, float)
+    if method == "logistic":
+        return "log_loss", float(np.mean(np.logaddexp(0.0, -(2 * y - 1) * dec)))
+    sd = dec.std() or 1.0
+    return "neg_std_margin", float(-np.mean((2 * y - 1) * dec) / sd)
+
+
+@dataclass
 class LayerSweepResult:
     """Per-layer probe metrics with CIs, the controls, and the fitted probes.
 
@@ -80,6 +139,9 @@ class LayerSweepResult:
         settings: C per layer, seeds, split sizes, solver diagnostics.
         provenance: model, data hash, seed, sites.
         notes: what was skipped and why.
+        held_out_scores: ``{method: [n_layers, n]}`` held-out-template decision values (every example
+            scored by the fold's probe that did not see its template; binary only).
+        labels: the encoded label of every example (index into ``label_names``).
     """
 
     layers: list[int]
@@ -93,6 +155,8 @@ class LayerSweepResult:
     settings: dict
     provenance: Provenance
     notes: list[str] = field(default_factory=list)
+    held_out_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: np.ndarray | None = None
 
     # -- access ------------------------------------------------------------------------
     def estimates(self, method: str | None = None, condition: str = "main", metric: str = "auroc") -> list[Estimate]:
@@ -122,6 +186,48 @@ class LayerSweepResult:
             except KeyError:
                 pass
         return int(self.layers[int(tied[0])])
+
+    def choose_layer(self, method: str | None = None, *, transfer: tuple[Any, Any] | None = None) -> LayerChoice:
+        """The layer to read the probe at, chosen on held-out data (see :class:`LayerChoice`).
+
+        ``transfer``: ``(decisions [n_layers, m], labels [m])`` of every layer's probe on a transfer
+        set (in ``layers`` order); when given, the choice is made there. Otherwise on the held-out-
+        template scores when that control ran, else on the main test split. Binary probes only.
+        """
+        method = self._method(method)
+        if self.labels is None:
+            raise SplitError("this sweep result carries no labels (made by an older version); rerun layer_sweep")
+        if len(self.label_names) != 2:
+            raise SplitError(f"choose_layer needs a binary probe; this sweep has {len(self.label_names)} classes")
+        if transfer is not None:
+            dec, yy = np.asarray(transfer[0], float), np.asarray(transfer[1]).astype(int)
+            if dec.ndim != 2 or dec.shape != (len(self.layers), yy.size):
+                raise SplitError(f"transfer decisions must be [n_layers={len(self.layers)}, n={yy.size}]; got "
+                                 f"{dec.shape}")
+            if np.unique(yy).size != 2:
+                raise SplitError("the transfer set needs both classes")
+            from .metrics import auc_rows
+
+            auc = list(np.nan_to_num(auc_rows(dec, np.repeat((yy == 1)[None], dec.shape[0], 0)), nan=0.5))
+            where = "transfer"
+        elif method in self.held_out_scores:
+            dec = self.held_out_scores[method]
+            yy = self.labels
+            auc = list(self.values(method, "held_out_templates"))
+            where = "held_out_templates"
+        else:
+            dec = self.test_scores[method]
+            yy = self.labels[self.test]
+            auc = list(self.values(method, "main"))
+            where = "main"
+        yy = np.asarray(yy).astype(int)
+        tb = [_tiebreak(d, yy, method) for d in dec]
+        name, crit = tb[0][0], [t[1] for t in tb]
+        a = np.asarray(auc, float)
+        tied = np.flatnonzero(a >= a.max() - 1e-9)
+        best = int(tied[np.argmin(np.asarray(crit)[tied])])
+        return LayerChoice(int(self.layers[best]), method, where, name, list(self.layers), [float(x) for x in a],
+                           crit, [int(self.layers[t]) for t in tied])
 
     def _method(self, method: str | None) -> str:
         """``method``, or by default ``"logistic"`` when the sweep fitted it, else its first method."""
@@ -507,7 +613,23 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
             except StatsError as e:
                 notes.append(f"layer {L}: random-direction control undefined ({e})")
 
-    # ---- headline numbers: the best layer's main and held-out-template AUROC, bootstrapped
+    # ---- headline numbers: the best and the chosen layer's main and held-out-template AUROC, bootstrapped
+    def headline(method: str, Lb: int, why: str) -> None:
+        li = Ls.index(Lb)
+        redo = [("main", test_scores[method][li], yte, gte)]
+        if method in pooled_all:
+            redo.append(("held_out_templates", pooled_all[method][li], y, g))
+        for cond, dec, yy, gg in redo:
+            try:
+                est = auroc_of(dec, yy, gg, headline_ci)
+            except StatsError:
+                continue
+            est = dataclasses.replace(est, notes=est.notes + (f"headline number ({why}): bootstrap interval",))
+            for i, s_ in enumerate(scores):
+                if (s_.layer, s_.method, s_.condition, s_.metric) == (Lb, method, cond, "auroc"):
+                    scores[i] = LayerScore(Lb, method, cond, "auroc", est)
+
+    headlined: dict[str, int] = {}
     if headline_ci != ci:
         for method in methods:
             have = {s.layer: s.estimate.value for s in scores
@@ -517,19 +639,8 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
             ho = {s.layer: s.estimate.value for s in scores
                   if s.method == method and s.condition == "held_out_templates" and s.metric == "auroc"}
             Lb = max(have, key=lambda k: (round(have[k], 12), round(ho.get(k, 0.0), 12), -Ls.index(k)))
-            li = Ls.index(Lb)
-            redo = [("main", test_scores[method][li], yte, gte)]
-            if method in pooled_all:
-                redo.append(("held_out_templates", pooled_all[method][li], y, g))
-            for cond, dec, yy, gg in redo:
-                try:
-                    est = auroc_of(dec, yy, gg, headline_ci)
-                except StatsError:
-                    continue
-                est = dataclasses.replace(est, notes=est.notes + ("headline number (best layer): bootstrap interval",))
-                for i, s_ in enumerate(scores):
-                    if (s_.layer, s_.method, s_.condition, s_.metric) == (Lb, method, cond, "auroc"):
-                        scores[i] = LayerScore(Lb, method, cond, "auroc", est)
+            headline(method, Lb, "best layer")
+            headlined[method] = Lb
 
     # ---- probes of the main problem
     for method in methods:
@@ -573,5 +684,15 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
     prov = prov.replace(seed=seed, sites=tuple(f"{feats.site_kind}.{L}" for L in Ls),
                         data_hash=prov.data_hash or data_hash(y, [str(x) for x in g]),
                         extra={**prov.extra, "method": "layer_sweep", "methods": list(methods)})
-    return LayerSweepResult(list(Ls), feats.site_kind, scores, probes, names, train, test, test_scores, settings,
-                            prov, notes)
+    held = {m: v for m, v in pooled_all.items() if K == 2}
+    res = LayerSweepResult(list(Ls), feats.site_kind, scores, probes, names, train, test, test_scores, settings,
+                           prov, notes, held, y)
+    if K == 2:
+        for method, Lb in headlined.items():
+            try:
+                Lc = res.choose_layer(method).layer
+            except (SplitError, KeyError):
+                continue
+            if Lc != Lb:
+                headline(method, Lc, "chosen layer")
+    return res

@@ -101,6 +101,17 @@ def compute(ctx: Any, m: Any, cfg: EvalAwarenessStudy, *, seed: int = 0) -> Stud
     if "random_direction" in sw.conditions:
         metrics["AUROC, random directions"] = estimate_dict(sw.estimates("random", "random_direction")[i])
     results: dict[str, Any] = {"probe_sweep": res}
+    tables = {"probe_layers": sw.layer_table("logistic")}
+    if res.selection is not None:
+        metrics["scoring layer: rule"] = res.selection.rule
+        tables["layer_selection"] = res.selection.to_dataframe()
+    if res.surface is not None:
+        for c in res.surface.conditions:
+            metrics[f"surface-feature baseline AUROC ({c.replace('_', ' ')})"] = estimate_dict(res.surface.auroc(c))
+        for c, v in res.beats_surface().items():
+            metrics[f"layer {L} beats the surface baseline ({c.replace('_', ' ')}, CI wholly above)"] = v
+        tables["surface_vs_layers"] = res.surface_comparison()
+        results["surface_baseline"] = res.surface
     if res.artifact is not None:
         a = res.artifact
         for j, al in enumerate(a.layers):
@@ -153,12 +164,14 @@ def compute(ctx: Any, m: Any, cfg: EvalAwarenessStudy, *, seed: int = 0) -> Stud
         f"A logistic probe per layer separates the project's test-like from deploy-like prompts ({len(ds)} "
         f"prompts, read at the last prompt token; layers {sw.layers[0]}..{sw.layers[-1]}), with held-out "
         "templates, label-shuffle and random-direction controls, and the token-artifact control (an answer "
-        "token appended by class). The best layer's probe scores "
+        "token appended by class), and a surface-feature baseline (length, punctuation, answer-option counts) on "
+        "the same splits. The scoring layer is chosen on held-out templates (exact ties by held-out log-loss); "
+        "its probe scores "
         f"{len(originals)} harmful instructions wrapped in benchmark scaffolds and their rewrites into a user's "
         "voice. Cross-check per prompt: the probe-score shift (internal) against the refusal shift (behaviour, "
         f"shared refusal scorer on greedy {'chat ' if chat else ''}completions); expected positive.",
         "eval_awareness", cc, results=results, tables_off=("probe_sweep", "framing_shift"),
-        tables={"probe_layers": sw.layer_table("logistic"), "framing_shift": df}, metrics=metrics,
+        tables={**tables, "framing_shift": df}, metrics=metrics,
         notes=notes + chat_note(m) + list(res.notes)[:5],
         payload={"layer": L, "auroc": sw.estimates("logistic")[i].value, "mean_probe_shift": fs.mean_shift.value,
                  "refusal_test": r_test.aggregate.value, "refusal_deploy": r_dep.aggregate.value,

@@ -79,7 +79,7 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
     from probe.activations import collect_cached
     from probe.controls import token_artifact_control
     from probe.datasets import Example, LabelledPromptSet, load_contrastive, load_prompt_list
-    from probe.eval_awareness import eval_awareness_probe, framing_shift
+    from probe.eval_awareness import eval_awareness_probe, framing_shift, layer_transfer
     from probe.metrics import auroc_estimate
     from probe.sweep import layer_sweep
     from workbench.layers import resolve_layers
@@ -130,13 +130,14 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
             d = load_prompt_list(path, 0)
             dep += [d.examples[j] for j in rng.choice(len(d), min(cfg.n_transfer // 2, len(d)), replace=False)]
     tables = {"contrastive_layers": sw.layer_table()}
+    results: dict[str, Any] = {"contrastive_sweep": sw, "contrastive_artifact": art}
     if dep:
         tr_set = LabelledPromptSet("transfer_shared", [Example(q, 1, None, f"q{j}", "contrastive_question")
                                                        for j, q in enumerate(qs)] + dep, ("deploy", "test"),
                                    read="last_prompt")
         fit = fits_context(m, [e.prompt for e in tr_set.examples], chat=bool(m.facts.has_chat_template))
         tr_set = tr_set.subset([j for j, ok in enumerate(fit) if ok])
-        tr_acts = collect_cached(m, tr_set, cache, layers=[res.layer], progress=ctx.progress)
+        tr_acts = collect_cached(m, tr_set, cache, layers=res.sweep.layers, progress=ctx.progress)
         raw = res.probe.decision(tr_acts.layer(res.layer))
         tr = auroc_estimate(raw, tr_acts.labels, ci="bootstrap", n_resamples=cfg.n_resamples, seed=seed)
         norm = (raw - res.deploy_mean) / (res.test_mean - res.deploy_mean)
@@ -144,10 +145,22 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
         metrics.update({f"transfer AUROC (framing probe, layer {res.layer})": estimate_dict(tr),
                         "transfer: mean normalised score, test-framed questions": float(norm[y == 1].mean()),
                         "transfer: mean normalised score, natural prompts": float(norm[y == 0].mean())})
+        lt = layer_transfer(res.sweep, tr_acts, method=res.method, chosen_layer=res.layer, surface=res.surface,
+                            prompts=[e.prompt for e in tr_set.examples], seed=seed, n_resamples=cfg.n_resamples)
+        tables["transfer_layers"] = lt.to_dataframe()
+        results["transfer_layers"] = lt
+        if lt.surface is not None:
+            metrics["transfer AUROC, surface-feature baseline"] = estimate_dict(lt.surface)
+            metrics[f"transfer: layer {res.layer} beats the surface baseline (CI wholly above)"] = \
+                bool(lt.beats_surface()[lt.layers.index(res.layer)])
+            metrics["transfer: layers beating the surface baseline"] = [
+                L for L, b in zip(lt.layers, lt.beats_surface()) if b]
+        metrics["transfer: best-transferring layer (read only; chosen on the test set)"] = lt.best_transfer_layer()
         tables["transfer"] = pd.DataFrame({"prompt": [str(e.prompt) for e in tr_set.examples],
                                            "label": tr_acts.labels, "normalised_score": norm})
     else:
-        notes.append("transfer test skipped: the Dolly/WildChat deploy controls were not found")
+        notes.append("transfer test skipped (per-layer transfer and the surface baseline's too): the Dolly/WildChat "
+                     "deploy controls were not found")
     sh = [q for q, ok in zip(recs[: cfg.n_shift], fits_context(m, recs[: cfg.n_shift], reserve=64)) if ok]
     fs = framing_shift(res, m, sh, seed=seed, n_resamples=cfg.n_resamples, cache_dir=cache)
     metrics.update({"rewrites: mean score shift (rewrite - original)": estimate_dict(fs.mean_shift),
@@ -156,10 +169,11 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
         TITLE,
         f"(1) Nguyen et al.'s contrastive set ({len(con)} examples), read at the answer token as in the paper, "
         "with held-out answer-letter templates, label-shuffle and random-direction controls, and the token-artifact "
-        "control (answer removed). (2) Transfer: the project's framing probe (layer "
-        f"{res.layer}) on the set's test-framed questions vs natural Dolly/WildChat prompts. (3) Probe-Rewrite-"
+        "control (answer removed). (2) Transfer: the project's framing probe at every layer (scoring layer "
+        f"{res.layer}, chosen on held-out templates) and the surface-feature baseline on the set's test-framed "
+        "questions vs natural Dolly/WildChat prompts. (3) Probe-Rewrite-"
         f"Evaluate: {len(sh)} of its questions rewritten into a user's voice. Probe-only: no cross-check.",
-        "nguyen", results={"contrastive_sweep": sw, "contrastive_artifact": art, "nguyen_framing_shift": fs},
+        "nguyen", results={**results, "nguyen_framing_shift": fs},
         tables_off=("contrastive_sweep",), tables=tables, metrics=metrics, notes=notes,
         payload={"best_layer": best, "auroc": sw.estimates()[i].value, "mean_shift": fs.mean_shift.value})
 

@@ -47,6 +47,11 @@ def test_eval_awareness_probe_on_smollm_small(smollm):
     res = eval_awareness_probe(smollm, ds, layers=[3, 15], artifact=False, C=0.1, n_resamples=300)
     assert res.layer in (3, 15)
     assert res.sweep.estimates()[1].value > 0.8
+    # the scoring layer is the held-out-template choice, and the surface baseline ran on the same splits
+    assert res.selection is not None and res.layer == res.selection.layer
+    assert res.selection.selection_set == "held_out_templates"
+    assert res.surface is not None and set(res.beats_surface()) <= {"main", "held_out_templates"}
+    assert len(res.surface_comparison()) == 2 and "surface-feature baseline" in res.summary()
     s = score_prompts(res, smollm, ["hey, quick question - how many legs does a spider have?",
                                     "Question 12: How many legs does a spider have?\n\nChoices:\n(A) 8\n(B) 6\n\n"
                                     "Answer with the letter of the correct option."])
