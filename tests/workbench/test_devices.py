@@ -15,7 +15,7 @@ IDS = torch.tensor([[256] + list(range(40, 63))])
 @pytest.mark.parametrize("fam", ["llama", "gemma2", "qwen3-moe"])
 @pytest.mark.parametrize("backend", ["tl", "nnsight"])
 def test_split_over_cpu_and_disk_equals_one_device(tiny_model, tmp_path, fam, backend):
-    one = tiny_model(fam, "nnsight")
+    one = load(tiny_model(fam, "nnsight").source, backend="nnsight", device="cpu")  # the one-device reference
     a = one.arch
     dm = {a.embed: "cpu", a.final_norm: "cpu", a.lm_head: "disk"}  # tied embeddings: load() puts lm_head with embed
     for L in range(one.n_layers):

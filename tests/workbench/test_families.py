@@ -144,17 +144,20 @@ def test_bf16(tiny_model, fam, tmp_path):
 
 @pytest.mark.parametrize("fam", ["llama", "gpt2", "neox", "qwen3-moe", "gemma3", "gptj"])
 def test_sdpa_by_default_equals_eager_and_patterns_run_eager(tiny_model, fam):
+    """Where the installed transformers supports SDPA for the family (all of these on the locked version); where it
+    does not (GPT-J on transformers 5.17, seen on the GPU machine) the model stays eager and says so."""
     from workbench.models import load
 
     sd = tiny_model(fam, "nnsight")
-    eager = load(sd.source, backend="nnsight", device="cpu", attn_implementation="eager")
-    assert sd.attn_implementation == "sdpa" and eager.attn_implementation == "eager"
-    assert sd.provenance().extra["attn_implementation"] == "sdpa"
+    eager = load(sd.source, backend="nnsight", device=str(sd.device), attn_implementation="eager")
+    want = "sdpa" if getattr(type(sd.hf_model), "_supports_sdpa", False) else "eager"
+    assert sd.attn_implementation == want and eager.attn_implementation == "eager"
+    assert sd.provenance().extra["attn_implementation"] == want
     assert _close(sd.forward(IDS), eager.forward(IDS), 1e-5) < 1e-5
     _, a = sd.run_with_cache(IDS, ["pattern.0", "z.0"])  # a run that reads patterns runs eager, then switches back
     _, b = eager.run_with_cache(IDS, ["pattern.0", "z.0"])
     assert torch.equal(a["pattern.0"], b["pattern.0"]) and _close(a["z.0"], b["z.0"], 1e-5) < 1e-5
-    assert sd.hf_model.config._attn_implementation == "sdpa"
+    assert sd.hf_model.config._attn_implementation == want
     assert tiny_model(fam, "tl").attn_implementation == "transformer_lens"
 
 
@@ -265,3 +268,11 @@ def test_every_method_runs_on_quirky_families(tiny_model, fam, tmp_path):
     assert (rp.last_logits().cpu() - base).abs().max() < 1e-4
     assert (rp.last_logits(4.0 * d).cpu() - full).abs().max() < 1e-4
     assert (full - base).abs().max() > 1e-3
+
+
+def test_softcapped_attention_stays_eager(tiny_model):
+    """Gemma 2 soft-caps attention logits, which the fused kernels do not: "auto" keeps it eager (a transformers
+    release that accepted SDPA for it gave logits 1e-2 off on CUDA)."""
+    m = tiny_model("gemma2", "nnsight")
+    assert m.hf_config.attn_logit_softcapping and m.attn_implementation == "eager"
+    assert tiny_model("llama", "nnsight").attn_implementation == "sdpa"

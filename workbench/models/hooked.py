@@ -250,12 +250,16 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
         TransformerLens's bridge computes attention itself, step by step (its hooks need the pattern), so the
         ``tl`` backend always runs that ("transformer_lens"). On ``nnsight`` the HF modules run: ``"auto"`` takes
         SDPA where the family supports it (flash attention 2 when asked for and installed), and a run that reads
-        or writes ``pattern`` switches to eager for its duration (:meth:`_attention_for`)."""
+        or writes ``pattern`` switches to eager for its duration (:meth:`_attention_for`). Families with attention
+        soft-capping (Gemma 2) stay eager under ``"auto"``: the fused kernels do not apply the cap (some transformers
+        releases accept SDPA for them anyway, and the logits then differ: 1e-2 on a tiny Gemma 2, seen on CUDA)."""
         if requested not in ("auto", "eager", "sdpa", "flash_attention_2"):
             raise ValueError(f"attn_implementation must be 'auto', 'eager', 'sdpa' or 'flash_attention_2', got {requested!r}")
         if self.backend_name == "tl":
             return "transformer_lens"
         want = "sdpa" if requested == "auto" else requested
+        if requested == "auto" and getattr(self.hf_config, "attn_logit_softcapping", None):
+            want = "eager"
         if want != "eager":
             try:
                 self._raw.set_attn_implementation(want)
