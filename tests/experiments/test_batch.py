@@ -340,3 +340,14 @@ def test_resume_recomputes_only_the_units_of_the_model_whose_weights_changed(tmp
     assert same == {f"{s}-tiny-neox" for s in ("logit-lens", "induction-heads", "patching")}
     log = (out / "log.txt").read_text()
     assert f"step induction-heads@{mdir}: recomputing: model {mdir}'s weights changed" in log
+
+
+def test_multi_model_report_renders_every_figure_in_headless_chromium(local_run, tmp_path):
+    """The two-model report (per-model sections and the comparison sections) loads every figure it references."""
+    from tests.experiments.chromium import images_in_chromium
+
+    report = local_run / "report.html"
+    html = report.read_text()
+    assert "[tiny-llama]" in html and "[tiny-neox]" in html
+    n_images, n_broken = images_in_chromium(report, tmp_path)
+    assert n_images >= 8 and n_broken == 0
