@@ -296,7 +296,7 @@ def _caa(ctx: RunContext, cfg: GroundTruthConfig) -> dict:
                              select_items={beh: select}, seed=cfg.seed, progress=ctx.progress)
 
         sw = sweep(org)
-        s = sw.summary(beh)
+        s = sw.behaviour_summary(beh)
         adj = s["adjacent"]
         no_drop = all(e.ci_high >= 0 for e in adj)
         effect_ok = s["effect"].ci_low > 0
@@ -317,7 +317,7 @@ def _caa(ctx: RunContext, cfg: GroundTruthConfig) -> dict:
         notes = []
         if c.compare_base:
             swb = sweep(ctx.model())
-            sb = swb.summary(beh)
+            sb = swb.behaviour_summary(beh)
             metrics["base model: effect p(max) - p(min) (its own vectors)"] = estimate_dict(sb["effect"])
             metrics["base model: random-control effect"] = estimate_dict(sb["control_effect"])
             rows += [{"model": cfg.model.name, "multiplier": m, "p_matching": e.value, "ci_low": e.ci_low,
