@@ -28,13 +28,11 @@ the finished steps for ``--resume``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,15 +43,20 @@ from workbench.results import data_hash, to_jsonable
 from workbench.store import ShardSet, StoreMismatchError, atomic_write_json, clean_stale_partials, partial_path
 
 from .config import ConfigError, config_to_dict, model_names
+from .progress import GridProgress, _duration  # noqa: F401 - GridProgress is part of the run API
+from .provenance import (  # noqa: F401 - re-exported
+    LOCKED_PACKAGES,
+    _config_files,
+    _diff_dicts,
+    _shipped_data_hash,
+    git_sha,
+    locked_versions,
+    package_versions,
+)
 from .writer import Section, StepWriter, _file_sha, _slug
 
 __all__ = ["RunContext", "Section", "StepWriter", "RunExistsError", "RunDirectoryError", "package_versions",
            "locked_versions", "git_sha"]
-
-# Packages whose versions a finished step depends on (a change recomputes the step on resume).
-LOCKED_PACKAGES = ("interp-workbench", "torch", "transformers", "transformer-lens", "nnsight", "numpy",
-                   "scikit-learn", "numba", "safetensors", "gguf", "accelerate", "tokenizers")
-
 
 class RunExistsError(WorkbenchError, FileExistsError):
     pass
@@ -61,133 +64,6 @@ class RunExistsError(WorkbenchError, FileExistsError):
 
 class RunDirectoryError(WorkbenchError, ValueError):
     """The run directory is not one the workbench may use as asked."""
-
-
-def _versions(names: Sequence[str]) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    out.update(_versions(("interp-workbench", "torch", "transformers", "transformer-lens", "nnsight", "numpy",
-                          "scikit-learn", "pandas", "safetensors", "gguf", "ray", "numba")))
-    return out
-
-
-def locked_versions() -> dict[str, str]:
-    """Python and the versions of the packages results depend on (see :data:`LOCKED_PACKAGES`)."""
-    return {"python": platform.python_version(), **_versions(LOCKED_PACKAGES)}
-
-
-def git_sha(path: Path | None = None) -> str | None:
-    root = path or Path(__file__).resolve().parents[1]
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        if r.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return r.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _shipped_data_hash() -> str:
-    """One hash over every data file the packages ship (datasets, prompt sets, assets)."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for d in ("workbench/datasets", "probe/data", "steering/data", "circuits/assets"):
-        base = root / d
-        if not base.is_dir():
-            continue
-        for f in sorted(x for x in base.rglob("*") if x.is_file() and "__pycache__" not in x.parts and x.suffix != ".py"):
-            h.update(str(f.relative_to(root)).encode())
-            h.update(_file_sha(f).encode())
-    return h.hexdigest()[:16]
-
-
-def _config_files(cfg: Any) -> dict[str, str]:
-    """sha256 of every existing file a config value names (a user's data file is part of the run's input)."""
-    out: dict[str, str] = {}
-
-    def walk(v: Any) -> None:
-        if isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, (list, tuple)):
-            for x in v:
-                walk(x)
-        elif isinstance(v, str) and len(v) < 4096 and ("/" in v or "." in v):
-            try:
-                p = Path(v).expanduser()
-                if p.is_file():
-                    out[str(p.resolve())] = _file_sha(p)
-            except (OSError, ValueError):
-                pass
-    walk(cfg)
-    return out
-
-
-def _diff_dicts(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Human-readable differences between two JSON-like dicts (``key: old -> new``)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for k in sorted(set(old) | set(new), key=str):
-            out += _diff_dicts(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{prefix}{k}.")
-        return out
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
-
-
-class GridProgress:
-    """Progress of one grid: tasks done, running, failed, and an ETA, written to ``log.txt`` (and the terminal
-    when the run shows progress) at the start, at most every ``every`` seconds, and at the end.
-
-    "running" is the tasks in flight: at most the executor's parallelism (one for the local executor). The ETA
-    is the remaining tasks at this session's rate (finished tasks per second)."""
-
-    def __init__(self, ctx: "RunContext", grid: str, total: int, *, done: int = 0, parallelism: int = 1,
-                 every: float = 5.0):
-        self.ctx, self.grid, self.total, self.parallelism, self.every = ctx, grid, total, max(1, parallelism), every
-        self.done, self.failed, self._new = done, 0, 0
-        self._t0 = self._last = time.time()
-
-    def line(self) -> str:
-        left = self.total - self.done - self.failed
-        running = min(left, self.parallelism)
-        if left == 0:
-            eta = "finished"
-        elif self._new:
-            eta = f"ETA {_duration((time.time() - self._t0) / self._new * left)}"
-        else:
-            eta = "ETA unknown"
-        return (f"grid {self.grid}: {self.done}/{self.total} done, {running} running, {self.failed} failed, {eta} "
-                f"({_duration(time.time() - self._t0)} elapsed)")
-
-    def update(self, *, failed: bool = False) -> None:
-        if failed:
-            self.failed += 1
-        else:
-            self.done += 1
-            self._new += 1
-        self.show(force=self.done + self.failed == self.total)
-
-    def show(self, *, force: bool = False) -> None:
-        if force or time.time() - self._last >= self.every:
-            self._last = time.time()
-            self.ctx.log(self.line())
-
-
-def _duration(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 class RunContext:
