@@ -61,10 +61,13 @@ def sync(device: Any) -> None:
 
 
 def alternate(fns: dict[str, Callable[[], Any]], repeats: int, device: Any) -> dict[str, list[float]]:
-    """Run each function ``repeats`` times, alternating between them (drift hits both sides alike); seconds."""
+    """Run each function ``repeats`` times, alternating between them, the order reversed every other round
+    (A B, B A, ...: drift and whatever the previous function left behind, warm caches or a hot CPU, hit both sides
+    alike); seconds."""
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    items = list(fns.items())
+    for r in range(repeats):
+        for name, fn in (items if r % 2 == 0 else items[::-1]):
             sync(device)
             t = time.perf_counter()
             fn()

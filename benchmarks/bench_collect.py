@@ -3,7 +3,7 @@
 Ours: ``HookedModel.run_with_cache(tokens, resid_post at every layer, logits=None)`` (the residual-collection
 path: the decoder layers run directly, no tracing, no unembedding), on the given backend. Peer (the stricter
 one): transformers with the same attention kernel, ``output_hidden_states=True`` and ``logits_to_keep=1``. Same
-length-bucketed batches of mixed-length prompts; the two alternate ``--repeats`` times after a warm-up; medians.
+length-bucketed batches of mixed-length prompts; the two alternate ``--repeats`` times (order reversed every other round) after a warm-up; medians.
 Target: ratio >= 1.0.
 
 Usage: python benchmarks/bench_collect.py [--model ...] [--backend nnsight|tl] [--device cuda] [--dtype bfloat16]
@@ -25,7 +25,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--n", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     import torch

@@ -409,7 +409,12 @@ class LayerTransferResult:
         layers, auroc: per layer, the transfer AUROC (:class:`~workbench.stats.Estimate`).
         surface: the surface baseline's transfer AUROC, or None.
         chosen_layer: the probe's scoring layer (chosen on the training set), or None.
-        dataset: the transfer set's name. n_pos, n_neg: its class sizes.
+        dataset: the transfer set's name. n_pos, n_neg: the class sizes of the part the AUROCs are computed on.
+        selection: with ``select_fraction``, the layer chosen on a held-out *selection* part of the transfer
+            set (:class:`~probe.selection.LayerChoice`); ``layers``/``auroc``/``surface`` are then computed on the
+            rest (the *report* part) only, so the selected layer's AUROC there is an honest estimate of how a
+            layer chosen on transfer data transfers. None without a split.
+        n_selection: the selection part's size (0 without a split).
     """
 
     layers: list[int]
@@ -421,6 +426,8 @@ class LayerTransferResult:
     n_neg: int
     provenance: Provenance
     notes: list[str] = field(default_factory=list)
+    selection: LayerChoice | None = None
+    n_selection: int = 0
 
     def beats_surface(self) -> list[bool | None]:
         return [None if self.surface is None else beats(e, self.surface) for e in self.auroc]
@@ -437,6 +444,10 @@ class LayerTransferResult:
                            "ci_method": [e.method for e in self.auroc],
                            "beats_surface": self.beats_surface(),
                            "chosen": [L == self.chosen_layer for L in self.layers]})
+        if self.selection is not None:
+            df["selected_on_transfer"] = [L == self.selection.layer for L in self.layers]
+            df["selection_auroc"] = self.selection.auroc
+            df["evaluated_on"] = f"report part ({self.n_pos + self.n_neg} of {self.n_pos + self.n_neg + self.n_selection})"
         if self.surface is not None:
             df["surface_auroc"] = self.surface.value
             df["surface_ci_low"], df["surface_ci_high"] = self.surface.ci_low, self.surface.ci_high
@@ -446,6 +457,13 @@ class LayerTransferResult:
         s = [f"transfer to {self.dataset} ({self.n_pos} test-framed vs {self.n_neg} natural), {len(self.layers)} layers"]
         if self.chosen_layer is not None:
             s.append(f"  chosen layer {self.chosen_layer}: AUROC {self.auroc[self.layers.index(self.chosen_layer)]}")
+        if self.selection is not None:
+            L = self.selection.layer
+            bs = self.beats_surface()[self.layers.index(L)]
+            s.insert(0, f"(AUROCs on the report part; a layer was selected on a disjoint part of {self.n_selection})")
+            s.append(f"  layer selected on the transfer selection part: {L} ({self.selection.rule}); report-part AUROC "
+                     f"{self.auroc[self.layers.index(L)]}" + ("" if bs is None else
+                                                              f"; beats the surface baseline: {bool(bs)}"))
         b = self.best_transfer_layer()
         s.append(f"  best-transferring layer {b}: AUROC {self.auroc[self.layers.index(b)]}")
         if self.surface is not None:
@@ -458,10 +476,15 @@ class LayerTransferResult:
 def layer_transfer(sweep: LayerSweepResult, activations: Any, *, method: str = "logistic",
                    chosen_layer: int | None = None, surface: SurfaceBaselineResult | None = None,
                    prompts: Sequence[Any] | None = None, seed: int = 0, n_resamples: int = 2000,
-                   ci: str = "auto") -> LayerTransferResult:
+                   ci: str = "auto", select_fraction: float | None = None) -> LayerTransferResult:
     """Score a transfer set (``activations``: an :class:`~probe.activations.Activations` with labels,
     read as the sweep's training set was, at the sweep's layers) with every layer's probe of
-    ``sweep``; with ``surface`` and the set's ``prompts``, the surface baseline's transfer AUROC too."""
+    ``sweep``; with ``surface`` and the set's ``prompts``, the surface baseline's transfer AUROC too.
+
+    ``select_fraction`` (e.g. 0.5): split the transfer set (stratified by label, seeded) into a selection part of
+    that fraction, on which a layer is chosen (:meth:`~probe.sweep.LayerSweepResult.choose_layer` with
+    ``transfer=``), and a report part, on which every AUROC (the selected layer's, every other layer's, the
+    surface baseline's) is computed. Choosing a layer on the numbers one then reports would overstate transfer."""
     from .metrics import auroc_estimate
 
     probes = sweep.probes.get(method)
@@ -471,6 +494,31 @@ def layer_transfer(sweep: LayerSweepResult, activations: Any, *, method: str = "
     if missing:
         raise InputError(f"the transfer activations lack layers {missing[:8]} of the sweep; collect them at "
                          f"{sweep.layers}")
+    selection = None
+    n_sel = 0
+    if select_fraction is not None:
+        if not 0 < select_fraction < 1:
+            raise InputError(f"select_fraction must be in (0, 1), got {select_fraction}")
+        y_all = np.asarray(activations.labels).astype(int)
+        rng = np.random.default_rng(seed)
+        sel = np.zeros(y_all.size, bool)
+        for c in (0, 1):
+            idx = np.flatnonzero(y_all == c)
+            k = int(round(select_fraction * idx.size))
+            if k < 2 or idx.size - k < 2:
+                raise InputError(f"the transfer set has {idx.size} examples of class {c}: too few to split into a "
+                                 f"selection part ({select_fraction:.0%}) and a report part with >= 2 each; pass "
+                                 "select_fraction=None or a larger set")
+            sel[rng.choice(idx, k, replace=False)] = True
+        part = activations.subset(sel)
+        dec = np.stack([probes[L].decision(part.layer(L)) for L in sweep.layers])
+        selection = sweep.choose_layer(method, transfer=(dec, part.labels))
+        n_sel = int(sel.sum())
+        if prompts is not None:
+            if len(prompts) != y_all.size:
+                raise InputError("surface= needs the transfer set's prompts (one per example)")
+            prompts = [p for p, s_ in zip(prompts, sel) if not s_]
+        activations = activations.subset(~sel)
     y = np.asarray(activations.labels).astype(int)
     g = activations.groups
     aucs = [auroc_estimate(probes[L].decision(activations.layer(L)), y, g, ci=ci, n_resamples=n_resamples, seed=seed)
@@ -485,8 +533,10 @@ def layer_transfer(sweep: LayerSweepResult, activations: Any, *, method: str = "
         notes.append("no surface baseline given")
     prov = activations.provenance.replace(seed=seed, extra={**activations.provenance.extra,
                                                             "method": "layer_transfer", "probe_method": method})
+    if selection is not None:
+        prov = prov.replace(extra={**prov.extra, "select_fraction": select_fraction})
     return LayerTransferResult(list(sweep.layers), aucs, base, chosen_layer, activations.dataset, int((y == 1).sum()),
-                               int((y == 0).sum()), prov, notes)
+                               int((y == 0).sum()), prov, notes, selection, n_sel)
 
 
 @dataclass

@@ -146,11 +146,14 @@ def plot_layer_transfer(result: Any, ax: Any = None):
         ax.axhline(e.value, color="#9467bd", lw=0.9, label="surface-feature baseline")
         ax.axhspan(e.ci_low, e.ci_high, color="#9467bd", alpha=0.12, lw=0)
     if result.chosen_layer is not None:
-        ax.axvline(result.chosen_layer, color="k", lw=0.8, ls="-.", alpha=0.6, label="chosen layer")
+        ax.axvline(result.chosen_layer, color="k", lw=0.8, ls="-.", alpha=0.6, label="chosen layer (training set)")
+    sel = getattr(result, "selection", None)
+    if sel is not None:
+        ax.axvline(sel.layer, color="#d62728", lw=0.9, ls="--", alpha=0.7, label="selected on transfer selection part")
     ax.axhline(0.5, color="k", lw=0.6, ls=":")
     ax.set_ylim(0.0, 1.02)
     ax.set_xlabel("layer")
-    ax.set_ylabel("transfer AUROC")
+    ax.set_ylabel("transfer AUROC" + (" (report part)" if sel is not None else ""))
     ax.set_title(f"transfer to {result.dataset} ({result.n_pos} vs {result.n_neg})", fontsize=10)
     ax.legend(fontsize=7, loc="best")
     return fig

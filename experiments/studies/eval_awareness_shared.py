@@ -48,6 +48,9 @@ class NguyenSetsStudy:
         layers: layers of the contrastive-set sweep (a layer spec).
         n_contrastive: contrastive records used (two examples each); 0: every record.
         n_transfer: test-framed questions, and natural prompts (half Dolly, half WildChat), in the transfer test.
+        transfer_select_fraction: the part of the transfer set (stratified, seeded) on which a layer is selected
+            (the per-layer transfer AUROCs and the surface baseline's are then computed on the rest); 0: no split,
+            every layer's transfer on the whole set and no layer selected there.
         n_shift: questions rewritten for Probe-Rewrite-Evaluate.
         n_resamples: bootstrap resamples of every interval.
     """
@@ -57,6 +60,7 @@ class NguyenSetsStudy:
     layers: list[LayerSpec] = field(default_factory=lambda: ["all"])
     n_contrastive: int = field(default=0, metadata={"zero": "every record"})
     n_transfer: int = 100
+    transfer_select_fraction: float = field(default=0.5, metadata={"zero": "no split"})
     n_shift: int = 60
     n_resamples: int = 2000
 
@@ -146,16 +150,26 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
                         "transfer: mean normalised score, test-framed questions": float(norm[y == 1].mean()),
                         "transfer: mean normalised score, natural prompts": float(norm[y == 0].mean())})
         lt = layer_transfer(res.sweep, tr_acts, method=res.method, chosen_layer=res.layer, surface=res.surface,
-                            prompts=[e.prompt for e in tr_set.examples], seed=seed, n_resamples=cfg.n_resamples)
+                            prompts=[e.prompt for e in tr_set.examples], seed=seed, n_resamples=cfg.n_resamples,
+                            select_fraction=cfg.transfer_select_fraction or None)
         tables["transfer_layers"] = lt.to_dataframe()
         results["transfer_layers"] = lt
+        part = " (report part)" if lt.selection is not None else ""
         if lt.surface is not None:
-            metrics["transfer AUROC, surface-feature baseline"] = estimate_dict(lt.surface)
-            metrics[f"transfer: layer {res.layer} beats the surface baseline (CI wholly above)"] = \
+            metrics[f"transfer AUROC{part}, surface-feature baseline"] = estimate_dict(lt.surface)
+            metrics[f"transfer{part}: layer {res.layer} beats the surface baseline (CI wholly above)"] = \
                 bool(lt.beats_surface()[lt.layers.index(res.layer)])
-            metrics["transfer: layers beating the surface baseline"] = [
+            metrics[f"transfer{part}: layers beating the surface baseline"] = [
                 L for L, b in zip(lt.layers, lt.beats_surface()) if b]
-        metrics["transfer: best-transferring layer (read only; chosen on the test set)"] = lt.best_transfer_layer()
+        if lt.selection is not None:
+            L = lt.selection.layer
+            metrics[f"transfer: layer selected on a selection part ({lt.n_selection} prompts)"] = L
+            metrics[f"transfer (report part): AUROC at layer {L}"] = estimate_dict(lt.auroc[lt.layers.index(L)])
+            if lt.surface is not None:
+                metrics[f"transfer (report part): layer {L} beats the surface baseline"] = \
+                    bool(lt.beats_surface()[lt.layers.index(L)])
+        metrics[f"transfer{part}: best-transferring layer (read only; chosen on the numbers it reports)"] = \
+            lt.best_transfer_layer()
         tables["transfer"] = pd.DataFrame({"prompt": [str(e.prompt) for e in tr_set.examples],
                                            "label": tr_acts.labels, "normalised_score": norm})
     else:
@@ -171,7 +185,8 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
         "with held-out answer-letter templates, label-shuffle and random-direction controls, and the token-artifact "
         "control (answer removed). (2) Transfer: the project's framing probe at every layer (scoring layer "
         f"{res.layer}, chosen on held-out templates) and the surface-feature baseline on the set's test-framed "
-        "questions vs natural Dolly/WildChat prompts. (3) Probe-Rewrite-"
+        "questions vs natural Dolly/WildChat prompts, with a layer also selected on one part of that set and "
+        "scored on the other. (3) Probe-Rewrite-"
         f"Evaluate: {len(sh)} of its questions rewritten into a user's voice. Probe-only: no cross-check.",
         "nguyen", results={**results, "nguyen_framing_shift": fs},
         tables_off=("contrastive_sweep",), tables=tables, metrics=metrics, notes=notes,

@@ -169,3 +169,31 @@ def test_layer_transfer_per_layer_with_surface_baseline():
     assert figs and all(f.axes for f in figs)
     with pytest.raises(ValueError, match="prompts"):
         layer_transfer(sw, _acts(xt, yt, gt, tt), surface=base)
+
+
+def test_layer_transfer_selects_on_one_part_and_reports_on_the_other():
+    # layer 1 carries the shared signal; the selection part picks it, every AUROC is on the disjoint report part
+    x, y, g, t = _planted([(3.0, 0.0), (3.0, 1.5), (3.0, 0.0)])
+    sw = _sweep(x, y, g, t)
+    xt, yt, gt, tt = _planted([(3.0, 0.0), (3.0, 1.5), (3.0, 0.0)], seed=1, t_offset=T)
+    acts = _acts(xt, yt, gt, tt, "transfer_planted")
+    res = layer_transfer(sw, acts, select_fraction=0.5, seed=3, n_resamples=200)
+    assert res.selection is not None and res.selection.layer == 1 and res.selection.selection_set == "transfer"
+    assert res.n_selection == yt.size // 2 and res.n_pos + res.n_neg == yt.size - res.n_selection
+    # the report part's AUROCs are those of the complementary examples, recomputed by hand
+    from probe.metrics import auroc_estimate
+
+    rng = np.random.default_rng(3)
+    sel = np.zeros(yt.size, bool)
+    for c in (0, 1):
+        idx = np.flatnonzero(yt == c)
+        sel[rng.choice(idx, int(round(0.5 * idx.size)), replace=False)] = True
+    rep = acts.subset(~sel)
+    want = auroc_estimate(sw.probes["logistic"][1].decision(rep.layer(1)), rep.labels, rep.groups, n_resamples=200)
+    assert res.auroc[1].value == pytest.approx(want.value)
+    df = res.to_dataframe()
+    assert df["selected_on_transfer"].tolist() == [False, True, False]
+    assert "selected on the transfer selection part: 1" in res.summary()
+    assert all(fn(res).axes for fn in plots_for(res).values())
+    with pytest.raises(ValueError, match="too few"):
+        layer_transfer(sw, acts.subset(range(6)), select_fraction=0.5)
