@@ -415,6 +415,9 @@ class LayerTransferResult:
             rest (the *report* part) only, so the selected layer's AUROC there is an honest estimate of how a
             layer chosen on transfer data transfers. None without a split.
         n_selection: the selection part's size (0 without a split).
+        vs_surface: per layer, AUROC(layer) - AUROC(surface baseline) on the same prompts with DeLong's paired
+            interval (:func:`workbench.stats.auroc_difference`); a layer *beats* the baseline when this interval
+            lies above 0. None without a baseline.
     """
 
     layers: list[int]
@@ -428,8 +431,13 @@ class LayerTransferResult:
     notes: list[str] = field(default_factory=list)
     selection: LayerChoice | None = None
     n_selection: int = 0
+    vs_surface: list[Estimate] | None = None
 
     def beats_surface(self) -> list[bool | None]:
+        """Per layer: does it beat the surface baseline (the paired difference's interval above 0; without the
+        paired numbers, the layer's interval wholly above the baseline's)."""
+        if self.vs_surface is not None:
+            return [bool(d.ci_low > 0) for d in self.vs_surface]
         return [None if self.surface is None else beats(e, self.surface) for e in self.auroc]
 
     def best_transfer_layer(self) -> int:
@@ -451,6 +459,11 @@ class LayerTransferResult:
         if self.surface is not None:
             df["surface_auroc"] = self.surface.value
             df["surface_ci_low"], df["surface_ci_high"] = self.surface.ci_low, self.surface.ci_high
+        if self.vs_surface is not None:
+            df["minus_surface"] = [d.value for d in self.vs_surface]
+            df["minus_surface_ci_low"] = [d.ci_low for d in self.vs_surface]
+            df["minus_surface_ci_high"] = [d.ci_high for d in self.vs_surface]
+            df["minus_surface_p"] = [d.p_value for d in self.vs_surface]
         return df
 
     def summary(self) -> str:
@@ -467,7 +480,8 @@ class LayerTransferResult:
         b = self.best_transfer_layer()
         s.append(f"  best-transferring layer {b}: AUROC {self.auroc[self.layers.index(b)]}")
         if self.surface is not None:
-            s.append(f"  surface baseline: AUROC {self.surface}; layers beating it: "
+            how = " (paired DeLong difference above 0)" if self.vs_surface is not None else ""
+            s.append(f"  surface baseline: AUROC {self.surface}; layers beating it{how}: "
                      f"{sum(bool(x) for x in self.beats_surface())}/{len(self.layers)}")
         s += [f"note: {n}" for n in self.notes]
         return "\n".join(s)
@@ -525,10 +539,15 @@ def layer_transfer(sweep: LayerSweepResult, activations: Any, *, method: str = "
             for L in sweep.layers]
     notes = []
     base = None
+    vs = None
     if surface is not None:
         if prompts is None or len(prompts) != y.size:
             raise InputError("surface= needs the transfer set's prompts (one per example)")
         base = surface.transfer(prompts, y, g, ci=ci, n_resamples=n_resamples, seed=seed)
+        from workbench.stats import auroc_difference
+
+        sscore = surface.score(prompts)
+        vs = [auroc_difference(probes[L].decision(activations.layer(L)), sscore, y, groups=g) for L in sweep.layers]
     else:
         notes.append("no surface baseline given")
     prov = activations.provenance.replace(seed=seed, extra={**activations.provenance.extra,
@@ -536,7 +555,7 @@ def layer_transfer(sweep: LayerSweepResult, activations: Any, *, method: str = "
     if selection is not None:
         prov = prov.replace(extra={**prov.extra, "select_fraction": select_fraction})
     return LayerTransferResult(list(sweep.layers), aucs, base, chosen_layer, activations.dataset, int((y == 1).sum()),
-                               int((y == 0).sum()), prov, notes, selection, n_sel)
+                               int((y == 0).sum()), prov, notes, selection, n_sel, vs)
 
 
 @dataclass

@@ -157,8 +157,10 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
         part = " (report part)" if lt.selection is not None else ""
         if lt.surface is not None:
             metrics[f"transfer AUROC{part}, surface-feature baseline"] = estimate_dict(lt.surface)
-            metrics[f"transfer{part}: layer {res.layer} beats the surface baseline (CI wholly above)"] = \
-                bool(lt.beats_surface()[lt.layers.index(res.layer)])
+            i_ch = lt.layers.index(res.layer)
+            metrics[f"transfer{part}: layer {res.layer} minus the surface baseline (paired DeLong)"] = \
+                estimate_dict(lt.vs_surface[i_ch]) if lt.vs_surface else None
+            metrics[f"transfer{part}: layer {res.layer} beats the surface baseline"] = bool(lt.beats_surface()[i_ch])
             metrics[f"transfer{part}: layers beating the surface baseline"] = [
                 L for L, b in zip(lt.layers, lt.beats_surface()) if b]
         if lt.selection is not None:
@@ -166,8 +168,10 @@ def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int =
             metrics[f"transfer: layer selected on a selection part ({lt.n_selection} prompts)"] = L
             metrics[f"transfer (report part): AUROC at layer {L}"] = estimate_dict(lt.auroc[lt.layers.index(L)])
             if lt.surface is not None:
-                metrics[f"transfer (report part): layer {L} beats the surface baseline"] = \
-                    bool(lt.beats_surface()[lt.layers.index(L)])
+                i_L = lt.layers.index(L)
+                metrics[f"transfer (report part): layer {L} minus the surface baseline (paired DeLong)"] = \
+                    estimate_dict(lt.vs_surface[i_L]) if lt.vs_surface else None
+                metrics[f"transfer (report part): layer {L} beats the surface baseline"] = bool(lt.beats_surface()[i_L])
         metrics[f"transfer{part}: best-transferring layer (read only; chosen on the numbers it reports)"] = \
             lt.best_transfer_layer()
         tables["transfer"] = pd.DataFrame({"prompt": [str(e.prompt) for e in tr_set.examples],

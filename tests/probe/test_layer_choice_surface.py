@@ -163,7 +163,10 @@ def test_layer_transfer_per_layer_with_surface_baseline():
     assert a[1] > 0.95 and max(a[0], a[2]) < 0.8, a
     assert res.best_transfer_layer() == 1
     df = res.to_dataframe()
-    assert df.shape[0] == 3 and {"transfer_auroc", "ci_low", "surface_auroc", "beats_surface"} <= set(df)
+    assert df.shape[0] == 3 and {"transfer_auroc", "ci_low", "surface_auroc", "beats_surface", "minus_surface"} <= set(df)
+    # beating the baseline is the paired DeLong difference on the same prompts, whose value is the AUROCs' difference
+    assert [d.value for d in res.vs_surface] == pytest.approx([e.value - res.surface.value for e in res.auroc])
+    assert res.beats_surface() == [d.ci_low > 0 for d in res.vs_surface]
     assert "transfer to transfer_planted" in res.summary()
     figs = [fn(res) for fn in plots_for(res).values()]
     assert figs and all(f.axes for f in figs)

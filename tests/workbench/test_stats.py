@@ -501,3 +501,36 @@ def test_sample_size_hand_value_and_errors():
         S.two_proportion_sample_size(0.3, 0.3)
     with pytest.raises(StatsError, match="increase n"):
         S.detectable_difference(3, 0.5)
+
+
+def test_auroc_difference_is_delongs_correlated_test():
+    """AUROC(a) - AUROC(b) on the same examples: the value equals scikit-learn's two AUROCs' difference, the
+    variance DeLong's covariance form written out by hand, and a constant scorer leaves a's own DeLong error."""
+    from sklearn.metrics import roc_auc_score
+
+    from workbench.stats import auroc, auroc_difference
+
+    rng = np.random.default_rng(4)
+    y = np.r_[np.ones(30), np.zeros(45)].astype(int)
+    a = y + rng.normal(0, 1.0, y.size)
+    b = 0.6 * a + y * 0.2 + rng.normal(0, 1.0, y.size)  # correlated with a
+    d = auroc_difference(a, b, y)
+    assert d.value == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b), abs=1e-12)
+
+    def placements(s):
+        pos, neg = s[y == 1], s[y == 0]
+        v10 = np.array([np.mean((p > neg) + 0.5 * (p == neg)) for p in pos])
+        v01 = np.array([np.mean((pos > q) + 0.5 * (pos == q)) for q in neg])
+        return v10, v01
+    (a10, a01), (b10, b01) = placements(a), placements(b)
+    s10, s01 = np.cov(np.stack([a10, b10])), np.cov(np.stack([a01, b01]))
+    var = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / a10.size + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / a01.size
+    assert d.stderr == pytest.approx(np.sqrt(var), rel=1e-10)
+    assert d.ci_low < d.value < d.ci_high and 0 < d.p_value < 1
+    # the covariance matters: the paired error is smaller than the two separate errors combined
+    assert d.stderr < np.hypot(auroc(a, y).stderr, auroc(b, y).stderr)
+    const = auroc_difference(a, np.zeros(y.size), y)
+    assert const.stderr == pytest.approx(auroc(a, y).stderr, rel=1e-10)
+    assert const.value == pytest.approx(roc_auc_score(y, a) - 0.5)
+    with pytest.raises(ValueError, match="2 units of each class"):
+        auroc_difference(a[:3], b[:3], [1, 0, 0])

@@ -9,7 +9,7 @@ A package of small modules by topic, all re-exported here (``from workbench.stat
 - :mod:`~workbench.stats.rates`: :func:`wilson`, :func:`proportion`;
 - :mod:`~workbench.stats.correlation`: :func:`spearman`, :func:`kendall_tau_b`;
 - :mod:`~workbench.stats.kappa`: :func:`cohens_kappa`;
-- :mod:`~workbench.stats.roc`: :func:`auroc` (clustered DeLong / cluster bootstrap with ``groups``), DeLong
+- :mod:`~workbench.stats.roc`: :func:`auroc` (clustered DeLong / cluster bootstrap with ``groups``), :func:`auroc_difference` (paired DeLong), DeLong
   placements and variance, vectorised :func:`auroc_rows`;
 - :mod:`~workbench.stats.passk`: pass@k and pass^k;
 - :mod:`~workbench.stats.multiple`: Holm and Benjamini-Hochberg;
@@ -84,7 +84,7 @@ from workbench.stats.passk import pass_at_k, pass_at_k_over_tasks, pass_hat_k, p
 from workbench.stats.power import detectable_difference, two_proportion_power, two_proportion_sample_size
 from workbench.stats.rates import proportion, wilson
 from workbench.stats.resampling import bootstrap
-from workbench.stats.roc import IndexedAUROC, auroc, auroc_rows, delong_placements, delong_variance
+from workbench.stats.roc import IndexedAUROC, auroc, auroc_difference, auroc_rows, delong_placements, delong_variance
 
 __all__ = [
     "StatsError",
@@ -96,6 +96,7 @@ __all__ = [
     "kendall_tau_b",
     "cohens_kappa",
     "auroc",
+    "auroc_difference",
     "pass_at_k",
     "pass_hat_k",
     "pass_at_k_over_tasks",
