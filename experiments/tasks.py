@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["task_model", "model_key", "model_info", "model_info_task", "release_models", "study_task",
+__all__ = ["task_model", "model_key", "loaded_keys", "model_info", "model_info_task", "release_models", "study_task",
            "TaskContext", "residual_norm_task", "probe_sweep_task", "PROBE_DATASETS"]
 
 _MODELS: dict[tuple, Any] = {}
@@ -33,6 +33,11 @@ def model_key(task: dict) -> str:
     """The model a task needs, as one string (``name@backend/device/dtype``): the Ray executor keys its model
     workers by it."""
     return f"{task['model']}@{task.get('backend', 'tl')}/{task.get('device', 'auto')}/{task.get('dtype', 'float32')}"
+
+
+def loaded_keys() -> set[str]:
+    """The :func:`model_key` of every model :func:`task_model` holds in this process."""
+    return {model_key(dict(zip(("model", "backend", "device", "dtype"), k))) for k in _MODELS}
 
 
 def release_models(keep: str | None = None) -> None:
@@ -75,7 +80,8 @@ def study_task(task: dict) -> dict:
 
     ``task``: ``study`` (a module of :mod:`experiments.studies`), ``config`` (its section as a dict) and
     ``config_class`` (``module:Class``), ``model`` / ``backend`` / ``device`` / ``dtype``, ``seed``, ``step``
-    (the step name) and ``title_suffix`` (appended to the section title, e.g. the model's name). The study
+    (the step name), ``title_suffix`` (appended to the section title, e.g. the model's name) and ``kwargs``
+    (more keyword arguments of the study's ``compute``, JSON: what earlier tasks of a grid computed). The study
     computes in this process and is written by :meth:`experiments.writer.StepWriter.study` into a scratch
     directory whose files come back as bytes, so the same files land in the run directory whichever executor
     (and machine) ran it."""
@@ -97,7 +103,7 @@ def study_task(task: dict) -> dict:
     torch.manual_seed(seed)
     m = task_model(task)
     tctx = TaskContext()
-    res = mod.compute(tctx, m, cfg, seed=seed)
+    res = mod.compute(tctx, m, cfg, seed=seed, **task.get("kwargs", {}))
     if task.get("title_suffix"):
         res.title = f"{res.title}{task['title_suffix']}"
     with tempfile.TemporaryDirectory(prefix="workbench-task-") as tmp:
