@@ -153,6 +153,8 @@ class RayExecutor(Executor):
             yield from self._map_keyed(fn, tasks, key, return_failures)
             return
         ray = self._ray
+        for k in list(self._actors):  # model workers kept for a later grid hold the CPUs (GPUs) these tasks need
+            self._drop(k)
         remote = ray.remote(max_retries=self._retries, **self._opts)(fn)
         refs = {remote.remote(t): i for i, t in enumerate(tasks)}
         pending = list(refs)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["task_model", "model_key", "loaded_keys", "model_info", "model_info_task", "release_models", "study_task",
+__all__ = ["task_model", "model_key", "loaded_keys", "study_units", "model_info", "model_info_task", "release_models", "study_task",
            "TaskContext", "residual_norm_task", "probe_sweep_task", "PROBE_DATASETS"]
 
 _MODELS: dict[tuple, Any] = {}
@@ -65,14 +65,49 @@ class TaskContext:
 
     progress = False
 
-    def __init__(self) -> None:
+    def __init__(self, out: str | None = None) -> None:
+        from pathlib import Path
+
         self.data: dict[str, str] = {}
+        #: the run directory (for a study's cache; on several machines it must be on storage they share)
+        self.out = Path(out) if out else Path(tempfile_dir())
 
     def record_data(self, name: str, *objs: Any) -> str:
         from workbench.results import data_hash
 
         self.data[name] = h = data_hash(*objs)
         return h
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def study_units(cfg: Any, names: list[str], studies: list[tuple[str, Any, dict]], *, out: Any = None
+                ) -> list[tuple[str, dict]]:
+    """(step name, task) of :func:`study_task` per (model, enabled study), model by model. ``studies``: (config
+    section attribute of ``cfg``, study module, more JSON keyword arguments of its ``compute``). With one model
+    the steps keep the studies' own names (``STEP``); with several, a step is ``<STEP>@<model>`` and its section
+    title names the model. ``out``: the run directory, for studies that cache there."""
+    from dataclasses import asdict
+
+    sec = cfg.model
+    units = []
+    for name in names:
+        for attr, study, kwargs in studies:
+            section = getattr(cfg, attr)
+            if not section.enabled:
+                continue
+            step = study.STEP if len(names) == 1 else f"{study.STEP}@{name}"
+            units.append((step, {"study": study.__name__.rsplit(".", 1)[1], "config": asdict(section),
+                                 "config_class": f"{type(section).__module__}:{type(section).__qualname__}",
+                                 "model": name, "backend": sec.backend, "device": sec.device, "dtype": sec.dtype,
+                                 "seed": cfg.seed, "step": step, "title_suffix": f" [{name}]" if len(names) > 1 else "",
+                                 **({"kwargs": kwargs} if kwargs else {}),
+                                 **({"_out": str(out)} if out is not None else {})}))
+    return units
 
 
 def study_task(task: dict) -> dict:
@@ -102,7 +137,7 @@ def study_task(task: dict) -> dict:
     seed = int(task.get("seed", 0))
     torch.manual_seed(seed)
     m = task_model(task)
-    tctx = TaskContext()
+    tctx = TaskContext(task.get("_out"))
     res = mod.compute(tctx, m, cfg, seed=seed, **task.get("kwargs", {}))
     if task.get("title_suffix"):
         res.title = f"{res.title}{task['title_suffix']}"
