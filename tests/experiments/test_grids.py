@@ -162,3 +162,28 @@ def test_ray_two_workers_equal_local(local_run, tmp_path):
     _run(out, executor="ray", ray_cpus=2)
     assert _tables(out) == _tables(local_run)
     assert _shards(out).keys() == _shards(local_run).keys()
+
+
+# -- several models in the probe experiments ------------------------------------------------------------------
+
+
+def test_eval_awareness_takes_several_models_and_compares_them_by_depth(tmp_path):
+    """One step per model, and ``compare-probe`` built from them: its AUROC per layer is each model's own probe
+    table's (main condition, logistic), the layer also given as a fraction of depth."""
+    import pandas as pd
+
+    out = tmp_path / "ea"
+    run_experiment("eval-awareness", out=out, preset="quick", models=MODELS, progress=False,
+                   overrides=["nguyen.enabled=false", "eval_awareness.n_topics=4", "eval_awareness.n_harmful=4",
+                              "eval_awareness.n_resamples=50", 'eval_awareness.layers=["all"]'])
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["steps"] == ["eval-awareness@tiny-llama", "eval-awareness@tiny-neox", "compare-probe"]
+    assert set(m["models"]) == set(MODELS)
+    comp = pd.read_csv(out / "results" / "compare-probe__probe_auroc_by_depth.csv")
+    for n in MODELS:
+        own = pd.read_csv(out / "results" / f"eval-awareness-{n}__probe_layers.csv")
+        mine = comp[comp.model == n].sort_values("layer")
+        assert list(mine.depth) == [L / (len(mine) - 1) for L in mine.layer]
+        assert len(mine) == len(own) == 2
+        main = own.sort_values("layer")["main"].str.extract(r"([\d.]+) \[([\d.]+), ([\d.]+)\]").astype(float)
+        np.testing.assert_allclose(mine[["value", "ci_low", "ci_high"]].to_numpy(), main.to_numpy(), atol=5e-4)
