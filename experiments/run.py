@@ -377,7 +377,8 @@ class RunContext:
         if dup is not None:
             raise ValueError(f"grid {grid}: step {dup!r} is named twice")
         keyof = {s: (t["model"], t.get("backend", "tl")) for s, t in units}
-        self._check_weights(grid, [t for s, t in units if (self.step_dir(s) / "_done.json").exists()])
+        self._check_weights(grid, [t for s, t in units if (self.step_dir(s) / "_done.json").exists()],
+                            " with finished steps")
         payloads: dict[str, Any] = {}
         todo: list[tuple[str, dict]] = []
         for s, t in units:
@@ -423,7 +424,7 @@ class RunContext:
             raise failures[0][1].error
         return [payloads[s] for s in names]
 
-    def _check_weights(self, grid: str, tasks: Sequence[dict]) -> None:
+    def _check_weights(self, grid: str, tasks: Sequence[dict], why: str = "") -> None:
         """Learn the weights hash of every model the tasks name that this run has not loaded or heard of, by a
         model-info task per model on the executor (the driver never loads a model for it)."""
         from .tasks import model_info_task, model_key
@@ -435,7 +436,7 @@ class RunContext:
                 unknown.setdefault(model_key(t), {x: t[x] for x in ("model", "backend", "device", "dtype") if x in t})
         if not unknown:
             return
-        self.log(f"grid {grid}: checking the weights of {len(unknown)} model(s)")
+        self.log(f"grid {grid}: checking the weights of {len(unknown)} model(s){why}")
         checks = list(unknown.values())
         for j, info in self._run_grid(f"{grid} (model check)", model_info_task, checks, key=model_key):
             self._record_model(info)

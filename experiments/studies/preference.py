@@ -181,13 +181,9 @@ def _task_config(task: dict) -> PreferenceStudy:
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
+    from ..writer import _file_sha
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return _file_sha(path)
 
 
 def collect_task(task: dict) -> dict:
