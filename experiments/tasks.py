@@ -61,28 +61,24 @@ def model_info_task(task: dict) -> dict:
 
 class TaskContext:
     """What a study's ``compute`` sees of the run inside a task: :meth:`record_data` (the hashes go back to the
-    driver's manifest) and ``progress`` (off: a worker has no terminal)."""
+    driver's manifest), ``out`` (the run directory) and ``progress`` (off: a worker has no terminal)."""
 
     progress = False
 
     def __init__(self, out: str | None = None) -> None:
+        import tempfile
         from pathlib import Path
 
         self.data: dict[str, str] = {}
-        #: the run directory (for a study's cache; on several machines it must be on storage they share)
-        self.out = Path(out) if out else Path(tempfile_dir())
+        #: the run directory (``_out`` of the task), for a study's cache (on several machines: storage they
+        #: share); without it, the temporary directory
+        self.out = Path(out) if out else Path(tempfile.gettempdir())
 
     def record_data(self, name: str, *objs: Any) -> str:
         from workbench.results import data_hash
 
         self.data[name] = h = data_hash(*objs)
         return h
-
-
-def tempfile_dir() -> str:
-    import tempfile
-
-    return tempfile.gettempdir()
 
 
 def study_units(cfg: Any, names: list[str], studies: list[tuple[str, Any, dict]], *, out: Any = None
