@@ -5,7 +5,9 @@ Collection tasks per (model, split, dimension) write activations into the activa
 cross-check. Checked here: the grid's layers equal a one-call sweep on the same stored activations; a resume
 reuses every shard (file times unchanged); a truncated shard and a changed activation file are recomputed, not
 trusted, and the tables come out identical; a SIGKILLed driver resumes without recomputing finished shards; a
-local Ray with 2 worker processes writes the same tables byte for byte (slow).
+local Ray with 2 worker processes writes the same tables byte for byte (slow). Then eval-awareness with two models,
+and `RunContext.grid` itself: a failed task stops nothing else and is the only one rerun on resume; a model whose
+weights changed has its shards recomputed, the other model's reused.
 """
 
 from __future__ import annotations
@@ -187,3 +189,63 @@ def test_eval_awareness_takes_several_models_and_compares_them_by_depth(tmp_path
         assert len(mine) == len(own) == 2
         main = own.sort_values("layer")["main"].str.extract(r"([\d.]+) \[([\d.]+), ([\d.]+)\]").astype(float)
         np.testing.assert_allclose(mine[["value", "ci_low", "ci_high"]].to_numpy(), main.to_numpy(), atol=5e-4)
+
+
+# -- RunContext.grid itself ---------------------------------------------------------------------------------------
+
+CALLS: list[tuple[str, int]] = []
+FAIL: set[tuple[str, int]] = set()
+
+
+def _square(task: dict) -> dict:
+    """A grid task (module-level): counts its calls, fails where FAIL says."""
+    CALLS.append((task["model"], task["x"]))
+    if (task["model"], task["x"]) in FAIL:
+        raise RuntimeError(f"planted failure at {task['x']}")
+    return {"y": task["x"] ** 2}
+
+
+def test_grid_failures_resume_and_a_changed_model_recompute_only_their_shards(tmp_path, monkeypatch):
+    from dataclasses import dataclass, field
+
+    import experiments.tasks as tasks
+    from experiments.config import ModelSection
+    from experiments.run import RunContext
+
+    @dataclass
+    class Cfg:
+        model: ModelSection = field(default_factory=lambda: ModelSection(models=list(MODELS)))
+        seed: int = 0
+
+    grid = [{"model": n, "x": x} for n in MODELS for x in range(4)]
+    out = tmp_path / "g"
+    CALLS.clear()
+    FAIL.clear()
+    FAIL.add(("tiny-neox", 2))
+    ctx = RunContext(out, "test-grid", Cfg(), progress=False)
+    with pytest.raises(RuntimeError, match="planted failure at 2"):
+        ctx.grid("squares", _square, grid, keyed=False)
+    assert len(CALLS) == 8 and len(_shards(out)) == 7  # the failure stopped nothing else
+    ctx.fail(RuntimeError("x"))
+
+    CALLS.clear()
+    FAIL.clear()
+    ctx = RunContext(out, "test-grid", Cfg(), progress=False, resume=True)
+    assert ctx.grid("squares", _square, grid, keyed=False) == [{"y": t["x"] ** 2} for t in grid]
+    assert CALLS == [("tiny-neox", 2)]  # only the failed task ran again
+    ctx.finish()
+
+    real = tasks.model_info  # other weights for tiny-neox: its shards are recomputed, tiny-llama's reused
+
+    def info(m):
+        d = real(m)
+        return {**d, "weights_hash": "0" * 16} if d["name"] == "tiny-neox" else d
+    monkeypatch.setattr(tasks, "model_info", info)
+    CALLS.clear()
+    before = _shards(out)
+    ctx = RunContext(out, "test-grid", Cfg(), progress=False, resume=True)
+    ctx.grid("squares", _square, grid, keyed=False)
+    assert sorted(CALLS) == [("tiny-neox", x) for x in range(4)]
+    after = _shards(out)
+    assert all(after[k] == t for k, t in before.items() if "tiny-llama" in k)
+    assert "the shards of tiny-neox were computed with other inputs" in (out / "log.txt").read_text()
