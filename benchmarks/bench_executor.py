@@ -8,7 +8,8 @@ dimension, layer) reads them (no model: spread over every worker), and a unit pe
 the cross-check. A local Ray is started with 1 CPU, then with 2 (one worker process per CPU, one thread each);
 each side runs the whole job into a fresh run directory (worker start and model loads included, Ray's own start-up
 excluded; every model is loaded once before timing, so that caches built on a first load, such as a model
-organism's trained adapter, exist for both sides), alternating ``--repeats`` times; medians. Every table of both
+organism's trained adapter, exist for both sides), alternating ``--repeats`` times (the order reversed
+every other round); medians. Every table of both
 sides must be identical byte for byte. The collection and the final units stay on one worker per model, so
 the ideal ratio is below 2 (the probe tasks, most of the work, spread over both workers).
 
@@ -75,8 +76,9 @@ def main() -> None:
     tables: dict[str, dict[str, bytes]] = {}
     tmp = Path(tempfile.mkdtemp(prefix="bench-executor-"))
     try:
-        for r in range(args.repeats):
-            for side, w in (("1_worker", 1), ("2_workers", 2)):
+        order = [("1_worker", 1), ("2_workers", 2)]
+        for r in range(args.repeats):  # alternating, the order reversed every other round (A B, B A, ...)
+            for side, w in (order if r % 2 == 0 else order[::-1]):
                 dt, tables[side] = run_job(w, args.models, overrides, tmp / f"{side}-{r}")
                 times[side].append(dt)
                 print(f"{side:>9}: {dt:7.1f} s")
