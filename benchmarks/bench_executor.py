@@ -1,16 +1,20 @@
-"""The Ray executor on a probe batch job: 1 vs 2 workers (one thread each), the same tasks.
+"""The Ray executor on a probe batch job: 1 vs 2 workers (one thread each), the same grid.
 
-The job: a logistic probe at every layer (:func:`experiments.tasks.probe_sweep_task`) of each model on two
-labelled sets (the project's test-vs-deploy framing set and HH-RLHF harmless pairs; prompts too long for a
-model's context are dropped), one task per (model, dataset), run through
-:class:`experiments.executors.RayExecutor` with the tasks of a model on one model worker (``key=model_key``:
-the model loads once per worker). A local Ray is started with 1 CPU, then with 2 (one worker process per CPU,
-``threads=1`` per task); each side runs the whole job (worker start and model loads included, Ray's own
-start-up excluded; every model is loaded once before timing, so that caches built on a first load, such as a
-model organism's trained adapter, exist for both sides), alternating ``--repeats`` times; medians. The results of both sides must be identical.
-Ideal ratio: min(2, number of models / ceil(number of models / 2)) (a model's tasks stay on one worker).
+The job: ``workbench run preference-dimensions`` on each model, two preference dimensions (labelled sets; records
+too long for a model's context are dropped), every layer, as the study's grid
+(:func:`experiments.studies.preference.grid_run`): a collection task per (model, dimension) writes the activations
+into the run's activation store (on the model's worker: the model loads once per worker), a probe task per (model,
+dimension, layer) reads them (no model: spread over every worker), and a unit per model merges the layers and runs
+the cross-check. A local Ray is started with 1 CPU, then with 2 (one worker process per CPU, one thread each);
+each side runs the whole job into a fresh run directory (worker start and model loads included, Ray's own start-up
+excluded; every model is loaded once before timing, so that caches built on a first load, such as a model
+organism's trained adapter, exist for both sides), alternating ``--repeats`` times (the order reversed
+every other round); medians. Every table of both
+sides must be identical byte for byte. The collection and the final units stay on one worker per model, so
+the ideal ratio is below 2 (the probe tasks, most of the work, spread over both workers).
 
-Usage: python benchmarks/bench_executor.py [--models A B C ...] [--n-framing 4] [--n-pairs 16] [--repeats 1]
+Usage: python benchmarks/bench_executor.py [--models A B C ...] [--dimensions harmlessness verbosity] [--limit 40]
+[--repeats 1]
 Last line: ratio=<seconds with 1 worker / seconds with 2 workers>.
 """
 
@@ -18,61 +22,81 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 from _common import median, write_results
 
+ROOT = Path(__file__).resolve().parents[1]
 
-def run_job(workers: int, tasks: list[dict]) -> tuple[float, dict]:
-    from experiments.executors import RayExecutor
-    from experiments.tasks import model_key, probe_sweep_task
 
-    ex = RayExecutor(None, num_cpus=workers)
-    try:
+def run_job(workers: int, models: list[str], overrides: list[str], out: Path) -> tuple[float, dict[str, bytes]]:
+    """The whole job on a local Ray with ``workers`` CPUs; returns its seconds and its tables (CSV bytes)."""
+    import ray
+
+    from experiments import run_experiment
+
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                      if p]), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    try:  # the executor joins the Ray started here (its start-up is not timed)
         t = time.perf_counter()
-        out = dict(ex.map(probe_sweep_task, tasks, key=model_key))
-        return time.perf_counter() - t, out
+        run_experiment("preference-dimensions", out=out, overrides=overrides, models=models, executor="ray",
+                       progress=False)
+        dt = time.perf_counter() - t
     finally:
-        ex.close()
+        ray.shutdown()
+    return dt, {p.name: p.read_bytes() for p in sorted((out / "results").glob("*.csv"))}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "smollm2-135m-instruct+refusal",
                                                     "smollm2-135m-instruct+power-seeking"])
-    ap.add_argument("--n-framing", type=int, default=4, help="topics of the framing set")
-    ap.add_argument("--n-pairs", type=int, default=16, help="HH-RLHF harmless pairs")
+    ap.add_argument("--dimensions", nargs="+", default=["harmlessness", "verbosity"])
+    ap.add_argument("--limit", type=int, default=40, help="records per dimension")
+    ap.add_argument("--n-resamples", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args()
     if len(args.models) < 3:
         ap.error("the benchmark probes at least 3 models")
-    tasks = [{"model": m, "backend": "tl", "device": "cpu", "dtype": "float32", "dataset": d,
-              "n": args.n_framing if d == "framing" else args.n_pairs, "seed": 0, "threads": 1}
-             for m in args.models for d in ("framing", "harmlessness")]
+    if len(args.dimensions) < 2:
+        ap.error("the benchmark probes at least 2 datasets (dimensions)")
+    overrides = [f"preference.dimensions={json.dumps(args.dimensions)}", 'preference.splits=["easy"]',
+                 'preference.layers=["all"]', f"preference.limit={args.limit}",
+                 f"preference.n_resamples={args.n_resamples}"]
     from workbench.models import load
 
     for m in args.models:  # build what a first load builds and caches (a GGUF's weights, an organism's adapter)
         load(m, device="cpu")  # before timing, so that neither side pays for it
     times: dict[str, list[float]] = {"1_worker": [], "2_workers": []}
-    results = {}
-    for _ in range(args.repeats):
-        for side, w in (("1_worker", 1), ("2_workers", 2)):
-            dt, out = run_job(w, tasks)
-            times[side].append(dt)
-            results[side] = out
-            print(f"{side:>9}: {dt:7.1f} s")
-    same = json.dumps(results["1_worker"], sort_keys=True) == json.dumps(results["2_workers"], sort_keys=True)
+    tables: dict[str, dict[str, bytes]] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-executor-"))
+    try:
+        order = [("1_worker", 1), ("2_workers", 2)]
+        for r in range(args.repeats):  # alternating, the order reversed every other round (A B, B A, ...)
+            for side, w in (order if r % 2 == 0 else order[::-1]):
+                dt, tables[side] = run_job(w, args.models, overrides, tmp / f"{side}-{r}")
+                times[side].append(dt)
+                print(f"{side:>9}: {dt:7.1f} s")
+        manifest = json.loads((tmp / "1_worker-0" / "manifest.json").read_text())
+        shards = {g.name: sum(1 for _ in g.rglob("shard-*.json")) for g in (tmp / "1_worker-0" / "shards").iterdir()}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    same = tables["1_worker"] == tables["2_workers"]
     med = {k: median(v) for k, v in times.items()}
-    layers = {m: len(next(r for r in results["1_worker"].values() if r["model"] == m)["layers"]) for m in args.models}
-    examples = {f"{r['model']}/{r['dataset']}": r["n_examples"] for r in results["1_worker"].values()}
+    layers = {m: v.get("n_layers") for m, v in manifest.get("models", {}).items()}
     for k, v in med.items():
-        print(f"{k:>9}: {v:7.1f} s (median of {args.repeats}; {len(tasks)} tasks: {len(args.models)} models x 2 "
-              f"datasets, all layers {layers})")
-    print(f"identical results with 1 and 2 workers: {same}")
+        print(f"{k:>9}: {v:7.1f} s (median of {args.repeats}; {len(args.models)} models x {len(args.dimensions)} "
+              f"dimensions, all layers {layers}; tasks per grid {shards})")
+    print(f"identical tables with 1 and 2 workers: {same}")
     ratio = med["1_worker"] / med["2_workers"]
-    write_results("bench_executor", {"models": args.models, "layers": layers, "examples": examples,
-                  "tasks": len(tasks), "seconds": med, "all_seconds": times, "identical_results": same,
-                  "threads_per_worker": 1, "ratio": ratio})
+    write_results("bench_executor", {"models": args.models, "dimensions": args.dimensions, "limit": args.limit,
+                  "layers": layers, "tasks": shards, "seconds": med, "all_seconds": times,
+                  "identical_results": same, "threads_per_worker": 1, "ratio": ratio})
     print(f"ratio={ratio:.3f}")
 
 

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from .run import RunContext, Section
 
-__all__ = ["COMPARISONS", "write_comparisons"]
+__all__ = ["COMPARISONS", "write_comparisons", "compare_layer_curves"]
 
 #: the comparison steps, in report order
 COMPARISONS = ("compare-probe", "compare-personas", "compare-induction", "compare-lens-patching")
@@ -176,3 +176,46 @@ def write_comparisons(ctx: RunContext, models: Sequence[tuple[str, str]], steps:
                               tables=t, figures=f))
             return {n: {k: (v.value if isinstance(v, Estimate) else v) for k, v in r.items()} for n, r in rows.items()}
         ctx.step("compare-lens-patching", lens_patching, models=models)
+
+
+def compare_layer_curves(ctx: RunContext, step: str, models: Sequence[tuple[str, str]], payloads: dict[str, dict], *,
+                         seed: int = 0, what: str = "probes") -> dict:
+    """A comparison step of per-layer probe AUROC curves: for each curve (a probed label, e.g. a preference
+    dimension) every model's AUROC by depth on one figure (:class:`workbench.comparison.LayerCurves`).
+    ``payloads``: ``{model: payload}`` with ``n_layers`` and ``auroc_by_layer`` (``{curve: [{"layer",
+    "estimate"}]}``); a model whose payload says ``skipped`` (or is missing) is named in the notes."""
+    from workbench.comparison import LayerCurves
+    from workbench.results import Provenance
+    from workbench.stats import Estimate
+
+    from .writer import _slug
+
+    names = [n for n, _ in models]
+    hashes = {n: ctx.manifest.get("models", {}).get(n, {}).get("weights_hash") for n in names}
+    prov = Provenance(model=", ".join(names), seed=seed, extra={"models": hashes})
+
+    def write(w: Any) -> dict:
+        notes, curves_by = [], {}
+        for n in names:
+            p = payloads.get(n)
+            if p is None or p.get("skipped"):
+                notes.append(f"{n}: {p.get('skipped') if p else 'not run'}")
+                continue
+            for c, pts in p["auroc_by_layer"].items():
+                curves_by.setdefault(c, {})[n] = [(int(r["layer"]), Estimate.from_dict(r["estimate"])) for r in pts]
+        tables, figures, best, lines = [], [], {}, []
+        for c, curves in curves_by.items():
+            res = LayerCurves(f"{c} probe AUROC", curves, {n: int(payloads[n]["n_layers"]) for n in curves},
+                              reference=0.5, provenance=prov)
+            t, f = w.result(f"{_slug(c)}_auroc_by_depth", res)
+            tables += t
+            figures += f
+            best[c] = {n: res.best(n)[0] for n in curves if res.best(n) is not None}
+            lines.append(res.summary())
+        w.section(Section(f"Comparison: {what}, AUROC by depth",
+                          "Each probe's AUROC (held-out test split, 95% interval; the best layer's bootstrapped) at "
+                          "each probed layer of every model; x is the layer as a fraction of depth (0 the first "
+                          "layer, 1 the last), since the models differ in depth. 0.5 is chance. " + " ".join(lines),
+                          tables=tables, figures=figures, notes=notes))
+        return {"best_layer": best}
+    return ctx.step(step, write, models=models)

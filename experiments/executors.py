@@ -50,18 +50,23 @@ class Executor:
 
 
 class LocalExecutor(Executor):
-    """In this process, one task after another. Keyed tasks run grouped by key in order of first appearance;
-    moving to the next key releases the models the previous one loaded (:func:`experiments.tasks.release_models`)."""
+    """In this process, one task after another. Keyed tasks run grouped by key in order of first appearance (the
+    key of a model still loaded first); moving to the next key releases the models the previous one loaded
+    (:func:`experiments.tasks.release_models`). Results come back in that order; the run writes each where its
+    task belongs, so what is written does not depend on it."""
 
     name = "local"
 
     def map(self, fn, tasks, *, key=None, return_failures=False):
         order = list(range(len(tasks)))
         if key is not None:
+            from .tasks import loaded_keys
+
             first: dict[str, int] = {}
             for i, t in enumerate(tasks):
                 first.setdefault(key(t), i)
-            order.sort(key=lambda i: first[key(tasks[i])])
+            held = loaded_keys()  # a model still loaded from the last grid goes first (it is not loaded again)
+            order.sort(key=lambda i: (key(tasks[i]) not in held, first[key(tasks[i])]))
         for i in order:
             if key is not None:
                 from .tasks import release_models
@@ -148,6 +153,8 @@ class RayExecutor(Executor):
             yield from self._map_keyed(fn, tasks, key, return_failures)
             return
         ray = self._ray
+        for k in list(self._actors):  # model workers kept for a later grid hold the CPUs (GPUs) these tasks need
+            self._drop(k)
         remote = ray.remote(max_retries=self._retries, **self._opts)(fn)
         refs = {remote.remote(t): i for i, t in enumerate(tasks)}
         pending = list(refs)

@@ -370,24 +370,15 @@ class RunContext:
         executor (the driver never loads a model). Tasks of one model share one worker (``key``:
         :func:`experiments.tasks.model_key`). A unit that fails does not stop the others; the first failure is
         raised at the end, and ``--resume`` reruns only the failed units."""
-        from .tasks import model_info_task, model_key
+        from .tasks import model_key
 
         names = [s for s, _ in units]
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup is not None:
             raise ValueError(f"grid {grid}: step {dup!r} is named twice")
         keyof = {s: (t["model"], t.get("backend", "tl")) for s, t in units}
-        unknown = {}
-        for s, t in units:
-            if (self.step_dir(s) / "_done.json").exists() and keyof[s] not in self._hashes \
-                    and keyof[s] not in self._models:
-                unknown.setdefault(model_key(t), {k: t[k] for k in ("model", "backend", "device", "dtype") if k in t})
-        if unknown:
-            self.log(f"grid {grid}: checking the weights of {len(unknown)} model(s) with finished steps")
-            checks = list(unknown.values())
-            for j, info in self._run_grid(f"{grid} (model check)", model_info_task, checks, key=model_key):
-                self._record_model(info)
-                self._hashes[(checks[j]["model"], checks[j].get("backend", "tl"))] = info["weights_hash"]
+        self._check_weights(grid, [t for s, t in units if (self.step_dir(s) / "_done.json").exists()],
+                            " with finished steps")
         payloads: dict[str, Any] = {}
         todo: list[tuple[str, dict]] = []
         for s, t in units:
@@ -432,6 +423,93 @@ class RunContext:
         if failures:
             raise failures[0][1].error
         return [payloads[s] for s in names]
+
+    def _check_weights(self, grid: str, tasks: Sequence[dict], why: str = "") -> None:
+        """Learn the weights hash of every model the tasks name that this run has not loaded or heard of, by a
+        model-info task per model on the executor (the driver never loads a model for it)."""
+        from .tasks import model_info_task, model_key
+
+        unknown: dict[str, dict] = {}
+        for t in tasks:
+            k = (t["model"], t.get("backend", "tl"))
+            if k not in self._hashes and k not in self._models:
+                unknown.setdefault(model_key(t), {x: t[x] for x in ("model", "backend", "device", "dtype") if x in t})
+        if not unknown:
+            return
+        self.log(f"grid {grid}: checking the weights of {len(unknown)} model(s){why}")
+        checks = list(unknown.values())
+        for j, info in self._run_grid(f"{grid} (model check)", model_info_task, checks, key=model_key):
+            self._record_model(info)
+            self._hashes[(checks[j]["model"], checks[j].get("backend", "tl"))] = info["weights_hash"]
+
+    def grid(self, name: str, fn: Callable[[dict], Any], tasks: Sequence[dict], *, keyed: bool = True,
+             check: Callable[[Any], str | None] | None = None) -> list[Any]:
+        """Run tasks that each name a model (``model``, ``backend``, ``device``, ``dtype``) through the executor,
+        one shard per task; returns their results (JSON) in task order.
+
+        The shards of one model are a :class:`workbench.store.ShardSet` of their own
+        (``shards/<name>/<model key>/``), whose job is the run's config fingerprint, that model's weights hash
+        (from a model-info task on the executor when this run has not seen it), the shipped data and package
+        versions, and its tasks: on resume a finished shard is reused only when all of these are unchanged (a
+        changed model recomputes its own shards, nobody else's), and a shard that does not read back (truncated,
+        corrupt) is recomputed. Task keys that start with ``_`` say where to find things (a directory on shared
+        storage) and are left out of the job, so a run directory that moves keeps its shards. ``check(result)``: why a finished shard's result cannot be trusted any more (say
+        the activation file it names is gone), or None; such a shard is recomputed too.
+
+        ``keyed``: the tasks of one model share one worker, which loads the model once (tasks that need the
+        model); ``keyed=False`` spreads them over every worker (tasks that only read what earlier tasks wrote,
+        such as probes on stored activations). ``fn`` must be module-level (it may run in another process). A
+        task that fails does not stop the others; the first failure is raised at the end, after every other
+        shard is written."""
+        from .tasks import model_key
+
+        tasks = list(tasks)
+        self._check_weights(name, tasks)
+        by_model: dict[str, list[int]] = {}
+        for i, t in enumerate(tasks):
+            by_model.setdefault(model_key(t), []).append(i)
+        where: dict[int, tuple[ShardSet, int]] = {}
+        for k, idx in by_model.items():
+            t0 = tasks[idx[0]]
+            deps = self.deps_for([(t0["model"], t0.get("backend", "tl"))])
+            deps.pop("fingerprint")
+            job = {"fingerprint": self.fingerprint, "deps": deps,
+                   "tasks": [{x: v for x, v in tasks[i].items() if not x.startswith("_")} for i in idx]}
+            d = self.out / "shards" / _slug(name) / _slug(k)
+            try:
+                shards = ShardSet(d, job, resume=True, on_corrupt=self.log)
+            except StoreMismatchError:
+                self.log(f"grid {name}: the shards of {t0['model']} were computed with other inputs (model weights, "
+                         "config, data or package versions); recomputing them")
+                shards = ShardSet(d, job, resume=False, on_corrupt=self.log)
+            for j, i in enumerate(idx):
+                where[i] = (shards, j)
+        todo = []
+        for i in range(len(tasks)):
+            shards, j = where[i]
+            why = None
+            if shards.done(j) and check is not None:
+                why = check(shards.read_json(j)["result"])
+                if why:
+                    self.log(f"grid {name}: shard {shards.path(j)} is recomputed: {why}")
+                    shards.path(j).unlink(missing_ok=True)
+            if not shards.done(j):
+                todo.append(i)
+        if len(todo) < len(tasks):
+            self.log(f"grid {name}: {len(tasks) - len(todo)}/{len(tasks)} shards done already")
+        failures: list[tuple[str, Any]] = []
+        t = time.time()
+        for j, result in self._run_grid(name, fn, [tasks[i] for i in todo], key=model_key if keyed else None,
+                                        total=len(tasks), done=len(tasks) - len(todo), failures=failures,
+                                        names=[f"task {i}" for i in todo]):
+            shards, k = where[todo[j]]
+            shards.write_json(k, {"task": tasks[todo[j]], "result": to_jsonable(result)})
+        if todo:
+            self._timings[f"grid:{name}"] = round(self._timings.get(f"grid:{name}", 0) + time.time() - t, 2)
+            self._write_manifest()
+        if failures:
+            raise failures[0][1].error
+        return [where[i][0].read_json(where[i][1])["result"] for i in range(len(tasks))]
 
     def _run_grid(self, grid: str, fn: Callable[[dict], Any], tasks: Sequence[dict], *, key: Any = None,
                   total: int | None = None, done: int = 0, failures: list | None = None,

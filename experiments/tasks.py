@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["task_model", "model_key", "model_info", "model_info_task", "release_models", "study_task",
+__all__ = ["task_model", "model_key", "loaded_keys", "study_units", "model_info", "model_info_task", "release_models", "study_task",
            "TaskContext", "residual_norm_task", "probe_sweep_task", "PROBE_DATASETS"]
 
 _MODELS: dict[tuple, Any] = {}
@@ -33,6 +33,11 @@ def model_key(task: dict) -> str:
     """The model a task needs, as one string (``name@backend/device/dtype``): the Ray executor keys its model
     workers by it."""
     return f"{task['model']}@{task.get('backend', 'tl')}/{task.get('device', 'auto')}/{task.get('dtype', 'float32')}"
+
+
+def loaded_keys() -> set[str]:
+    """The :func:`model_key` of every model :func:`task_model` holds in this process."""
+    return {model_key(dict(zip(("model", "backend", "device", "dtype"), k))) for k in _MODELS}
 
 
 def release_models(keep: str | None = None) -> None:
@@ -56,12 +61,18 @@ def model_info_task(task: dict) -> dict:
 
 class TaskContext:
     """What a study's ``compute`` sees of the run inside a task: :meth:`record_data` (the hashes go back to the
-    driver's manifest) and ``progress`` (off: a worker has no terminal)."""
+    driver's manifest), ``out`` (the run directory) and ``progress`` (off: a worker has no terminal)."""
 
     progress = False
 
-    def __init__(self) -> None:
+    def __init__(self, out: str | None = None) -> None:
+        import tempfile
+        from pathlib import Path
+
         self.data: dict[str, str] = {}
+        #: the run directory (``_out`` of the task), for a study's cache (on several machines: storage they
+        #: share); without it, the temporary directory
+        self.out = Path(out) if out else Path(tempfile.gettempdir())
 
     def record_data(self, name: str, *objs: Any) -> str:
         from workbench.results import data_hash
@@ -70,12 +81,38 @@ class TaskContext:
         return h
 
 
+def study_units(cfg: Any, names: list[str], studies: list[tuple[str, Any, dict]], *, out: Any = None
+                ) -> list[tuple[str, dict]]:
+    """(step name, task) of :func:`study_task` per (model, enabled study), model by model. ``studies``: (config
+    section attribute of ``cfg``, study module, more JSON keyword arguments of its ``compute``). With one model
+    the steps keep the studies' own names (``STEP``); with several, a step is ``<STEP>@<model>`` and its section
+    title names the model. ``out``: the run directory, for studies that cache there."""
+    from dataclasses import asdict
+
+    sec = cfg.model
+    units = []
+    for name in names:
+        for attr, study, kwargs in studies:
+            section = getattr(cfg, attr)
+            if not section.enabled:
+                continue
+            step = study.STEP if len(names) == 1 else f"{study.STEP}@{name}"
+            units.append((step, {"study": study.__name__.rsplit(".", 1)[1], "config": asdict(section),
+                                 "config_class": f"{type(section).__module__}:{type(section).__qualname__}",
+                                 "model": name, "backend": sec.backend, "device": sec.device, "dtype": sec.dtype,
+                                 "seed": cfg.seed, "step": step, "title_suffix": f" [{name}]" if len(names) > 1 else "",
+                                 **({"kwargs": kwargs} if kwargs else {}),
+                                 **({"_out": str(out)} if out is not None else {})}))
+    return units
+
+
 def study_task(task: dict) -> dict:
     """Run one study on one model and return its step: ``{"payload", "files": {name: bytes}, "data", "model"}``.
 
     ``task``: ``study`` (a module of :mod:`experiments.studies`), ``config`` (its section as a dict) and
     ``config_class`` (``module:Class``), ``model`` / ``backend`` / ``device`` / ``dtype``, ``seed``, ``step``
-    (the step name) and ``title_suffix`` (appended to the section title, e.g. the model's name). The study
+    (the step name), ``title_suffix`` (appended to the section title, e.g. the model's name) and ``kwargs``
+    (more keyword arguments of the study's ``compute``, JSON: what earlier tasks of a grid computed). The study
     computes in this process and is written by :meth:`experiments.writer.StepWriter.study` into a scratch
     directory whose files come back as bytes, so the same files land in the run directory whichever executor
     (and machine) ran it."""
@@ -96,8 +133,8 @@ def study_task(task: dict) -> dict:
     seed = int(task.get("seed", 0))
     torch.manual_seed(seed)
     m = task_model(task)
-    tctx = TaskContext()
-    res = mod.compute(tctx, m, cfg, seed=seed)
+    tctx = TaskContext(task.get("_out"))
+    res = mod.compute(tctx, m, cfg, seed=seed, **task.get("kwargs", {}))
     if task.get("title_suffix"):
         res.title = f"{res.title}{task['title_suffix']}"
     with tempfile.TemporaryDirectory(prefix="workbench-task-") as tmp:

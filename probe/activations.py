@@ -319,7 +319,8 @@ def collect_to_store(model: Model, dataset: LabelledPromptSet, out_dir: str | Pa
 def collect_cached(model: Model, dataset: LabelledPromptSet, cache_dir: str | Path | None, **kw: Any) -> Activations:
     """:func:`collect`, or its saved result when ``cache_dir`` holds one for the same model
     weights, data, read position, chat formatting, layers and site (the file name is a hash of
-    all of them, so a stale cache is never read). ``cache_dir=None``: no caching."""
+    all of them, so a stale cache is never read; one that does not read back is collected again).
+    ``cache_dir=None``: no caching."""
     if cache_dir is None:
         return collect(model, dataset, **kw)
     from workbench.results import data_hash
@@ -332,7 +333,10 @@ def collect_cached(model: Model, dataset: LabelledPromptSet, cache_dir: str | Pa
                     dataset.data_hash(), read, use_chat, system, layers, kw.get("site_kind", "resid_post"))
     path = Path(cache_dir) / f"{dataset.name}_{key}.safetensors"
     if path.exists():
-        return Activations.load(path)
+        try:
+            return Activations.load(path)
+        except Exception:  # noqa: BLE001 - truncated or unreadable (a writer killed without atomic renames): redone
+            path.unlink(missing_ok=True)
     acts = collect(model, dataset, **kw)
     path.parent.mkdir(parents=True, exist_ok=True)
     acts.save(path)

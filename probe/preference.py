@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from workbench.models.protocol import Model
 
 __all__ = ["DIMENSIONS", "build_preference_set", "preference_records", "export_preference_sets",
-           "hh_harmless_set", "PreferenceProbeResult", "preference_probes"]
+           "hh_harmless_set", "PreferenceProbeResult", "preference_probes", "preference_layers",
+           "preference_activations", "preference_sweep_kwargs", "preference_result"]
 
 DIMENSIONS = ("harmlessness", "helpfulness", "correctness", "coherence", "complexity", "verbosity")
 
@@ -273,28 +274,54 @@ def preference_probes(model: Model, dimensions: Sequence[str] = DIMENSIONS, *, s
             real MRMBench files via :func:`probe.datasets.load_mrm`).
         limit: at most this many inputs (groups) per dimension.
     """
-    Ls = resolve_layers(model, layers)
-    if model.n_layers - 1 not in Ls:
-        Ls = Ls + [model.n_layers - 1]
-    sweeps, final, final_norm, best = {}, {}, {}, {}
-    notes = []
+    Ls = preference_layers(model, layers)
+    sweeps = {}
     for dim in dimensions:
         ds = (datasets or {}).get(dim) or build_preference_set(dim, split, seed=seed, limit=limit)
-        acts = collect(model, ds, layers=Ls, read="last", batch_size=batch_size, progress=progress)
-        # after the final norm (HF's last hidden state): an extra pseudo-layer with id n_layers
-        with torch.no_grad():
-            xn = model.final_norm(acts.x[-1].to(model.device, model.dtype)).float().cpu()
-        acts = dataclasses.replace(acts, x=torch.cat([acts.x, xn[None]]), layers=list(acts.layers) + [model.n_layers])
-        sw = layer_sweep(acts, C=C, controls=controls, seed=seed, device=device, n_resamples=n_resamples,
-                         methods=("logistic",) if split == "hard" else ("logistic", "mean_diff"))
-        sweeps[dim] = sw
+        acts = preference_activations(model, ds, Ls, batch_size=batch_size, progress=progress)
+        sweeps[dim] = layer_sweep(acts, **preference_sweep_kwargs(split, C=C, controls=controls, seed=seed,
+                                                                  device=device, n_resamples=n_resamples))
+    return preference_result(model, list(dimensions), split, sweeps, Ls, seed=seed)
+
+
+def preference_layers(model: Model, layers: Any = "all") -> list[int]:
+    """The layers :func:`preference_probes` sweeps: ``layers`` resolved, with the final layer always included."""
+    Ls = resolve_layers(model, layers)
+    return Ls if model.n_layers - 1 in Ls else Ls + [model.n_layers - 1]
+
+
+def preference_activations(model: Model, ds: LabelledPromptSet, layers: Sequence[int], *, batch_size: int = 16,
+                           progress: bool = False) -> Any:
+    """Activations at the last token of input + response at ``layers``, plus a pseudo-layer ``model.n_layers``:
+    the final layer after the model's final norm (HF's last hidden state)."""
+    acts = collect(model, ds, layers=list(layers), read="last", batch_size=batch_size, progress=progress)
+    with torch.no_grad():
+        xn = model.final_norm(acts.x[-1].to(model.device, model.dtype)).float().cpu()
+    return dataclasses.replace(acts, x=torch.cat([acts.x, xn[None]]), layers=list(acts.layers) + [model.n_layers])
+
+
+def preference_sweep_kwargs(split: str, *, C: float | str = "cv", controls: bool = True, seed: int = 0,
+                            device: Any = None, n_resamples: int = 2000) -> dict:
+    """The :func:`~probe.sweep.layer_sweep` arguments of a preference probe (no mean difference on 3 classes)."""
+    return dict(C=C, controls=controls, seed=seed, device=device, n_resamples=n_resamples,
+                methods=("logistic",) if split == "hard" else ("logistic", "mean_diff"))
+
+
+def preference_result(model: Model, dimensions: Sequence[str], split: str, sweeps: dict[str, LayerSweepResult],
+                      layers: Sequence[int], *, seed: int = 0) -> PreferenceProbeResult:
+    """The result of :func:`preference_probes` from its sweeps (one per dimension, over ``layers`` and the
+    final-norm pseudo-layer): the final-layer protocol's estimates and the best real layer per dimension."""
+    final, final_norm, best = {}, {}, {}
+    for dim in dimensions:
+        sw = sweeps[dim]
         est = dict(zip(sw.layers, sw.estimates("logistic", "main", "auroc")))
         final[dim] = est[model.n_layers - 1]
         final_norm[dim] = est[model.n_layers]
         real = [L for L in sw.layers if L < model.n_layers]
         bl = max(real, key=lambda L: est[L].value)
         best[dim] = (bl, est[bl])
-    notes.append(f"layer id {model.n_layers} = the final layer after the model's final norm (HF's last hidden state)")
-    prov = model.provenance(seed=seed, sites=tuple(f"resid_post.{L}" for L in Ls),
+    notes = [f"layer id {model.n_layers} = the final layer after the model's final norm (HF's last hidden state)"]
+    prov = model.provenance(seed=seed, sites=tuple(f"resid_post.{L}" for L in layers),
                             extra={"method": "preference_probes", "split": split, "dimensions": list(dimensions)})
-    return PreferenceProbeResult(split, list(dimensions), sweeps, final, final_norm, best, prov, notes)
+    return PreferenceProbeResult(split, list(dimensions), {d: sweeps[d] for d in dimensions}, final, final_norm, best,
+                                 prov, notes)

@@ -75,22 +75,9 @@ STUDIES = (("eval_awareness", eval_awareness), ("personas", personas), ("logit_l
 def units(cfg: CrossCheckConfig, names: list[str]) -> list[tuple[str, dict]]:
     """One (step name, task) per (model, enabled study), model by model. With one model the steps keep the
     studies' own names; with several, a step is ``<study step>@<model>`` and its section title names the model."""
-    from dataclasses import asdict
+    from ..tasks import study_units
 
-    sec = cfg.model
-    out = []
-    for name in names:
-        for attr, study in STUDIES:
-            section = getattr(cfg, attr)
-            if not section.enabled:
-                continue
-            step = study.STEP if len(names) == 1 else f"{study.STEP}@{name}"
-            out.append((step, {"study": study.__name__.rsplit(".", 1)[1], "config": asdict(section),
-                               "config_class": f"{type(section).__module__}:{type(section).__qualname__}",
-                               "model": name, "backend": sec.backend, "device": sec.device, "dtype": sec.dtype,
-                               "seed": cfg.seed, "step": step,
-                               "title_suffix": f" [{name}]" if len(names) > 1 else ""}))
-    return out
+    return study_units(cfg, names, [(attr, study, {}) for attr, study in STUDIES])
 
 
 @experiment("cross-check", CrossCheckConfig,

@@ -7,6 +7,10 @@ scorer (:mod:`experiments.studies.eval_awareness`). ``[nguyen]``: the same kind 
 al.'s contrastive set read at the answer token with its controls, the framing probe's transfer to
 their test-framed questions vs natural prompts, and Probe-Rewrite-Evaluate on their questions
 (:mod:`experiments.studies.eval_awareness_shared`; read from ``../shared/data``, skipped without it).
+
+Each (model, study) is a unit on the executor (:func:`experiments.tasks.study_task`), as in ``cross-check``.
+Several models (``--model A --model B``) give one step per model per study and ``compare-probe``: the framing
+probe's AUROC by depth, every model on one figure (:func:`experiments.comparison.write_comparisons`).
 """
 
 from __future__ import annotations
@@ -37,10 +41,19 @@ PRESETS = {
 
 @experiment("eval-awareness", EvalAwarenessConfig,
             "evaluation-awareness probe per layer with controls; probe-score shift vs refusal shift under "
-            "deploy-style rewrites")
+            "deploy-style rewrites; several models (--model A --model B) compared by depth")
 def run(ctx: RunContext, cfg: EvalAwarenessConfig) -> None:
-    m = ctx.model()
-    if cfg.eval_awareness.enabled:
-        eval_awareness.run(ctx, m, cfg.eval_awareness, seed=cfg.seed)
-    if cfg.nguyen.enabled:
-        eval_awareness_shared.run(ctx, m, cfg.nguyen, cfg.eval_awareness, seed=cfg.seed)
+    from dataclasses import asdict
+
+    from ..comparison import write_comparisons
+    from ..tasks import study_task, study_units
+
+    names = ctx.model_names()
+    todo = study_units(cfg, names, [("eval_awareness", eval_awareness, {}),
+                                    ("nguyen", eval_awareness_shared, {"framing": asdict(cfg.eval_awareness)})],
+                       out=ctx.out.resolve())
+    payloads = ctx.units("studies", study_task, todo)
+    if len(names) > 1:
+        keys = {(t["study"], t["model"]): (s, p) for (s, t), p in zip(todo, payloads)}
+        write_comparisons(ctx, [(n, cfg.model.backend) for n in names], {k: v[0] for k, v in keys.items()},
+                          {k: v[1] for k, v in keys.items()}, seed=cfg.seed)

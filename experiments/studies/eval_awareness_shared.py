@@ -77,8 +77,15 @@ def _folder(cfg: NguyenSetsStudy) -> Path | None:
 
 
 def compute(ctx: Any, m: Any, cfg: NguyenSetsStudy, framing: Any, *, seed: int = 0) -> StudyResult:
-    """``framing``: the experiment's ``EvalAwarenessStudy`` config (the framing probe is trained as there)."""
+    """``framing``: the experiment's ``EvalAwarenessStudy`` config (the framing probe is trained as there), or
+    its dict (from a task)."""
     import pandas as pd
+
+    if isinstance(framing, dict):
+        from ..config import config_from_dict
+        from .eval_awareness import EvalAwarenessStudy
+
+        framing = config_from_dict(EvalAwarenessStudy, framing)
 
     from probe.activations import collect_cached
     from probe.controls import token_artifact_control

@@ -121,3 +121,9 @@ def test_activations_save_load_and_cache(tiny_model, tmp_path):
     assert len(list((tmp_path / "cache").iterdir())) == 1
     collect_cached(m, ds, tmp_path / "cache", read="last")  # another read position: another file
     assert len(list((tmp_path / "cache").iterdir())) == 2
+    (f,) = [p for p in (tmp_path / "cache").iterdir() if p.stat().st_mtime_ns == min(
+        q.stat().st_mtime_ns for q in (tmp_path / "cache").iterdir())]
+    f.write_bytes(f.read_bytes()[:50])  # a truncated file is collected again, not trusted
+    c3 = collect_cached(m, ds, tmp_path / "cache", read="last_prompt")
+    torch.testing.assert_close(c3.x, c1.x)
+    assert Activations.load(f).n == c1.n
