@@ -10,7 +10,11 @@ links to) and prints a summary. The named families also have their own tests (te
 Each family runs in its own process with a time limit (``--timeout``), so one that crashes or hangs the
 interpreter (a missing optional dependency, a native abort) is reported as failing and the survey goes on.
 
-Usage: python tools/family_matrix.py [--out docs/families.md] [--only gemma2,qwen3] [--timeout 300]
+Usage: python tools/family_matrix.py [--out docs/families.md] [--only gemma2,qwen3] [--timeout 300] [--update]
+
+``--update`` (with ``--only``) reruns just the named families and replaces their rows (adding any that are
+missing, in order), the counts line and the date in the existing table, keeping every other row as it is, so
+the table can be completed or refreshed without rerunning all families.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -109,11 +114,80 @@ def try_family(model_type: str, root: Path) -> tuple[str, str, list[str]]:
     return "passes", "", quirks
 
 
+STATUSES = ("passes", "partial", "fails", "not tried")
+ROW = re.compile(r"^\| `(?P<mt>[^`]+)` \| (?P<cls>[^|]+) \| (?P<status>passes|partial|fails|not tried) \| (?P<why>.*) \|$")
+
+
+def format_row(row: tuple) -> str:
+    mt, cls, status, why, quirks = row
+    # a reason is one table cell: no pipes or line breaks
+    cell = (why or ", ".join(quirks) or "-").replace("|", "/").replace("\n", " ")
+    return f"| `{mt}` | {cls} | {status} | {cell} |"
+
+
+def parse_rows(text: str) -> dict[str, str]:
+    """model_type -> status of every row of a table this tool wrote."""
+    return {m["mt"]: m["status"] for m in map(ROW.match, text.splitlines()) if m}
+
+
+def count_rows(rows: list | dict) -> dict[str, int]:
+    statuses = list(rows.values()) if isinstance(rows, dict) else [r[2] for r in rows]
+    return {s: statuses.count(s) for s in STATUSES}
+
+
+def counts_line(counts: dict[str, int], missing: list[str]) -> str:
+    line = (f"{counts['passes']} pass, {counts['partial']} partly, {counts['fails']} fail, {counts['not tried']} could "
+            "not be built from their config class alone")
+    return line + (f"; not reached: {', '.join(missing)}." if missing else ".")
+
+
+def replace_row(text: str, row: tuple, order: list[str]) -> str:
+    """``text`` with the row of ``row``'s family replaced, or inserted where ``order`` puts it."""
+    lines = text.splitlines()
+    new = format_row(row)
+    table = [i for i, ln in enumerate(lines) if ROW.match(ln)]
+    if not table:
+        raise SystemExit("--update: no table rows found in the existing file; run without --update first")
+    for i in table:
+        if ROW.match(lines[i])["mt"] == row[0]:
+            lines[i] = new
+            break
+    else:
+        rank = {mt: k for k, mt in enumerate(order)}
+        after = [i for i in table if rank.get(ROW.match(lines[i])["mt"], -1) < rank.get(row[0], len(order))]
+        lines.insert((after[-1] + 1) if after else table[0], new)
+    return "\n".join(lines) + "\n"
+
+
+def replace_counts(text: str, order: list[str]) -> str:
+    rows = parse_rows(text)
+    line = counts_line(count_rows(rows), [mt for mt in order if mt not in rows])
+    lines = text.splitlines()
+    for i, ln in enumerate(lines):
+        if re.match(r"^\d+ pass, \d+ partly, ", ln):
+            lines[i] = line
+            break
+    else:
+        raise SystemExit("--update: no counts line found in the existing file; run without --update first")
+    return "\n".join(lines) + "\n"
+
+
+def updated_header(header: str, families: list[str]) -> str:
+    """The header paragraph with a note of the rows rerun by ``--update`` (one note; the families accumulate)."""
+    m = re.search(r" Rows rerun with `--update` \(last on [^)]*\): ([^.]*)\.$", header)
+    before = set(m[1].split(", ")) if m else set()
+    base = header[:m.start()] if m else header
+    return base + (f" Rows rerun with `--update` (last on {time.strftime('%Y-%m-%d')}): "
+                   f"{', '.join(sorted(before | set(families)))}.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "families.md"))
     ap.add_argument("--only", default="")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per family")
+    ap.add_argument("--update", action="store_true",
+                    help="replace only the --only families' rows and the counts line in the existing --out table")
     ap.add_argument("--one", default="", help=argparse.SUPPRESS)  # internal: try one family, print JSON
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -134,6 +208,11 @@ def main() -> None:
 
     torch.set_num_threads(1)
     only = set(filter(None, args.only.split(",")))
+    if args.update and not only:
+        ap.error("--update needs --only (the families to rerun)")
+    unknown = only - {mt for mt, _ in candidates()}
+    if unknown:
+        ap.error(f"not a surveyed family: {', '.join(sorted(unknown))} (model_type names, as in the table)")
     rows = []
     root = Path(tempfile.mkdtemp(prefix="workbench-families-"))
     t0 = time.time()
@@ -158,26 +237,29 @@ def main() -> None:
             shutil.rmtree(root / mt, ignore_errors=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    counts = {s: sum(r[2] == s for r in rows) for s in ("passes", "partial", "fails", "not tried")}
-    lines = [
-        "# Model families",
-        "",
+    header = (
         f"Written by `python tools/family_matrix.py` on {time.strftime('%Y-%m-%d')} (transformers "
         f"{transformers.__version__}, TransformerLens {transformer_lens.__version__ if hasattr(transformer_lens, '__version__') else '4.3'}"
         f"; {time.time() - t0:.0f} s). Every decoder-only architecture TransformerLens has an adapter for and transformers "
         "ships, as a tiny random model from transformers' own config class: *passes* = both backends load it (the "
         "load-time self-check compares cached decoding and the stack runner with an uncached forward), logits equal "
-        "plain transformers within 1e-4 and every canonical site agrees across the backends within 1e-4.",
-        "",
-        f"{counts['passes']} pass, {counts['partial']} partly, {counts['fails']} fail, {counts['not tried']} could not be "
-        "built from their config class alone.",
-        "",
-        "| model_type | class | status | quirks handled / why not |",
-        "|---|---|---|---|",
-    ]
-    for mt, cls, status, why, quirks in rows:
-        lines.append(f"| `{mt}` | {cls} | {status} | {why or ', '.join(quirks) or '-'} |")
-    Path(args.out).write_text("\n".join(lines) + "\n")
+        "plain transformers within 1e-4 and every canonical site agrees across the backends within 1e-4."
+    )
+    out = Path(args.out)
+    if args.update:
+        text = out.read_text()
+        for row in rows:
+            text = replace_row(text, row, [mt for mt, _ in candidates()])
+        text = replace_counts(text, [mt for mt, _ in candidates()])
+        text = text.replace(text.splitlines()[2], updated_header(text.splitlines()[2], sorted(only)), 1)
+        out.write_text(text)
+        counts = count_rows(parse_rows(text))
+    else:
+        counts = count_rows(rows)
+        lines = ["# Model families", "", header, "", counts_line(counts, []), "",
+                 "| model_type | class | status | quirks handled / why not |", "|---|---|---|---|"]
+        lines += [format_row(r) for r in rows]
+        out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}: {counts}")
 
 
