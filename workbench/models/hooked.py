@@ -363,7 +363,7 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
         grad_targets: dict[Site, torch.Tensor] = {}
         head_out: dict[int, dict] = defaultdict(lambda: {"ivs": [], "caps": []})
 
-        def capture_fn(c: _Capture):
+        def capture_fn(c: _Capture, live: bool = True):
             def fn(x):
                 y = x if c.keep_graph else x.detach()
                 if c.keep_graph:
@@ -373,6 +373,10 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
                 dev = c.device or (out_device if self._dispatched else None)  # a split model's caches on one device
                 if c.dtype is not None or dev is not None:
                     y = y.to(device=dev or y.device, dtype=c.dtype or y.dtype)
+                if live and y.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+                    # a snapshot, not a view of the model's live tensor: some families update a module's
+                    # output in place after it returns (Falcon adds the attention output to the MLP's with `+=`)
+                    y = y.clone()
                 captured[c.site] = y
                 return x
             return fn
@@ -398,7 +402,7 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
                 for p in spec["ivs"]:
                     new = p.iv.apply(new, p.mask)
                 for c in spec["caps"]:
-                    capture_fn(c)(new)
+                    capture_fn(c, live=False)(new)  # computed here, not the model's tensor
                     if c.keep_graph:  # d metric / d head_out[h] = d metric / d attn_out, for every h
                         grad_targets[c.site] = x
                 return x + (new - ho).sum(2) if spec["ivs"] else x

@@ -110,6 +110,7 @@ _TINY = [
     ("olmo2", "OLMo 2, 2 layers, post-norms only, q/k norms"),
     ("mixtral", "Mixtral, 2 layers, 4 experts, top-2 routing"),
     ("gptj", "GPT-J, 2 layers, parallel attention and MLP, interleaved partial rotary"),
+    ("falcon", "Falcon, 2 layers, parallel attention and MLP, multi-query attention, MLP output updated in place"),
 ]
 for _arch, _desc in _TINY:
     register_model(ModelEntry(

@@ -162,6 +162,8 @@ TINY_ARCHITECTURES: dict[str, Callable] = {
     "olmo2": _auto("olmo2"),
     "mixtral": _auto("mixtral", num_local_experts=4, num_experts_per_tok=2, sliding_window=None),
     "gptj": _gptj_config,
+    # parallel attention and MLP, whose MLP output the layer updates in place (`mlp_output += attention_output`)
+    "falcon": _auto("falcon", num_kv_heads=1, hidden_dropout=0.0, bias=False),
 }
 
 
