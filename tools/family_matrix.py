@@ -41,7 +41,9 @@ SMALL = dict(vocab_size=260, hidden_size=64, intermediate_size=128, num_hidden_l
              tie_word_embeddings=False, sliding_window=8, initializer_range=0.1, d_model=64, ffn_dim=128,
              kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16,
              rotary_dim=8, partial_rotary_factor=0.5, attention_dropout=0.0, hidden_dropout=0.0, resid_pdrop=0.0,
-             embd_pdrop=0.0, attn_pdrop=0.0)
+             embd_pdrop=0.0, attn_pdrop=0.0,
+             # multipliers whose defaults of 1 would hide a missed scale (Granite's, applied outside the modules)
+             embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.1, logits_scaling=2.0)
 
 
 def candidates() -> list[tuple[str, str]]:

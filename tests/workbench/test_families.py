@@ -17,7 +17,8 @@ from workbench.interventions import replace
 from workbench.sites import Site
 
 FAMILIES = ["gpt2", "llama", "neox", "mistral", "qwen2", "gemma", "gemma2", "gemma3", "gemma3-mm", "qwen3",
-            "qwen3-moe", "phi3", "olmo2", "mixtral", "gptj", "falcon"]
+            "qwen3-moe", "phi3", "olmo2", "mixtral", "gptj", "falcon",
+            "granite"]
 IDS = torch.tensor([[256] + [40 + (7 * i) % 90 for i in range(23)],
                     [256] + [60 + (5 * i) % 80 for i in range(23)]])  # [2, 24]
 TOL = 1e-4
@@ -222,7 +223,7 @@ def test_residual_collection_fast_path_equals_the_backend(tiny_model, fam, backe
     assert last["resid_post.0"].dtype == torch.float16 and last["resid_post.0"].shape == (2, m.facts.d_model)
 
 
-@pytest.mark.parametrize("fam", ["gemma2", "qwen3-moe", "olmo2", "phi3", "gptj"])
+@pytest.mark.parametrize("fam", ["gemma2", "qwen3-moe", "olmo2", "phi3", "gptj", "granite"])
 def test_every_method_runs_on_quirky_families(tiny_model, fam, tmp_path):
     """Lens (raw and folded, with soft-capping), tuned lens, head detectors, probes, steering and its fast path
     on families whose quirks the methods must respect, each checked against a reference."""

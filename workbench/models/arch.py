@@ -9,8 +9,11 @@ an adapter does not say and the workbench needs:
 - the output layout of *fused* q/k/v projections (:data:`FUSED_QKV`: GPT-2's ``[q|k|v]`` Conv1D,
   GPT-NeoX's per-head ``[q|k|v]``, Phi-3's ``[q|k|v]`` with grouped KV heads);
 - parallel attention and MLP (GPT-J, GPT-NeoX with ``use_parallel_residual``);
-- final-logit soft-capping (Gemma 2) and logit scaling (Cohere), applied by :meth:`HookedModel.unembed` as the
-  model does;
+- final-logit soft-capping (Gemma 2) and logit scaling (Cohere, Granite), applied by :meth:`HookedModel.unembed`
+  as the model does;
+- embeddings and attention/MLP outputs scaled outside their modules (Granite's ``embedding_multiplier`` and
+  ``residual_multiplier``, read from the adapter): :meth:`HookedModel.embed` scales, ``attn_out``/``mlp_out``
+  are the scaled contributions and ``W_O`` includes the factor;
 - sliding-window / local-global layers and per-layer-type rotary embeddings (Gemma 2/3), which the
   stack runner reproduces from ``config.layer_types``;
 - mixture-of-experts MLPs, whose router is a readable site.
@@ -93,6 +96,8 @@ class ArchSpec:
     parallel: bool = False
     final_logit_softcap: float | None = None
     logit_scale: float | None = None
+    embed_scale: float | None = None
+    residual_scale: float | None = None
     layer_types: tuple[str, ...] | None = None
     quirks: tuple[str, ...] = field(default_factory=tuple)
 
@@ -260,8 +265,14 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
     if softcap:
         quirks.append("final-logit soft-capping")
     logit_scale = getattr(c, "logit_scale", None) if mt in ("cohere", "cohere2", "cohere2_moe") else None
+    if str(mt).startswith("granite") and getattr(c, "logits_scaling", None) not in (None, 0):
+        logit_scale = 1.0 / float(c.logits_scaling)  # Granite divides the logits (TransformerLens: in a method)
     if logit_scale not in (None, 1, 1.0):
         quirks.append("logit scaling")
+    if flags.get("embed_scale"):
+        quirks.append("scaled embeddings")
+    if flags.get("residual_scale"):
+        quirks.append("scaled residual contributions")
     if getattr(c, "attn_logit_softcapping", None):
         quirks.append("attention soft-capping")
     if "blocks.ln1_post" in name or "blocks.ln2_post" in name:
@@ -284,7 +295,8 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
         norm="rms" if "RMS" in kind.get("ln_final", "") else "ln", norm_offset=flags["norm_offset"],
         parallel=bool(parallel),
         final_logit_softcap=float(softcap) if softcap else None,
-        logit_scale=float(logit_scale) if logit_scale not in (None, 1, 1.0) else None, layer_types=layer_types,
+        logit_scale=float(logit_scale) if logit_scale not in (None, 1, 1.0) else None,
+        embed_scale=flags.get("embed_scale"), residual_scale=flags.get("residual_scale"), layer_types=layer_types,
         quirks=tuple(quirks),
     )
     if model is not None:

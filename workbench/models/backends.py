@@ -109,7 +109,8 @@ class _Access:
 
 def site_access(arch: ArchSpec, s: Site) -> tuple[_Access, str]:
     """Where a site is read in the HF module tree, and how to turn it into canonical shape
-    (``"plain"``, ``"heads"``: last dim split into heads, ``"fused"``: split from a fused qkv).
+    (``"plain"``, ``"heads"``: last dim split into heads, ``"fused"``: split from a fused qkv, ``"scaled"``:
+    times the family's residual scale, which the layer applies to the module's output before adding it).
 
     The access order inside a block follows how HF runs it: resid_pre, q/k/v, z, attention output,
     its post-norm, resid_mid (input of the pre-MLP norm, or of the MLP), router, MLP output, its
@@ -120,10 +121,11 @@ def site_access(arch: ArchSpec, s: Site) -> tuple[_Access, str]:
         return _Access((L, 0), lp(L), "input", None), "plain"
     if k == "resid_post":
         return _Access((L, 100), lp(L), "output", None), "plain"
+    contribution = "scaled" if arch.residual_scale else "plain"  # what the layer adds: module output x scale
     if k == "attn_out":
         if arch.attn_post_norm:
-            return _Access((L, 75), lp(L, arch.attn_post_norm), "output", None), "plain"
-        return _Access((L, 70), lp(L, arch.attn), "output", 0), "plain"
+            return _Access((L, 75), lp(L, arch.attn_post_norm), "output", None), contribution
+        return _Access((L, 70), lp(L, arch.attn), "output", 0), contribution
     if k == "pattern":
         return _Access((L, 70), lp(L, arch.attn), "output", 1), "plain"
     if k == "resid_mid":
@@ -136,8 +138,8 @@ def site_access(arch: ArchSpec, s: Site) -> tuple[_Access, str]:
         return _Access((L, 85), lp(L, arch.router), "output", 0), "plain"
     if k == "mlp_out":
         if arch.mlp_post_norm:
-            return _Access((L, 95), lp(L, arch.mlp_post_norm), "output", None), "plain"
-        return _Access((L, 90), lp(L, arch.mlp), "output", None), "plain"
+            return _Access((L, 95), lp(L, arch.mlp_post_norm), "output", None), contribution
+        return _Access((L, 90), lp(L, arch.mlp), "output", None), contribution
     if k == "z":
         return _Access((L, 50), lp(L, arch.o), "input", None), "heads"
     if k in ("q", "k", "v"):
@@ -174,6 +176,12 @@ def apply_at_access(arch: ArchSpec, facts: Any, native: Any, items: list[tuple[S
     for s, mode, fn in items:
         if mode == "plain":
             new = fn(new)
+        elif mode == "scaled":
+            scale = arch.residual_scale
+            canon = new * scale
+            out = fn(canon)
+            if out is not canon:  # written: back to the module's own units (read-only hooks leave it untouched)
+                new = out / scale
         elif mode == "heads":
             n = f.n_heads if s.kind in ("q", "z") else f.n_kv_heads
             canon = new.reshape(*new.shape[:-1], n, f.d_head)

@@ -229,7 +229,9 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 def tl_components(config: Any) -> tuple[dict[str, tuple[str, str]], str, dict[str, Any]]:
     """TransformerLens 4.3's component mapping for a config: ``{"blocks.attn.q": (module name, bridge type)}``
     (names relative to their parent component), the HF architecture class name, and the adapter's flags the
-    workbench uses (``norm_offset``: RMSNorm scales by ``1 + w``, as Gemma's does).
+    workbench uses (``norm_offset``: RMSNorm scales by ``1 + w``, as Gemma's does; ``embed_scale`` /
+    ``residual_scale``: factors the model applies to the embeddings / to each attention and MLP output before
+    adding it to the residual stream, outside those modules, as Granite does; ``None`` when 1).
 
     Read from the adapter TransformerLens itself would use for this checkpoint, without loading weights.
     """
@@ -268,7 +270,17 @@ def tl_components(config: Any) -> tuple[dict[str, tuple[str, str]], str, dict[st
             if sub:
                 walk(sub, prefix + key + ".")
     walk(adapter.component_mapping or {}, "")
-    flags = {"norm_offset": bool(getattr(adapter.cfg, "rmsnorm_uses_offset", False))}
+    mapping = adapter.component_mapping or {}
+
+    def scale(key: str, attr: str) -> float | None:  # a contribution scale the adapter's bridge applies at its hook
+        v = getattr(mapping.get(key), attr, None)
+        return float(v) if v is not None and float(v) != 1.0 else None
+
+    flags = {"norm_offset": bool(getattr(adapter.cfg, "rmsnorm_uses_offset", False)),
+             # Granite multiplies the embeddings and each block's attention and MLP outputs in the model's and the
+             # layer's forward (not inside the modules), and TransformerLens's hooks expose the scaled values
+             "embed_scale": scale("embed", "_output_contribution_scale"),
+             "residual_scale": scale("blocks", "residual_contribution_scale")}
     return out, hf_arch, flags
 
 

@@ -111,6 +111,7 @@ _TINY = [
     ("mixtral", "Mixtral, 2 layers, 4 experts, top-2 routing"),
     ("gptj", "GPT-J, 2 layers, parallel attention and MLP, interleaved partial rotary"),
     ("falcon", "Falcon, 2 layers, parallel attention and MLP, multi-query attention, MLP output updated in place"),
+    ("granite", "Granite, 2 layers, embedding, residual, attention and logit multipliers (2, 0.5, 0.1, 1/2)"),
 ]
 for _arch, _desc in _TINY:
     register_model(ModelEntry(

@@ -164,6 +164,11 @@ TINY_ARCHITECTURES: dict[str, Callable] = {
     "gptj": _gptj_config,
     # parallel attention and MLP, whose MLP output the layer updates in place (`mlp_output += attention_output`)
     "falcon": _auto("falcon", num_kv_heads=1, hidden_dropout=0.0, bias=False),
+    # multipliers outside the modules (the config's defaults of 1 would hide them; Granite 3 ships 12, 0.22, 1/128
+    # and 8, with which this random model's layers barely change its output, so the lens tests could not tell them
+    # from the embedding stage)
+    "granite": _auto("granite", embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.1,
+                     logits_scaling=2.0),
 }
 
 
