@@ -183,6 +183,15 @@ def updated_header(header: str, families: list[str]) -> str:
                    f"{', '.join(sorted(before | set(families)))}.")
 
 
+def write_update(out: Path, row: tuple) -> None:
+    """Replace (or insert) one family's row in the existing table, recount and note the rerun in the header."""
+    order = [mt for mt, _ in candidates()]
+    text = replace_counts(replace_row(out.read_text(), row, order), order)
+    lines = text.splitlines()
+    lines[2] = updated_header(lines[2], [row[0]])
+    out.write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "families.md"))
@@ -235,7 +244,9 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 status, why, quirks = "fails", f"no result within {args.timeout:.0f} s", []
             rows.append((mt, cls, status, why, quirks))
-            print(f"{mt:<22} {status:<9} {why}", flush=True)
+            print(f"{mt:<22} {status:<9} {why or ', '.join(quirks)}", flush=True)
+            if args.update:  # row by row, so an interrupted run keeps what it measured
+                write_update(Path(args.out), rows[-1])
             shutil.rmtree(root / mt, ignore_errors=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -249,13 +260,7 @@ def main() -> None:
     )
     out = Path(args.out)
     if args.update:
-        text = out.read_text()
-        for row in rows:
-            text = replace_row(text, row, [mt for mt, _ in candidates()])
-        text = replace_counts(text, [mt for mt, _ in candidates()])
-        text = text.replace(text.splitlines()[2], updated_header(text.splitlines()[2], sorted(only)), 1)
-        out.write_text(text)
-        counts = count_rows(parse_rows(text))
+        counts = count_rows(parse_rows(out.read_text()))
     else:
         counts = count_rows(rows)
         lines = ["# Model families", "", header, "", counts_line(counts, []), "",
