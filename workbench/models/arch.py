@@ -91,6 +91,7 @@ class ArchSpec:
     attn_post_norm: str | None = None
     mlp_post_norm: str | None = None
     router: str | None = None
+    router_layout: tuple[tuple[str, int], ...] | None = None
     norm: str = "rms"
     norm_offset: bool = False
     parallel: bool = False
@@ -123,6 +124,12 @@ class ArchSpec:
     @property
     def is_moe(self) -> bool:
         return self.router is not None
+
+    @property
+    def router_index(self) -> int:
+        """The element of the router's output tuple that holds its logits (found in the installed transformers by
+        :func:`~workbench.models.compat.router_output_layout` when the model was given; else the first)."""
+        return dict(self.router_layout or ()).get("logits", 0)
 
     # -- module access ----------------------------------------------------------------
     @staticmethod
@@ -301,6 +308,14 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
     )
     if model is not None:
         spec.check_model(model)
+        if router:
+            facts = spec.facts(config)
+            layout = compat.router_output_layout(spec.get(model, spec.layer_path(0, router)), facts["d_model"],
+                                                 facts["n_experts"])
+            if layout:
+                import dataclasses
+
+                spec = dataclasses.replace(spec, router_layout=tuple(sorted(layout.items())))
     return spec
 
 

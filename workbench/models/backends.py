@@ -135,7 +135,7 @@ def site_access(arch: ArchSpec, s: Site) -> tuple[_Access, str]:
     if k == "router":
         if not arch.router:
             raise ValueError(f"{arch.family} has no mixture-of-experts router")
-        return _Access((L, 85), lp(L, arch.router), "output", 0), "plain"
+        return _Access((L, 85), lp(L, arch.router), "output", arch.router_index), "plain"
     if k == "mlp_out":
         if arch.mlp_post_norm:
             return _Access((L, 95), lp(L, arch.mlp_post_norm), "output", None), contribution

@@ -175,6 +175,9 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
                 tl_model_name or source, hf_model=hf_model, tokenizer=tokenizer,
                 device=str(self.device), dtype=self.dtype,
             )
+            # TransformerLens's adapters hard-code where a router's logits sit in its output tuple, which
+            # transformers has reordered (GraniteMoe): follow the installed code's layout (found at load)
+            compat.align_bridge_routers(self.bridge, dict(arch.router_layout or ()))
             self._backend = TLBackend(self.bridge)
         elif backend == "nnsight":
             import nnsight
