@@ -18,7 +18,7 @@ from workbench.sites import Site
 
 FAMILIES = ["gpt2", "llama", "neox", "mistral", "qwen2", "gemma", "gemma2", "gemma3", "gemma3-mm", "qwen3",
             "qwen3-moe", "phi3", "olmo2", "mixtral", "gptj", "falcon",
-            "granite", "granitemoe"]
+            "granite", "granitemoe", "gpt-oss"]
 IDS = torch.tensor([[256] + [40 + (7 * i) % 90 for i in range(23)],
                     [256] + [60 + (5 * i) % 80 for i in range(23)]])  # [2, 24]
 TOL = 1e-4

@@ -91,6 +91,7 @@ class ArchSpec:
     attn_post_norm: str | None = None
     mlp_post_norm: str | None = None
     router: str | None = None
+    router_tl: str = "gate"  # the router's key under the MLP in TransformerLens's bridge
     router_layout: tuple[tuple[str, int], ...] | None = None
     norm: str = "rms"
     norm_offset: bool = False
@@ -257,10 +258,15 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
         raise UnsupportedArchitecture(f"{hf_arch}: its adapter names no attention output projection")
     mlp = name["blocks.mlp"]
     router = None
+    router_tl = "gate"
     if "MoE" in kind["blocks.mlp"]:
-        if "blocks.mlp.gate" not in name:
+        # the router: the MoE's `gate`, else its one submodule bridged as a router (GPT-OSS names it `router`)
+        routers = [k for k in name if k.startswith("blocks.mlp.") and k.count(".") == 2
+                   and kind[k] == "MoERouterBridge"]
+        key = "blocks.mlp.gate" if "blocks.mlp.gate" in name else routers[0] if len(routers) == 1 else None
+        if key is None:
             raise UnsupportedArchitecture(f"{hf_arch}: a mixture-of-experts MLP whose router the adapter does not name")
-        router = f"{mlp}.{name['blocks.mlp.gate']}"
+        router, router_tl = f"{mlp}.{name[key]}", key.rsplit(".", 1)[1]
         quirks.append("mixture of experts")
     parallel = getattr(c, "use_parallel_residual", None)
     if parallel is None:
@@ -299,6 +305,7 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
         attn=attn, q=q, k=k, v=v, o=f"{attn}.{name['blocks.attn.o']}", ln1=name.get("blocks.ln1"),
         ln2=None if parallel else name.get("blocks.ln2"), mlp=mlp, qkv=qkv,
         attn_post_norm=name.get("blocks.ln1_post"), mlp_post_norm=name.get("blocks.ln2_post"), router=router,
+        router_tl=router_tl,
         norm="rms" if "RMS" in kind.get("ln_final", "") else "ln", norm_offset=flags["norm_offset"],
         parallel=bool(parallel),
         final_logit_softcap=float(softcap) if softcap else None,

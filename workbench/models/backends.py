@@ -69,11 +69,17 @@ class TLBackend(Backend):
 
     name = "tl"
 
-    def __init__(self, bridge: Any):
+    def __init__(self, bridge: Any, arch: ArchSpec | None = None):
         self.bridge = bridge
+        self.arch = arch
         # TransformerLens 4.3's attention reads the KV cache as `past_key_values`; transformers >= 5.25's
         # decoder layers pass it as `cache` (see workbench.models.compat)
         self._alias_handles = compat.alias_bridge_cache_kwargs(bridge)
+
+    def _hook_name(self, s: Site) -> str:
+        if s.kind == "router" and self.arch is not None and self.arch.router_tl != "gate":
+            return f"blocks.{s.layer}.mlp.{self.arch.router_tl}.hook_out"
+        return tl_hook_name(s)
 
     def run(self, input_ids, attention_mask, position_ids, hooks, *, past_key_values=None, logits_to_keep=None):
         counts: Counter = Counter()
@@ -84,7 +90,7 @@ class TLBackend(Backend):
                 return fn(x)
             return hook
 
-        fwd = [(tl_hook_name(s), wrap(s, fn)) for s, fn in hooks.items()]
+        fwd = [(self._hook_name(s), wrap(s, fn)) for s, fn in hooks.items()]
         kw = self._model_kwargs(self.bridge, attention_mask, position_ids, past_key_values, logits_to_keep)
         if past_key_values is not None:
             kw.pop("use_cache")  # the bridge asks for the cache itself when it is given one

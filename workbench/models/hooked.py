@@ -178,7 +178,7 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
             # TransformerLens's adapters hard-code where a router's logits sit in its output tuple, which
             # transformers has reordered (GraniteMoe): follow the installed code's layout (found at load)
             compat.align_bridge_routers(self.bridge, dict(arch.router_layout or ()))
-            self._backend = TLBackend(self.bridge)
+            self._backend = TLBackend(self.bridge, arch)
         elif backend == "nnsight":
             import nnsight
 

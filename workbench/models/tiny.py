@@ -172,6 +172,9 @@ TINY_ARCHITECTURES: dict[str, Callable] = {
     # the same multipliers, with experts whose router returns its logits first (TransformerLens 4.3 expects them last)
     "granitemoe": _auto("granitemoe", embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.1,
                         logits_scaling=2.0, num_local_experts=4, num_experts_per_tok=2, intermediate_size=32),
+    # a router the adapter names `router` (not `gate`), attention sinks, local and global layers
+    "gpt-oss": _auto("gpt_oss", head_dim=16, num_local_experts=4, num_experts_per_tok=2, intermediate_size=32,
+                     sliding_window=8, layer_types=["sliding_attention", "full_attention"]),
 }
 
 
