@@ -43,7 +43,8 @@ SMALL = dict(vocab_size=260, hidden_size=64, intermediate_size=128, num_hidden_l
              rotary_dim=8, partial_rotary_factor=0.5, attention_dropout=0.0, hidden_dropout=0.0, resid_pdrop=0.0,
              embd_pdrop=0.0, attn_pdrop=0.0,
              # multipliers whose defaults of 1 would hide a missed scale (Granite's, applied outside the modules)
-             embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.1, logits_scaling=2.0)
+             embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.1, logits_scaling=2.0,
+             mup_enabled=True)
 
 
 def candidates() -> list[tuple[str, str]]:

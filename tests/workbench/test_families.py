@@ -14,11 +14,11 @@ from transformers import AutoModelForCausalLM
 
 from circuits import LogitDiff, patching_sweep
 from workbench.interventions import replace
-from workbench.sites import Site
+from workbench.sites import Site, SiteError
 
 FAMILIES = ["gpt2", "llama", "neox", "mistral", "qwen2", "gemma", "gemma2", "gemma3", "gemma3-mm", "qwen3",
             "qwen3-moe", "phi3", "olmo2", "mixtral", "gptj", "falcon",
-            "granite", "granitemoe", "gpt-oss"]
+            "granite", "granitemoe", "gpt-oss", "afmoe"]
 IDS = torch.tensor([[256] + [40 + (7 * i) % 90 for i in range(23)],
                     [256] + [60 + (5 * i) % 80 for i in range(23)]])  # [2, 24]
 TOL = 1e-4
@@ -64,10 +64,24 @@ def test_logits_and_every_site_agree(tiny_model, hf_reference, fam):
         else:
             mid = b[Site("resid_mid", L)]
             assert _close(pre + attn, mid, 1e-5) < 1e-5 and _close(mid + mlp, post, 1e-5) < 1e-5, (fam, L)
-    if tl.arch.is_moe:  # the router is readable: its top-k choice per token
-        r = b[Site("router", 0)]
-        assert r.shape == (*IDS.shape, tl.facts.n_experts)
-        assert r.topk(tl.facts.experts_per_token, dim=-1).indices.unique().numel() > 1
+    if tl.arch.is_moe:  # the router is readable on every routed layer: its top-k choice per token
+        moe = [L for L in range(tl.n_layers) if tl.arch.has_router(L)]
+        assert moe and [s.layer for s in sites if s.kind == "router"] == moe
+        for L in moe:
+            r = b[Site("router", L)]
+            assert r.shape == (*IDS.shape, tl.facts.n_experts)
+            assert r.topk(tl.facts.experts_per_token, dim=-1).indices.unique().numel() > 1
+            # the logits of the router's own weights (the linear map of the MLP's input)
+            lin = tl.layer_module(L, "router")
+            lin = getattr(lin, "gate", lin)  # AFMoE's router keeps its Linear inside
+            w, bias = getattr(lin, "weight", None), getattr(lin, "bias", None)
+            assert w is not None and w.shape == (tl.facts.n_experts, tl.facts.d_model), (fam, L)
+            ln2 = nn.layer_module(L, "ln2")
+            x = ln2(b[Site("resid_mid", L)]) if ln2 is not None else b[Site("resid_mid", L)]
+            assert _close(r, torch.nn.functional.linear(x, w, bias), 1e-4) < 1e-4, (fam, L)
+        for L in set(range(tl.n_layers)) - set(moe):  # dense layers have none, and say so
+            with pytest.raises(SiteError, match="dense MLP"):
+                nn.run_with_cache(IDS, [Site("router", L)])
 
 
 def _greedy_uncached(model, ids, n):

@@ -12,8 +12,12 @@ an adapter does not say and the workbench needs:
 - final-logit soft-capping (Gemma 2) and logit scaling (Cohere, Granite), applied by :meth:`HookedModel.unembed`
   as the model does;
 - embeddings and attention/MLP outputs scaled outside their modules (Granite's ``embedding_multiplier`` and
-  ``residual_multiplier``, read from the adapter): :meth:`HookedModel.embed` scales, ``attn_out``/``mlp_out``
-  are the scaled contributions and ``W_O`` includes the factor;
+  ``residual_multiplier``, read from the adapter; AFMoE's muP input scaling, which the adapter omits):
+  :meth:`HookedModel.embed` scales, ``attn_out``/``mlp_out`` are the scaled contributions and ``W_O`` includes
+  the factor;
+- mixture-of-experts families with dense layers too (AFMoE, ERNIE 4.5 MoE, Laguna): ``router`` sites exist on the
+  routed layers (``ArchSpec.moe_layers``), and where a router's logits sit in its output tuple is found by running
+  it once at load (:func:`~workbench.models.compat.router_output_layout`);
 - sliding-window / local-global layers and per-layer-type rotary embeddings (Gemma 2/3), which the
   stack runner reproduces from ``config.layer_types``;
 - mixture-of-experts MLPs, whose router is a readable site.
@@ -93,6 +97,7 @@ class ArchSpec:
     router: str | None = None
     router_tl: str = "gate"  # the router's key under the MLP in TransformerLens's bridge
     router_layout: tuple[tuple[str, int], ...] | None = None
+    moe_layers: tuple[int, ...] | None = None  # layers whose MLP is routed, where others are dense; None: all
     norm: str = "rms"
     norm_offset: bool = False
     parallel: bool = False
@@ -113,18 +118,24 @@ class ArchSpec:
         d_mlp = getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * d_model
         n_ctx = _first(c, "max_position_embeddings", "n_positions", "n_ctx")
         d_head = getattr(c, "head_dim", None) or d_model // n_heads
-        n_experts = getattr(c, "num_local_experts", None) or getattr(c, "num_experts", None) or 0
+        n_experts = getattr(c, "num_local_experts", None) or getattr(c, "num_experts", None) or \
+            getattr(c, "moe_num_experts", None) or 0
         return dict(
             architecture=self.family, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv,
             d_model=d_model, d_head=d_head, d_mlp=d_mlp, d_vocab=c.vocab_size,
             n_ctx=n_ctx, parallel_attn_mlp=self.parallel, normalization=self.norm,
             n_experts=int(n_experts) if self.router else 0,
-            experts_per_token=int(getattr(c, "num_experts_per_tok", 0) or 0) if self.router else 0,
+            experts_per_token=int(getattr(c, "num_experts_per_tok", 0) or getattr(c, "moe_k", 0) or 0)
+            if self.router else 0,
         )
 
     @property
     def is_moe(self) -> bool:
         return self.router is not None
+
+    def has_router(self, layer: int) -> bool:
+        """Whether ``layer``'s MLP is a routed mixture of experts (some MoE families keep dense layers first)."""
+        return self.router is not None and (self.moe_layers is None or layer in self.moe_layers)
 
     @property
     def router_index(self) -> int:
@@ -197,7 +208,10 @@ class ArchSpec:
                    if p and not self.has(model, p)]
         if not missing:
             layer0 = self.get(model, self.layer_path(0))
-            missing = [f"{self.layer_path(0)}.{r}" for r in self.layer_rels().values() if not self.has(layer0, r)]
+            missing = [f"{self.layer_path(0)}.{r}" for role, r in self.layer_rels().items()
+                       if role != "router" and not self.has(layer0, r)]
+        if not missing and self.router and not any(self.has(layer, self.router) for layer in self.get(model, self.layers)):
+            missing = [f"{self.layers}.*.{self.router}"]
         if missing:
             raise UnsupportedArchitecture(
                 f"{self.hf_architecture}: the module tree lacks {', '.join(missing)}, which TransformerLens's adapter for "
@@ -260,9 +274,10 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
     router = None
     router_tl = "gate"
     if "MoE" in kind["blocks.mlp"]:
-        # the router: the MoE's `gate`, else its one submodule bridged as a router (GPT-OSS names it `router`)
+        # the router: the MoE's `gate`, else its one submodule bridged as a router (GPT-OSS names it `router`),
+        # else the router's gate Linear where the adapter names only that (AFMoE's `router_gate`)
         routers = [k for k in name if k.startswith("blocks.mlp.") and k.count(".") == 2
-                   and kind[k] == "MoERouterBridge"]
+                   and kind[k] == "MoERouterBridge"] or [k for k in ("blocks.mlp.router_gate",) if k in name]
         key = "blocks.mlp.gate" if "blocks.mlp.gate" in name else routers[0] if len(routers) == 1 else None
         if key is None:
             raise UnsupportedArchitecture(f"{hf_arch}: a mixture-of-experts MLP whose router the adapter does not name")
@@ -282,7 +297,10 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
         logit_scale = 1.0 / float(c.logits_scaling)  # Granite divides the logits (TransformerLens: in a method)
     if logit_scale not in (None, 1, 1.0):
         quirks.append("logit scaling")
-    if flags.get("embed_scale"):
+    embed_scale = flags.get("embed_scale")
+    if mt == "afmoe" and getattr(c, "mup_enabled", False):  # muP input scaling in the model's forward, which
+        embed_scale = (embed_scale or 1.0) * float(c.hidden_size) ** 0.5  # TransformerLens 4.3's adapter omits
+    if embed_scale:
         quirks.append("scaled embeddings")
     if flags.get("residual_scale"):
         quirks.append("scaled residual contributions")
@@ -310,18 +328,22 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
         parallel=bool(parallel),
         final_logit_softcap=float(softcap) if softcap else None,
         logit_scale=float(logit_scale) if logit_scale not in (None, 1, 1.0) else None,
-        embed_scale=flags.get("embed_scale"), residual_scale=flags.get("residual_scale"), layer_types=layer_types,
+        embed_scale=embed_scale, residual_scale=flags.get("residual_scale"), layer_types=layer_types,
         quirks=tuple(quirks),
     )
     if model is not None:
         spec.check_model(model)
         if router:
+            import dataclasses
+
+            layers = spec.get(model, spec.layers)
+            moe = tuple(i for i, layer in enumerate(layers) if spec.has(layer, router))
+            if len(moe) < len(layers):  # dense layers too (e.g. the first ones): the router sites are the MoE layers'
+                spec = dataclasses.replace(spec, moe_layers=moe, quirks=spec.quirks + ("dense and MoE layers",))
             facts = spec.facts(config)
-            layout = compat.router_output_layout(spec.get(model, spec.layer_path(0, router)), facts["d_model"],
+            layout = compat.router_output_layout(spec.get(model, spec.layer_path(moe[0], router)), facts["d_model"],
                                                  facts["n_experts"])
             if layout:
-                import dataclasses
-
                 spec = dataclasses.replace(spec, router_layout=tuple(sorted(layout.items())))
     return spec
 

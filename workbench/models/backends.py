@@ -174,6 +174,8 @@ def apply_at_access(arch: ArchSpec, facts: Any, native: Any, items: list[tuple[S
                     index: int | None) -> Any:
     """Apply the site functions of one access point to its native value; return the new value."""
     f = facts
+    if not isinstance(native, tuple):  # a module that returns one tensor (a router's bare gate Linear)
+        index = None
     elem = native[index] if index is not None else native
     if isinstance(elem, tuple):  # decoder layers that return tuples
         elem = elem[0]

@@ -153,6 +153,8 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
             self._refs[arch.layer_path(i)] = self._layers[i]
             roles = {}
             for role, rel in arch.layer_rels().items():
+                if role == "router" and not arch.has_router(i):
+                    continue
                 path = arch.layer_path(i, rel)
                 roles[role] = self._refs[path] = arch.get(hf_model, path)
             self._roles.append(roles)
@@ -312,6 +314,9 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
             )
         if s.kind == "router" and not self.arch.is_moe:
             raise SiteError(f"{self.name} has no mixture-of-experts router (router sites exist on MoE models only)")
+        if s.kind == "router" and not self.arch.has_router(s.layer):
+            raise SiteError(f"layer {s.layer} of {self.name} has a dense MLP, no router; its mixture-of-experts layers "
+                            f"are {', '.join(map(str, self.arch.moe_layers or ()))}")
         if s.kind in ("q", "k", "v") and self.arch.qkv == "fused":
             raise SiteError(f"{self.name} computes q, k and v in one fused projection of a layout the workbench does "
                             "not know, so it has no q/k/v sites; z, pattern, head_out and the residual sites work")
@@ -325,7 +330,7 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
         out = []
         for L in range(self.n_layers):
             for k in kinds:
-                if k == "resid_mid" and self.facts.parallel_attn_mlp or k == "router" and not self.arch.is_moe \
+                if k == "resid_mid" and self.facts.parallel_attn_mlp or k == "router" and not self.arch.has_router(L) \
                         or k in ("q", "k", "v") and self.arch.qkv == "fused":
                     continue
                 out.append(Site(k, L))

@@ -173,6 +173,11 @@ TINY_ARCHITECTURES: dict[str, Callable] = {
     "granitemoe": _auto("granitemoe", embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.1,
                         logits_scaling=2.0, num_local_experts=4, num_experts_per_tok=2, intermediate_size=32),
     # a router the adapter names `router` (not `gate`), attention sinks, local and global layers
+    # a dense first layer, then routed ones (a router the adapter names only by its gate Linear), gated attention,
+    # muP input scaling
+    "afmoe": _auto("afmoe", head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                   num_dense_layers=1, num_shared_experts=1, sliding_window=8, mup_enabled=True,
+                   layer_types=["sliding_attention", "full_attention"]),
     "gpt-oss": _auto("gpt_oss", head_dim=16, num_local_experts=4, num_experts_per_tok=2, intermediate_size=32,
                      sliding_window=8, layer_types=["sliding_attention", "full_attention"]),
 }
