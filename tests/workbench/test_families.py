@@ -291,3 +291,17 @@ def test_softcapped_attention_stays_eager(tiny_model):
     m = tiny_model("gemma2", "nnsight")
     assert m.hf_config.attn_logit_softcapping and m.attn_implementation == "eager"
     assert tiny_model("llama", "nnsight").attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("model_type, reason", [("bloom", "ALiBi"), ("mpt", "ALiBi"), ("opt", "MLP inline"),
+                                                ("xglm", "MLP inline")])
+def test_unsupported_families_are_refused_with_their_reason(model_type, reason):
+    """From the config alone (no weights): the reason a family cannot be studied, not a confusing later error."""
+    from transformers import AutoConfig
+
+    from workbench.models.arch import UnsupportedArchitecture, arch_for_config, support_report
+
+    config = AutoConfig.for_model(model_type)
+    with pytest.raises(UnsupportedArchitecture, match=reason):
+        arch_for_config(config)
+    assert support_report(config)["supported"] is False

@@ -212,6 +212,12 @@ class ArchSpec:
                        if role != "router" and not self.has(layer0, r)]
         if not missing and self.router and not any(self.has(layer, self.router) for layer in self.get(model, self.layers)):
             missing = [f"{self.layers}.*.{self.router}"]
+        layers = self.get(model, self.layers) if self.has(model, self.layers) else []
+        if missing and any(self.has(layer, self.attn) for layer in layers):
+            raise UnsupportedArchitecture(
+                f"{self.hf_architecture}: some layers have no attention module ({self.attn}): a hybrid of attention "
+                "and linear-attention or state-space layers, which the workbench does not support"
+            )
         if missing:
             raise UnsupportedArchitecture(
                 f"{self.hf_architecture}: the module tree lacks {', '.join(missing)}, which TransformerLens's adapter for "
@@ -250,6 +256,20 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
     c = text_config(config)
     mt = getattr(c, "model_type", None) or getattr(config, "model_type", None)
     comps, hf_arch, flags = compat.tl_components(config)
+    attn_cfg = getattr(c, "attn_config", None)
+    alibi = mt == "bloom" or bool(getattr(c, "alibi", False)) or bool(
+        attn_cfg.get("alibi") if isinstance(attn_cfg, dict) else getattr(attn_cfg, "alibi", False))
+    if alibi:
+        raise UnsupportedArchitecture(
+            f"{hf_arch} ({mt}) uses ALiBi attention biases, which the model's forward builds and hands to every layer; "
+            "the workbench runs layers on their own (stack runner: patching engine, steering fast path, load-time "
+            "self-check) and does not build them"
+        )
+    if "blocks" in comps and "blocks.attn" in comps and "blocks.mlp" not in comps and "blocks.mlp.out" in comps:
+        raise UnsupportedArchitecture(
+            f"{hf_arch} ({mt}) computes its MLP inline in the decoder layer ({comps['blocks.mlp.out'][0]} with no MLP "
+            "module around it), so mlp_out has no module to hook and the patching engine cannot rerun the MLP alone"
+        )
     if "blocks" not in comps or "blocks.attn" not in comps or "blocks.mlp" not in comps:
         raise UnsupportedArchitecture(
             f"{hf_arch} ({mt}) is not a decoder-only transformer the workbench can hook: its TransformerLens adapter "
@@ -280,7 +300,8 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
                    and kind[k] == "MoERouterBridge"] or [k for k in ("blocks.mlp.router_gate",) if k in name]
         key = "blocks.mlp.gate" if "blocks.mlp.gate" in name else routers[0] if len(routers) == 1 else None
         if key is None:
-            raise UnsupportedArchitecture(f"{hf_arch}: a mixture-of-experts MLP whose router the adapter does not name")
+            raise UnsupportedArchitecture(f"{hf_arch}: a mixture-of-experts MLP whose router the adapter does not name "
+                                          "as a router")
         router, router_tl = f"{mlp}.{name[key]}", key.rsplit(".", 1)[1]
         quirks.append("mixture of experts")
     parallel = getattr(c, "use_parallel_residual", None)
