@@ -18,7 +18,7 @@ from workbench.sites import Site, SiteError
 
 FAMILIES = ["gpt2", "llama", "neox", "mistral", "qwen2", "gemma", "gemma2", "gemma3", "gemma3-mm", "qwen3",
             "qwen3-moe", "phi3", "olmo2", "mixtral", "gptj", "falcon",
-            "granite", "granitemoe", "gpt-oss", "afmoe"]
+            "granite", "granitemoe", "gpt-oss", "afmoe", "nanochat"]
 IDS = torch.tensor([[256] + [40 + (7 * i) % 90 for i in range(23)],
                     [256] + [60 + (5 * i) % 80 for i in range(23)]])  # [2, 24]
 TOL = 1e-4
@@ -294,7 +294,7 @@ def test_softcapped_attention_stays_eager(tiny_model):
 
 
 @pytest.mark.parametrize("model_type, reason", [("bloom", "ALiBi"), ("mpt", "ALiBi"), ("opt", "MLP inline"),
-                                                ("xglm", "MLP inline")])
+                                                ("xglm", "MLP inline"), ("modernbert-decoder", "prediction head")])
 def test_unsupported_families_are_refused_with_their_reason(model_type, reason):
     """From the config alone (no weights): the reason a family cannot be studied, not a confusing later error."""
     from transformers import AutoConfig

@@ -104,6 +104,7 @@ class ArchSpec:
     final_logit_softcap: float | None = None
     logit_scale: float | None = None
     embed_scale: float | None = None
+    embed_norm: str | None = None  # a norm between the embedding and layer 0 (ModernBERT decoder, NanoChat)
     residual_scale: float | None = None
     layer_types: tuple[str, ...] | None = None
     quirks: tuple[str, ...] = field(default_factory=tuple)
@@ -204,8 +205,8 @@ class ArchSpec:
 
     def check_model(self, model: torch.nn.Module) -> None:
         """Raise :class:`UnsupportedArchitecture` naming every path this spec names that ``model`` lacks."""
-        missing = [p for p in (self.embed, self.layers, self.final_norm, self.lm_head, self.pos_embed, self.rotary)
-                   if p and not self.has(model, p)]
+        missing = [p for p in (self.embed, self.layers, self.final_norm, self.lm_head, self.pos_embed, self.rotary,
+                               self.embed_norm) if p and not self.has(model, p)]
         if not missing:
             layer0 = self.get(model, self.layer_path(0))
             missing = [f"{self.layer_path(0)}.{r}" for role, r in self.layer_rels().items()
@@ -323,6 +324,17 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
         embed_scale = (embed_scale or 1.0) * float(c.hidden_size) ** 0.5  # TransformerLens 4.3's adapter omits
     if embed_scale:
         quirks.append("scaled embeddings")
+    # a norm between the embedding and layer 0: named by the adapter (``embed_ln``), or NanoChat's, which reuses
+    # its (parameter-free) final norm and which TransformerLens 4.3's adapter omits
+    embed_norm = name.get("embed_ln") or (name["ln_final"] if mt == "nanochat" else None)
+    if embed_norm:
+        quirks.append("normalised embeddings")
+    if "prediction_head" in name:
+        raise UnsupportedArchitecture(
+            f"{hf_arch} ({mt}) puts a prediction head ({name['prediction_head']}: dense, activation, norm) between the "
+            "final norm and the unembedding; the workbench's unembedding-based methods (logit lens, direct logit "
+            "attribution, the patching engine's logits) assume the unembedding is linear after the final norm"
+        )
     if flags.get("residual_scale"):
         quirks.append("scaled residual contributions")
     if getattr(c, "attn_logit_softcapping", None):
@@ -349,7 +361,7 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
         parallel=bool(parallel),
         final_logit_softcap=float(softcap) if softcap else None,
         logit_scale=float(logit_scale) if logit_scale not in (None, 1, 1.0) else None,
-        embed_scale=embed_scale, residual_scale=flags.get("residual_scale"), layer_types=layer_types,
+        embed_scale=embed_scale, embed_norm=embed_norm, residual_scale=flags.get("residual_scale"), layer_types=layer_types,
         quirks=tuple(quirks),
     )
     if model is not None:

@@ -86,7 +86,7 @@ class ModelContractMixin:
     def embed(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The residual stream entering layer 0: token embeddings (scaled where the family scales them: inside the
         embedding module (Gemma) or in the model's forward (Granite)), plus learned position embeddings where the
-        family has them."""
+        family has them, through the embedding norm where the family has one (NanoChat)."""
         h = self._embed(input_ids.to(self.device))
         if self.arch.embed_scale:
             h = h * self.arch.embed_scale
@@ -94,6 +94,8 @@ class ModelContractMixin:
             if position_ids is None:
                 position_ids = torch.arange(input_ids.shape[-1], device=self.device).expand_as(input_ids)
             h = h + self._pos_embed(position_ids.to(self.device)).to(h.device)
+        if self._embed_norm is not None:  # normalised before layer 0 (NanoChat)
+            h = self._embed_norm(h)
         return h
 
     def rotary_embeddings(self, hidden: torch.Tensor, position_ids: torch.Tensor, layer: int | None = None) -> Any:

@@ -147,6 +147,7 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
         self._rotary_by_type = self._rotary is not None and \
             "layer_type" in inspect.signature(self._rotary.forward).parameters
         self._pos_embed = arch.get(hf_model, arch.pos_embed) if arch.pos_embed else None
+        self._embed_norm = arch.get(hf_model, arch.embed_norm) if arch.embed_norm else None
         self._refs: dict[str, torch.nn.Module] = {}
         self._roles: list[dict[str, torch.nn.Module]] = []
         for i in range(len(self._layers)):

@@ -178,6 +178,8 @@ TINY_ARCHITECTURES: dict[str, Callable] = {
     "afmoe": _auto("afmoe", head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
                    num_dense_layers=1, num_shared_experts=1, sliding_window=8, mup_enabled=True,
                    layer_types=["sliding_attention", "full_attention"]),
+    # embeddings normalised (by the final norm module, parameter-free) before layer 0; final-logit soft-capping
+    "nanochat": _auto("nanochat", head_dim=16),
     "gpt-oss": _auto("gpt_oss", head_dim=16, num_local_experts=4, num_experts_per_tok=2, intermediate_size=32,
                      sliding_window=8, layer_types=["sliding_attention", "full_attention"]),
 }
