@@ -305,3 +305,38 @@ def test_unsupported_families_are_refused_with_their_reason(model_type, reason):
     with pytest.raises(UnsupportedArchitecture, match=reason):
         arch_for_config(config)
     assert support_report(config)["supported"] is False
+
+
+@pytest.mark.parametrize("layout", [dict(), dict(new_decoder_architecture=True, num_kv_heads=2)])
+def test_falcon_fused_qkv_layouts_give_the_attention_the_model_computes(tmp_path, layout):
+    """Falcon's fused q/k/v layout depends on its config (multi-query [q|k|v]; per KV group [q..q|k|v] in the
+    new decoder architecture, which TransformerLens 4.3 cannot split): the canonical q, k, v recompute the model's
+    own attention pattern (rotary, causal softmax) and its z = pattern @ v, per head and KV group."""
+    import math
+
+    from transformers import FalconConfig
+
+    from workbench.models import load
+    from workbench.models.compat import apply_rotary
+    from workbench.models.tiny import build_tiny_tokenizer
+
+    cfg = FalconConfig(vocab_size=260, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, bias=False,
+                       max_position_embeddings=256, bos_token_id=256, eos_token_id=256, pad_token_id=259,
+                       initializer_range=0.1, hidden_dropout=0.0, attention_dropout=0.0, **layout)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    build_tiny_tokenizer(tmp_path)
+    m = load(str(tmp_path), backend="nnsight", device="cpu", attn_implementation="eager")
+    ids = IDS[:1, :12]
+    _, c = m.run_with_cache(ids, ["q.0", "k.0", "v.0", "pattern.0", "z.0", "resid_pre.0"])
+    q, k, v = c["q.0"], c["k.0"], c["v.0"]
+    n_kv = 2 if layout else 1
+    assert q.shape[2] == 4 and k.shape[2] == v.shape[2] == n_kv == m.facts.n_kv_heads
+    pos = torch.arange(ids.shape[1])[None]
+    cos, sin = m.rotary_embeddings(c["resid_pre.0"], pos, layer=0)
+    qr, kr = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    kr, v = kr.repeat_interleave(4 // n_kv, dim=2), v.repeat_interleave(4 // n_kv, dim=2)
+    scores = torch.einsum("bqhd,bkhd->bhqk", qr, kr) / math.sqrt(16)
+    scores = scores.masked_fill(torch.ones(12, 12, dtype=torch.bool).triu(1), float("-inf"))
+    assert _close(scores.softmax(-1), c["pattern.0"], 1e-5) < 1e-5
+    assert _close(torch.einsum("bhqk,bkhd->bqhd", c["pattern.0"], v), c["z.0"], 1e-5) < 1e-5

@@ -7,7 +7,8 @@ read the same description and no family is hand-written twice. Hand-written code
 an adapter does not say and the workbench needs:
 
 - the output layout of *fused* q/k/v projections (:data:`FUSED_QKV`: GPT-2's ``[q|k|v]`` Conv1D,
-  GPT-NeoX's per-head ``[q|k|v]``, Phi-3's ``[q|k|v]`` with grouped KV heads);
+  GPT-NeoX's per-head ``[q|k|v]``, Phi-3's ``[q|k|v]`` with grouped KV heads; Falcon's, by config: multi-query
+  ``[q|k|v]``, per-head, or per KV group);
 - parallel attention and MLP (GPT-J, GPT-NeoX with ``use_parallel_residual``);
 - final-logit soft-capping (Gemma 2) and logit scaling (Cohere, Granite), applied by :meth:`HookedModel.unembed`
   as the model does;
@@ -56,6 +57,15 @@ class UnsupportedArchitecture(WorkbenchError, ValueError):
 # Output layout of fused q/k/v projections, by model_type. Families with a fused projection not
 # listed here still run (residual, attention-output, z and pattern sites); their q/k/v sites do not.
 FUSED_QKV = {"gpt2": "gpt2", "gpt_neox": "neox", "phi3": "concat"}
+
+
+def _fused_layout(mt: str, c: Any) -> str:
+    """The fused q/k/v layout of a family whose layout depends on its config (Falcon), else :data:`FUSED_QKV`'s."""
+    if mt == "falcon":
+        if getattr(c, "new_decoder_architecture", False):
+            return "grouped"  # per KV group: its queries, then its key and value
+        return "concat" if getattr(c, "multi_query", False) else "neox"
+    return FUSED_QKV.get(mt, "fused")
 
 
 def text_config(config: Any) -> Any:
@@ -116,6 +126,8 @@ class ArchSpec:
         n_heads = _first(c, "num_attention_heads", "n_head")
         n_layers = _first(c, "num_hidden_layers", "n_layer")
         n_kv = getattr(c, "num_key_value_heads", None) or n_heads
+        if self.qkv == "concat" and self.family == "falcon":  # multi-query: one KV head whatever num_kv_heads says
+            n_kv = 1
         d_mlp = getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * d_model
         n_ctx = _first(c, "max_position_embeddings", "n_positions", "n_ctx")
         d_head = getattr(c, "head_dim", None) or d_model // n_heads
@@ -193,6 +205,9 @@ class ArchSpec:
         if self.qkv == "neox":
             q, k, v = native.reshape(b, t, n_heads, 3 * d_head).chunk(3, dim=-1)
             return q, k, v
+        if self.qkv == "grouped":
+            g = native.reshape(b, t, n_kv, n_heads // n_kv + 2, d_head)
+            return g[..., :-2, :].reshape(b, t, n_heads, d_head), g[..., -2, :], g[..., -1, :]
         raise ValueError(f"{self.family}: q/k/v sites need a known q/k/v layout (this family's is {self.qkv!r})")
 
     def merge_qkv(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -201,6 +216,10 @@ class ArchSpec:
             return torch.cat([q.reshape(b, t, -1), k.reshape(b, t, -1), v.reshape(b, t, -1)], dim=-1)
         if self.qkv == "neox":
             return torch.cat([q, k, v], dim=-1).reshape(b, t, -1)
+        if self.qkv == "grouped":
+            n_kv = k.shape[2]
+            g = q.reshape(b, t, n_kv, q.shape[2] // n_kv, q.shape[3])
+            return torch.cat([g, k.unsqueeze(3), v.unsqueeze(3)], dim=3).reshape(b, t, -1)
         raise ValueError(f"{self.family}: q/k/v sites need a known q/k/v layout (this family's is {self.qkv!r})")
 
     def check_model(self, model: torch.nn.Module) -> None:
@@ -281,7 +300,7 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
     attn = name["blocks.attn"]
     quirks = []
     if "blocks.attn.qkv" in name:
-        qkv = FUSED_QKV.get(mt, "fused")
+        qkv = _fused_layout(str(mt), c)
         q, k, v = f"{attn}.{name['blocks.attn.qkv']}", None, None
         quirks.append(f"fused q/k/v ({qkv})")
     else:
