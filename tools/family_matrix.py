@@ -69,10 +69,11 @@ OVERRIDES: dict[str, dict] = {
 }
 
 
-def _shrink(cfg, overrides: dict) -> None:
-    """Set SMALL's (and the family's) keys that ``cfg`` has, in place; per-layer kind lists cut to 2 layers."""
+def _shrink(cfg, overrides: dict, set_keys: bool = True) -> None:
+    """Set SMALL's (and the family's) keys that ``cfg`` has, in place (``set_keys``: a nested config; the top level
+    got them at construction, which derived fields follow); per-layer lists cut to the tiny model's layers."""
     keys = set(cfg.to_dict()) | set(getattr(cfg, "attribute_map", {}))
-    for k, v in {**SMALL, **overrides}.items():
+    for k, v in {**SMALL, **overrides}.items() if set_keys else ():
         if k in keys:
             try:
                 setattr(cfg, k, v)
@@ -102,7 +103,7 @@ def tiny_config(model_type: str):
     over = OVERRIDES.get(model_type, {})
     kw = {k: v for k, v in {**SMALL, **over}.items() if k in keys}
     cfg = AutoConfig.for_model(model_type, **kw)
-    _shrink(cfg, over)
+    _shrink(cfg, over, set_keys=False)
     # multimodal checkpoints nest the text decoder's config (and vision/audio towers'): tiny too
     for name in getattr(cfg, "sub_configs", {}) or {}:
         sub = getattr(cfg, name, None)

@@ -305,6 +305,10 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
         quirks.append(f"fused q/k/v ({qkv})")
     else:
         if not all(f"blocks.attn.{x}" in name for x in "qkv"):
+            if getattr(c, "kv_lora_rank", None):
+                raise UnsupportedArchitecture(
+                    f"{hf_arch}: multi-head latent attention (keys and values decompressed from a low-rank latent, "
+                    "kv_lora_rank): there are no per-head q/k/v projections for the workbench's sites")
             raise UnsupportedArchitecture(f"{hf_arch}: its adapter names no q/k/v projections")
         qkv = "separate"
         q, k, v = (f"{attn}.{name[f'blocks.attn.{x}']}" for x in "qkv")
