@@ -233,7 +233,7 @@ class ArchSpec:
         if not missing and self.router and not any(self.has(layer, self.router) for layer in self.get(model, self.layers)):
             missing = [f"{self.layers}.*.{self.router}"]
         layers = self.get(model, self.layers) if self.has(model, self.layers) else []
-        if missing and any(self.has(layer, self.attn) for layer in layers):
+        if missing and layers and not self.has(layers[0], self.attn) and any(self.has(la, self.attn) for la in layers):
             raise UnsupportedArchitecture(
                 f"{self.hf_architecture}: some layers have no attention module ({self.attn}): a hybrid of attention "
                 "and linear-attention or state-space layers, which the workbench does not support"
