@@ -74,7 +74,8 @@ def _shrink(cfg, overrides: dict, set_keys: bool = True) -> None:
     got them at construction, which derived fields follow); per-layer lists cut to the tiny model's layers."""
     keys = set(cfg.to_dict()) | set(getattr(cfg, "attribute_map", {}))
     for k, v in {**SMALL, **overrides}.items() if set_keys else ():
-        if k in keys:
+        old = getattr(cfg, k, None)
+        if k in keys and (old is None or type(old) is type(v)):  # nested configs validate their fields' types
             try:
                 setattr(cfg, k, v)
             except (AttributeError, TypeError, ValueError):  # a derived, read-only field
@@ -102,6 +103,8 @@ def tiny_config(model_type: str):
     keys = set(base.to_dict()) | set(getattr(base, "attribute_map", {}))
     over = OVERRIDES.get(model_type, {})
     kw = {k: v for k, v in {**SMALL, **over}.items() if k in keys}
+    if "qk_rope_head_dim" in kw and "head_dim" in kw:  # multi-head latent attention: rotary on the rope part
+        kw["head_dim"] = kw["qk_rope_head_dim"]
     cfg = AutoConfig.for_model(model_type, **kw)
     _shrink(cfg, over, set_keys=False)
     # multimodal checkpoints nest the text decoder's config (and vision/audio towers'): tiny too
@@ -114,7 +117,7 @@ def tiny_config(model_type: str):
 
 def try_family(model_type: str, root: Path) -> tuple[str, str, list[str]]:
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     from workbench.models import load
     from workbench.models.tiny import build_tiny_tokenizer
@@ -125,6 +128,7 @@ def try_family(model_type: str, root: Path) -> tuple[str, str, list[str]]:
         torch.manual_seed(0)
         hf = AutoModelForCausalLM.from_config(cfg).eval()
         hf.save_pretrained(d)
+        AutoConfig.from_pretrained(d)  # the saved tiny config must load back
         build_tiny_tokenizer(d)
     except Exception as e:  # noqa: BLE001
         return "not tried", f"no tiny model from its config class ({type(e).__name__}: {str(e)[:90]})", []
