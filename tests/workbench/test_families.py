@@ -294,7 +294,8 @@ def test_softcapped_attention_stays_eager(tiny_model):
 
 
 @pytest.mark.parametrize("model_type, reason", [("bloom", "ALiBi"), ("mpt", "ALiBi"), ("opt", "MLP inline"),
-                                                ("xglm", "MLP inline"), ("modernbert-decoder", "prediction head")])
+                                                ("xglm", "MLP inline"), ("modernbert-decoder", "prediction head"),
+                                                ("openai-gpt", "no final norm"), ("deepseek_v3", "latent attention")])
 def test_unsupported_families_are_refused_with_their_reason(model_type, reason):
     """From the config alone (no weights): the reason a family cannot be studied, not a confusing later error."""
     from transformers import AutoConfig

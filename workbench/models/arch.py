@@ -297,6 +297,11 @@ def arch_for_config(config: Any, model: torch.nn.Module | None = None) -> ArchSp
         )
     name = {k: v[0] for k, v in comps.items()}
     kind = {k: v[1] for k, v in comps.items()}
+    if "ln_final" not in name:
+        raise UnsupportedArchitecture(
+            f"{hf_arch} ({mt}) has no final norm before the unembedding (GPT-1 applies none); the workbench's "
+            "unembedding, logit lens and weight folding assume one"
+        )
     attn = name["blocks.attn"]
     quirks = []
     if "blocks.attn.qkv" in name:
