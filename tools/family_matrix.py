@@ -120,11 +120,21 @@ def try_family(model_type: str, root: Path) -> tuple[str, str, list[str]]:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from workbench.models import load
+    from workbench.models.arch import UnsupportedArchitecture, arch_for_config
     from workbench.models.tiny import build_tiny_tokenizer
 
     d = root / model_type
     try:
         cfg = tiny_config(model_type)
+    except Exception as e:  # noqa: BLE001
+        return "not tried", f"no tiny model from its config class ({type(e).__name__}: {str(e)[:90]})", []
+    try:  # what the workbench says from the config alone, before any weights (as `workbench models --check`)
+        arch_for_config(cfg)
+    except UnsupportedArchitecture as e:
+        return "fails", f"refused from its config: {str(e)[:170]}", []
+    except Exception:  # noqa: BLE001 - reported by the loads below, with the backend that fails
+        pass
+    try:
         torch.manual_seed(0)
         hf = AutoModelForCausalLM.from_config(cfg).eval()
         hf.save_pretrained(d)
