@@ -78,13 +78,16 @@ def base_run(model: Model, input_ids: torch.Tensor, kinds: Sequence[str], *, emb
 
 def mlp_after_attn(model: Model, layer: int, resid_mid: torch.Tensor) -> torch.Tensor:
     """The residual leaving a sequential ``layer`` given ``resid_mid``: ``resid_mid + post(mlp(ln2(resid_mid)))``
-    (``ln2`` and the post-MLP norm where the family has them)."""
+    (``ln2`` and the post-MLP norm where the family has them; times the residual scale where the layer scales what
+    it adds, as Granite does)."""
     ln2, mlp = model.layer_module(layer, "ln2"), model.layer_module(layer, "mlp")
     post = model.layer_module(layer, "mlp_post_norm")
+    scale = getattr(model.arch, "residual_scale", None)
     with torch.inference_mode():
         out = mlp(ln2(resid_mid) if ln2 is not None else resid_mid)
         out = out[0] if isinstance(out, tuple) else out
-        return resid_mid + (post(out) if post is not None else out)
+        out = post(out) if post is not None else out
+        return resid_mid + (out * scale if scale else out)
 
 
 def _make_cache(model: Model, base: BaseRun, p0: int, n: int) -> Any:

@@ -14,10 +14,11 @@ from transformers import AutoModelForCausalLM
 
 from circuits import LogitDiff, patching_sweep
 from workbench.interventions import replace
-from workbench.sites import Site
+from workbench.sites import Site, SiteError
 
 FAMILIES = ["gpt2", "llama", "neox", "mistral", "qwen2", "gemma", "gemma2", "gemma3", "gemma3-mm", "qwen3",
-            "qwen3-moe", "phi3", "olmo2", "mixtral", "gptj"]
+            "qwen3-moe", "phi3", "olmo2", "mixtral", "gptj", "falcon",
+            "granite", "granitemoe", "gpt-oss", "afmoe", "nanochat"]
 IDS = torch.tensor([[256] + [40 + (7 * i) % 90 for i in range(23)],
                     [256] + [60 + (5 * i) % 80 for i in range(23)]])  # [2, 24]
 TOL = 1e-4
@@ -63,10 +64,24 @@ def test_logits_and_every_site_agree(tiny_model, hf_reference, fam):
         else:
             mid = b[Site("resid_mid", L)]
             assert _close(pre + attn, mid, 1e-5) < 1e-5 and _close(mid + mlp, post, 1e-5) < 1e-5, (fam, L)
-    if tl.arch.is_moe:  # the router is readable: its top-k choice per token
-        r = b[Site("router", 0)]
-        assert r.shape == (*IDS.shape, tl.facts.n_experts)
-        assert r.topk(tl.facts.experts_per_token, dim=-1).indices.unique().numel() > 1
+    if tl.arch.is_moe:  # the router is readable on every routed layer: its top-k choice per token
+        moe = [L for L in range(tl.n_layers) if tl.arch.has_router(L)]
+        assert moe and [s.layer for s in sites if s.kind == "router"] == moe
+        for L in moe:
+            r = b[Site("router", L)]
+            assert r.shape == (*IDS.shape, tl.facts.n_experts)
+            assert r.topk(tl.facts.experts_per_token, dim=-1).indices.unique().numel() > 1
+            # the logits of the router's own weights (the linear map of the MLP's input)
+            lin = tl.layer_module(L, "router")
+            lin = getattr(lin, "gate", lin)  # AFMoE's router keeps its Linear inside
+            w, bias = getattr(lin, "weight", None), getattr(lin, "bias", None)
+            assert w is not None and w.shape == (tl.facts.n_experts, tl.facts.d_model), (fam, L)
+            ln2 = nn.layer_module(L, "ln2")
+            x = ln2(b[Site("resid_mid", L)]) if ln2 is not None else b[Site("resid_mid", L)]
+            assert _close(r, torch.nn.functional.linear(x, w, bias), 1e-4) < 1e-4, (fam, L)
+        for L in set(range(tl.n_layers)) - set(moe):  # dense layers have none, and say so
+            with pytest.raises(SiteError, match="dense MLP"):
+                nn.run_with_cache(IDS, [Site("router", L)])
 
 
 def _greedy_uncached(model, ids, n):
@@ -222,7 +237,7 @@ def test_residual_collection_fast_path_equals_the_backend(tiny_model, fam, backe
     assert last["resid_post.0"].dtype == torch.float16 and last["resid_post.0"].shape == (2, m.facts.d_model)
 
 
-@pytest.mark.parametrize("fam", ["gemma2", "qwen3-moe", "olmo2", "phi3", "gptj"])
+@pytest.mark.parametrize("fam", ["gemma2", "qwen3-moe", "olmo2", "phi3", "gptj", "granite"])
 def test_every_method_runs_on_quirky_families(tiny_model, fam, tmp_path):
     """Lens (raw and folded, with soft-capping), tuned lens, head detectors, probes, steering and its fast path
     on families whose quirks the methods must respect, each checked against a reference."""
@@ -276,3 +291,53 @@ def test_softcapped_attention_stays_eager(tiny_model):
     m = tiny_model("gemma2", "nnsight")
     assert m.hf_config.attn_logit_softcapping and m.attn_implementation == "eager"
     assert tiny_model("llama", "nnsight").attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("model_type, reason", [("bloom", "ALiBi"), ("mpt", "ALiBi"), ("opt", "MLP inline"),
+                                                ("xglm", "MLP inline"), ("modernbert-decoder", "prediction head"),
+                                                ("openai-gpt", "no final norm"), ("deepseek_v3", "latent attention")])
+def test_unsupported_families_are_refused_with_their_reason(model_type, reason):
+    """From the config alone (no weights): the reason a family cannot be studied, not a confusing later error."""
+    from transformers import AutoConfig
+
+    from workbench.models.arch import UnsupportedArchitecture, arch_for_config, support_report
+
+    config = AutoConfig.for_model(model_type)
+    with pytest.raises(UnsupportedArchitecture, match=reason):
+        arch_for_config(config)
+    assert support_report(config)["supported"] is False
+
+
+@pytest.mark.parametrize("layout", [dict(), dict(new_decoder_architecture=True, num_kv_heads=2)])
+def test_falcon_fused_qkv_layouts_give_the_attention_the_model_computes(tmp_path, layout):
+    """Falcon's fused q/k/v layout depends on its config (multi-query [q|k|v]; per KV group [q..q|k|v] in the
+    new decoder architecture, which TransformerLens 4.3 cannot split): the canonical q, k, v recompute the model's
+    own attention pattern (rotary, causal softmax) and its z = pattern @ v, per head and KV group."""
+    import math
+
+    from transformers import FalconConfig
+
+    from workbench.models import load
+    from workbench.models.compat import apply_rotary
+    from workbench.models.tiny import build_tiny_tokenizer
+
+    cfg = FalconConfig(vocab_size=260, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, bias=False,
+                       max_position_embeddings=256, bos_token_id=256, eos_token_id=256, pad_token_id=259,
+                       initializer_range=0.1, hidden_dropout=0.0, attention_dropout=0.0, **layout)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    build_tiny_tokenizer(tmp_path)
+    m = load(str(tmp_path), backend="nnsight", device="cpu", attn_implementation="eager")
+    ids = IDS[:1, :12]
+    _, c = m.run_with_cache(ids, ["q.0", "k.0", "v.0", "pattern.0", "z.0", "resid_pre.0"])
+    q, k, v = c["q.0"], c["k.0"], c["v.0"]
+    n_kv = 2 if layout else 1
+    assert q.shape[2] == 4 and k.shape[2] == v.shape[2] == n_kv == m.facts.n_kv_heads
+    pos = torch.arange(ids.shape[1])[None]
+    cos, sin = m.rotary_embeddings(c["resid_pre.0"], pos, layer=0)
+    qr, kr = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    kr, v = kr.repeat_interleave(4 // n_kv, dim=2), v.repeat_interleave(4 // n_kv, dim=2)
+    scores = torch.einsum("bqhd,bkhd->bhqk", qr, kr) / math.sqrt(16)
+    scores = scores.masked_fill(torch.ones(12, 12, dtype=torch.bool).triu(1), float("-inf"))
+    assert _close(scores.softmax(-1), c["pattern.0"], 1e-5) < 1e-5
+    assert _close(torch.einsum("bhqk,bkhd->bqhd", c["pattern.0"], v), c["z.0"], 1e-5) < 1e-5

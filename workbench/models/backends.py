@@ -69,11 +69,17 @@ class TLBackend(Backend):
 
     name = "tl"
 
-    def __init__(self, bridge: Any):
+    def __init__(self, bridge: Any, arch: ArchSpec | None = None):
         self.bridge = bridge
+        self.arch = arch
         # TransformerLens 4.3's attention reads the KV cache as `past_key_values`; transformers >= 5.25's
         # decoder layers pass it as `cache` (see workbench.models.compat)
         self._alias_handles = compat.alias_bridge_cache_kwargs(bridge)
+
+    def _hook_name(self, s: Site) -> str:
+        if s.kind == "router" and self.arch is not None and self.arch.router_tl != "gate":
+            return f"blocks.{s.layer}.mlp.{self.arch.router_tl}.hook_out"
+        return tl_hook_name(s)
 
     def run(self, input_ids, attention_mask, position_ids, hooks, *, past_key_values=None, logits_to_keep=None):
         counts: Counter = Counter()
@@ -84,7 +90,7 @@ class TLBackend(Backend):
                 return fn(x)
             return hook
 
-        fwd = [(tl_hook_name(s), wrap(s, fn)) for s, fn in hooks.items()]
+        fwd = [(self._hook_name(s), wrap(s, fn)) for s, fn in hooks.items()]
         kw = self._model_kwargs(self.bridge, attention_mask, position_ids, past_key_values, logits_to_keep)
         if past_key_values is not None:
             kw.pop("use_cache")  # the bridge asks for the cache itself when it is given one
@@ -109,7 +115,8 @@ class _Access:
 
 def site_access(arch: ArchSpec, s: Site) -> tuple[_Access, str]:
     """Where a site is read in the HF module tree, and how to turn it into canonical shape
-    (``"plain"``, ``"heads"``: last dim split into heads, ``"fused"``: split from a fused qkv).
+    (``"plain"``, ``"heads"``: last dim split into heads, ``"fused"``: split from a fused qkv, ``"scaled"``:
+    times the family's residual scale, which the layer applies to the module's output before adding it).
 
     The access order inside a block follows how HF runs it: resid_pre, q/k/v, z, attention output,
     its post-norm, resid_mid (input of the pre-MLP norm, or of the MLP), router, MLP output, its
@@ -120,10 +127,11 @@ def site_access(arch: ArchSpec, s: Site) -> tuple[_Access, str]:
         return _Access((L, 0), lp(L), "input", None), "plain"
     if k == "resid_post":
         return _Access((L, 100), lp(L), "output", None), "plain"
+    contribution = "scaled" if arch.residual_scale else "plain"  # what the layer adds: module output x scale
     if k == "attn_out":
         if arch.attn_post_norm:
-            return _Access((L, 75), lp(L, arch.attn_post_norm), "output", None), "plain"
-        return _Access((L, 70), lp(L, arch.attn), "output", 0), "plain"
+            return _Access((L, 75), lp(L, arch.attn_post_norm), "output", None), contribution
+        return _Access((L, 70), lp(L, arch.attn), "output", 0), contribution
     if k == "pattern":
         return _Access((L, 70), lp(L, arch.attn), "output", 1), "plain"
     if k == "resid_mid":
@@ -133,11 +141,11 @@ def site_access(arch: ArchSpec, s: Site) -> tuple[_Access, str]:
     if k == "router":
         if not arch.router:
             raise ValueError(f"{arch.family} has no mixture-of-experts router")
-        return _Access((L, 85), lp(L, arch.router), "output", 0), "plain"
+        return _Access((L, 85), lp(L, arch.router), "output", arch.router_index), "plain"
     if k == "mlp_out":
         if arch.mlp_post_norm:
-            return _Access((L, 95), lp(L, arch.mlp_post_norm), "output", None), "plain"
-        return _Access((L, 90), lp(L, arch.mlp), "output", None), "plain"
+            return _Access((L, 95), lp(L, arch.mlp_post_norm), "output", None), contribution
+        return _Access((L, 90), lp(L, arch.mlp), "output", None), contribution
     if k == "z":
         return _Access((L, 50), lp(L, arch.o), "input", None), "heads"
     if k in ("q", "k", "v"):
@@ -166,6 +174,8 @@ def apply_at_access(arch: ArchSpec, facts: Any, native: Any, items: list[tuple[S
                     index: int | None) -> Any:
     """Apply the site functions of one access point to its native value; return the new value."""
     f = facts
+    if not isinstance(native, tuple):  # a module that returns one tensor (a router's bare gate Linear)
+        index = None
     elem = native[index] if index is not None else native
     if isinstance(elem, tuple):  # decoder layers that return tuples
         elem = elem[0]
@@ -174,6 +184,12 @@ def apply_at_access(arch: ArchSpec, facts: Any, native: Any, items: list[tuple[S
     for s, mode, fn in items:
         if mode == "plain":
             new = fn(new)
+        elif mode == "scaled":
+            scale = arch.residual_scale
+            canon = new * scale
+            out = fn(canon)
+            if out is not canon:  # written: back to the module's own units (read-only hooks leave it untouched)
+                new = out / scale
         elif mode == "heads":
             n = f.n_heads if s.kind in ("q", "z") else f.n_kv_heads
             canon = new.reshape(*new.shape[:-1], n, f.d_head)

@@ -42,6 +42,7 @@ import torch
 __all__ = [
     "CACHE_KWARGS", "cache_kwarg", "cache_kwargs", "call_layer", "new_cache", "cache_from_kv", "cache_kv",
     "cache_length", "repeat_cache", "causal_mask", "alias_bridge_cache_kwargs", "apply_rotary",
+    "router_output_layout", "align_bridge_routers",
 ]
 
 # Names transformers has used for a forward's KV cache, newest first.
@@ -229,7 +230,9 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 def tl_components(config: Any) -> tuple[dict[str, tuple[str, str]], str, dict[str, Any]]:
     """TransformerLens 4.3's component mapping for a config: ``{"blocks.attn.q": (module name, bridge type)}``
     (names relative to their parent component), the HF architecture class name, and the adapter's flags the
-    workbench uses (``norm_offset``: RMSNorm scales by ``1 + w``, as Gemma's does).
+    workbench uses (``norm_offset``: RMSNorm scales by ``1 + w``, as Gemma's does; ``embed_scale`` /
+    ``residual_scale``: factors the model applies to the embeddings / to each attention and MLP output before
+    adding it to the residual stream, outside those modules, as Granite does; ``None`` when 1).
 
     Read from the adapter TransformerLens itself would use for this checkpoint, without loading weights.
     """
@@ -268,8 +271,80 @@ def tl_components(config: Any) -> tuple[dict[str, tuple[str, str]], str, dict[st
             if sub:
                 walk(sub, prefix + key + ".")
     walk(adapter.component_mapping or {}, "")
-    flags = {"norm_offset": bool(getattr(adapter.cfg, "rmsnorm_uses_offset", False))}
+    mapping = adapter.component_mapping or {}
+
+    def scale(key: str, attr: str) -> float | None:  # a contribution scale the adapter's bridge applies at its hook
+        v = getattr(mapping.get(key), attr, None)
+        return float(v) if v is not None and float(v) != 1.0 else None
+
+    flags = {"norm_offset": bool(getattr(adapter.cfg, "rmsnorm_uses_offset", False)),
+             # Granite multiplies the embeddings and each block's attention and MLP outputs in the model's and the
+             # layer's forward (not inside the modules), and TransformerLens's hooks expose the scaled values
+             "embed_scale": scale("embed", "_output_contribution_scale"),
+             "residual_scale": scale("blocks", "residual_contribution_scale")}
     return out, hf_arch, flags
+
+
+# ----------------------------------------------------------------------------------- MoE routers
+def router_output_layout(router: torch.nn.Module, d_model: int, n_experts: int) -> dict[str, int] | None:
+    """Where a mixture-of-experts router puts its logits (and top-k weights and indices) in the tuple it returns,
+    found by running it on a few random vectors: ``{"logits": i, "weights": j, "indices": k}`` (``weights`` /
+    ``indices`` absent when not found), or ``None`` when it returns one tensor or the layout is ambiguous.
+
+    transformers has reordered these tuples between releases (GraniteMoe's router returned the indices first, now
+    the logits), and TransformerLens 4.3's adapters hard-code one order; the installed code's answer is the truth.
+    """
+    try:
+        p = next(router.parameters())
+        dev = execution_device(router)
+        x = torch.randn(3, d_model, generator=torch.Generator().manual_seed(0)).to(device=dev, dtype=p.dtype)
+        with torch.no_grad():
+            out = router(x)
+    except Exception:  # noqa: BLE001 - a router that cannot run alone keeps the adapter's layout
+        return None
+    if not isinstance(out, tuple):
+        return None
+    floats = [i for i, t in enumerate(out) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    logits = [i for i in floats if out[i].shape[-1] == n_experts]
+    if len(logits) != 1:
+        return None
+    layout = {"logits": logits[0]}
+    weights = [i for i in floats if i != logits[0] and out[i].shape[-1] < n_experts]
+    indices = [i for i, t in enumerate(out) if isinstance(t, torch.Tensor) and not t.is_floating_point()
+               and not t.is_complex() and t.dim() == out[logits[0]].dim()]
+    if len(weights) == 1:
+        layout["weights"] = weights[0]
+    if len(indices) == 1:
+        layout["indices"] = indices[0]
+    return layout
+
+
+def align_bridge_routers(bridge: torch.nn.Module, layout: dict[str, int] | None) -> int:
+    """Point a TransformerLens bridge's router components at the tuple elements ``layout`` names (what
+    :func:`router_output_layout` found in the installed transformers), where the adapter's hard-coded indices
+    differ. Returns how many routers were changed."""
+    if not layout:
+        return 0
+    from transformer_lens.model_bridge.generalized_components.moe import MoERouterBridge
+
+    changed = 0
+    for m in bridge.modules():
+        if not isinstance(m, MoERouterBridge):
+            continue
+        want = {"logits_index": layout["logits"], "weights_index": layout.get("weights"),
+                "indices_index": layout.get("indices")}
+        if m.logits_index != want["logits_index"] or (
+                want["weights_index"] is not None and m.weights_index is not None
+                and m.weights_index != want["weights_index"]) or (
+                want["indices_index"] is not None and m.indices_index is not None
+                and m.indices_index != want["indices_index"]):
+            m.logits_index = want["logits_index"]
+            if m.weights_index is not None and want["weights_index"] is not None:
+                m.weights_index = want["weights_index"]
+            if m.indices_index is not None and want["indices_index"] is not None:
+                m.indices_index = want["indices_index"]
+            changed += 1
+    return changed
 
 
 # ----------------------------------------------------------------------------------- multimodal checkpoints

@@ -47,8 +47,10 @@ class ModelContractMixin:
         return self._roles[layer].get(role)
 
     def W_O(self, layer: int) -> torch.Tensor:
-        """``[n_heads, d_head, d_model]`` output weights of layer ``layer`` (``head_out = z[h] @ W_O[h]``)."""
-        return self.arch.W_O(self._o_modules[layer], self.facts.n_heads, self.facts.d_head)
+        """``[n_heads, d_head, d_model]`` output weights of layer ``layer`` (``head_out = z[h] @ W_O[h]``), times the
+        family's residual scale where the layer scales the attention output before adding it (Granite)."""
+        W = self.arch.W_O(self._o_modules[layer], self.facts.n_heads, self.facts.d_head)
+        return W * self.arch.residual_scale if self.arch.residual_scale else W
 
     @property
     def W_U(self) -> torch.Tensor:
@@ -82,13 +84,18 @@ class ModelContractMixin:
         return 1.0 + w if self.arch.norm_offset else w
 
     def embed(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """The residual stream entering layer 0: token embeddings (scaled where the family scales them),
-        plus learned position embeddings where the family has them."""
+        """The residual stream entering layer 0: token embeddings (scaled where the family scales them: inside the
+        embedding module (Gemma) or in the model's forward (Granite)), plus learned position embeddings where the
+        family has them, through the embedding norm where the family has one (NanoChat)."""
         h = self._embed(input_ids.to(self.device))
+        if self.arch.embed_scale:
+            h = h * self.arch.embed_scale
         if self._pos_embed is not None:
             if position_ids is None:
                 position_ids = torch.arange(input_ids.shape[-1], device=self.device).expand_as(input_ids)
             h = h + self._pos_embed(position_ids.to(self.device)).to(h.device)
+        if self._embed_norm is not None:  # normalised before layer 0 (NanoChat)
+            h = self._embed_norm(h)
         return h
 
     def rotary_embeddings(self, hidden: torch.Tensor, position_ids: torch.Tensor, layer: int | None = None) -> Any:

@@ -147,12 +147,15 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
         self._rotary_by_type = self._rotary is not None and \
             "layer_type" in inspect.signature(self._rotary.forward).parameters
         self._pos_embed = arch.get(hf_model, arch.pos_embed) if arch.pos_embed else None
+        self._embed_norm = arch.get(hf_model, arch.embed_norm) if arch.embed_norm else None
         self._refs: dict[str, torch.nn.Module] = {}
         self._roles: list[dict[str, torch.nn.Module]] = []
         for i in range(len(self._layers)):
             self._refs[arch.layer_path(i)] = self._layers[i]
             roles = {}
             for role, rel in arch.layer_rels().items():
+                if role == "router" and not arch.has_router(i):
+                    continue
                 path = arch.layer_path(i, rel)
                 roles[role] = self._refs[path] = arch.get(hf_model, path)
             self._roles.append(roles)
@@ -175,7 +178,10 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
                 tl_model_name or source, hf_model=hf_model, tokenizer=tokenizer,
                 device=str(self.device), dtype=self.dtype,
             )
-            self._backend = TLBackend(self.bridge)
+            # TransformerLens's adapters hard-code where a router's logits sit in its output tuple, which
+            # transformers has reordered (GraniteMoe): follow the installed code's layout (found at load)
+            compat.align_bridge_routers(self.bridge, dict(arch.router_layout or ()))
+            self._backend = TLBackend(self.bridge, arch)
         elif backend == "nnsight":
             import nnsight
 
@@ -309,6 +315,9 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
             )
         if s.kind == "router" and not self.arch.is_moe:
             raise SiteError(f"{self.name} has no mixture-of-experts router (router sites exist on MoE models only)")
+        if s.kind == "router" and not self.arch.has_router(s.layer):
+            raise SiteError(f"layer {s.layer} of {self.name} has a dense MLP, no router; its mixture-of-experts layers "
+                            f"are {', '.join(map(str, self.arch.moe_layers or ()))}")
         if s.kind in ("q", "k", "v") and self.arch.qkv == "fused":
             raise SiteError(f"{self.name} computes q, k and v in one fused projection of a layout the workbench does "
                             "not know, so it has no q/k/v sites; z, pattern, head_out and the residual sites work")
@@ -322,7 +331,7 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
         out = []
         for L in range(self.n_layers):
             for k in kinds:
-                if k == "resid_mid" and self.facts.parallel_attn_mlp or k == "router" and not self.arch.is_moe \
+                if k == "resid_mid" and self.facts.parallel_attn_mlp or k == "router" and not self.arch.has_router(L) \
                         or k in ("q", "k", "v") and self.arch.qkv == "fused":
                     continue
                 out.append(Site(k, L))
@@ -363,7 +372,7 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
         grad_targets: dict[Site, torch.Tensor] = {}
         head_out: dict[int, dict] = defaultdict(lambda: {"ivs": [], "caps": []})
 
-        def capture_fn(c: _Capture):
+        def capture_fn(c: _Capture, live: bool = True):
             def fn(x):
                 y = x if c.keep_graph else x.detach()
                 if c.keep_graph:
@@ -373,6 +382,10 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
                 dev = c.device or (out_device if self._dispatched else None)  # a split model's caches on one device
                 if c.dtype is not None or dev is not None:
                     y = y.to(device=dev or y.device, dtype=c.dtype or y.dtype)
+                if live and y.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+                    # a snapshot, not a view of the model's live tensor: some families update a module's
+                    # output in place after it returns (Falcon adds the attention output to the MLP's with `+=`)
+                    y = y.clone()
                 captured[c.site] = y
                 return x
             return fn
@@ -398,7 +411,7 @@ class HookedModel(ModelContractMixin, TokenizationMixin, GenerationMixin):
                 for p in spec["ivs"]:
                     new = p.iv.apply(new, p.mask)
                 for c in spec["caps"]:
-                    capture_fn(c)(new)
+                    capture_fn(c, live=False)(new)  # computed here, not the model's tensor
                     if c.keep_graph:  # d metric / d head_out[h] = d metric / d attn_out, for every h
                         grad_targets[c.site] = x
                 return x + (new - ho).sum(2) if spec["ivs"] else x

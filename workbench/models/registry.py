@@ -110,6 +110,12 @@ _TINY = [
     ("olmo2", "OLMo 2, 2 layers, post-norms only, q/k norms"),
     ("mixtral", "Mixtral, 2 layers, 4 experts, top-2 routing"),
     ("gptj", "GPT-J, 2 layers, parallel attention and MLP, interleaved partial rotary"),
+    ("falcon", "Falcon, 2 layers, parallel attention and MLP, multi-query attention, MLP output updated in place"),
+    ("granite", "Granite, 2 layers, embedding, residual, attention and logit multipliers (2, 0.5, 0.1, 1/2)"),
+    ("granitemoe", "Granite MoE, 2 layers, 4 experts, top-2 routing, Granite's multipliers"),
+    ("afmoe", "AFMoE, 2 layers: a dense one, then 4 experts with top-2 routing; gated attention, muP input scaling"),
+    ("nanochat", "NanoChat, 2 layers, normalised embeddings, parameter-free norms, final-logit soft-capping"),
+    ("gpt-oss", "GPT-OSS, 2 layers (8-token sliding window, then global), attention sinks, 4 experts, top-2 routing"),
 ]
 for _arch, _desc in _TINY:
     register_model(ModelEntry(

@@ -162,6 +162,26 @@ TINY_ARCHITECTURES: dict[str, Callable] = {
     "olmo2": _auto("olmo2"),
     "mixtral": _auto("mixtral", num_local_experts=4, num_experts_per_tok=2, sliding_window=None),
     "gptj": _gptj_config,
+    # parallel attention and MLP, whose MLP output the layer updates in place (`mlp_output += attention_output`)
+    "falcon": _auto("falcon", num_kv_heads=1, hidden_dropout=0.0, bias=False),
+    # multipliers outside the modules (the config's defaults of 1 would hide them; Granite 3 ships 12, 0.22, 1/128
+    # and 8, with which this random model's layers barely change its output, so the lens tests could not tell them
+    # from the embedding stage)
+    "granite": _auto("granite", embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.1,
+                     logits_scaling=2.0),
+    # the same multipliers, with experts whose router returns its logits first (TransformerLens 4.3 expects them last)
+    "granitemoe": _auto("granitemoe", embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.1,
+                        logits_scaling=2.0, num_local_experts=4, num_experts_per_tok=2, intermediate_size=32),
+    # a router the adapter names `router` (not `gate`), attention sinks, local and global layers
+    # a dense first layer, then routed ones (a router the adapter names only by its gate Linear), gated attention,
+    # muP input scaling
+    "afmoe": _auto("afmoe", head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                   num_dense_layers=1, num_shared_experts=1, sliding_window=8, mup_enabled=True,
+                   layer_types=["sliding_attention", "full_attention"]),
+    # embeddings normalised (by the final norm module, parameter-free) before layer 0; final-logit soft-capping
+    "nanochat": _auto("nanochat", head_dim=16),
+    "gpt-oss": _auto("gpt_oss", head_dim=16, num_local_experts=4, num_experts_per_tok=2, intermediate_size=32,
+                     sliding_window=8, layer_types=["sliding_attention", "full_attention"]),
 }
 
 
