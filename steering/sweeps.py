@@ -335,7 +335,7 @@ def merge_caa_sweeps(model: Model, parts: Sequence[SweepResult], test_items: Map
     sites: set = set()
     for p in parts:
         for k, v in p.values.items():
-            if k in values and k[2] != 0.0:
+            if k in values:
                 raise ValueError(f"merge_caa_sweeps: cell {k} is in two parts")
             values[k] = v
         for b, d in p.selection.items():
