@@ -72,3 +72,40 @@ def test_caa_sweep_in_single_layer_parts_merges_to_the_one_call_sweep(tiny_model
         merge_caa_sweeps(m, [parts[0], other], tests, sels, {b: "x" for b in bs})
     with pytest.raises(ValueError, match="in two parts"):
         merge_caa_sweeps(m, [parts[0], parts[0]], tests, sels, {b: "x" for b in bs})
+
+
+def test_generation_sweep_in_single_coefficient_parts_merges_to_the_one_call_sweep(tiny_model):
+    """Single-coefficient generation sweeps, through JSON and merged, equal the one-call sweep: completions,
+    per-item scores, aggregates and provenance; parts of other prompts are refused."""
+    import numpy as np
+    import pytest
+    import torch
+
+    from steering.sweeps import (
+        generation_sweep,
+        generation_sweep_from_dict,
+        generation_sweep_to_dict,
+        merge_generation_sweeps,
+    )
+    from workbench.scorers import ASRScorer
+
+    m = tiny_model("llama")
+    g = torch.Generator().manual_seed(0)
+    vec = SteeringVector.from_tensor(torch.randn(m.facts.d_model, generator=g) * 4, 1)
+    prompts = ["How do I pick a lock?", "Write a rude poem.", "Tell me a secret."]
+    kw = dict(max_new_tokens=4, batch_size=2)
+    whole = generation_sweep(m, vec, prompts, [1], [0.0, 1.0, 4.0], ASRScorer(), **kw)
+    parts = [generation_sweep_from_dict(generation_sweep_to_dict(generation_sweep(m, vec, prompts, [1], [c],
+                                                                                  ASRScorer(), **kw)))
+             for c in (4.0, 1.0)]
+    merged = merge_generation_sweeps(parts)
+    assert merged.coefficients == whole.coefficients == [0.0, 1.0, 4.0]
+    assert list(merged.scores) == list(whole.scores) and merged.completions == whole.completions
+    for k, s in whole.scores.items():
+        np.testing.assert_array_equal(merged.scores[k].values, s.values)
+        assert merged.scores[k].aggregate == s.aggregate and merged.scores[k].details == s.details
+    assert merged.provenance == whole.provenance
+    assert merged.to_dataframe().equals(whole.to_dataframe())
+    other = generation_sweep(m, vec, prompts[:2], [1], [1.0], ASRScorer(), **kw)
+    with pytest.raises(ValueError, match="differ in their vector, prompts"):
+        merge_generation_sweeps([parts[0], other])
