@@ -32,7 +32,7 @@ from .vector import SteeringVector
 if TYPE_CHECKING:
     from workbench.models.protocol import Model
 
-__all__ = ["CAAExperiment", "run_caa_experiment", "PersonaExperiment", "run_persona_experiment"]
+__all__ = ["CAAExperiment", "caa_items", "run_caa_experiment", "PersonaExperiment", "run_persona_experiment"]
 
 
 @dataclass
@@ -63,6 +63,18 @@ class CAAExperiment:
         return out
 
 
+def caa_items(behaviour: str, *, n_build: int = 150, n_select: int = 30, n_test: int | None = None,
+              seed: int = 0) -> tuple[list, list, list]:
+    """The items of one behaviour in :func:`run_caa_experiment`: ``(build, select, test)``: the ``generate`` pairs
+    the vector is built from and the held-out ones the layer is selected on (one seeded shuffle), and the ``test``
+    items scored."""
+    gen = load_caa(behaviour, "generate")
+    idx = list(range(len(gen)))
+    random.Random(seed).shuffle(idx)
+    return ([gen[i] for i in idx[:n_build]], [gen[i] for i in idx[n_build:n_build + n_select]],
+            load_caa(behaviour, "test", n=n_test, seed=seed))
+
+
 def run_caa_experiment(model: Model, behaviours: Sequence[str] = ("myopic-reward", "sycophancy"), *,
                        layers: Sequence[int] = (6, 9, 12, 15, 18), multipliers: Sequence[float] = (-2, -1, 0, 1, 2),
                        n_build: int = 150, n_select: int = 30, n_test: int | None = None,
@@ -72,12 +84,7 @@ def run_caa_experiment(model: Model, behaviours: Sequence[str] = ("myopic-reward
     """CAA vectors per behaviour, then :func:`steering.sweeps.caa_sweep` with layer selection on held-out pairs."""
     vectors, tests, selects = {}, {}, {}
     for b in behaviours:
-        gen = load_caa(b, "generate")
-        idx = list(range(len(gen)))
-        random.Random(seed).shuffle(idx)
-        build = [gen[i] for i in idx[:n_build]]
-        selects[b] = [gen[i] for i in idx[n_build:n_build + n_select]]
-        tests[b] = load_caa(b, "test", n=n_test, seed=seed)
+        build, selects[b], tests[b] = caa_items(b, n_build=n_build, n_select=n_select, n_test=n_test, seed=seed)
         vectors[b] = build_caa_vectors(model, build, layers=list(layers), name=b, batch_size=batch_size,
                                        progress=progress)
     sweep = caa_sweep(model, vectors, tests, list(layers), multipliers, control=True, select_items=selects,

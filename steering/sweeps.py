@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from workbench.models.protocol import Model
 
 # paired_difference is workbench.stats.paired_difference (bootstrap over items; NaN pairs dropped), re-exported.
-__all__ = ["SweepResult", "caa_sweep", "GenerationSweepResult", "generation_sweep", "paired_difference",
+__all__ = ["SweepResult", "caa_sweep", "caa_sweep_to_dict", "caa_sweep_from_dict", "merge_caa_sweeps",
+           "GenerationSweepResult", "generation_sweep_to_dict", "generation_sweep_from_dict",
+           "merge_generation_sweeps", "generation_sweep", "paired_difference",
            "trend"]
 
 
@@ -257,17 +259,97 @@ def caa_sweep(model: Model, vectors: SteeringVector | Mapping[str, SteeringVecto
             v = kinds["steer"]
             selection.setdefault(b, {})[L] = (p_matching(rs.last_logits(added(v, hi)), ab_sel)
                                               - p_matching(rs.last_logits(added(v, lo)), ab_sel))
-    dh = data_hash({b: list(items[b]) for b in items}, {b: list(sel_items[b]) for b in sel_items},
-                   {b: vecs[b].provenance.data_hash for b in vecs})
-    prov = model.provenance(data_hash=dh, seed=seed, sites=tuple(sorted({vecs[b].site_at(L).name for b, L in
-                                                                         ([(b, L) for b in vecs for L in all_layers
-                                                                           if L in vecs[b].layers])})),
-                            extra={"protocol": "CAA A/B sweep (Rimsky et al. 2024)", "positions": str(positions),
-                                   "scale": scale, "control_seed": control_seed, "system": system})
+    prov = _caa_provenance(model, items, sel_items, {b: vecs[b].provenance.data_hash for b in vecs},
+                           {vecs[b].site_at(L).name for b in vecs for L in all_layers if L in vecs[b].layers},
+                           positions=positions, scale=scale, control_seed=control_seed, system=system, seed=seed)
     return SweepResult(list(vecs), sorted(all_layers), mults, values, site_kind=next(iter(vecs.values())).sites[0].kind,
                        positions=positions, scale=scale, control=control, control_seed=control_seed,
                        selection=selection, selection_on="select_items" if sel_items else "test_items",
                        vector_norms=norms_out, seed=seed, provenance=prov)
+
+
+def _caa_provenance(model: Model, items: Mapping, sel_items: Mapping, vector_hashes: Mapping, sites: Any, *,
+                    positions: Any, scale: str, control_seed: int, system: str | None, seed: int) -> Provenance:
+    """The provenance of a CAA sweep: the test and selection items and the vectors' data of every behaviour."""
+    dh = data_hash({b: list(items[b]) for b in items}, {b: list(sel_items[b]) for b in sel_items},
+                   {b: vector_hashes[b] for b in vector_hashes})
+    return model.provenance(data_hash=dh, seed=seed, sites=tuple(sorted(sites)),
+                            extra={"protocol": "CAA A/B sweep (Rimsky et al. 2024)", "positions": str(positions),
+                                   "scale": scale, "control_seed": control_seed, "system": system})
+
+
+def caa_sweep_to_dict(sw: SweepResult) -> dict:
+    """A :class:`SweepResult` as JSON (per-item values as lists of floats, exact for float64; cells in their
+    order), for a sweep computed in parts (say one task per (behaviour, layer)) and merged by
+    :func:`merge_caa_sweeps`."""
+    return {"behaviours": list(sw.behaviours), "layers": [int(L) for L in sw.layers],
+            "multipliers": [float(m) for m in sw.multipliers],
+            "values": [[b, int(L), float(m), k, np.asarray(v, np.float64).tolist()]
+                       for (b, L, m, k), v in sw.values.items()],
+            "site_kind": sw.site_kind, "positions": sw.positions, "scale": sw.scale, "control": sw.control,
+            "control_seed": sw.control_seed,
+            "selection": [[b, int(L), np.asarray(v, np.float64).tolist()] for b, d in sw.selection.items()
+                          for L, v in d.items()],
+            "selection_on": sw.selection_on,
+            "vector_norms": [[b, int(L), k, float(x)] for (b, L, k), x in sw.vector_norms.items()],
+            "seed": sw.seed, "provenance": sw.provenance.to_dict()}
+
+
+def caa_sweep_from_dict(d: Mapping) -> SweepResult:
+    """The inverse of :func:`caa_sweep_to_dict`."""
+    selection: dict = {}
+    for b, L, v in d["selection"]:
+        selection.setdefault(b, {})[int(L)] = np.asarray(v, np.float64)
+    prov = dict(d["provenance"])
+    prov["sites"] = tuple(prov.get("sites", ()))
+    positions = d["positions"]
+    return SweepResult(list(d["behaviours"]), [int(L) for L in d["layers"]], [float(m) for m in d["multipliers"]],
+                       {(b, int(L), float(m), k): np.asarray(v, np.float64) for b, L, m, k, v in d["values"]},
+                       site_kind=d["site_kind"], positions=tuple(positions) if isinstance(positions, list) else positions,
+                       scale=d["scale"], control=bool(d["control"]), control_seed=int(d["control_seed"]),
+                       selection=selection, selection_on=d["selection_on"],
+                       vector_norms={(b, int(L), k): float(x) for b, L, k, x in d["vector_norms"]},
+                       seed=int(d["seed"]), provenance=Provenance(**prov))
+
+
+def merge_caa_sweeps(model: Model, parts: Sequence[SweepResult], test_items: Mapping, select_items: Mapping | None,
+                     vector_hashes: Mapping[str, str], *, system: str | None = None) -> SweepResult:
+    """One :class:`SweepResult` from sweeps of single (behaviour, layer) cells of the same vectors, items and
+    settings (:func:`caa_sweep` with one behaviour and one layer each): the cells, the selection effects and the
+    vector norms united, in the parts' order (give them behaviour by behaviour, layer by layer, as
+    :func:`caa_sweep` visits them), and the provenance of the whole sweep (``test_items`` / ``select_items`` /
+    ``vector_hashes``: per behaviour, the items and the vectors' ``provenance.data_hash``). Equal to the one-call
+    sweep, cell for cell."""
+    if not parts:
+        raise ValueError("merge_caa_sweeps needs at least one part")
+    p0 = parts[0]
+    for p in parts[1:]:
+        same = (p.multipliers, p.site_kind, p.positions, p.scale, p.control, p.control_seed, p.seed, p.selection_on)
+        if same != (p0.multipliers, p0.site_kind, p0.positions, p0.scale, p0.control, p0.control_seed, p0.seed,
+                    p0.selection_on):
+            raise ValueError("merge_caa_sweeps: the parts differ in their multipliers or settings (positions, scale, "
+                             "control, seed); merge only parts of one sweep")
+    behaviours = list(dict.fromkeys(b for p in parts for b in p.behaviours))
+    values: dict = {}
+    selection: dict = {}
+    norms: dict = {}
+    sites: set = set()
+    for p in parts:
+        for k, v in p.values.items():
+            if k in values:
+                raise ValueError(f"merge_caa_sweeps: cell {k} is in two parts")
+            values[k] = v
+        for b, d in p.selection.items():
+            selection.setdefault(b, {}).update(d)
+        norms.update(p.vector_norms)
+        sites |= set(p.provenance.sites)
+    sel = dict(select_items or {})
+    prov = _caa_provenance(model, dict(test_items), sel, dict(vector_hashes), sites, positions=p0.positions,
+                           scale=p0.scale, control_seed=p0.control_seed, system=system, seed=p0.seed)
+    return SweepResult(behaviours, sorted({int(L) for p in parts for L in p.layers}), list(p0.multipliers), values,
+                       site_kind=p0.site_kind, positions=p0.positions, scale=p0.scale, control=p0.control,
+                       control_seed=p0.control_seed, selection=selection, selection_on=p0.selection_on,
+                       vector_norms=norms, seed=p0.seed, provenance=prov)
 
 
 @dataclass
@@ -316,6 +398,62 @@ class GenerationSweepResult:
             parts.append(s)
         scorer = next(iter(self.scores.values())).scorer if self.scores else "score"
         return (f"{scorer} of {len(self.prompts)} generations, coefficient {hi:g} minus {lo:g}: " + "; ".join(parts))
+
+
+def generation_sweep_to_dict(gs: GenerationSweepResult) -> dict:
+    """A :class:`GenerationSweepResult` as JSON (scores through :meth:`ScoreResult.to_dict`, cells in their order),
+    for a sweep computed in parts (say one task per coefficient) and merged by :func:`merge_generation_sweeps`."""
+    from workbench.results import to_jsonable
+
+    return {"layers": [int(L) for L in gs.layers], "coefficients": [float(c) for c in gs.coefficients],
+            "cells": [[int(L), float(c), k, gs.scores[(L, c, k)].to_dict(), list(gs.completions[(L, c, k)])]
+                      for (L, c, k) in gs.scores],
+            "prompts": list(gs.prompts), "positions": to_jsonable(gs.positions), "scale": gs.scale,
+            "control": gs.control, "settings": to_jsonable(gs.settings), "seed": gs.seed,
+            "provenance": gs.provenance.to_dict()}
+
+
+def generation_sweep_from_dict(d: Mapping) -> GenerationSweepResult:
+    """The inverse of :func:`generation_sweep_to_dict`."""
+    from workbench.scorers import ScoreResult
+
+    prov = dict(d["provenance"])
+    prov["sites"] = tuple(prov.get("sites", ()))
+    positions = d["positions"]
+    return GenerationSweepResult(
+        [int(L) for L in d["layers"]], [float(c) for c in d["coefficients"]],
+        {(int(L), float(c), k): ScoreResult.from_dict(sc) for L, c, k, sc, _ in d["cells"]},
+        {(int(L), float(c), k): list(t) for L, c, k, _, t in d["cells"]}, list(d["prompts"]),
+        tuple(positions) if isinstance(positions, list) else positions, d["scale"], bool(d["control"]),
+        dict(d["settings"]), int(d["seed"]), Provenance(**prov))
+
+
+def merge_generation_sweeps(parts: Sequence[GenerationSweepResult]) -> GenerationSweepResult:
+    """One :class:`GenerationSweepResult` from sweeps of the same vector, prompts, layers and settings over some
+    coefficients each (:func:`generation_sweep` with a coefficient or a few): the cells united in coefficient
+    order (coefficient 0, generated by every part, taken from the first). Equal to the one-call sweep over every
+    coefficient, cell for cell (greedy decoding of the same prompts in the same batches). Parts whose prompts,
+    layers, settings or provenance differ are refused; the vector itself is known only by its provenance (a
+    rescaled copy of it is not told apart)."""
+    if not parts:
+        raise ValueError("merge_generation_sweeps needs at least one part")
+    p0 = parts[0]
+    for p in parts[1:]:
+        if (p.layers, p.prompts, p.positions, p.scale, p.control, p.settings, p.seed, p.provenance) != \
+                (p0.layers, p0.prompts, p0.positions, p0.scale, p0.control, p0.settings, p0.seed, p0.provenance):
+            raise ValueError("merge_generation_sweeps: the parts differ in their vector, prompts, layers or settings; "
+                             "merge only parts of one sweep")
+    coefs = sorted({c for p in parts for c in p.coefficients})
+    kinds = ["steer", "random"] if p0.control else ["steer"]
+    scores: dict[tuple, Any] = {}
+    texts: dict[tuple, list[str]] = {}
+    for L in p0.layers:
+        for c in coefs:
+            for k in kinds:
+                src = next(p for p in parts if (L, c, k) in p.scores)
+                scores[(L, c, k)], texts[(L, c, k)] = src.scores[(L, c, k)], src.completions[(L, c, k)]
+    return GenerationSweepResult(list(p0.layers), coefs, scores, texts, list(p0.prompts), p0.positions, p0.scale,
+                                 p0.control, dict(p0.settings), p0.seed, p0.provenance)
 
 
 def generation_sweep(model: Model, vector: SteeringVector, prompts: Sequence[str], layers: Sequence[int],

@@ -3,8 +3,11 @@
 Three studies, each with its cross-check and TOML section: (1) ``[personas]``: every shipped persona
 imposed by system prompt vs by its persona vector at matched KL, scored by the same scorers;
 (2) ``[attack_success]``: undesirable personas steered at increasing coefficients against the attack
-success rate on harmful requests, with an equal-norm random control; (3) ``[caa]``: CAA layer x
-multiplier sweeps on A/B behaviours with the random control.
+success rate on harmful requests, with an equal-norm random control (a grid on the executor: the vectors, a task
+per (persona, coefficient), a final unit merging them: :func:`experiments.studies.persona_asr.grid_run`); (3) ``[caa]``: CAA layer x
+multiplier sweeps on A/B behaviours with the random control, run as a grid on the executor (a vector task per
+behaviour, a task per (behaviour, layer) for its multipliers, a final unit merging them:
+:func:`experiments.studies.caa.grid_run`; resumable shard by shard).
 """
 
 from __future__ import annotations
@@ -41,7 +44,10 @@ PRESETS = {
 @experiment("persona-non-grata", PersonaNonGrataConfig,
             "personas by prompt vs by steering; steering toward undesirable personas vs attack success; CAA sweeps")
 def run(ctx: RunContext, cfg: PersonaNonGrataConfig) -> None:
-    m = ctx.model()
-    for study, section in ((personas, cfg.personas), (persona_asr, cfg.attack_success), (caa, cfg.caa)):
-        if section.enabled:
-            study.run(ctx, m, section, seed=cfg.seed)
+    if cfg.personas.enabled:
+        personas.run(ctx, ctx.model(), cfg.personas, seed=cfg.seed)
+    # grids on the executor: vectors per model (or behaviour), a task per coefficient (or layer), merged per model
+    if cfg.attack_success.enabled:
+        persona_asr.grid_run(ctx, cfg.attack_success, [ctx._default_model()], seed=cfg.seed)
+    if cfg.caa.enabled:
+        caa.grid_run(ctx, cfg.caa, [ctx._default_model()], seed=cfg.seed)

@@ -387,3 +387,23 @@ def test_score_result_is_immutable_and_serialisable():
     df = r.to_dataframe()
     assert list(df.columns[:3]) == ["scorer", "item", "value"] and df["refused"].tolist() == [True, False, False]
     assert isinstance(r, sc.ScoreResult) and r.n == 3
+
+
+def test_score_result_round_trips_through_json_with_unscored_items():
+    """``ScoreResult.from_dict(to_dict())`` through JSON text: values (a NaN item back as NaN), items, aggregate,
+    details, groups, n_unscored and provenance all equal."""
+    import json
+
+    import numpy as np
+
+    from workbench.results import Provenance
+    from workbench.scorers import ScoreResult
+    from workbench.stats import proportion
+
+    r = ScoreResult("asr", [1.0, float("nan"), 0.0, 1.0], ("a", "b", "c", "d"), proportion(2, 3),
+                    ({"phrase": "I can't"}, {"phrase": None}, {"phrase": "Sure"}, {"phrase": ""}), (0, 0, 1, 1), 1,
+                    Provenance(model="m", data_hash="abc", seed=3, sites=("resid_post.1",)))
+    back = ScoreResult.from_dict(json.loads(json.dumps(r.to_dict())))
+    np.testing.assert_array_equal(back.values, r.values)  # NaN where NaN
+    assert (back.items, back.aggregate, back.details, back.groups, back.n_unscored, back.provenance) == \
+        (r.items, r.aggregate, r.details, r.groups, r.n_unscored, r.provenance)

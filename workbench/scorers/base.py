@@ -109,6 +109,23 @@ class ScoreResult:
             }
         )
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ScoreResult":
+        """The inverse of :meth:`to_dict` (a NaN value, written as null, reads back as NaN)."""
+        prov = dict(d.get("provenance") or {})
+        prov["sites"] = tuple(prov.get("sites", ()))
+        groups = d.get("groups")
+        return cls(
+            d["scorer"],
+            np.array([np.nan if v is None else v for v in d["values"]], dtype=float),
+            tuple(d["items"]),
+            Estimate.from_dict(d["aggregate"]),
+            tuple(d.get("details") or ()),
+            tuple(groups) if groups is not None else None,
+            int(d.get("n_unscored", 0)),
+            Provenance(**prov),
+        )
+
     def summary(self) -> str:
         """``refusal: 0.20 [0.08, 0.40] (95% wilson, n=20)``, with the unscored count when some items were."""
         extra = f", {self.n_unscored} unscored" if self.n_unscored else ""
