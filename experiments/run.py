@@ -209,7 +209,8 @@ class RunContext:
         """The models this run visits (``model.models``, else ``[model.name]``; see :func:`config.model_names`)."""
         return model_names(self.config.model)
 
-    def _default_model(self) -> str:
+    def model_name(self) -> str:
+        """The one model a single-model experiment runs (a clear error when several are configured)."""
         names = self.model_names()
         if len(names) > 1:
             raise ConfigError(f"experiment {self.experiment!r} runs one model, but model.models names {len(names)} "
@@ -224,7 +225,7 @@ class RunContext:
         from .tasks import model_info
 
         sec = self.config.model
-        key = (name or self._default_model(), backend or sec.backend)
+        key = (name or self.model_name(), backend or sec.backend)
         if key not in self._models:
             t = time.time()
             m = load(key[0], backend=key[1], device=sec.device, dtype=sec.dtype)
@@ -256,7 +257,7 @@ class RunContext:
         """Forget a model loaded by :meth:`model` (its memory is freed once nothing else holds it); returns whether
         one was loaded. Experiments that visit several models in turn call it between them."""
         sec = self.config.model
-        return self._models.pop((name or self._default_model(), backend or sec.backend), None) is not None
+        return self._models.pop((name or self.model_name(), backend or sec.backend), None) is not None
 
     # -- steps ------------------------------------------------------------------------
     def step_dir(self, name: str) -> Path:

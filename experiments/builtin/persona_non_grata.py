@@ -48,6 +48,6 @@ def run(ctx: RunContext, cfg: PersonaNonGrataConfig) -> None:
         personas.run(ctx, ctx.model(), cfg.personas, seed=cfg.seed)
     # grids on the executor: vectors per model (or behaviour), a task per coefficient (or layer), merged per model
     if cfg.attack_success.enabled:
-        persona_asr.grid_run(ctx, cfg.attack_success, [ctx._default_model()], seed=cfg.seed)
+        persona_asr.grid_run(ctx, cfg.attack_success, [ctx.model_name()], seed=cfg.seed)
     if cfg.caa.enabled:
-        caa.grid_run(ctx, cfg.caa, [ctx._default_model()], seed=cfg.seed)
+        caa.grid_run(ctx, cfg.caa, [ctx.model_name()], seed=cfg.seed)

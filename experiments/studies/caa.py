@@ -70,9 +70,14 @@ def compute(ctx: Any, m: Any, cfg: CAAStudy, *, seed: int = 0, parts: dict | Non
         return skipped(TITLE, "caa", f"{m.name} has no chat template, and the CAA items are chat turns")
     layers = resolve_layers(m, cfg.layers)
     if parts is None:
-        sw = run_caa_experiment(m, cfg.behaviours, layers=layers, multipliers=cfg.multipliers, n_build=cfg.n_build,
-                                n_select=cfg.n_select, n_test=cfg.n_test or None, seed=seed,
-                                progress=ctx.progress).sweep
+        from workbench.models import ContextLengthError
+
+        try:
+            sw = run_caa_experiment(m, cfg.behaviours, layers=layers, multipliers=cfg.multipliers, n_build=cfg.n_build,
+                                    n_select=cfg.n_select, n_test=cfg.n_test or None, seed=seed,
+                                    progress=ctx.progress).sweep
+        except ContextLengthError as e:
+            return skipped(TITLE, "caa", f"the CAA items do not fit {m.name}'s context of {m.facts.n_ctx} tokens ({e})")
     else:
         items = {b: caa_items(b, n_build=cfg.n_build, n_select=cfg.n_select, n_test=cfg.n_test or None, seed=seed)
                  for b in cfg.behaviours}
@@ -160,7 +165,13 @@ def vector_task(task: dict) -> dict:
     try:
         vec = SteeringVector.load(base)
     except Exception:  # noqa: BLE001 - absent, truncated or unreadable: built again
-        vec = build_caa_vectors(m, build, layers=layers, name=b, batch_size=BATCH_SIZE, progress=False)
+        from workbench.models import ContextLengthError
+
+        try:
+            vec = build_caa_vectors(m, build, layers=layers, name=b, batch_size=BATCH_SIZE, progress=False)
+        except ContextLengthError as e:
+            return {"file": None, "why": f"the {b} items do not fit {m.name}'s context ({e})", "layers": [],
+                    "sha256": None, "data_hash": None}
         vec.save(base)
     return {"file": base.name, "layers": layers, "data_hash": vec.provenance.data_hash,
             "sha256": {s: _sha256(base.with_suffix(s)) for s in (".safetensors", ".json")}}

@@ -62,11 +62,17 @@ def compute(ctx: Any, m: Any, cfg: PersonaStudy, *, seed: int = 0) -> StudyResul
 
     if not m.facts.has_chat_template:
         return skipped(TITLE, "personas", f"{m.name} has no chat template, and personas are imposed by system prompt")
+    from workbench.models import ContextLengthError
+
     layer = resolve_layer(m, cfg.layer)
-    exp = run_persona_experiment(m, cfg.personas or None, layer=layer, n_questions=cfg.n_questions,
-                                 n_pairs=cfg.n_pairs, max_new_tokens=cfg.max_new_tokens,
-                                 n_statements=cfg.n_statements, n_harmful=cfg.n_harmful, judge=cfg.judge,
-                                 n_kl_prompts=cfg.n_kl_prompts or None, seed=seed, progress=ctx.progress)
+    try:
+        exp = run_persona_experiment(m, cfg.personas or None, layer=layer, n_questions=cfg.n_questions,
+                                     n_pairs=cfg.n_pairs, max_new_tokens=cfg.max_new_tokens,
+                                     n_statements=cfg.n_statements, n_harmful=cfg.n_harmful, judge=cfg.judge,
+                                     n_kl_prompts=cfg.n_kl_prompts or None, seed=seed, progress=ctx.progress)
+    except ContextLengthError as e:
+        return skipped(TITLE, "personas", f"the persona prompts do not fit {m.name}'s context of {m.facts.n_ctx} "
+                       f"tokens ({e})")
     comp = exp.comparison
     ctx.record_data("personas", sorted(comp.personas))
     units, steer, prompt = persona_effects(comp)

@@ -66,3 +66,20 @@ def test_errors(tiny_model):
         Tokens(torch.tensor([[1, 2, 3]]), torch.tensor([[1, 0, 1]]))
     with pytest.raises(ValueError, match="only apply with chat=True"):
         m.tokenize("hi", system="x")
+
+
+def test_ids_past_a_learned_position_table_are_a_clear_error():
+    """Ids built outside tokenize (a scorer appending answers, Tokens made elsewhere) longer than GPT-2's learned
+    position table: a ContextLengthError naming the context, not an embedding IndexError."""
+    from workbench.models import ContextLengthError, load
+
+    m = load("tiny-gpt2")
+    n = m.facts.n_ctx
+    with pytest.raises(ContextLengthError, match=f"context of {n}"):
+        m.forward(m._pad([[1] * (n + 1), [2, 3]], "left", [None, None], {}), logits="last")
+    from workbench.models.tokens import Tokens
+
+    ids = torch.ones(1, n + 1, dtype=torch.long)
+    with pytest.raises(ContextLengthError, match="position table"):
+        m.forward(Tokens(ids, torch.ones_like(ids), "right"), logits="last")
+    assert m.forward(m._pad([[1] * n], "left", [None], {}), logits="last").shape[0] == 1

@@ -59,6 +59,7 @@ class TokenizationMixin:
         # ``torch.tensor(ids)`` passed to a CUDA model is the common case
         if isinstance(prompts, Tokens):
             self._check_ids(prompts.input_ids[prompts.attention_mask.bool()])
+            self._check_positions(prompts.input_ids.shape[-1])
             return prompts if prompts.input_ids.device == self.device else prompts.to(self.device)
         if isinstance(prompts, (list, tuple)) and prompts and isinstance(prompts[0], Tokens):
             rows = [t.real_tokens(0) for t in prompts]
@@ -121,8 +122,17 @@ class TokenizationMixin:
             raise ValueError(f"token id {bad} is outside {self.name}'s vocabulary (0..{self.facts.d_vocab - 1}); "
                              "were these ids made by another model's tokenizer?")
 
+    def _check_positions(self, T: int) -> None:
+        """Token ids built outside :meth:`tokenize` (scorers append answers; ``Tokens`` made elsewhere) longer than a
+        model with a learned position table can index: a clear error instead of an embedding index error. (Rotary
+        models compute positions past ``n_ctx``, extrapolating; text given to :meth:`tokenize` is checked there.)"""
+        if T > self.facts.n_ctx and getattr(self, "_pos_embed", None) is not None:
+            raise ContextLengthError(f"{T} tokens are more than {self.name}'s context of {self.facts.n_ctx} (its learned "
+                                     "position table ends there); use shorter prompts or drop the ones that do not fit")
+
     def _pad(self, ids_list: list[list[int]], padding_side: str, texts: list, meta: dict) -> Tokens:
         T = max(len(x) for x in ids_list)
+        self._check_positions(T)
         pad = self.facts.pad_token_id if self.facts.pad_token_id is not None else 0
         input_ids = torch.full((len(ids_list), T), pad, dtype=torch.long)
         mask = torch.zeros((len(ids_list), T), dtype=torch.long)
