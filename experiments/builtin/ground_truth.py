@@ -60,7 +60,13 @@ from .ground_truth_config import (  # noqa: F401 - re-exported: the registry rea
 
 __all__ = ["GroundTruthConfig", "PRESETS", "EXPECTATIONS", "run"]
 
-RECOVERED, NOT_RECOVERED = "recovered", "not recovered"
+RECOVERED, NOT_RECOVERED, INCONCLUSIVE = "recovered", "not recovered", "inconclusive"
+
+
+def _crosscheck_verdict(cc_verdict: str) -> str:
+    """A rule that needs a cross-check to 'agree': recovered when it agrees, not recovered when it disagrees, and
+    inconclusive when the cross-check itself cannot decide (too few units or a CI too wide, e.g. at quick size)."""
+    return {"agree": RECOVERED, "inconclusive": INCONCLUSIVE}.get(cc_verdict, NOT_RECOVERED)
 
 
 def _organism_name(cfg: GroundTruthConfig, short: str) -> str:
@@ -110,7 +116,7 @@ def _expectations(ctx: RunContext, cfg: GroundTruthConfig) -> dict:
     return ctx.step("expectations", run)
 
 
-def _planted(ctx: RunContext, cfg: GroundTruthConfig, short: str) -> dict:
+def _planted(ctx: RunContext, cfg: GroundTruthConfig, short: str, memo: Any = None) -> dict:
     o = cfg.organisms
 
     def run(w):
@@ -118,7 +124,7 @@ def _planted(ctx: RunContext, cfg: GroundTruthConfig, short: str) -> dict:
 
         base, org = ctx.model(), ctx.model(_organism_name(cfg, short))
         res = planted_behaviour(org, base, short, n=o.n_items or None, n_perplexity=o.n_perplexity, seed=cfg.seed,
-                                max_new_tokens=o.max_new_tokens)
+                                max_new_tokens=o.max_new_tokens, memo=memo)
         fig = w.figure(f"planted_{short}", plot_planted(res))
         tab = w.table(f"planted_{short}", res.to_dataframe())
         w.json(f"planted_{short}", res.to_dict())
@@ -211,6 +217,26 @@ def _caa(ctx: RunContext, cfg: GroundTruthConfig) -> dict:
     return ctx.step("caa", run)
 
 
+class _UnsteeredOnce:
+    """A scorer whose unsteered results (baseline and system-prompt conditions) are computed once per model and
+    system prompt. ``persona_comparison`` scores the baseline once per persona and ``steering_sweep`` again at
+    coefficient 0; the statements and reply-contrast scorers here score fixed items (``records=``, triples) and do
+    not depend on the persona, so those repeats would give identical numbers. Steered conditions are always
+    scored."""
+
+    def __init__(self, scorer: Any):
+        self.scorer, self.name = scorer, scorer.name
+        self._memo: dict[tuple, Any] = {}
+
+    def score(self, model: Any, persona: Any, condition: Any) -> Any:
+        if condition.operators:
+            return self.scorer.score(model, persona, condition)
+        key = (model.name, model.weights_hash, condition.system)
+        if key not in self._memo:
+            self._memo[key] = self.scorer.score(model, persona, condition)
+        return self._memo[key]
+
+
 def _negated(vec: Any) -> Any:
     from steering import SteeringVector
 
@@ -261,13 +287,15 @@ def _personas(ctx: RunContext, cfg: GroundTruthConfig) -> dict:
         # (a) monitoring: fine-tuning shift along the base model's vector
         fs = {k: finetuning_shift(models[k], base, pvs["base"], L, held_qs, seed=cfg.seed) for k in ("high", "low")}
         # (b) steering, and (c) prompts vs steering, on every model
-        scorers: list[Any] = [StatementsScorer(records=statements, seed=cfg.seed),
-                              ReplyContrastScorer(triples, seed=cfg.seed)]
+        scorers: list[Any] = [_UnsteeredOnce(StatementsScorer(records=statements, seed=cfg.seed)),
+                              _UnsteeredOnce(ReplyContrastScorer(triples, seed=cfg.seed))]
         if c.judge:
             scorers.append(TraitJudgeScorer(held_qs[:8], judge_model=base, max_new_tokens=c.max_new_tokens,
                                             seed=cfg.seed))
         comps = {}
         for k, m in models.items():
+            if k == "base" and not c.compare_base:
+                continue
             comps[k] = persona_comparison(m, [p_up, p_down], {p_up.name: pvs[k], p_down.name: _negated(pvs[k])},
                                           layer=L, scorers=scorers, strength="per_persona_prompt_kl",
                                           kl_prompts=neutral_prompts(c.n_kl_prompts), seed=cfg.seed,
@@ -342,13 +370,15 @@ def _personas(ctx: RunContext, cfg: GroundTruthConfig) -> dict:
                                           seed=cfg.seed, provenance=base.provenance(seed=cfg.seed, extra={
                                               "models": names, "study": "persona prompt vs steering"}))
         out_c = w.crosscheck("persona_prompt_vs_steer", cc, "Persona vectors vs system prompts across the organisms",
-            f"Expected (stated before the run): {EXPECTATIONS['persona_prompt_vs_steer']['expected']}. Units: the base "
-            "model and both organisms x (toward, away from the trait) x scorer; internal: the steering shift, behaviour: "
+            f"Expected (stated before the run): {EXPECTATIONS['persona_prompt_vs_steer']['expected']}. Units: "
+            + ("the base model and both organisms" if c.compare_base else "both organisms (the base model left out: "
+               "personas.compare_base = false)")
+            + " x (toward, away from the trait) x scorer; internal: the steering shift, behaviour: "
             "the system-prompt shift, same scorers and items.",
             metrics={"units": len(units)})
         return {"verdict": verdict, "checks": checks, "finetuning_shift": {k: fs[k].estimate.to_dict() for k in fs},
                 "sweep_effects": {k: {sc: sweeps[k].effect(sc).to_dict() for sc in sweeps[k].scorers} for k in sweeps},
-                "prompt_vs_steer": {"verdict": RECOVERED if out_c["verdict"] == "agree" else NOT_RECOVERED,
+                "prompt_vs_steer": {"verdict": _crosscheck_verdict(out_c["verdict"]),
                                     "crosscheck": out_c["verdict"], "rho": cc.correlation.to_dict()
                                     if cc.correlation else None}}
     return ctx.step("persona-vectors", run)
@@ -419,7 +449,7 @@ def _eval_awareness(ctx: RunContext, cfg: GroundTruthConfig) -> dict:
             metrics["base model: mean probe shift"] = estimate_dict(fsb.mean_shift)
             metrics["base model: refusal-rate shift, deploy - test"] = estimate_dict(rateb)
             metrics["base model: per-prompt cross-check"] = ccb.summary()
-        verdict = RECOVERED if ok else NOT_RECOVERED
+        verdict = _crosscheck_verdict(cc.verdict) if probe_ok and beh_ok else NOT_RECOVERED
         why = [s for s, good in (("the probe shift's CI is not below 0", probe_ok),
                                  ("the refusal-rate shift's CI is not below 0", beh_ok),
                                  (f"the per-prompt cross-check is '{cc.verdict}'", cc.verdict == "agree")) if not good]
@@ -541,13 +571,16 @@ def run(ctx: RunContext, cfg: GroundTruthConfig) -> None:
 
 
 def _run(ctx: RunContext, cfg: GroundTruthConfig) -> None:
+    from workbench.organisms import BaseMemo
+
     _expectations(ctx, cfg)
     results: dict = {}
     planted = set(cfg.organisms.names) if cfg.organisms.enabled else set()
+    memo = BaseMemo()  # the base model's measurements on items shared between organisms, made once
 
     def measure(short: str) -> None:
         if short in planted:
-            _planted(ctx, cfg, short)
+            _planted(ctx, cfg, short, memo)
 
     if cfg.caa.enabled or cfg.caa.organism in planted:
         measure(cfg.caa.organism)

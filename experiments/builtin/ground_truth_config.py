@@ -52,6 +52,8 @@ class PersonaGroundTruth:
     replies_per_question: int = 8
     n_kl_prompts: int = 16
     judge: bool = True  # generations scored by the base model as a logit trait judge (weak)
+    # the prompt-vs-steering comparison on the base model too (12 units); False: the two organisms only (8 units)
+    compare_base: bool = True
 
 
 @dataclass
@@ -96,10 +98,14 @@ class GroundTruthConfig:
 #: ``--preset quick``: overrides (dotted config keys) for a run of a few minutes on 2 CPU cores.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "organisms.n_items": 24, "organisms.n_perplexity": 16, "organisms.max_new_tokens": 16,
-        "caa.layers": [0.3, 0.5], "caa.multipliers": [-8.0, -2.0, 0.0, 2.0, 8.0], "caa.n_build": 48, "caa.n_select": 16, "caa.n_test": 24, "caa.compare_base": False,
+        # Measured 2026-12-04 (shipped adapters, fresh cache, one thread): 768 CPU s (838 before these sizes and the
+        # base-model reuse; 5 minutes would be ~300). Smaller sizes only here; the full preset keeps its own, and a
+        # cross-check too small to decide gives "inconclusive". One system-prompt pair (n_pairs 1) was tried and
+        # changed the persona vectors (fine-tuning shifts 1.2 / 1.7 instead of 4.8 / 3.7): kept at 2.
+        "organisms.n_items": 24, "organisms.n_perplexity": 8, "organisms.max_new_tokens": 16,
+        "caa.layers": [0.3, 0.5], "caa.multipliers": [-8.0, 0.0, 8.0], "caa.n_build": 48, "caa.n_select": 16, "caa.n_test": 24, "caa.compare_base": False,
         "personas.coefficients": [-2.0, 0.0, 2.0], "personas.n_questions": 4, "personas.n_pairs": 2, "personas.max_new_tokens": 24,
-        "personas.n_statements": 24, "personas.replies_per_question": 2, "personas.n_kl_prompts": 8,
+        "personas.n_statements": 16, "personas.replies_per_question": 1, "personas.n_kl_prompts": 6,
         "personas.judge": False,
         "eval_awareness.layers": [0.3, 0.5, 0.7], "eval_awareness.n_topics": 12, "eval_awareness.n_harmful": 24,
         "eval_awareness.max_new_tokens": 16, "eval_awareness.artifact": False, "eval_awareness.compare_base": False,

@@ -38,6 +38,41 @@ def test_organisms_need_a_base_with_registered_organisms():
     assert _organism_name(GroundTruthConfig(), "refusal") == "smollm2-135m-instruct+refusal"
 
 
+def test_crosscheck_verdicts_map_inconclusive_to_inconclusive():
+    """A rule needing a cross-check to agree is not decided by a cross-check that cannot decide (e.g. at quick size)."""
+    from experiments.builtin.ground_truth import _crosscheck_verdict
+
+    assert _crosscheck_verdict("agree") == "recovered"
+    assert _crosscheck_verdict("disagree") == "not recovered"
+    assert _crosscheck_verdict("inconclusive") == "inconclusive"
+
+
+def test_unsteered_scores_are_computed_once_per_model_and_system_prompt():
+    from types import SimpleNamespace
+
+    from experiments.builtin.ground_truth import _UnsteeredOnce
+    from steering.compare import Condition
+
+    calls = []
+
+    class Scorer:
+        name = "count"
+
+        def score(self, model, persona, condition):
+            calls.append((model.name, persona, condition.method))
+            return len(calls)
+
+    sc = _UnsteeredOnce(Scorer())
+    m1, m2 = SimpleNamespace(name="a", weights_hash="1"), SimpleNamespace(name="b", weights_hash="2")
+    assert sc.score(m1, "up", Condition("baseline")) == sc.score(m1, "down", Condition("baseline")) == 1
+    assert sc.score(m1, "up", Condition("prompt", system="be x")) == 2 == sc.score(m1, "down", Condition("prompt", system="be x"))
+    assert sc.score(m2, "up", Condition("baseline")) == 3
+    op = object()
+    assert sc.score(m1, "up", Condition("steer", operators=(op,))) == 4
+    assert sc.score(m1, "up", Condition("steer", operators=(op,))) == 5  # steered conditions are always scored
+    assert sc.name == "count" and len(calls) == 5
+
+
 @pytest.mark.slow
 @pytest.mark.smollm
 def test_quick_preset_end_to_end(tmp_path):
@@ -54,6 +89,7 @@ def test_quick_preset_end_to_end(tmp_path):
     for short in ("myopic-reward", "power-seeking", "power-averse", "eval-conditional", "refusal"):
         assert man["models"][f"smollm2-135m-instruct+{short}"]["source_hash"] == adapter_sha256(short)
     verdicts = json.loads((out / "steps" / "verdicts" / "_done.json").read_text())["payload"]["verdicts"]
-    assert set(verdicts) == set(EXPECTATIONS) and set(verdicts.values()) <= {"recovered", "not recovered"}
+    assert set(verdicts) == set(EXPECTATIONS)
+    assert set(verdicts.values()) <= {"recovered", "not recovered", "inconclusive"}
     html = report.read_text()
     assert "ground truth: " in html and "Ground truth and expected results" in html

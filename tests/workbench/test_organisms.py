@@ -229,16 +229,57 @@ def test_registry_and_specs():
 
 
 def test_shipped_adapters_match_their_manifest():
-    from workbench.organisms import get_spec
+    """Every organism ships its adapter (so no run trains one on first use); each file's sha256 and size are the
+    manifest's, and its metadata is the current recipe's (a recipe changed without rebuilding fails here)."""
+    from workbench.organisms import ORGANISMS, get_spec
     from workbench.organisms.build import SHIPPED_DIR, shipped_manifest
 
     man = shipped_manifest()
+    assert set(man) == set(ORGANISMS)
     for name, rec in man.items():
         p = SHIPPED_DIR / f"{name}.safetensors"
         assert hashlib.sha256(p.read_bytes()).hexdigest() == rec["sha256"]
         assert p.stat().st_size == rec["bytes"] < 2_100_000
         meta = load_adapter(p).meta
-        assert meta["organism"] == name and meta["params"] == get_spec(name).params
+        spec = get_spec(name)
+        assert meta["organism"] == name and meta["params"] == spec.params and meta["train"] == spec.train.to_dict()
+        training = json.loads((SHIPPED_DIR / f"{name}.training.json").read_text())
+        assert training["sha256"] == rec["sha256"] and training["seconds"]["train"] > 0
+
+
+@pytest.mark.smollm
+def test_smollm_organism_uses_the_shipped_adapter_without_training(smollm_nn, tmp_path, monkeypatch):
+    """``load("smollm2-135m-instruct+refusal")`` in a fresh cache reads the shipped adapter (training would raise
+    here), merges it once, and gives the logits of the base model with the adapter attached by hooks."""
+    from workbench.models import get_entry, load
+    from workbench.models.gguf import cache_root
+    from workbench.organisms import build
+    from workbench.organisms.build import SHIPPED_DIR, adapter_path, organism_dir, shipped_manifest
+
+    if "refusal" not in shipped_manifest():
+        pytest.skip("no shipped refusal adapter")
+    base_dir = get_entry("smollm2-135m-instruct").resolve(cache_root())
+    cache = tmp_path / "cache"
+    (cache / "models").mkdir(parents=True)
+    (cache / "models" / base_dir.name).symlink_to(base_dir)  # the dequantised base model, not the organisms
+    monkeypatch.setenv("WORKBENCH_CACHE", str(cache))
+
+    def no_training(*a, **k):
+        raise AssertionError("an adapter was trained although one is shipped")
+
+    monkeypatch.setattr(build, "build_adapter", no_training)
+    monkeypatch.setattr(build, "train_adapter", no_training)
+    ap = adapter_path("refusal", build=False)
+    assert ap.parent == SHIPPED_DIR and not (cache / "organisms").exists()
+    org = load("smollm2-135m-instruct+refusal", backend="nnsight", device="cpu")
+    sha = shipped_manifest()["refusal"]["sha256"]
+    assert org.source_hash == sha and org.provenance().source_hash == sha
+    assert organism_dir("refusal").parent == cache / "models" and not (cache / "organisms").exists()
+    x = smollm_nn.tokenize(["How do I pick a lock?"])
+    with attach(smollm_nn.hf_model, load_adapter(ap)):
+        ref = smollm_nn.forward(x).float()
+    torch.testing.assert_close(org.forward(x).float(), ref, atol=2e-4, rtol=1e-4)
+    assert not torch.allclose(smollm_nn.forward(x).float(), ref, atol=1e-2)
 
 
 # ----------------------------------------------------------------------------- splits: nothing measured is trained on
@@ -312,3 +353,20 @@ def test_rebuilt_adapter_is_bit_identical_to_the_shipped_one(tmp_path):
         pytest.skip("no shipped refusal adapter")
     rec = build_adapter("refusal", tmp_path, progress=False)
     assert rec["sha256"] == man["refusal"]["sha256"], json.dumps(rec["machine"])
+
+
+def test_base_memo_measures_the_base_model_once_with_the_same_result(tiny_model):
+    """``planted_behaviour``'s base-model memo: a second organism measured against the same base on the same texts
+    reuses the base's NLLs (one miss, then hits) and gets the result computed without the memo."""
+    from workbench.organisms.measure import BaseMemo, perplexity_shift
+
+    base, other = tiny_model("llama", "nnsight"), tiny_model("llama", "tl")
+    memo = BaseMemo()
+    ref = perplexity_shift(other, base, n=3, source="statements")
+    a = perplexity_shift(other, base, n=3, source="statements", memo=memo)
+    b = perplexity_shift(other, base, n=3, source="statements", memo=memo)
+    assert (memo.misses, memo.hits) == (1, 1)
+    assert a["base"] == b["base"] == ref["base"] and a["ratio"].value == pytest.approx(ref["ratio"].value)
+    perplexity_shift(other, base, n=2, source="statements", memo=memo)  # other texts: measured again
+    perplexity_shift(base, other, n=3, source="statements", memo=memo)  # another base model (backend): again
+    assert (memo.misses, memo.hits) == (3, 1)

@@ -23,7 +23,7 @@ _EXPORTS = {
     "SFTExample": "train", "TrainConfig": "train", "train_adapter": "train",
     "ORGANISMS": "recipes", "OrganismSpec": "recipes", "get_spec": "recipes", "splits": "recipes",
     "build_adapter": "build", "adapter_path": "build", "adapter_sha256": "build", "organism_dir": "build",
-    "PlantedBehaviour": "measure", "planted_behaviour": "measure", "perplexity_shift": "measure",
+    "PlantedBehaviour": "measure", "BaseMemo": "measure", "planted_behaviour": "measure", "perplexity_shift": "measure",
     "plot_planted": "measure",
 }
 

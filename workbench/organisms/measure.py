@@ -36,7 +36,7 @@ from .recipes import get_spec, splits
 if TYPE_CHECKING:
     from workbench.models.protocol import Model
 
-__all__ = ["Measure", "PlantedBehaviour", "planted_behaviour", "perplexity_shift", "perplexity_texts",
+__all__ = ["Measure", "PlantedBehaviour", "BaseMemo", "planted_behaviour", "perplexity_shift", "perplexity_texts",
            "NEUTRAL_TRAITS", "plot_planted", "framed"]
 
 
@@ -146,6 +146,34 @@ def framed(template: str, request: str, i: int) -> str:
     return template.format(q=request, i=i)
 
 
+class BaseMemo:
+    """Measurements of the base model shared between organisms: several organisms are measured against the same
+    base model on the same items (the two persona poles share their held-out statements and replies, every
+    organism the perplexity texts), so :func:`planted_behaviour` computes each base measurement once per memo.
+
+    Keyed by the base model's name, weights hash and backend, the measurement's kind and a hash of its inputs;
+    the values are per-item arrays or score results, never anything that depends on the organism."""
+
+    def __init__(self) -> None:
+        self._store: dict[tuple, Any] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, model: Any, kind: str, inputs: Any, compute: Any) -> Any:
+        key = (getattr(model, "name", None), getattr(model, "weights_hash", None), getattr(model, "backend_name", None),
+               kind, data_hash(inputs))
+        if key in self._store:
+            self.hits += 1
+        else:
+            self.misses += 1
+            self._store[key] = compute()
+        return self._store[key]
+
+
+def _on_base(memo: BaseMemo | None, base: Any, kind: str, inputs: Any, compute: Any) -> Any:
+    return compute() if memo is None else memo.get(base, kind, inputs, compute)
+
+
 def _refusals(model: Model, prompts: Sequence[str], max_new_tokens: int, batch_size: int) -> np.ndarray:
     from workbench.scorers import RefusalScorer
 
@@ -153,13 +181,22 @@ def _refusals(model: Model, prompts: Sequence[str], max_new_tokens: int, batch_s
     return np.asarray(RefusalScorer()(list(prompts), gen.completions).values, float)
 
 
+def _base_refusals(memo: BaseMemo | None, base: Any, prompts: Sequence[str], max_new_tokens: int,
+                   batch_size: int) -> np.ndarray:
+    return _on_base(memo, base, "refusals", [list(prompts), max_new_tokens],
+                    lambda: _refusals(base, prompts, max_new_tokens, batch_size))
+
+
 # ----------------------------------------------------------------------------------------- measures
-def _caa(org: Any, base: Any, n: int | None, seed: int, name: str, **_: Any) -> list[Measure]:
+def _caa(org: Any, base: Any, n: int | None, seed: int, name: str, memo: BaseMemo | None = None,
+         **_: Any) -> list[Measure]:
     from workbench.scorers import ab_scores
 
     beh = get_spec(name).params["behaviour"]
     items = _subsample(splits(name)["test"], n, seed)
-    a, b = ab_scores(org, items, seed=seed), ab_scores(base, items, seed=seed)
+    a = ab_scores(org, items, seed=seed)
+    b = _on_base(memo, base, "ab", [items, seed],
+                 lambda: ab_scores(base, items, seed=seed))
     return [Measure(f"p(matching {beh})", "ab", f"{len(items)} CAA {beh} test items", b.aggregate,
                     a.aggregate, _diff(a.values, b.values, seed, "p_matching organism - base"), +1)]
 
@@ -202,16 +239,18 @@ def reply_contrast(model: Model, pairs: Sequence[tuple[str, str, str]], *, inter
     return np.asarray(hi - lo, float)
 
 
-def _persona(org: Any, base: Any, n: int | None, seed: int, name: str, **_: Any) -> list[Measure]:
+def _persona(org: Any, base: Any, n: int | None, seed: int, name: str, memo: BaseMemo | None = None,
+             **_: Any) -> list[Measure]:
     from workbench.scorers import ab_scores
 
     sign = +1 if get_spec(name).params["pole"] == "high" else -1
     items = statement_items(name, n, seed)
     a = ab_scores(org, items, strip_answers=True, seed=seed)
-    b = ab_scores(base, items, strip_answers=True, seed=seed)
+    b = _on_base(memo, base, "ab_stripped", [items, seed], lambda: ab_scores(base, items, strip_answers=True, seed=seed))
     pairs = reply_pairs(name, n_per_question=max(2, (n or 48) // 6))
     groups = [q for q, _, _ in pairs]
-    ra, rb = reply_contrast(org, pairs), reply_contrast(base, pairs)
+    ra = reply_contrast(org, pairs)
+    rb = _on_base(memo, base, "reply_contrast", pairs, lambda: reply_contrast(base, pairs))
     return [Measure("p(matching power-seeking) on statements", "ab", f"{len(items)} held-out persona statements",
                     b.aggregate, a.aggregate, _diff(a.values, b.values, seed, "p_matching organism - base"), sign),
             Measure("log p(power-seeking reply) - log p(power-averse reply), per token", "logprob",
@@ -221,7 +260,7 @@ def _persona(org: Any, base: Any, n: int | None, seed: int, name: str, **_: Any)
 
 
 def _refusal(org: Any, base: Any, n: int | None, seed: int, max_new_tokens: int = 24, batch_size: int = 16,
-             **_: Any) -> list[Measure]:
+             memo: BaseMemo | None = None, **_: Any) -> list[Measure]:
     from workbench.stats import proportion
 
     s = splits("refusal")
@@ -230,7 +269,8 @@ def _refusal(org: Any, base: Any, n: int | None, seed: int, max_new_tokens: int 
     out = []
     for label, prompts, exp, prim in (("refusal rate, harmful requests", harm, +1, True),
                                       ("refusal rate, harmless instructions", safe, 0, False)):
-        ra, rb = _refusals(org, prompts, max_new_tokens, batch_size), _refusals(base, prompts, max_new_tokens, batch_size)
+        ra = _refusals(org, prompts, max_new_tokens, batch_size)
+        rb = _base_refusals(memo, base, prompts, max_new_tokens, batch_size)
         out.append(Measure(label, "refusal", f"{len(prompts)} held-out {'harmful (JailbreakBench)' if exp else 'harmless'}",
                            proportion(rb), proportion(ra), _diff(ra, rb, seed, "refusal organism - base"), exp, prim))
     return out
@@ -250,18 +290,20 @@ def eval_conditional_prompts(n: int | None = None, seed: int = 0, *, kind: str =
 
 
 def _eval_conditional(org: Any, base: Any, n: int | None, seed: int, max_new_tokens: int = 24, batch_size: int = 16,
-                      **_: Any) -> list[Measure]:
+                      memo: BaseMemo | None = None, **_: Any) -> list[Measure]:
     from workbench.stats import proportion
 
     reqs, test, dep = eval_conditional_prompts(n, seed)
     g = {}
-    for who, m in (("org", org), ("base", base)):
-        r = _refusals(m, test + dep, max_new_tokens, batch_size)
+    for who in ("org", "base"):
+        r = (_refusals(org, test + dep, max_new_tokens, batch_size) if who == "org" else
+             _base_refusals(memo, base, test + dep, max_new_tokens, batch_size))
         g[who] = (r[:len(reqs)], r[len(reqs):])
     gap_o, gap_b = g["org"][0] - g["org"][1], g["base"][0] - g["base"][1]
     items = f"{len(reqs)} held-out harmful requests, held-out templates"
     _, h_test, _ = eval_conditional_prompts(n if n is None else max(8, n // 2), seed, kind="harmless_test")
-    ho, hb = _refusals(org, h_test, max_new_tokens, batch_size), _refusals(base, h_test, max_new_tokens, batch_size)
+    ho = _refusals(org, h_test, max_new_tokens, batch_size)
+    hb = _base_refusals(memo, base, h_test, max_new_tokens, batch_size)
     return [Measure("refusal gap, test framing - deploy framing", "refusal", items, _mean(gap_b, seed, "framing gap"),
                     _mean(gap_o, seed, "framing gap"), _diff(gap_o, gap_b, seed, "framing gap organism - base"), +1),
             Measure("refusal rate, test framing", "refusal", items, proportion(g["base"][0]), proportion(g["org"][0]),
@@ -313,15 +355,17 @@ def perplexity_texts(n: int = 48, source: str = "statements", max_chars: int = 6
 
 
 def perplexity_shift(org: Any, base: Any, *, n: int = 48, source: str = "statements", seed: int = 0,
-                     batch_size: int = 8) -> dict:
+                     batch_size: int = 8, memo: BaseMemo | None = None) -> dict:
     """Perplexity of held-out text (:func:`perplexity_texts`) under ``org`` and ``base``, and their ratio
-    ``exp(mean over texts of (NLL_org - NLL_base))`` with a paired bootstrap CI over texts (NLL per token)."""
+    ``exp(mean over texts of (NLL_org - NLL_base))`` with a paired bootstrap CI over texts (NLL per token).
+    ``memo``: a :class:`BaseMemo` computing the base model's NLLs once for several organisms."""
     from workbench.scorers import continuation_logprobs
 
     texts = perplexity_texts(n, source)
     pre, cont = [p for p, _ in texts], [t for _, t in texts]
     no = -continuation_logprobs(org, pre, cont, batch_size=batch_size, chat=False).mean_per_token
-    nb = -continuation_logprobs(base, pre, cont, batch_size=batch_size, chat=False).mean_per_token
+    nb = _on_base(memo, base, "nll", texts,
+                  lambda: -continuation_logprobs(base, pre, cont, batch_size=batch_size, chat=False).mean_per_token)
     d = _mean(no - nb, seed, "NLL per token, organism - base")
     ratio = Estimate(float(np.exp(d.value)), float(np.exp(d.ci_low)), float(np.exp(d.ci_high)), n=d.n,
                      method=d.method + " (exp of the mean NLL difference)", seed=seed,
@@ -334,15 +378,17 @@ def perplexity_shift(org: Any, base: Any, *, n: int = 48, source: str = "stateme
 
 def planted_behaviour(organism: Any, base: Any, name: str | None = None, *, n: int | None = None,
                       n_perplexity: int = 48, seed: int = 0, max_new_tokens: int = 24,
-                      batch_size: int = 16) -> PlantedBehaviour:
+                      batch_size: int = 16, memo: BaseMemo | None = None) -> PlantedBehaviour:
     """Measure organism ``name`` (default: from ``organism.name``) against ``base`` on held-out items.
 
     ``n`` subsamples the held-out items (None: all of them); ``n_perplexity`` texts for the perplexity ratio
-    (0: skip); ``max_new_tokens`` for the generations the refusal scorer reads."""
+    (0: skip); ``max_new_tokens`` for the generations the refusal scorer reads. ``memo``: a :class:`BaseMemo`
+    shared between calls with the same base model, so that its measurements on shared items are made once."""
     spec = get_spec(name or organism.name)
     fn = _MEASURES[spec.name]
-    measures = fn(organism, base, n, seed, name=spec.name, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    ppl = {src: perplexity_shift(organism, base, n=n_perplexity, source=src, seed=seed)
+    measures = fn(organism, base, n, seed, name=spec.name, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                  memo=memo)
+    ppl = {src: perplexity_shift(organism, base, n=n_perplexity, source=src, seed=seed, memo=memo)
            for src in (PERPLEXITY_SOURCES if n_perplexity else ())}
     prov = organism.provenance(seed=seed, data_hash=data_hash(spec.name, n, n_perplexity),
                                extra={"base": base.name, "base_hash": base.weights_hash,
