@@ -46,8 +46,10 @@ lint: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
-# A throwaway environment with the newest versions the package's ranges allow (torch stays $(TORCH):
-# the drift this guards against is in transformers, TransformerLens and nnsight), then the drift tests.
+# A throwaway environment with the newest versions the package's ranges allow, then the drift tests. torch is
+# installed as $(TORCH) first (from TORCH_INDEX when given, e.g. a CUDA build); the eager upgrade may then move it to
+# the newest release the index has, as a user installing today would get (the drift this mostly guards against is
+# in transformers, TransformerLens and nnsight). tools/versions.py prints what was tested.
 test-latest:
 	rm -rf .venv-latest
 	$(PYTHON) -m venv .venv-latest
