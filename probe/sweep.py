@@ -351,6 +351,63 @@ def _cv_choose_C(feats, y, train, groups, Cs, K, device, seed, inner_folds, max_
     return best, score
 
 
+
+def auroc_any(dec: np.ndarray, yy: np.ndarray, gg: np.ndarray, how: str, *, n_resamples: int, seed: int) -> Estimate:
+    """AUROC of decision values ``[m]`` (binary) or one-vs-rest macro AUROC of ``[m, K]`` (softmaxed), with the
+    ``how`` interval (multiclass: DeLong or bootstrap, at most 1000 resamples)."""
+    if dec.ndim == 1:
+        return auroc_estimate(dec, yy, gg, ci=how, n_resamples=n_resamples, seed=seed)
+    probs = torch.softmax(torch.as_tensor(dec), -1).numpy()
+    return macro_auroc_estimate(probs, yy, gg, ci="delong" if how == "delong" else "bootstrap",
+                                n_resamples=min(n_resamples, 1000), seed=seed)
+
+
+def headline_numbers(res: "LayerSweepResult", methods: Sequence[str], held_dec: dict[str, np.ndarray],
+                     groups: np.ndarray, how: str, *, n_resamples: int, seed: int) -> None:
+    """Re-estimate, in place in ``res.scores``, the main and held-out-template AUROC of each method's best layer
+    (highest main AUROC; ties to the higher held-out-template AUROC, then the earliest layer) and, for binary
+    probes, of its chosen layer (:meth:`LayerSweepResult.choose_layer`) with the ``how`` interval (the headline
+    numbers: a bootstrap where the per-layer table used DeLong). ``held_dec``: per method, the held-out-template
+    decisions ``[n_layers, n, ...]`` to re-estimate (methods absent: main only)."""
+    layers, y = list(res.layers), np.asarray(res.labels)
+    test = np.asarray(res.test, bool)
+
+    def headline(method: str, Lb: int, why: str) -> None:
+        li = layers.index(Lb)
+        redo = [("main", res.test_scores[method][li], y[test], groups[test])]
+        if method in held_dec:
+            redo.append(("held_out_templates", held_dec[method][li], y, groups))
+        for cond, dec, yy, gg in redo:
+            try:
+                est = auroc_any(dec, yy, gg, how, n_resamples=n_resamples, seed=seed)
+            except StatsError:
+                continue
+            est = dataclasses.replace(est, notes=est.notes + (f"headline number ({why}): bootstrap interval",))
+            for i, s_ in enumerate(res.scores):
+                if (s_.layer, s_.method, s_.condition, s_.metric) == (Lb, method, cond, "auroc"):
+                    res.scores[i] = LayerScore(Lb, method, cond, "auroc", est)
+
+    headlined: dict[str, int] = {}
+    for method in methods:
+        have = {s.layer: s.estimate.value for s in res.scores
+                if s.method == method and s.condition == "main" and s.metric == "auroc"}
+        if not have:
+            continue
+        ho = {s.layer: s.estimate.value for s in res.scores
+              if s.method == method and s.condition == "held_out_templates" and s.metric == "auroc"}
+        Lb = max(have, key=lambda k: (round(have[k], 12), round(ho.get(k, 0.0), 12), -layers.index(k)))
+        headline(method, Lb, "best layer")
+        headlined[method] = Lb
+    if len(res.label_names) == 2:
+        for method, Lb in headlined.items():
+            try:
+                Lc = res.choose_layer(method).layer
+            except (SplitError, KeyError):
+                continue
+            if Lc != Lb:
+                headline(method, Lc, "chosen layer")
+
+
 def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = None, *,
                 templates: Sequence[Any] | None = None, methods: Sequence[str] = METHODS, controls: bool = True,
                 C: float | str = "cv", Cs: Sequence[float] = DEFAULT_CS, test_size: float = 0.25,
@@ -490,11 +547,7 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
         it = tqdm(it, desc="layer metrics", unit="layer")
 
     def auroc_of(dec: np.ndarray, yy: np.ndarray, gg: np.ndarray, how: str) -> Estimate:
-        if K == 2:
-            return auroc_estimate(dec, yy, gg, ci=how, n_resamples=n_resamples, seed=seed)
-        probs = torch.softmax(torch.as_tensor(dec), -1).numpy()
-        return macro_auroc_estimate(probs, yy, gg, ci="delong" if how == "delong" else "bootstrap",
-                                    n_resamples=min(n_resamples, 1000), seed=seed)
+        return auroc_any(dec, yy, gg, how, n_resamples=n_resamples, seed=seed)
 
     def evaluate(dec: np.ndarray, yy: np.ndarray, gg: np.ndarray, method: str, cond: str, layer: int,
                  bias: float = 0.0) -> np.ndarray:
@@ -555,35 +608,6 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
             except StatsError as e:
                 notes.append(f"layer {L}: random-direction control undefined ({e})")
 
-    # ---- headline numbers: the best and the chosen layer's main and held-out-template AUROC, bootstrapped
-    def headline(method: str, Lb: int, why: str) -> None:
-        li = Ls.index(Lb)
-        redo = [("main", test_scores[method][li], yte, gte)]
-        if method in pooled_all:
-            redo.append(("held_out_templates", pooled_all[method][li], y, g))
-        for cond, dec, yy, gg in redo:
-            try:
-                est = auroc_of(dec, yy, gg, headline_ci)
-            except StatsError:
-                continue
-            est = dataclasses.replace(est, notes=est.notes + (f"headline number ({why}): bootstrap interval",))
-            for i, s_ in enumerate(scores):
-                if (s_.layer, s_.method, s_.condition, s_.metric) == (Lb, method, cond, "auroc"):
-                    scores[i] = LayerScore(Lb, method, cond, "auroc", est)
-
-    headlined: dict[str, int] = {}
-    if headline_ci != ci:
-        for method in methods:
-            have = {s.layer: s.estimate.value for s in scores
-                    if s.method == method and s.condition == "main" and s.metric == "auroc"}
-            if not have:
-                continue
-            ho = {s.layer: s.estimate.value for s in scores
-                  if s.method == method and s.condition == "held_out_templates" and s.metric == "auroc"}
-            Lb = max(have, key=lambda k: (round(have[k], 12), round(ho.get(k, 0.0), 12), -Ls.index(k)))
-            headline(method, Lb, "best layer")
-            headlined[method] = Lb
-
     # ---- probes of the main problem
     for method in methods:
         probes[method] = {}
@@ -629,12 +653,6 @@ def layer_sweep(data: Any, labels: Any = None, groups: Sequence[Any] | None = No
     held = {m: v for m, v in pooled_all.items() if K == 2}
     res = LayerSweepResult(list(Ls), feats.site_kind, scores, probes, names, train, test, test_scores, settings,
                            prov, notes, held, y)
-    if K == 2:
-        for method, Lb in headlined.items():
-            try:
-                Lc = res.choose_layer(method).layer
-            except (SplitError, KeyError):
-                continue
-            if Lc != Lb:
-                headline(method, Lc, "chosen layer")
+    if headline_ci != ci:  # the headline numbers: the best and the chosen layer's, bootstrapped
+        headline_numbers(res, methods, pooled_all, g, headline_ci, n_resamples=n_resamples, seed=seed)
     return res

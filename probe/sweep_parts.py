@@ -12,16 +12,15 @@ with a (cluster) bootstrap. The per-layer fits are those of :func:`~probe.sweep.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
 
 from workbench.results import Provenance, to_jsonable
-from workbench.stats import Estimate, StatsError
+from workbench.stats import Estimate
 
 from .probes import LinearProbe
-from .sweep import LayerScore, LayerSweepResult
+from .sweep import LayerScore, LayerSweepResult, headline_numbers
 
 __all__ = ["sweep_to_dict", "sweep_from_dict", "merge_layer_sweeps"]
 
@@ -75,8 +74,6 @@ def merge_layer_sweeps(parts: Sequence[LayerSweepResult], groups: Sequence[Any],
     ``parts``: sweeps of one layer each (any order; sorted by layer), made with the same labels, split and seed
     and ``headline_ci`` equal to their ``ci``. ``groups``: the groups given to them (one per example), for the
     bootstrap of the headline numbers."""
-    from .metrics import auroc_estimate, macro_auroc_estimate
-
     if not parts:
         raise ValueError("merge_layer_sweeps needs at least one single-layer sweep")
     parts = sorted(parts, key=lambda r: r.layers[0])
@@ -96,8 +93,6 @@ def merge_layer_sweeps(parts: Sequence[LayerSweepResult], groups: Sequence[Any],
     g = np.asarray([str(x) for x in groups], dtype=object)
     if g.size != y.size:
         raise ValueError(f"{g.size} groups for {y.size} examples")
-    test = np.asarray(first.test, bool)
-    K = len(first.label_names)
     settings = dict(first.settings)
     settings["C_per_layer"] = [float(r.settings["C_per_layer"][0]) for r in parts]
     for k in ("solver_iterations", "solver_unconverged"):
@@ -118,52 +113,6 @@ def merge_layer_sweeps(parts: Sequence[LayerSweepResult], groups: Sequence[Any],
         {m: {L: r.probes[m][L] for r in parts for L in r.layers} for m in first.probes}, first.label_names,
         first.train, first.test, {m: np.concatenate([r.test_scores[m] for r in parts]) for m in methods}, settings,
         prov, notes, {m: np.concatenate([r.held_out_scores[m] for r in parts]) for m in first.held_out_scores}, y)
-    if headline_ci == first.settings.get("ci"):
-        return res
-
-    def auroc_of(dec: np.ndarray, yy: np.ndarray, gg: np.ndarray) -> Estimate:
-        if K == 2:
-            return auroc_estimate(dec, yy, gg, ci=headline_ci, n_resamples=n_resamples, seed=seed)
-        import torch
-
-        probs = torch.softmax(torch.as_tensor(dec), -1).numpy()
-        return macro_auroc_estimate(probs, yy, gg, ci="delong" if headline_ci == "delong" else "bootstrap",
-                                    n_resamples=min(n_resamples, 1000), seed=seed)
-
-    def headline(method: str, Lb: int, why: str) -> None:
-        li = layers.index(Lb)
-        redo = [("main", res.test_scores[method][li], y[test], g[test])]
-        if method in res.held_out_scores:
-            redo.append(("held_out_templates", res.held_out_scores[method][li], y, g))
-        for cond, dec, yy, gg in redo:
-            try:
-                est = auroc_of(dec, yy, gg)
-            except StatsError:
-                continue
-            est = dataclasses.replace(est, notes=est.notes + (f"headline number ({why}): bootstrap interval",))
-            for i, s_ in enumerate(res.scores):
-                if (s_.layer, s_.method, s_.condition, s_.metric) == (Lb, method, cond, "auroc"):
-                    res.scores[i] = LayerScore(Lb, method, cond, "auroc", est)
-
-    headlined: dict[str, int] = {}
-    for method in methods:
-        have = {s.layer: s.estimate.value for s in res.scores
-                if s.method == method and s.condition == "main" and s.metric == "auroc"}
-        if not have:
-            continue
-        ho = {s.layer: s.estimate.value for s in res.scores
-              if s.method == method and s.condition == "held_out_templates" and s.metric == "auroc"}
-        Lb = max(have, key=lambda k: (round(have[k], 12), round(ho.get(k, 0.0), 12), -layers.index(k)))
-        headline(method, Lb, "best layer")
-        headlined[method] = Lb
-    if K == 2:
-        from .splits import SplitError
-
-        for method, Lb in headlined.items():
-            try:
-                Lc = res.choose_layer(method).layer
-            except (SplitError, KeyError):
-                continue
-            if Lc != Lb:
-                headline(method, Lc, "chosen layer")
+    if headline_ci != first.settings.get("ci"):
+        headline_numbers(res, methods, res.held_out_scores, g, headline_ci, n_resamples=n_resamples, seed=seed)
     return res
