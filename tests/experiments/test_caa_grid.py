@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from experiments import run_experiment
+from tests.experiments.grid_files import result_files, shard_mtimes
 
 MODEL = "tiny-llama"
 BEHAVIOURS = ["sycophancy", "myopic-reward"]
@@ -30,12 +31,6 @@ def _run(out: Path, **kw):
                           progress=False, **kw)
 
 
-def _tables(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((out / "results").iterdir())}
-
-
-def _shards(out: Path) -> dict[str, int]:
-    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in (out / "shards").rglob("shard-*.json")}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +46,7 @@ def test_grid_tables_equal_the_one_process_study(local_run):
 
     m = json.loads((local_run / "manifest.json").read_text())
     assert m["status"] == "complete" and m["steps"] == ["caa-sweep"]
-    sh = _shards(local_run)
+    sh = shard_mtimes(local_run)
     vecs = [json.loads((local_run / k).read_text())["result"] for k in sh if "caa-vectors" in k]
     assert len(vecs) == 2 and all(v["layers"] == [0, 1] for v in vecs)
     for v in vecs:  # the vector store is in the run directory, one file pair per behaviour
@@ -63,7 +58,7 @@ def test_grid_tables_equal_the_one_process_study(local_run):
     one = study_task({"study": "caa", "config": asdict(cfg), "config_class": "experiments.studies.caa:CAAStudy",
                       "model": MODEL, "backend": "tl", "device": "auto", "dtype": "float32", "seed": 0,
                       "step": "caa-sweep"})
-    got = _tables(local_run)
+    got = result_files(local_run)
     want = {f"caa-sweep__{k}": b for k, b in one["files"].items()
             if not k.startswith("_") and not k.endswith((".png", ".pdf"))}
     assert {"caa-sweep__caa_best_layer.csv", "caa-sweep__caa_sweep.csv", "caa-sweep__caa_crosscheck.json"} <= set(want)
@@ -75,14 +70,14 @@ def test_grid_tables_equal_the_one_process_study(local_run):
 def test_resume_reuses_every_shard_and_step(local_run, tmp_path):
     out = tmp_path / "again"
     shutil.copytree(local_run, out)
-    before = _shards(out)
+    before = shard_mtimes(out)
     _run(out, resume=True)
-    assert _shards(out) == before
+    assert shard_mtimes(out) == before
     log = (out / "log.txt").read_text()
     assert "grid caa-vectors: 2/2 shards done already" in log
     assert "grid caa-cells: 4/4 shards done already" in log
     assert "grid caa: 1/1 units done already" in log
-    assert _tables(out) == _tables(local_run)
+    assert result_files(out) == result_files(local_run)
 
 
 def test_truncated_shard_and_changed_vector_file_are_recomputed(local_run, tmp_path):
@@ -94,18 +89,18 @@ def test_truncated_shard_and_changed_vector_file_are_recomputed(local_run, tmp_p
     b = bytearray(vec.read_bytes())
     b[-8:] = b"\x00" * 8  # the same size, other numbers: only the sha256 shows it
     vec.write_bytes(bytes(b))
-    before = _shards(out)
+    before = shard_mtimes(out)
     shutil.rmtree(out / "steps" / "caa-sweep")  # the step is merged again from the (recomputed) shards
     _run(out, resume=True)
     log = (out / "log.txt").read_text()
     assert f"shard {cell} is corrupt" in log
     assert "was changed or truncated (sha256 differs); deleted" in log
-    after = _shards(out)
+    after = shard_mtimes(out)
     changed = {k for k in before if after[k] != before[k]}
     assert str(cell.relative_to(out)) in changed
     assert sum("caa-vectors" in k for k in changed) == 1  # the changed file's behaviour only
     assert len(changed) < len(before)
-    assert _tables(out) == _tables(local_run)
+    assert result_files(out) == result_files(local_run)
 
 
 @pytest.mark.slow
@@ -114,5 +109,5 @@ def test_ray_two_workers_equal_local(local_run, tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "ray"
     _run(out, executor="ray", ray_cpus=2)
-    assert _tables(out) == _tables(local_run)
-    assert _shards(out).keys() == _shards(local_run).keys()
+    assert result_files(out) == result_files(local_run)
+    assert shard_mtimes(out).keys() == shard_mtimes(local_run).keys()

@@ -25,6 +25,11 @@ import numpy as np
 import pytest
 
 from experiments import run_experiment
+from tests.experiments.grid_files import result_files, shard_mtimes
+
+
+def csv_files(out: Path) -> dict[str, bytes]:
+    return result_files(out, "*.csv")
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = ["tiny-llama", "tiny-neox"]
@@ -36,12 +41,6 @@ def _run(out: Path, **kw):
                           progress=False, **kw)
 
 
-def _tables(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((out / "results").glob("*.csv"))}
-
-
-def _shards(out: Path) -> dict[str, int]:
-    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in (out / "shards").rglob("shard-*.json")}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +54,7 @@ def test_grid_layout_and_tables(local_run):
     m = json.loads((local_run / "manifest.json").read_text())
     assert m["status"] == "complete"
     assert m["steps"] == ["preference-easy@tiny-llama", "preference-easy@tiny-neox", "compare-preference-easy"]
-    sh = _shards(local_run)
+    sh = shard_mtimes(local_run)
     # 2 models x 2 dimensions collected; probes only where a dimension has enough records (the rest are named)
     assert sum("preference-collect" in k for k in sh) == 4
     colls = [json.loads((local_run / k).read_text())["result"] for k in sh if "preference-collect" in k]
@@ -79,7 +78,7 @@ def test_grid_layers_equal_one_sweep_on_the_stored_activations(local_run):
     from probe.preference import preference_sweep_kwargs
     from probe.sweep import layer_sweep
 
-    sh = _shards(local_run)
+    sh = shard_mtimes(local_run)
     coll = next(json.loads((local_run / k).read_text())["result"] for k in sh if "preference-collect/tiny-llama" in k
                 and json.loads((local_run / k).read_text())["result"]["file"])
     whole = layer_sweep(Activations.load(local_run / "activations" / coll["file"]), **preference_sweep_kwargs("easy", n_resamples=50))
@@ -96,13 +95,13 @@ def test_grid_layers_equal_one_sweep_on_the_stored_activations(local_run):
 def test_resume_reuses_every_shard_and_step(local_run, tmp_path):
     out = tmp_path / "again"
     shutil.copytree(local_run, out)
-    before = _shards(out)
+    before = shard_mtimes(out)
     _run(out, resume=True)
-    assert _shards(out) == before
+    assert shard_mtimes(out) == before
     log = (out / "log.txt").read_text()
     assert "grid preference-collect: 4/4 shards done already" in log
     assert "grid preference: 2/2 units done already" in log
-    assert _tables(out) == _tables(local_run)
+    assert csv_files(out) == csv_files(local_run)
 
 
 def test_corrupt_shard_and_changed_activation_file_are_recomputed(local_run, tmp_path):
@@ -114,20 +113,20 @@ def test_corrupt_shard_and_changed_activation_file_are_recomputed(local_run, tmp
     b = bytearray(act.read_bytes())
     b[-8:] = b"\x00" * 8  # the same size, other numbers: only the sha256 shows it
     act.write_bytes(bytes(b))
-    before = _shards(out)
+    before = shard_mtimes(out)
     for st in (out / "steps").iterdir():  # the steps are recomputed from the (recomputed) shards
         shutil.rmtree(st)
     _run(out, resume=True)
     log = (out / "log.txt").read_text()
     assert f"shard {probe} is corrupt" in log
     assert "was changed or truncated (sha256 differs); deleted" in log
-    after = _shards(out)
+    after = shard_mtimes(out)
     changed = {k for k in before if after[k] != before[k]}
     # the broken probe shard, the collection whose file changed, and that file's probe shards; nothing else
     assert str(probe.relative_to(out)) in changed
     assert sum("preference-collect" in k for k in changed) == 1
     assert len(changed) < len(before)
-    assert _tables(out) == _tables(local_run)
+    assert csv_files(out) == csv_files(local_run)
 
 
 def test_killed_driver_resumes_without_recomputing_finished_shards(local_run, tmp_path):
@@ -144,15 +143,15 @@ def test_killed_driver_resumes_without_recomputing_finished_shards(local_run, tm
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = _shards(out)
+    before = shard_mtimes(out)
     assert before and json.loads((out / "manifest.json").read_text())["status"] == "running"
     _run(out, resume=True)
-    after = _shards(out)
+    after = shard_mtimes(out)
     assert all(after[k] == t for k, t in before.items())  # finished shards reused, not recomputed
     assert len(after) > len(before)
     assert f"{len([k for k in before if 'preference-collect' in k])}/4 shards done already" in \
         (out / "log.txt").read_text()
-    assert _tables(out) == _tables(local_run)
+    assert csv_files(out) == csv_files(local_run)
 
 
 @pytest.mark.slow
@@ -162,8 +161,8 @@ def test_ray_two_workers_equal_local(local_run, tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "ray"
     _run(out, executor="ray", ray_cpus=2)
-    assert _tables(out) == _tables(local_run)
-    assert _shards(out).keys() == _shards(local_run).keys()
+    assert csv_files(out) == csv_files(local_run)
+    assert shard_mtimes(out).keys() == shard_mtimes(local_run).keys()
 
 
 # -- several models in the probe experiments ------------------------------------------------------------------
@@ -225,7 +224,7 @@ def test_grid_failures_resume_and_a_changed_model_recompute_only_their_shards(tm
     ctx = RunContext(out, "test-grid", Cfg(), progress=False)
     with pytest.raises(RuntimeError, match="planted failure at 2"):
         ctx.grid("squares", _square, grid, keyed=False)
-    assert len(CALLS) == 8 and len(_shards(out)) == 7  # the failure stopped nothing else
+    assert len(CALLS) == 8 and len(shard_mtimes(out)) == 7  # the failure stopped nothing else
     ctx.fail(RuntimeError("x"))
 
     CALLS.clear()
@@ -242,10 +241,10 @@ def test_grid_failures_resume_and_a_changed_model_recompute_only_their_shards(tm
         return {**d, "weights_hash": "0" * 16} if d["name"] == "tiny-neox" else d
     monkeypatch.setattr(tasks, "model_info", info)
     CALLS.clear()
-    before = _shards(out)
+    before = shard_mtimes(out)
     ctx = RunContext(out, "test-grid", Cfg(), progress=False, resume=True)
     ctx.grid("squares", _square, grid, keyed=False)
     assert sorted(CALLS) == [("tiny-neox", x) for x in range(4)]
-    after = _shards(out)
+    after = shard_mtimes(out)
     assert all(after[k] == t for k, t in before.items() if "tiny-llama" in k)
     assert "the shards of tiny-neox were computed with other inputs" in (out / "log.txt").read_text()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from experiments import run_experiment
+from tests.experiments.grid_files import result_files, shard_mtimes
 
 MODEL = "tiny-llama"
 PERSONAS = ["psychopathy", "power_seeking"]
@@ -30,12 +31,6 @@ def _run(out: Path, **kw):
                           progress=False, **kw)
 
 
-def _tables(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((out / "results").iterdir())}
-
-
-def _shards(out: Path) -> dict[str, int]:
-    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in (out / "shards").rglob("shard-*.json")}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +46,7 @@ def test_grid_tables_equal_the_one_process_study(local_run):
 
     m = json.loads((local_run / "manifest.json").read_text())
     assert m["status"] == "complete" and m["steps"] == ["persona-asr"]
-    sh = _shards(local_run)
+    sh = shard_mtimes(local_run)
     vec = next(json.loads((local_run / k).read_text())["result"] for k in sh if "persona-asr-vectors" in k)
     assert all((local_run / "vectors" / vec["dir"] / f).is_file() for f in vec["sha256"])
     assert sum("persona-asr-vectors" in k for k in sh) == 1 and sum("persona-asr-cells" in k for k in sh) == 2 * 2
@@ -61,7 +56,7 @@ def test_grid_tables_equal_the_one_process_study(local_run):
     one = study_task({"study": "persona_asr", "config": asdict(cfg),
                       "config_class": "experiments.studies.persona_asr:PersonaASRStudy", "model": MODEL,
                       "backend": "tl", "device": "auto", "dtype": "float32", "seed": 0, "step": "persona-asr"})
-    got = _tables(local_run)
+    got = result_files(local_run)
     want = {f"persona-asr__{k}": b for k, b in one["files"].items()
             if not k.startswith("_") and not k.endswith((".png", ".pdf"))}
     assert {"persona-asr__persona_asr.csv", "persona-asr__persona_asr_crosscheck.json"} <= set(want)
@@ -73,14 +68,14 @@ def test_grid_tables_equal_the_one_process_study(local_run):
 def test_resume_reuses_every_shard_and_step(local_run, tmp_path):
     out = tmp_path / "again"
     shutil.copytree(local_run, out)
-    before = _shards(out)
+    before = shard_mtimes(out)
     _run(out, resume=True)
-    assert _shards(out) == before
+    assert shard_mtimes(out) == before
     log = (out / "log.txt").read_text()
     assert "grid persona-asr-vectors: 1/1 shards done already" in log
     assert "grid persona-asr-cells: 4/4 shards done already" in log
     assert "grid persona-asr: 1/1 units done already" in log
-    assert _tables(out) == _tables(local_run)
+    assert result_files(out) == result_files(local_run)
 
 
 def test_truncated_shard_and_changed_vector_file_are_recomputed(local_run, tmp_path):
@@ -92,18 +87,18 @@ def test_truncated_shard_and_changed_vector_file_are_recomputed(local_run, tmp_p
     b = bytearray(vec.read_bytes())
     b[-8:] = b"\x00" * 8  # the same size, other numbers: only the sha256 shows it
     vec.write_bytes(bytes(b))
-    before = _shards(out)
+    before = shard_mtimes(out)
     shutil.rmtree(out / "steps" / "persona-asr")  # the step is merged again from the (recomputed) shards
     _run(out, resume=True)
     log = (out / "log.txt").read_text()
     assert f"shard {cell} is corrupt" in log
     assert "changed or truncated (sha256 differs); deleted" in log
-    after = _shards(out)
+    after = shard_mtimes(out)
     changed = {k for k in before if after[k] != before[k]}
     assert str(cell.relative_to(out)) in changed
     assert sum("persona-asr-vectors" in k for k in changed) == 1
     assert len(changed) < len(before)
-    assert _tables(out) == _tables(local_run)
+    assert result_files(out) == result_files(local_run)
 
 
 @pytest.mark.slow
@@ -112,5 +107,5 @@ def test_ray_two_workers_equal_local(local_run, tmp_path):
     pytest.importorskip("ray")
     out = tmp_path / "ray"
     _run(out, executor="ray", ray_cpus=2)
-    assert _tables(out) == _tables(local_run)
-    assert _shards(out).keys() == _shards(local_run).keys()
+    assert result_files(out) == result_files(local_run)
+    assert shard_mtimes(out).keys() == shard_mtimes(local_run).keys()
