@@ -11,6 +11,9 @@ again; each is one resumable step that depends on every model's weights:
 - ``compare-induction``: per model the top induction heads and the copying damage of ablating them vs
   matched random heads (targeted - random, stratified bootstrap) (:class:`workbench.comparison.ModelTable`);
 - ``compare-lens-patching``: the logit-lens and patching cross-checks side by side (``ModelTable``).
+
+Experiments whose steps run in the driver visit several models with :meth:`experiments.run.RunContext.per_model`
+and compare each model's headline numbers (estimates with their intervals) with :func:`compare_headlines`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import Any, Sequence
 
 from .run import RunContext, Section
 
-__all__ = ["COMPARISONS", "write_comparisons", "compare_layer_curves"]
+__all__ = ["COMPARISONS", "write_comparisons", "compare_layer_curves", "compare_headlines", "crosscheck_estimate",
+           "section_metrics"]
 
 #: the comparison steps, in report order
 COMPARISONS = ("compare-probe", "compare-personas", "compare-induction", "compare-lens-patching")
@@ -218,4 +222,55 @@ def compare_layer_curves(ctx: RunContext, step: str, models: Sequence[tuple[str,
                           "layer, 1 the last), since the models differ in depth. 0.5 is chance. " + " ".join(lines),
                           tables=tables, figures=figures, notes=notes))
         return {"best_layer": best}
+    return ctx.step(step, write, models=models)
+
+
+def crosscheck_estimate(ctx: RunContext, step: str, slug: str) -> Any:
+    """The correlation (an :class:`~workbench.stats.Estimate`, with its CI) of the cross-check a finished step
+    wrote as ``<slug>_crosscheck.json``; None when it has none (skipped, or too few units to correlate)."""
+    from workbench.stats import Estimate
+
+    cc = _crosscheck(ctx, step, slug)
+    corr = cc.get("correlation") if cc else None
+    return Estimate.from_dict(corr) if corr else None
+
+
+def section_metrics(ctx: RunContext, step: str) -> dict:
+    """The metrics of every report section a finished step wrote, merged (an estimate as its dict: what
+    :func:`compare_headlines` takes); empty when the step did not finish."""
+    p = ctx.step_dir(step) / "_sections.json"
+    if not p.is_file():
+        return {}
+    out: dict = {}
+    for sec in json.loads(p.read_text()):
+        out.update(sec.get("metrics") or {})
+    return out
+
+
+def compare_headlines(ctx: RunContext, step: str, title: str, description: str, models: Sequence[tuple[str, str]],
+                      rows: dict[str, dict[str, Any]], *, seed: int = 0, name: str = "by_model") -> dict:
+    """A comparison step: each model's headline numbers side by side (:class:`workbench.comparison.ModelTable`:
+    a table, and a figure of every estimate column with its CI). ``rows``: ``{model: {column: value}}``, a value an
+    :class:`~workbench.stats.Estimate`, its ``to_dict()``, a number, a string or None; built from what each
+    model's steps stored, never by running a model again. The step depends on exactly ``models``' weights."""
+    from workbench.comparison import ModelTable
+    from workbench.results import Provenance
+    from workbench.stats import Estimate
+
+    names = [n for n, _ in models]
+    hashes = {n: ctx.manifest.get("models", {}).get(n, {}).get("weights_hash") for n in names}
+    prov = Provenance(model=", ".join(names), seed=seed, extra={"models": hashes})
+
+    def as_value(v: Any) -> Any:
+        if isinstance(v, dict) and {"value", "ci_low", "ci_high"} <= set(v):
+            return Estimate.from_dict(v)
+        return v
+
+    table = {n: {c: as_value(v) for c, v in rows.get(n, {}).items()} for n in names}
+
+    def write(w: Any) -> dict:
+        res = ModelTable(title, table, provenance=prov)
+        t, f = w.result(name, res)
+        w.section(Section(f"Comparison: {title}", description + " " + res.summary(), tables=t, figures=f))
+        return {n: {c: (v.value if isinstance(v, Estimate) else v) for c, v in r.items()} for n, r in table.items()}
     return ctx.step(step, write, models=models)

@@ -41,8 +41,8 @@ class ModelSection:
         backend: ``tl`` (TransformerLens) or ``nnsight``; both give the same numbers.
         device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto``.
         dtype: the weights' dtype.
-        models: several models to run in one run (each as ``name``), for experiments that compare models
-            (``cross-check``); empty: the one model ``name``. ``name`` then stays at its default or names one
+        models: several models to run in one run (each as ``name``), for experiments that compare models (every
+            built-in one but ``smoke`` and ``ground-truth``); empty: the one model ``name``. ``name`` then stays at its default or names one
             of them.
     """
 

@@ -92,6 +92,7 @@ class RunContext:
         self._timings: dict[str, float] = {}
         self._t0 = time.time()
         self._pending_log: list[str] = []
+        self._scope: str | None = None  # the model :meth:`per_model` is visiting
         cfg = to_jsonable(config_to_dict(config))
         self.fingerprint = data_hash({"experiment": experiment, "config": cfg})
         if self.out.exists() and not self.out.is_dir():
@@ -210,7 +211,10 @@ class RunContext:
         return model_names(self.config.model)
 
     def model_name(self) -> str:
-        """The one model a single-model experiment runs (a clear error when several are configured)."""
+        """The one model a single-model experiment runs (inside :meth:`per_model`: the model it is visiting; else a
+        clear error when several are configured)."""
+        if self._scope is not None:
+            return self._scope
         names = self.model_names()
         if len(names) > 1:
             raise ConfigError(f"experiment {self.experiment!r} runs one model, but model.models names {len(names)} "
@@ -233,6 +237,34 @@ class RunContext:
             self.log(f"loaded {m!r} in {time.time() - t:.1f} s")
             self._record_model(model_info(m))
         return self._models[key]
+
+    def per_model(self, fn: Callable[[str], Any]) -> dict[str, Any]:
+        """Run ``fn(name)`` once per configured model, in order, and return ``{name: its return}``.
+
+        Inside ``fn`` the run is scoped to that model: :meth:`model` and :meth:`model_name` mean it, and with several
+        models every :meth:`step` is named ``<step>@<model>``, its report sections' titles end with ``[<model>]``,
+        and it depends on that model's weights alone (so one model's changed weights recompute its steps, nobody
+        else's). The model is unloaded before the next one loads. With one model nothing changes: steps keep their
+        names. Experiments whose steps run in this process use it to visit several models
+        (``--model A --model B``); a comparison step over the returned payloads follows."""
+        names = self.model_names()
+        out: dict[str, Any] = {}
+        for n in names:
+            self._scope = n
+            try:
+                out[n] = fn(n)
+            finally:
+                self._scope = None
+                if len(names) > 1:
+                    self.unload(n)
+        return out
+
+    def step_name(self, name: str) -> str:
+        """The name step ``name`` is stored under: inside :meth:`per_model` with several models
+        ``<name>@<model>``, else ``name`` (for reading a finished step's files with :meth:`step_dir`)."""
+        if self._scope is not None and len(self.model_names()) > 1:
+            return f"{name}@{self._scope}"
+        return name
 
     def _record_model(self, info: dict) -> None:
         """Record a model in the manifest (``models``: every model by name; ``model``: the first one)."""
@@ -310,8 +342,12 @@ class RunContext:
         ``fn`` writes tables/figures/section through the :class:`StepWriter` and returns a JSON-able
         payload (numbers later steps need). Everything lands in the step directory at once. ``models``
         ((name, backend) pairs): the models the step's numbers come from, when it does not load them itself
-        (a comparison of steps that ran as tasks); default: the models this process loaded.
+        (a comparison of steps that ran as tasks); default: the models this process loaded (inside
+        :meth:`per_model` with several models: the model visited, named in the step's name and section titles).
         """
+        scoped = self.step_name(name)
+        suffix = f" [{self._scope}]" if scoped != name else ""
+        name = scoped
         why = self._why_not_reusable(name)
         if why is None:
             payload = self._reuse(name)
@@ -320,7 +356,8 @@ class RunContext:
                 self.log(f"step {name}: recomputing: {why}")
             t = time.time()
             self.log(f"step {name}: running")
-            payload = self._commit(name, fn, self._deps if models is None else lambda: self.deps_for(models))
+            payload = self._commit(name, fn, self._deps if models is None else lambda: self.deps_for(models),
+                                   title_suffix=suffix)
             self._timings[name] = round(time.time() - t, 2)
             self.log(f"step {name}: finished in {self._timings[name]:.1f} s")
         self._add_step(name)
@@ -336,7 +373,7 @@ class RunContext:
         self._write_manifest()
 
     def _commit(self, name: str, fn: Callable[["StepWriter"], Any], deps: Callable[[], dict], *,
-                sections: bool = True) -> Any:
+                sections: bool = True, title_suffix: str = "") -> Any:
         """Build step ``name`` in its temporary directory (``fn(writer)`` writes it and returns the payload), record
         ``deps()`` and the files' hashes in ``_done.json``, and rename it into place."""
         d = self.step_dir(name)
@@ -344,7 +381,7 @@ class RunContext:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            writer = StepWriter(tmp, name)
+            writer = StepWriter(tmp, name, title_suffix=title_suffix)
             payload = fn(writer)
             writer._finish(payload, deps(), sections=sections)
             shutil.rmtree(d, ignore_errors=True)

@@ -52,9 +52,11 @@ def _file_sha(path: Path) -> str:
 class StepWriter:
     """Where a step writes its tables, figures and report section (inside its temporary directory)."""
 
-    def __init__(self, directory: Path, step: str):
+    def __init__(self, directory: Path, step: str, *, title_suffix: str = ""):
         self.dir = directory
         self.step = step
+        #: appended to every section's title (the model, in a run over several models)
+        self.title_suffix = title_suffix
         self.sections: list[Section] = []
 
     def table(self, name: str, df: Any) -> str:
@@ -139,6 +141,8 @@ class StepWriter:
         return {"verdict": cc.verdict, "correlation": cc.correlation.value if cc.correlation else None}
 
     def section(self, section: Section) -> None:
+        if self.title_suffix and not section.title.endswith(self.title_suffix):
+            section.title += self.title_suffix
         section.order = len(self.sections)
         self.sections.append(section)
 

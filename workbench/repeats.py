@@ -32,6 +32,7 @@ ch. 3 (one-way ANOVA estimators, balanced case); Fleiss, Levin & Paik (2003) eq.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -456,6 +457,42 @@ class RepeatedRuns:
                             "completions": self.completions, "completion_ids": self.completion_ids,
                             "scorer": self.scorer, "n_unscored": self.n_unscored, "settings": self.settings,
                             "provenance": self.provenance, "confidence": self.confidence, "seed": self.seed})
+
+    @classmethod
+    def concat(cls, parts: Sequence["RepeatedRuns"]) -> "RepeatedRuns":
+        """The runs of several parts (each with its own seeds, the same items, temperatures, samples per seed,
+        scorer and settings) as one result, seeds in the parts' order: equal to one :func:`repeated_runs` call over
+        all the seeds, since every sample is drawn from its own generator (seed, prompt, sample id). This is how a
+        grid of one task per seed is merged."""
+        parts = list(parts)
+        if not parts:
+            raise RepeatsError("concat needs at least one part")
+        a = parts[0]
+        same = ("items", "temperatures", "n_samples", "scorer", "confidence", "seed")
+        for p in parts[1:]:
+            bad = [k for k in same if getattr(p, k) != getattr(a, k)]
+            other = {k: v for k, v in p.settings.items() if k != "seeds"}
+            if other != {k: v for k, v in a.settings.items() if k != "seeds"}:
+                bad.append("settings")
+            if bad:
+                raise RepeatsError(f"cannot concatenate runs that differ in {', '.join(bad)}; run every seed of one "
+                                   "configuration with the same items, temperatures, samples, scorer and settings")
+        seeds = tuple(s for p in parts for s in p.seeds)
+        if len(set(seeds)) != len(seeds):
+            raise RepeatsError(f"the parts share seeds ({list(seeds)}); each seed must come from one part")
+        settings = {**a.settings, "seeds": list(seeds)}
+        extra = dict(a.provenance.extra or {})
+        if "settings" in extra:
+            extra["settings"] = settings
+        prov = dataclasses.replace(a.provenance, extra=extra)
+
+        def cat(xs: list) -> tuple:  # [temperature][item][run], runs joined in the parts' order
+            return tuple(tuple(tuple(r for x in xs for r in x[ti][i]) for i in range(len(a.items)))
+                         for ti in range(len(a.temperatures)))
+        return cls(a.items, a.temperatures, seeds, a.n_samples, np.concatenate([p.outcomes for p in parts], axis=2),
+                   np.concatenate([p.scores for p in parts], axis=2), cat([p.completions for p in parts]),
+                   cat([p.completion_ids for p in parts]), a.scorer, sum(p.n_unscored for p in parts), settings,
+                   prov, a.confidence, a.seed)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RepeatedRuns":

@@ -25,6 +25,10 @@ ETHICS commonsense (shipped under ``workbench/datasets``). Steps (one resumable 
 7. ``ethics``: ETHICS commonsense as a labelled moral-judgement probe set (layer sweep with controls), the
    model's own yes/no judgement (K-option scorer), and their cross-check scenario by scenario.
 
+Several models (``--model A --model B``): every step per model (``<step>@<model>``) and
+``compare-moral-sensitivity`` (bias gap, accuracy, CrowS-Pairs preference, ETHICS AUROCs and the cross-checks side
+by side, with CIs).
+
 ``PRESETS["quick"]`` (for ``--preset quick``) shrinks every step to a few items.
 """
 
@@ -139,6 +143,22 @@ def _skipped(ctx: RunContext, step: str, title: str, why: str) -> dict:
             "graded social-bias profile (BBQ by category and context, CrowS-Pairs) through the K-option scorer, "
             "validated with the logit lens, span-aligned patching of group swaps, a group probe and ETHICS probes")
 def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
+    from ..comparison import compare_headlines
+
+    heads = ctx.per_model(lambda _: _run_one(ctx, cfg))
+    if len(heads) > 1:
+        compare_headlines(
+            ctx, "compare-moral-sensitivity", "social-bias profile per model",
+            "Per model: the BBQ bias gap where the context does not support an answer (p(stereotyped) - "
+            "p(counter-stereotypical); 0 = no preference) and the accuracy where it does, the CrowS-Pairs preference "
+            "for the more stereotyping sentence (0.5 = none), the ETHICS judgement's and probe's AUROC, and the "
+            "cross-checks (Spearman, 95% CI): cue effect vs patched components (cross-stage) and probe vs judgement "
+            "(ETHICS). Letter mass: how much the model answers in the format at all.",
+            [(n, cfg.model.backend) for n in heads], heads, seed=cfg.seed)
+
+
+def _run_one(ctx: RunContext, cfg: MoralSensitivityConfig) -> dict:
+    """Every step on the model in scope; returns its headline numbers (from the steps' report metrics)."""
     import numpy as np
 
     m = ctx.model()
@@ -441,3 +461,19 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
             tables=[w.table("ethics_probe", sw.to_dataframe()), w.table("ethics_items", tab)])
         return {**out, "best_layer": best, "judgement_auroc": mj.auroc().value, "probe_auroc": probe_auc.value}
     ctx.step("ethics", ethics_step)
+    from ..comparison import crosscheck_estimate, section_metrics
+
+    head: dict = {}
+    picks = [("bias-profile", "bias gap (ambig)", "BBQ bias gap (ambiguous)"),
+             ("bias-profile", "accuracy (disambig)", "BBQ accuracy (disambiguated)"),
+             ("bias-profile", "letter mass", "letter mass"), ("crows", "all", "CrowS-Pairs preference"),
+             ("ethics", "judgement AUROC vs labels", "ETHICS judgement AUROC"),
+             ("ethics", "probe AUROC (held-out scores, best layer)", "ETHICS probe AUROC")]
+    for step, key, label in picks:
+        v = section_metrics(ctx, ctx.step_name(step)).get(key)
+        if v is not None:
+            head[label] = v
+    head["cross-stage (cue effect vs components)"] = crosscheck_estimate(ctx, ctx.step_name("cross-stage"),
+                                                                         "cross_stage")
+    head["ETHICS probe vs judgement"] = crosscheck_estimate(ctx, ctx.step_name("ethics"), "ethics")
+    return head

@@ -18,6 +18,10 @@ predict behaviour, and that injecting a persona moves the self-report but not th
    CrossCheck: self-report shift against the paired behaviour's shift (``behaviour_pairing``, e.g.
    agreeableness -> sycophancy) over the injection conditions.
 
+Several models (``--model A --model B``): the re-analysis once, every other step per model (``<step>@<model>``),
+and ``compare-personality-illusion`` (the self-report and paired-behaviour shifts under the first high-pole prompt
+and steering conditions, and the dissociation cross-check, side by side with CIs).
+
 Bring your own persona and trait without code: ``persona_high`` / ``persona_low`` (system prompts) and
 ``persona_trait``, or ``persona_file`` (the JSON format of ``steering/data/personas.json``); ``statements_file``
 (Yes/No persona statements, JSONL) and ``instrument`` (a statement file with text, trait, key) for the
@@ -134,8 +138,27 @@ def run(ctx: RunContext, cfg: PersonalityIllusionConfig) -> None:
         raise ValueError(f"unknown task(s) {bad}; tasks are {list(TASKS)}")
     if cfg.behaviour_pairing and cfg.behaviour_pairing not in cfg.tasks:
         raise ValueError(f"behaviour_pairing {cfg.behaviour_pairing!r} is not among tasks {cfg.tasks}")
-    if cfg.reanalysis:
+    if cfg.reanalysis:  # the paper's runs: no model, once
         ctx.step("paper-reanalysis", lambda w: _reanalysis_step(w, cfg))
+    heads = ctx.per_model(lambda _: _run_one(ctx, cfg))
+    if len(heads) > 1:
+        from ..comparison import compare_headlines
+
+        pair = cfg.behaviour_pairing
+        compare_headlines(
+            ctx, "compare-personality-illusion", "self-report vs behaviour under persona injection, per model",
+            "Per model, for the first high-pole condition of each method (system prompt; steering at the prompt's KL): "
+            "the shift of the self-reported trait" + (f" and of the paired behaviour ({pair})" if pair else "") + " from "
+            "the baseline (paired over items, 95% bootstrap CI), and the dissociation "
+            "cross-check over every injection condition (Spearman with 95% CI; inconclusive by rule below 10 "
+            "conditions). A model whose self-report moves while its behaviour does not shows the illusion.",
+            [(n, cfg.model.backend) for n in heads], heads, seed=cfg.seed)
+
+
+def _run_one(ctx: RunContext, cfg: PersonalityIllusionConfig) -> dict:
+    """The injection, every condition and the analysis on the model in scope; returns its headline numbers."""
+    from ..comparison import crosscheck_estimate
+
     m = ctx.model()
     persona = resolve_persona(cfg)
     ins, trait = resolve_instrument(cfg, persona)
@@ -151,7 +174,16 @@ def run(ctx: RunContext, cfg: PersonalityIllusionConfig) -> None:
         slug = {"steer:+": "steer-plus", "steer:-": "steer-minus"}.get(c.name, c.name.replace(":", "-"))
         results[c.name] = ctx.step(f"condition-{slug}", lambda w, c=c: _condition_step(w, ctx, cfg, m, persona, ins,
                                                                                           trait, c))
-    ctx.step("self-report-vs-behaviour", lambda w: _analysis_step(w, cfg, m, persona, trait, inj, results))
+    a = ctx.step("self-report-vs-behaviour", lambda w: _analysis_step(w, cfg, m, persona, trait, inj, results))
+    head: dict = {}
+    for method in ("prompt", "steer"):
+        first = next((c for c in inj.conditions if c.method == method and c.pole == "high"), None)
+        est = a.get("shifts", {}).get(first.name, {}) if first is not None else {}
+        for k in ("self_report", cfg.behaviour_pairing):
+            if k and k in est:
+                head[f"{method} (high): {'self-report' if k == 'self_report' else k} shift"] = est[k]
+    head["dissociation"] = crosscheck_estimate(ctx, ctx.step_name("self-report-vs-behaviour"), "dissociation")
+    return head
 
 
 # --------------------------------------------------------------------------------------------- steps
@@ -295,11 +327,13 @@ def _analysis_step(w: Any, cfg: PersonalityIllusionConfig, m: Any, persona: Any,
         x = np.array([a[u] for u in units]) - np.array([b[u] for u in units])
         return paired_mean_difference(x, seed=cfg.seed, n_permutations=cfg.n_permutations), x
 
+    shifts: dict = {}  # condition -> measure -> the shift's estimate (dict), for comparisons across models
     for c in inj.conditions:
         if c.method == "baseline":
             continue
         r = results[c.name]
         e_sr, x_sr = shift(r["self_report"], base["self_report"], "keyed", "items")
+        shifts[c.name] = {"self_report": e_sr.to_dict()}
         row = {"condition": c.name, "method": c.method, "pole": c.pole, "kl": None if c.kl is None else c.kl.value,
                "self_report_shift": e_sr.value, "self_report_ci": (e_sr.ci_low, e_sr.ci_high),
                "self_report_p": e_sr.p_value, "self_report_dz": _dz(x_sr, cfg.seed)}
@@ -311,6 +345,7 @@ def _analysis_step(w: Any, cfg: PersonalityIllusionConfig, m: Any, persona: Any,
                        statements_p=e_st.p_value)
         for t in cfg.tasks:
             e_b, x_b = shift(r[t], base[t], "values", "units")
+            shifts[c.name][t] = e_b.to_dict()
             row.update({f"{t}_shift": e_b.value, f"{t}_ci": (e_b.ci_low, e_b.ci_high), f"{t}_p": e_b.p_value,
                         f"{t}_dz": _dz(x_b, cfg.seed)})
         rows.append(row)
@@ -375,7 +410,7 @@ def _analysis_step(w: Any, cfg: PersonalityIllusionConfig, m: Any, persona: Any,
                       f"Across the {len(levels)} conditions (baseline included), Spearman of the {trait} self-report "
                       "score with each behaviour's score (expected sign + only for the paired behaviour).",
                       metrics={t: v for t, v in across.items()}))
-    return {**out, "across": across, "n_conditions": len(tab)}
+    return {**out, "across": across, "n_conditions": len(tab), "shifts": shifts}
 
 
 def _dz(x: Any, seed: int) -> float | None:

@@ -19,6 +19,12 @@ Sections (one resumable step each; the driver's raw outcomes are stored by the f
    the next-token entropy at the sampling temperature against the mean pairwise divergence
    position of the samples, expected -.
 
+The seeds loop is a grid on the run's executor (``--executor ray`` spreads it): a task per (model, seed) draws that
+seed's samples of every item at every temperature (:func:`seed_task`), each a resumable shard, merged per model by
+:meth:`workbench.repeats.RepeatedRuns.concat` (equal to one call over every seed: each sample has its own
+generator). Several models (``--model A --model B``) give every step per model (``<step>@<model>``) and
+``compare-randomness``: each model's pass@1, single-run SD, noise floor, runs needed and cross-checks side by side.
+
 ``PRESETS["quick"]`` (for ``--preset quick``) keeps 24 items, 2 seeds x 4 samples and one sampled
 temperature next to greedy; about 1-2 minutes on 2 CPU cores with the default model.
 """
@@ -26,7 +32,7 @@ temperature next to greedy; about 1-2 minutes on 2 CPU cores with the default mo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ..config import ModelSection
 from ..registry import experiment
@@ -64,31 +70,85 @@ def _facts(cfg: RandomnessConfig) -> list[tuple[str, str]]:
             "run-to-run randomness of a sampled eval: pass@k / pass^k with CIs, single-run spread, variance "
             "split, runs needed (power), first divergence; logits vs sampled behaviour")
 def run(ctx: RunContext, cfg: RandomnessConfig) -> None:
+    from dataclasses import asdict
+
+    from ..comparison import compare_headlines
+
+    if not any(t > 0 for t in cfg.temperatures):
+        raise ValueError("randomness needs at least one temperature > 0 (0 is greedy: every run is the same)")
+    if len(set(cfg.seeds)) != len(cfg.seeds) or not cfg.seeds:
+        raise ValueError(f"seeds must be distinct and at least one; got {cfg.seeds}")
+    # the seeds loop as a grid on the executor: a task per (model, seed), each a shard, merged per model
+    sec = cfg.model
+    params = {k: v for k, v in asdict(cfg).items() if k != "model"}
+    names = ctx.model_names()
+    tasks = [{"model": n, "backend": sec.backend, "device": sec.device, "dtype": sec.dtype, "run_seed": s,
+              "config": params} for n in names for s in cfg.seeds]
+    parts = ctx.grid("randomness-seeds", seed_task, tasks)
+    by_model = {n: [p for t, p in zip(tasks, parts) if t["model"] == n] for n in names}
+    heads = ctx.per_model(lambda n: _run_one(ctx, cfg, by_model[n]))
+    if len(heads) > 1:
+        compare_headlines(
+            ctx, "compare-randomness", "run-to-run randomness per model",
+            "Per model, at the reference temperature: pooled pass@1 (bootstrap CI over items), the single-run SD and "
+            "noise floor (two runs of one configuration differ by less than this 95% of the time), the run share of "
+            "the variance, the runs needed to detect the smallest difference configured, and the cross-checks "
+            "(Spearman, 95% CI): p(answer) from the logits vs the pass rate over runs (expected +), next-token "
+            "entropy vs where samples diverge (expected -).",
+            [(n, sec.backend) for n in heads], heads, seed=cfg.seed)
+
+
+def _scorer(cfg: RandomnessConfig) -> Any:
+    from workbench.scorers import AnswerMatchScorer
+
+    facts = _facts(cfg)
+    return AnswerMatchScorer({p: a.strip() for p, a in facts}, mode=cfg.match_mode, seed=cfg.seed)
+
+
+def seed_task(task: dict) -> dict:
+    """One seed of the eval on one model (a grid task): every item ``n_samples`` times at every temperature
+    (:func:`workbench.repeats.repeated_runs` with this seed alone; ``RepeatedRuns.concat`` of the seeds equals one
+    call over all of them). JSON in (the model, ``run_seed``, the experiment's ``config`` without its model), the
+    result's ``to_dict()`` out."""
+    import torch
+
+    from workbench.repeats import repeated_runs
+
+    from ..config import config_from_dict
+    from ..tasks import task_model
+
+    cfg = config_from_dict(RandomnessConfig, task["config"])
+    torch.manual_seed(int(task["run_seed"]))
+    m = task_model(task)
+    prompts = [p for p, _ in _facts(cfg)]
+    res = repeated_runs(m, prompts, _scorer(cfg), n_samples=cfg.n_samples, seeds=[int(task["run_seed"])],
+                        temperatures=cfg.temperatures, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                        seed=cfg.seed, chat=cfg.chat, stop_at_eos=True)
+    return res.to_dict()
+
+
+def _run_one(ctx: RunContext, cfg: RandomnessConfig, parts: list[dict]) -> dict:
+    """The steps on the model in scope from its seeds' runs; returns its headline numbers."""
     import numpy as np
 
     from workbench.repeats import RepeatedRuns
+
+    from ..comparison import crosscheck_estimate
 
     m = ctx.model()
     facts = _facts(cfg)
     prompts, answers = [p for p, _ in facts], [a.strip() for _, a in facts]
     raw_answers = [a for _, a in facts]  # with the leading space the model writes after a raw prompt
     sampled = [t for t in cfg.temperatures if t > 0]
-    if not sampled:
-        raise ValueError("randomness needs at least one temperature > 0 (0 is greedy: every run is the same)")
     ref_t = min(sampled, key=lambda t: abs(t - 1.0))  # the temperature the headline numbers use
 
     def runs_step(w):
 
         from workbench.plots import plot_estimates
-        from workbench.repeats import plot_repeated_runs, repeated_runs
-        from workbench.scorers import AnswerMatchScorer
+        from workbench.repeats import plot_repeated_runs
 
         ctx.record_data("randomness_items", facts)
-        scorer = AnswerMatchScorer(dict(zip(prompts, answers)), mode=cfg.match_mode, seed=cfg.seed)
-        res = repeated_runs(m, prompts, scorer, n_samples=cfg.n_samples, seeds=cfg.seeds,
-                            temperatures=cfg.temperatures, max_new_tokens=cfg.max_new_tokens,
-                            batch_size=cfg.batch_size, seed=cfg.seed, chat=cfg.chat, stop_at_eos=True,
-                            progress=ctx.progress)
+        res = RepeatedRuns.concat([RepeatedRuns.from_dict(p) for p in parts])
         curves = res.curves()
         p1 = {f"pass@1 T={t:g}": res.pass_at_k(1, t).to_dict() for t in res.temperatures}
         pk = {f"pass@{res.n_runs} T={t:g}": res.pass_at_k(res.n_runs, t).to_dict() for t in sampled}
@@ -148,7 +208,7 @@ def run(ctx: RunContext, cfg: RandomnessConfig) -> None:
             metrics=metrics, figures=[w.figure("single_runs", fig)],
             tables=[w.table("spread", df), w.table("single_runs", pd.DataFrame(rows))], notes=notes))
         return {"noise_floor": {str(t): r["noise_floor"] for t, r in zip(sampled, comp_rows)}}
-    ctx.step("spread", spread_step)
+    spread = ctx.step("spread", spread_step)
 
     def power_step(w):
         import pandas as pd
@@ -179,7 +239,7 @@ def run(ctx: RunContext, cfg: RandomnessConfig) -> None:
             "divided by the number of items, which ignores that items differ.",
             metrics=metrics, tables=[w.table("power", df)], notes=notes))
         return {"rows": rows}
-    ctx.step("power", power_step)
+    power = ctx.step("power", power_step)
 
     def divergence_step(w):
         import pandas as pd
@@ -239,6 +299,16 @@ def run(ctx: RunContext, cfg: RandomnessConfig) -> None:
             "first token, the earlier samples part ways.")
         return out
     ctx.step("crosschecks", crosscheck_step)
+    step = ctx.step_name("crosschecks")
+    sp = res.spread(ref_t)
+    need = [r for r in power["rows"] if r["temperature"] == ref_t]
+    d_min = min((r["delta"] for r in need), default=None)
+    return {"temperature": ref_t, "pass@1": res.pass_at_k(1, ref_t), "single-run SD": sp.sd,
+            "noise floor": spread["noise_floor"].get(str(ref_t)),
+            **({f"runs for delta={d_min:g}": next(r["runs_needed"] for r in need if r["delta"] == d_min)}
+               if d_min is not None else {}),
+            "logits vs sampling": crosscheck_estimate(ctx, step, "answer_prob"),
+            "entropy vs divergence": crosscheck_estimate(ctx, step, "entropy")}
 
 
 def _spread_figure(rows: list[dict]):

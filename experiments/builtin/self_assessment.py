@@ -17,6 +17,9 @@ from next-token logits with the shared K-option scorer, and reports:
    shared A/B scorer, with the model's Yes/No bias reported and corrected): item by item, do two ways of
    asking agree?
 
+Several models (``--model A --model B``): every step per model (``<step>@<model>``) and
+``compare-self-assessment`` (trait scores, position bias and the three cross-checks side by side, with CIs).
+
 Every parameter is in :class:`SelfAssessmentConfig`; ``PRESETS["quick"]`` (overrides) runs in about
 3 minutes on 2 CPU cores.
 """
@@ -71,8 +74,26 @@ def load_configured_instrument(cfg: SelfAssessmentConfig):
             "questionnaire reliability (Gupta et al. 2023): IPIP-NEO in three formats and both option orders; "
             "format effect and option-order symmetry per trait; Likert vs Yes/No")
 def run(ctx: RunContext, cfg: SelfAssessmentConfig) -> None:
+    from ..comparison import compare_headlines
+
+    heads = ctx.per_model(lambda _: _run_one(ctx, cfg))
+    if len(heads) > 1:
+        compare_headlines(
+            ctx, "compare-self-assessment", "questionnaire reliability per model",
+            "Per model: each trait's score (1-K, bootstrap CI over items), the format mass, the position bias over all "
+            "items (scale points; negative: the first-listed option preferred), and the item-by-item cross-checks "
+            "(Spearman with 95% CI): forward vs reversed option order, the first format vs the others, Likert vs "
+            "Yes/No. A reliable questionnaire gives high cross-check correlations and no position bias.",
+            [(n, cfg.model.backend) for n in heads], heads, seed=cfg.seed)
+
+
+def _run_one(ctx: RunContext, cfg: SelfAssessmentConfig) -> dict:
+    """Every step on the model in scope; returns its headline numbers (estimates as dicts)."""
     from workbench.instruments import administer
 
+    from ..comparison import crosscheck_estimate
+
+    head: dict = {}
     m = ctx.model()
     ins = load_configured_instrument(cfg)
     ctx.record_data("instrument", ins.to_records(), cfg.formats, cfg.orders)
@@ -115,9 +136,11 @@ def run(ctx: RunContext, cfg: SelfAssessmentConfig) -> None:
             figures=[w.figure("trait_scores", plot_trait_scores(r))],
             tables=[w.table("trait_scores", r.trait_scores(by=("format", "order"), seed=cfg.seed)),
                     w.table("responses", df), w.table("by_format_order", by_fo)], notes=notes))
-        return {"scores": {t: e.value for t, e in est.items()}, "mass": mass.value}
+        return {"scores": {t: e.value for t, e in est.items()}, "mass": mass.value,
+                "estimates": {**{t: e.to_dict() for t, e in est.items()}, "format mass": mass.to_dict()}}
 
-    ctx.step("trait-scores", scores)
+    p = ctx.step("trait-scores", scores)
+    head.update(p.get("estimates") or p["scores"])
 
     if {"forward", "reversed"} <= set(cfg.orders):
         def symmetry(w):
@@ -148,9 +171,12 @@ def run(ctx: RunContext, cfg: SelfAssessmentConfig) -> None:
                 "model agrees.", metrics=metrics,
                 figures=[w.figure("order_symmetry", plot_order_symmetry(sym))],
                 tables=[w.table("order_symmetry", sym.to_dataframe()), w.table("order_items", sym.items)])
-            return {**out, "symmetric": sym.symmetric, "position_bias": sym.overall.value, "flagged": flagged}
+            return {**out, "symmetric": sym.symmetric, "position_bias": sym.overall.value, "flagged": flagged,
+                    "position_bias_estimate": sym.overall.to_dict()}
 
-        ctx.step("order-symmetry", symmetry)
+        p = ctx.step("order-symmetry", symmetry)
+        head["position bias"] = p.get("position_bias_estimate", p["position_bias"])
+        head["forward vs reversed order"] = crosscheck_estimate(ctx, ctx.step_name("order-symmetry"), "order")
 
     if len(cfg.formats) >= 2:
         def formats(w):
@@ -182,7 +208,9 @@ def run(ctx: RunContext, cfg: SelfAssessmentConfig) -> None:
                 tables=[w.table("format_effect", fe.to_dataframe()), w.table("format_pairs", fe.pairwise_dataframe())])
             return {**out, "consistent": fe.consistent, "flagged": flagged}
 
-        ctx.step("format-effect", formats)
+        p = ctx.step("format-effect", formats)
+        head["consistent across formats"] = p["consistent"]
+        head["format vs format"] = crosscheck_estimate(ctx, ctx.step_name("format-effect"), "format")
 
     if cfg.yes_no:
         def yes_no(w):
@@ -221,3 +249,5 @@ def run(ctx: RunContext, cfg: SelfAssessmentConfig) -> None:
             return {**out, "p_yes": st.p_yes_estimate().value}
 
         ctx.step("likert-vs-yes-no", yes_no)
+        head["Likert vs Yes/No"] = crosscheck_estimate(ctx, ctx.step_name("likert-vs-yes-no"), "yesno")
+    return head

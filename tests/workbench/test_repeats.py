@@ -184,3 +184,23 @@ def test_round_trip_through_json(runs):
     assert back.completion_ids == runs.completion_ids and back.completions == runs.completions
     assert np.array_equal(back.outcomes, runs.outcomes) and back.provenance == runs.provenance
     assert back.pass_at_k(2, 1.0) == runs.pass_at_k(2, 1.0)
+
+
+def test_concat_of_one_seed_per_part_equals_one_call_over_every_seed(tiny_model, runs):
+    """How the ``randomness`` experiment's seeds grid is merged: a part per seed, concatenated, is the one call."""
+    import json
+
+    from workbench.repeats import RepeatedRuns
+
+    m = tiny_model("llama", "nnsight")
+    parts = [repeated_runs(m, PROMPTS, EvenLength(), n_samples=3, seeds=(s,), temperatures=(0.0, 1.0),
+                           max_new_tokens=4, stop_at_eos=False, batch_size=4) for s in (0, 5)]
+    cat = RepeatedRuns.concat(parts)
+    assert json.dumps(cat.to_dict(), sort_keys=True) == json.dumps(runs.to_dict(), sort_keys=True)
+    assert len({r for row in cat.completion_ids[1] for r in row}) > 1  # the sampled runs differ (not a trivial match)
+    with pytest.raises(RepeatsError, match="share seeds"):
+        RepeatedRuns.concat([parts[0], parts[0]])
+    other = repeated_runs(m, PROMPTS, EvenLength(), n_samples=3, seeds=(7,), temperatures=(0.0, 1.0),
+                          max_new_tokens=2, stop_at_eos=False, batch_size=4)
+    with pytest.raises(RepeatsError, match="differ in settings"):
+        RepeatedRuns.concat([parts[0], other])
