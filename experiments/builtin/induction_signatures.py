@@ -57,19 +57,29 @@ PRESETS = {
 
 @experiment("induction-signatures", InductionSignaturesConfig,
             "induction heads: detector scores vs single-head and targeted-vs-random ablations, ICL score; the "
-            "shipped 2-layer model as ground truth")
+            "shipped 2-layer model as ground truth; several models (--model A --model B) compared side by side")
 def run(ctx: RunContext, cfg: InductionSignaturesConfig) -> None:
-    m = ctx.model()
-    s = cfg.seed
-    if cfg.induction.enabled:
-        induction.run(ctx, m, cfg.induction, seed=s)
-    if cfg.protocol.enabled:
-        induction_protocol.run(ctx, m, cfg.protocol, seed=s)
-    sm = cfg.shipped_model
-    if not sm.enabled:
-        return
+    from ..comparison import write_comparisons
+    from ..tasks import study_task, study_units
+
+    names = ctx.model_names()
+    # [induction] and [protocol]: a (model, study) unit each on the executor
+    todo = study_units(cfg, names, [("induction", induction, {}), ("protocol", induction_protocol, {})])
+    payloads = ctx.units("studies", study_task, todo) if todo else []
+    if cfg.shipped_model.enabled:
+        _shipped_model(ctx, cfg)
+    if len(names) > 1 and todo:
+        keys = {(t["study"], t["model"]): (st, p) for (st, t), p in zip(todo, payloads)}
+        write_comparisons(ctx, [(n, cfg.model.backend) for n in names], {k: v[0] for k, v in keys.items()},
+                          {k: v[1] for k, v in keys.items()}, seed=cfg.seed)
+
+
+def _shipped_model(ctx: RunContext, cfg: InductionSignaturesConfig) -> None:
+    """``[shipped_model]``: both studies on the shipped 2-layer model (planted heads: the ground truth), once
+    whatever the models compared."""
     from circuits import induction_model_dir
 
+    sm, s = cfg.shipped_model, cfg.seed
     try:
         d = induction_model_dir()
     except FileNotFoundError as e:
