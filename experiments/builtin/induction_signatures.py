@@ -1,10 +1,19 @@
 """``induction-signatures``: induction heads found by their attention pattern and confirmed by ablation.
 
-On the configured model: every head's induction and previous-token scores and single-head ablations
+On each configured model: every head's induction and previous-token scores and single-head ablations
 of the top and of random heads against copying (``[induction]``, cross-checked), and the targeted vs
 matched random protocol with the ICL score (``[protocol]``). Then the same on the project's 2-layer
 attention-only model, whose planted previous-token and induction heads are the ground truth
 (``[shipped_model]``; skipped with a note where the model is not shipped in this checkout).
+
+``[induction]`` and ``[protocol]`` are (model, study) units on the executor (:func:`experiments.tasks.study_units`,
+as in ``cross-check``). Several models (``--model A --model B``): a step per model per study
+(``<step>@<model>``), the shipped model once, and the comparison steps of
+:func:`experiments.comparison.write_comparisons`: ``compare-induction`` (each model's top heads with their depth,
+and the copying damage of ablating a top head vs a random one) and ``compare-protocol`` (each model's
+targeted vs matched random ablation: loss increases, targeted - random in loss and in copying log p, with CIs).
+With one model the steps are ``induction-heads``, ``induction-protocol``, ``induction-model-heads``,
+``induction-model-protocol``, as ever.
 """
 
 from __future__ import annotations

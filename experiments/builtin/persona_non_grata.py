@@ -8,6 +8,17 @@ per (persona, coefficient), a final unit merging them: :func:`experiments.studie
 multiplier sweeps on A/B behaviours with the random control, run as a grid on the executor (a vector task per
 behaviour, a task per (behaviour, layer) for its multipliers, a final unit merging them:
 :func:`experiments.studies.caa.grid_run`; resumable shard by shard).
+
+Several models (``--model A --model B``, or ``models = [...]`` in ``[model]``): ``[personas]`` is a (model, study)
+unit per model on the executor (:func:`experiments.tasks.study_units`, as in ``cross-check``), both grids run over
+every model, each model's steps are ``<step>@<model>``, and the comparison steps of
+:func:`experiments.comparison.write_comparisons` follow: ``compare-personas`` (persona danger rankings by prompt
+and by steering per model, Spearman between every pair of models), ``compare-attack-success`` (per persona, each
+model's attack-success change under steering vs the equal-norm random control, steered - random at the largest
+coefficient; with 3 personas or more, Spearman between models of the personas ranked by it) and ``compare-caa``
+(per behaviour, each model's selected layer as a fraction of depth and its steering effect vs the random
+control's, and the effect at every candidate layer by depth). With one model the steps are ``personas``,
+``persona-asr``, ``caa-sweep``, as ever.
 """
 
 from __future__ import annotations
