@@ -8,8 +8,17 @@ again; each is one resumable step that depends on every model's weights:
 - ``compare-personas``: per model, personas ranked by their effect (by prompt and by steering, per scorer; for
   the refusal scorer the *drop* in refusals, so rank 1 is the most dangerous persona), and Spearman with its
   CI between every pair of models (:class:`workbench.comparison.RankAgreement`);
+- ``compare-attack-success``: per persona, every model's change in attack success when steered toward it (lowest to
+  largest coefficient), the equal-norm random control's, and steered - random at the largest coefficient (paired
+  over requests) (``ModelTable``); with 3 personas or more, Spearman between every pair of models of the personas
+  ranked by the steering effect (``RankAgreement``);
+- ``compare-caa``: per CAA behaviour, every model's selected layer as a fraction of depth and its steering effect
+  vs the random control's (``ModelTable``), and the steering effect at every candidate layer by depth
+  (``LayerCurves``);
 - ``compare-induction``: per model the top induction heads and the copying damage of ablating them vs
   matched random heads (targeted - random, stratified bootstrap) (:class:`workbench.comparison.ModelTable`);
+- ``compare-protocol``: per model Olsson et al.'s protocol, the loss increase of ablating the top-k% induction
+  heads per layer vs matched random sets and targeted - random (loss and copying log p) (``ModelTable``);
 - ``compare-lens-patching``: the logit-lens and patching cross-checks side by side (``ModelTable``).
 
 Experiments whose steps run in the driver visit several models with :meth:`experiments.run.RunContext.per_model`
@@ -28,7 +37,8 @@ __all__ = ["COMPARISONS", "write_comparisons", "compare_layer_curves", "compare_
            "section_metrics"]
 
 #: the comparison steps, in report order
-COMPARISONS = ("compare-probe", "compare-personas", "compare-induction", "compare-lens-patching")
+COMPARISONS = ("compare-probe", "compare-personas", "compare-attack-success", "compare-caa", "compare-induction",
+               "compare-protocol", "compare-lens-patching")
 
 
 def _crosscheck(ctx: RunContext, step: str | None, slug: str) -> dict | None:
@@ -48,7 +58,7 @@ def write_comparisons(ctx: RunContext, models: Sequence[tuple[str, str]], steps:
     """Write the comparison steps. ``models``: (name, backend) pairs in order; ``steps`` / ``payloads``:
     ``{(study, model name): step name / payload}`` of the per-model steps that ran (``study`` is the module name
     in :mod:`experiments.studies`)."""
-    from workbench.comparison import LayerCurves, ModelTable, rank_agreement
+    from workbench.comparison import LayerCurves, ModelTable, depth_fraction, rank_agreement
     from workbench.results import Provenance
     from workbench.stats import Estimate
 
@@ -110,11 +120,113 @@ def write_comparisons(ctx: RunContext, models: Sequence[tuple[str, str]], steps:
             return {"rho": {m: [p[2].value if p[2] else None for p in ps] for m, ps in res.pairs.items()}}
         ctx.step("compare-personas", personas, models=models)
 
+    if any(("persona_asr", n) in payloads for n in names):
+        def attack_success(w: Any) -> dict:
+            from .writer import _slug
+
+            by_persona: dict[str, dict[str, dict[str, Any]]] = {}
+            steer: dict[str, dict[str, float]] = {}
+            notes, coefs = [], set()
+            for n in names:
+                why = skipped("persona_asr", n)
+                if why:
+                    notes.append(f"{n}: {why}")
+                    continue
+                p = payloads[("persona_asr", n)]
+                lo, hi = min(p["coefficients"]), max(p["coefficients"])
+                coefs.add((lo, hi))
+                for persona, e in p["personas"].items():
+                    eff = Estimate.from_dict(e["effect"])
+                    by_persona.setdefault(persona, {})[n] = {
+                        "steering layer": int(p["layer"]),
+                        "depth": depth_fraction(int(p["layer"]), int(p["n_layers"])),
+                        f"steering: ASR x{hi:g} - x{lo:g}": eff,
+                        f"random control: ASR x{hi:g} - x{lo:g}": Estimate.from_dict(e["random_effect"]),
+                        f"steered - random at x{hi:g}": Estimate.from_dict(e["steer_minus_random"])}
+                    steer.setdefault(n, {})[persona] = eff.value
+            tables, figures, lines = [], [], []
+            for persona, rows in by_persona.items():
+                res = ModelTable(f"Attack success steered toward {persona}", rows, provenance=prov)
+                t, f = w.result(f"asr_{_slug(persona)}_by_model", res)
+                tables += t
+                figures += f
+                lines.append(res.summary())
+            out: dict = {"personas": {p: {n: {k: (v.to_dict() if isinstance(v, Estimate) else v)
+                                             for k, v in r.items()} for n, r in rows.items()}
+                                      for p, rows in by_persona.items()}}
+            if len(by_persona) >= 3:
+                ra = rank_agreement("persona", {"steering effect on attack success": steer}, seed=seed, provenance=prov)
+                t, f = w.result("asr_rank_agreement", ra)
+                tables += t + [w.table("asr_rankings", ra.ranking_table())]
+                figures += f
+                lines.append(ra.summary())
+                out["rho"] = {m: [q[2].value if q[2] else None for q in ps] for m, ps in ra.pairs.items()}
+            else:
+                notes.append(f"{len(by_persona)} persona(s) steered: Spearman between models' persona rankings needs "
+                             "at least 3 (attack_success.personas)")
+            if len(coefs) > 1:
+                notes.append(f"the models were steered over different coefficient ranges: {sorted(coefs)}")
+            w.section(Section("Comparison: attack success under persona steering across models",
+                              "Per persona and model: the change in attack success rate on harmful requests (shared "
+                              "ASR scorer) from the lowest to the largest steering coefficient along the persona "
+                              "vector, the same for the equal-norm random direction (the control), and steered - "
+                              "random at the largest coefficient, paired over requests (95% bootstrap CIs). With 3 "
+                              "personas or more, Spearman's rho between every pair of models of the personas ranked "
+                              "by the steering effect. " + " ".join(lines), tables=tables, figures=figures,
+                              notes=notes))
+            return out
+        ctx.step("compare-attack-success", attack_success, models=models)
+
+    if any(("caa", n) in payloads for n in names):
+        def caa(w: Any) -> dict:
+            from .writer import _slug
+
+            by_b: dict[str, dict[str, dict[str, Any]]] = {}
+            curves: dict[str, dict[str, list]] = {}
+            n_layers: dict[str, int] = {}
+            notes = []
+            for n in names:
+                why = skipped("caa", n)
+                if why:
+                    notes.append(f"{n}: {why}")
+                    continue
+                p = payloads[("caa", n)]
+                n_layers[n] = int(p["n_layers"])
+                lo, hi = min(p["multipliers"]), max(p["multipliers"])
+                for b, e in p["behaviours"].items():
+                    L = int(e["selected_layer"])
+                    by_b.setdefault(b, {})[n] = {
+                        "selected layer": L, "n layers": n_layers[n], "depth": depth_fraction(L, n_layers[n]),
+                        f"steering: p(matching) x{hi:+g} - x{lo:+g}": Estimate.from_dict(e["effect"]),
+                        f"random control: x{hi:+g} - x{lo:+g}": (Estimate.from_dict(e["random_effect"])
+                                                                if e.get("random_effect") else None)}
+                    curves.setdefault(b, {})[n] = [(int(r["layer"]), Estimate.from_dict(r["estimate"]))
+                                                   for r in e["effect_by_layer"]]
+            tables, figures, lines = [], [], []
+            for b, rows in by_b.items():
+                res = ModelTable(f"CAA {b}", rows, provenance=prov)
+                t, f = w.result(f"caa_{_slug(b)}_by_model", res)
+                lc = LayerCurves(f"CAA {b}: steering effect", curves[b], {n: n_layers[n] for n in curves[b]},
+                                 reference=0.0, provenance=prov)
+                t2, f2 = w.result(f"caa_{_slug(b)}_effect_by_depth", lc)
+                tables += t + t2
+                figures += f + f2
+                lines.append(res.summary())
+            w.section(Section("Comparison: CAA steering across models",
+                              "Per A/B behaviour and model: the layer selected on held-out pairs (and as a fraction "
+                              "of depth, 0 the first layer and 1 the last), the change in p(answer matching the "
+                              "behaviour) from the lowest to the largest multiplier at that layer, and the same along "
+                              "the equal-norm random direction (the control; expected to contain 0), 95% bootstrap "
+                              "CIs paired over items; and the steering effect at every candidate layer by depth. "
+                              + " ".join(lines), tables=tables, figures=figures, notes=notes))
+            return {b: {n: {k: (v.to_dict() if isinstance(v, Estimate) else v) for k, v in r.items()}
+                        for n, r in rows.items()} for b, rows in by_b.items()}
+        ctx.step("compare-caa", caa, models=models)
+
     if any(("induction", n) in payloads for n in names):
         def induction(w: Any) -> dict:
             import numpy as np
 
-            from workbench.comparison import depth_fraction
             from workbench.stats import bootstrap
 
             rows: dict[str, dict[str, Any]] = {}
@@ -149,6 +261,32 @@ def write_comparisons(ctx: RunContext, models: Sequence[tuple[str, str]], steps:
                               "resamples heads within each set). " + res.summary(), tables=t, figures=f))
             return {n: {k: (v.value if isinstance(v, Estimate) else v) for k, v in r.items()} for n, r in rows.items()}
         ctx.step("compare-induction", induction, models=models)
+
+    if any(("induction_protocol", n) in payloads for n in names):
+        def protocol(w: Any) -> dict:
+            rows: dict[str, dict[str, Any]] = {}
+            for n in names:
+                why = skipped("induction_protocol", n)
+                if why:
+                    rows[n] = {"note": why}
+                    continue
+                p = payloads[("induction_protocol", n)]
+                rows[n] = {"heads ablated": len(p["targeted_heads"]), "layers": int(p["n_layers"]),
+                           "random sets": int(p["n_random_sets"]),
+                           "loss increase, targeted": Estimate.from_dict(p["loss_targeted"]),
+                           "loss increase, random": Estimate.from_dict(p["loss_random"]),
+                           "loss: targeted - random": Estimate.from_dict(p["loss_targeted_minus_random"]),
+                           "copying log p: targeted - random": Estimate.from_dict(p["logprob_targeted_minus_random"])}
+            res = ModelTable("Targeted vs matched random ablation per model", rows, provenance=prov)
+            t, f = w.result("protocol_by_model", res)
+            w.section(Section("Comparison: targeted vs random ablation of induction heads (Olsson et al.'s protocol)",
+                              "Per model: the top-k% induction heads of each layer ablated together vs matched random "
+                              "head sets (same number per layer): the increase in loss on the repeated half of random "
+                              "tokens for each, targeted - random, and the change in per-token log p of the copy "
+                              "(targeted - random; negative = the targeted heads hurt copying more), 95% CIs. "
+                              + res.summary(), tables=t, figures=f))
+            return {n: {k: (v.value if isinstance(v, Estimate) else v) for k, v in r.items()} for n, r in rows.items()}
+        ctx.step("compare-protocol", protocol, models=models)
 
     if any((s, n) in payloads for s in ("logit_lens", "patching") for n in names):
         def lens_patching(w: Any) -> dict:

@@ -1,10 +1,19 @@
 """``induction-signatures``: induction heads found by their attention pattern and confirmed by ablation.
 
-On the configured model: every head's induction and previous-token scores and single-head ablations
+On each configured model: every head's induction and previous-token scores and single-head ablations
 of the top and of random heads against copying (``[induction]``, cross-checked), and the targeted vs
 matched random protocol with the ICL score (``[protocol]``). Then the same on the project's 2-layer
 attention-only model, whose planted previous-token and induction heads are the ground truth
 (``[shipped_model]``; skipped with a note where the model is not shipped in this checkout).
+
+``[induction]`` and ``[protocol]`` are (model, study) units on the executor (:func:`experiments.tasks.study_units`,
+as in ``cross-check``). Several models (``--model A --model B``): a step per model per study
+(``<step>@<model>``), the shipped model once, and the comparison steps of
+:func:`experiments.comparison.write_comparisons`: ``compare-induction`` (each model's top heads with their depth,
+and the copying damage of ablating a top head vs a random one) and ``compare-protocol`` (each model's
+targeted vs matched random ablation: loss increases, targeted - random in loss and in copying log p, with CIs).
+With one model the steps are ``induction-heads``, ``induction-protocol``, ``induction-model-heads``,
+``induction-model-protocol``, as ever.
 """
 
 from __future__ import annotations
@@ -57,19 +66,29 @@ PRESETS = {
 
 @experiment("induction-signatures", InductionSignaturesConfig,
             "induction heads: detector scores vs single-head and targeted-vs-random ablations, ICL score; the "
-            "shipped 2-layer model as ground truth")
+            "shipped 2-layer model as ground truth; several models (--model A --model B) compared side by side")
 def run(ctx: RunContext, cfg: InductionSignaturesConfig) -> None:
-    m = ctx.model()
-    s = cfg.seed
-    if cfg.induction.enabled:
-        induction.run(ctx, m, cfg.induction, seed=s)
-    if cfg.protocol.enabled:
-        induction_protocol.run(ctx, m, cfg.protocol, seed=s)
-    sm = cfg.shipped_model
-    if not sm.enabled:
-        return
+    from ..comparison import write_comparisons
+    from ..tasks import study_task, study_units
+
+    names = ctx.model_names()
+    # [induction] and [protocol]: a (model, study) unit each on the executor
+    todo = study_units(cfg, names, [("induction", induction, {}), ("protocol", induction_protocol, {})])
+    payloads = ctx.units("studies", study_task, todo) if todo else []
+    if cfg.shipped_model.enabled:
+        _shipped_model(ctx, cfg)
+    if len(names) > 1 and todo:
+        keys = {(t["study"], t["model"]): (st, p) for (st, t), p in zip(todo, payloads)}
+        write_comparisons(ctx, [(n, cfg.model.backend) for n in names], {k: v[0] for k, v in keys.items()},
+                          {k: v[1] for k, v in keys.items()}, seed=cfg.seed)
+
+
+def _shipped_model(ctx: RunContext, cfg: InductionSignaturesConfig) -> None:
+    """``[shipped_model]``: both studies on the shipped 2-layer model (planted heads: the ground truth), once
+    whatever the models compared."""
     from circuits import induction_model_dir
 
+    sm, s = cfg.shipped_model, cfg.seed
     try:
         d = induction_model_dir()
     except FileNotFoundError as e:

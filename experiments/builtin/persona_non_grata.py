@@ -8,6 +8,17 @@ per (persona, coefficient), a final unit merging them: :func:`experiments.studie
 multiplier sweeps on A/B behaviours with the random control, run as a grid on the executor (a vector task per
 behaviour, a task per (behaviour, layer) for its multipliers, a final unit merging them:
 :func:`experiments.studies.caa.grid_run`; resumable shard by shard).
+
+Several models (``--model A --model B``, or ``models = [...]`` in ``[model]``): ``[personas]`` is a (model, study)
+unit per model on the executor (:func:`experiments.tasks.study_units`, as in ``cross-check``), both grids run over
+every model, each model's steps are ``<step>@<model>``, and the comparison steps of
+:func:`experiments.comparison.write_comparisons` follow: ``compare-personas`` (persona danger rankings by prompt
+and by steering per model, Spearman between every pair of models), ``compare-attack-success`` (per persona, each
+model's attack-success change under steering vs the equal-norm random control, steered - random at the largest
+coefficient; with 3 personas or more, Spearman between models of the personas ranked by it) and ``compare-caa``
+(per behaviour, each model's selected layer as a fraction of depth and its steering effect vs the random
+control's, and the effect at every candidate layer by depth). With one model the steps are ``personas``,
+``persona-asr``, ``caa-sweep``, as ever.
 """
 
 from __future__ import annotations
@@ -42,12 +53,26 @@ PRESETS = {
 
 
 @experiment("persona-non-grata", PersonaNonGrataConfig,
-            "personas by prompt vs by steering; steering toward undesirable personas vs attack success; CAA sweeps")
+            "personas by prompt vs by steering; steering toward undesirable personas vs attack success; CAA sweeps; "
+            "several models (--model A --model B) compared side by side")
 def run(ctx: RunContext, cfg: PersonaNonGrataConfig) -> None:
-    if cfg.personas.enabled:
-        personas.run(ctx, ctx.model(), cfg.personas, seed=cfg.seed)
+    from ..comparison import write_comparisons
+    from ..tasks import study_task, study_units
+
+    names = ctx.model_names()
+    steps: dict[tuple[str, str], str] = {}
+    payloads: dict[tuple[str, str], dict] = {}
+    # [personas]: a (model, study) unit per model on the executor
+    todo = study_units(cfg, names, [("personas", personas, {})])
+    if todo:
+        for (s, t), p in zip(todo, ctx.units("studies", study_task, todo)):
+            steps[(t["study"], t["model"])], payloads[(t["study"], t["model"])] = s, p
     # grids on the executor: vectors per model (or behaviour), a task per coefficient (or layer), merged per model
     if cfg.attack_success.enabled:
-        persona_asr.grid_run(ctx, cfg.attack_success, [ctx.model_name()], seed=cfg.seed)
+        for n, s, p in persona_asr.grid_run(ctx, cfg.attack_success, names, seed=cfg.seed):
+            steps[("persona_asr", n)], payloads[("persona_asr", n)] = s, p
     if cfg.caa.enabled:
-        caa.grid_run(ctx, cfg.caa, [ctx.model_name()], seed=cfg.seed)
+        for n, s, p in caa.grid_run(ctx, cfg.caa, names, seed=cfg.seed):
+            steps[("caa", n)], payloads[("caa", n)] = s, p
+    if len(names) > 1:
+        write_comparisons(ctx, [(n, cfg.model.backend) for n in names], steps, payloads, seed=cfg.seed)

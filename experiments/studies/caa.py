@@ -85,9 +85,13 @@ def compute(ctx: Any, m: Any, cfg: CAAStudy, *, seed: int = 0, parts: dict | Non
                               {b: it[2] for b, it in items.items()}, {b: it[1] for b, it in items.items()},
                               parts["vector_hashes"])
     ms = sorted(sw.multipliers)
-    units, xs, ys, metrics, rows = [], [], [], {}, []
+    units, xs, ys, metrics, rows, by_behaviour = [], [], [], {}, [], {}
     for b in cfg.behaviours:
         L = sw.best_layer(b)
+        by_behaviour[b] = {
+            "selected_layer": int(L), "effect": estimate_dict(sw.effect(b, L)),
+            "random_effect": estimate_dict(sw.effect(b, L, "random")) if sw.control else None,
+            "effect_by_layer": [{"layer": int(x), "estimate": estimate_dict(sw.effect(b, x))} for x in sw.layers]}
         for mult in ms:
             e = sw.estimate(b, L, mult)
             units.append(f"{b} x{mult:+g}")
@@ -111,7 +115,8 @@ def compute(ctx: Any, m: Any, cfg: CAAStudy, *, seed: int = 0, parts: dict | Non
         "pairs; steering acts on the tokens after the instruction. Cross-check: multiplier (internal "
         "intervention) vs p(matching) (behaviour, shared A/B scorer); expected positive. The random "
         "direction of equal norm is the control.",
-        "caa", cc, results={"caa_sweep": sw}, tables={"caa_best_layer": pd.DataFrame(rows)}, metrics=metrics)
+        "caa", cc, results={"caa_sweep": sw}, tables={"caa_best_layer": pd.DataFrame(rows)}, metrics=metrics,
+        payload={"n_layers": int(m.facts.n_layers), "multipliers": ms, "behaviours": by_behaviour})
 
 
 def run(ctx: Any, m: Any, cfg: CAAStudy, *, seed: int = 0, step: str = STEP) -> dict:

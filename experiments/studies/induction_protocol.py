@@ -96,7 +96,12 @@ def compute(ctx: Any, m: Any, cfg: InductionProtocolStudy, *, seed: int = 0) -> 
         "(negative = in-context learning).",
         "protocol", cc, results={"induction_protocol": res}, tables_off=("induction_protocol",),
         tables={"induction_protocol": df}, metrics=metrics, notes=notes,
-        payload={"targeted_minus_random": res.targeted_minus_random.value})
+        payload={"targeted_minus_random": res.targeted_minus_random.value, "n_layers": int(ind.shape[0]),
+                 "k_percent": cfg.k_percent, "n_random_sets": len(res.random_sets),
+                 "targeted_heads": [f"L{l}H{h}" for l, h in res.targeted],
+                 "loss_targeted": res.effect_targeted.to_dict(), "loss_random": res.effect_random.to_dict(),
+                 "loss_targeted_minus_random": res.targeted_minus_random.to_dict(),
+                 "logprob_targeted_minus_random": beh["targeted_minus_random_logprob"].to_dict()})
 
 
 def run(ctx: Any, m: Any, cfg: InductionProtocolStudy, *, seed: int = 0, step: str = STEP) -> dict:

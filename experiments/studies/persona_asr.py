@@ -70,6 +70,7 @@ def compute(ctx: Any, m: Any, cfg: PersonaASRStudy, *, seed: int = 0, parts: dic
     from workbench.crosscheck import CrossCheck
     from workbench.layers import resolve_layer
     from workbench.scorers import ASRScorer
+    from workbench.stats import paired_difference
 
     if not m.facts.has_chat_template:
         return skipped(TITLE, "persona_asr", f"{m.name} has no chat template, and persona vectors are built from "
@@ -79,7 +80,7 @@ def compute(ctx: Any, m: Any, cfg: PersonaASRStudy, *, seed: int = 0, parts: dic
     pv = None if parts is not None else _vectors(m, cfg, layer, seed=seed, progress=ctx.progress)
     prompts = load_harmful(cfg.harmful_source, n=cfg.n_harmful, seed=seed)
     ctx.record_data("persona_asr_prompts", prompts)
-    units, xs, ys, rows, results, metrics = [], [], [], [], {}, {}
+    units, xs, ys, rows, results, metrics, effects = [], [], [], [], {}, {}, {}
     for p in ps:
         if pv is not None:
             gs = generation_sweep(m, pv[p.name], prompts, [layer], cfg.coefficients, ASRScorer(),
@@ -99,6 +100,13 @@ def compute(ctx: Any, m: Any, cfg: PersonaASRStudy, *, seed: int = 0, parts: dic
         metrics[f"{p.name}: ASR change at x{max(cfg.coefficients):g}"] = estimate_dict(gs.effect(layer))
         metrics[f"{p.name}: random-control change"] = estimate_dict(gs.effect(layer, "random"))
         results[f"asr_{p.name}"] = gs
+        hi = max(gs.coefficients)
+        effects[p.name] = {"effect": estimate_dict(gs.effect(layer)),
+                           "random_effect": estimate_dict(gs.effect(layer, "random")),
+                           "steer_minus_random": estimate_dict(paired_difference(
+                               gs.scores[(layer, float(hi), "steer")].values,
+                               gs.scores[(layer, float(hi), "random")].values, seed=gs.seed,
+                               statistic=f"ASR steered - random at x{hi:g}"))}
     cc = CrossCheck.from_measurements(units, xs, ys, internal_name="steering coefficient",
                                       behavioural_name="attack success rate", unit_name="persona x coefficient",
                                       seed=seed, provenance=m.provenance(seed=seed, extra={"study": "persona_asr",
@@ -110,7 +118,9 @@ def compute(ctx: Any, m: Any, cfg: PersonaASRStudy, *, seed: int = 0, parts: dic
         "Behaviour: attack success rate (shared ASR scorer, refusal-phrase judge) with Wilson CIs; the equal-norm "
         "random direction is the control. Expected positive.",
         "persona_asr", cc, results=results, tables_off=tuple(results), tables={"persona_asr": pd.DataFrame(rows)},
-        metrics=metrics)
+        metrics=metrics,
+        payload={"layer": layer, "n_layers": int(m.facts.n_layers), "coefficients": sorted(set(cfg.coefficients)),
+                 "personas": effects})
 
 
 def run(ctx: Any, m: Any, cfg: PersonaASRStudy, *, seed: int = 0, step: str = STEP) -> dict:
