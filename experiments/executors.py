@@ -109,7 +109,7 @@ class RayExecutor(Executor):
             raise ImportError('the Ray executor needs Ray: pip install "interp-workbench[ray]"') from e
         self._ray = ray
         self._started = False
-        self._actors: dict[str, Any] = {}
+        self._actors: dict[str, list[Any]] = {}  # model workers by key
         if not ray.is_initialized():
             kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
             if address is None:
@@ -164,54 +164,85 @@ class RayExecutor(Executor):
                 yield refs[r], self._get(r, return_failures)
 
     def _worker(self, k: str) -> Any:
-        if k not in self._actors:
-            if self._worker_cls is None:
-                self._worker_cls = self._ray.remote(max_restarts=self._retries, max_task_retries=self._retries,
-                                                    **self._opts)(_ModelWorker)
-            self._actors[k] = self._worker_cls.remote()
-        return self._actors[k]
+        """A new model worker (actor) for key ``k``."""
+        if self._worker_cls is None:
+            self._worker_cls = self._ray.remote(max_restarts=self._retries, max_task_retries=self._retries,
+                                                **self._opts)(_ModelWorker)
+        actor = self._worker_cls.remote()
+        self._actors.setdefault(k, []).append(actor)
+        return actor
 
     def _drop(self, k: str) -> None:
-        actor = self._actors.pop(k, None)
-        if actor is not None:
+        """Stop every model worker of key ``k``."""
+        for actor in self._actors.pop(k, []):
             self._ray.kill(actor, no_restart=True)
 
+    def _retire(self, k: str, actor: Any) -> None:
+        """Stop one model worker of key ``k``."""
+        acts = self._actors.get(k, [])
+        if actor in acts:
+            acts.remove(actor)
+            if not acts:
+                del self._actors[k]
+        self._ray.kill(actor, no_restart=True)
+
     def _map_keyed(self, fn, tasks, key, return_failures):
-        """One actor (model worker) per key, at most ``parallelism`` alive: a worker whose key has no task left
-        in this grid is stopped when another key waits for room; the others stay for the next grid."""
+        """Model workers (actors) keyed by model, at most ``parallelism`` alive, each given one task at a time.
+
+        A worker runs the next task of its model while there is one; then it is stopped and its place goes to a
+        model no worker holds yet, or, when none waits, to the model with the most tasks not yet started (a second
+        worker loads it too: the tail of a grid uses every worker instead of leaving them idle behind the last
+        model's queue); with nothing left to start it stays alive for the next grid (its model stays loaded).
+        Workers kept from an earlier grid for a model of this one are used first."""
         ray = self._ray
-        by_key: dict[str, list[int]] = {}
+        queue: dict[str, list[int]] = {}
         for i, t in enumerate(tasks):
-            by_key.setdefault(key(t), []).append(i)
-        for k in [k for k in self._actors if k not in by_key]:
+            queue.setdefault(key(t), []).append(i)
+        for k in [k for k in self._actors if k not in queue]:
             self._drop(k)
-        waiting = [k for k in by_key if k not in self._actors]
-        started = [k for k in by_key if k in self._actors]
-        while waiting and len(started) < self.parallelism:
-            started.append(waiting.pop(0))
-        refs: dict[Any, tuple[int, str]] = {}
-        left = {k: len(v) for k, v in by_key.items()}
+        refs: dict[Any, tuple[int, str, Any]] = {}
 
-        def start(k: str) -> None:
-            w = self._worker(k)
-            for i in by_key[k]:
-                refs[w.run.remote(fn, tasks[i])] = (i, k)
+        def submit(k: str, actor: Any) -> None:
+            i = queue[k].pop(0)
+            refs[actor.run.remote(fn, tasks[i])] = (i, k, actor)
 
-        for k in started:
-            start(k)
-        pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for r in done:
-                i, k = refs[r]
-                out = self._get(r, return_failures)
-                left[k] -= 1
-                if left[k] == 0 and waiting:
-                    self._drop(k)
-                    nxt = waiting.pop(0)
-                    start(nxt)
-                    pending += [x for x, (_, kk) in refs.items() if kk == nxt]
-                yield i, out
+        def next_key() -> str | None:
+            waiting = [k for k in queue if queue[k] and k not in self._actors]
+            if waiting:
+                return waiting[0]
+            return max((k for k in queue if queue[k]), key=lambda k: len(queue[k]), default=None)
+
+        kept = [(k, a) for k, acts in list(self._actors.items()) for a in acts]
+        for k, a in kept[self.parallelism:]:  # (never more than fit; kept for safety)
+            self._retire(k, a)
+        slots = kept[: self.parallelism]
+        for k, a in slots:
+            if queue[k]:
+                submit(k, a)
+        for k, a in slots:  # a kept worker whose model has nothing to start here makes room
+            if not any(x is a for _, _, x in refs.values()):
+                nk = next_key()
+                if nk is not None:
+                    self._retire(k, a)
+                    submit(nk, self._worker(nk))
+        while len({id(a) for _, _, a in refs.values()}) < self.parallelism:
+            nk = next_key()
+            if nk is None:
+                break
+            submit(nk, self._worker(nk))
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            r = done[0]
+            i, k, actor = refs.pop(r)
+            out = self._get(r, return_failures)
+            if queue[k]:
+                submit(k, actor)
+            else:
+                nk = next_key()
+                if nk is not None:
+                    self._retire(k, actor)
+                    submit(nk, self._worker(nk))
+            yield i, out
 
     def close(self) -> None:
         for k in list(self._actors):

@@ -293,6 +293,34 @@ def test_ray_model_workers_take_turns_when_the_cluster_is_smaller_than_the_model
     assert got == local and [got[i]["name"] for i in range(4)] == [t["model"] for t in tasks]
 
 
+def pid_after_a_while(task: dict) -> dict:
+    """A task for the scheduling test: holds its worker for ``seconds``, then says which process ran it."""
+    time.sleep(task["seconds"])
+    return {"model": task["model"], "pid": os.getpid()}
+
+
+def test_ray_idle_workers_take_over_the_last_models_queue():
+    """Keyed tasks on a 2-CPU Ray: one model with one short task, another with four long ones. The worker freed by
+    the short model takes tasks of the other (loading it too) instead of idling, so the four run two at a time on
+    two processes (before, they queued on b's one worker); results come back for every task, as the local
+    executor gives them."""
+    pytest.importorskip("ray")
+    from experiments.executors import LocalExecutor, RayExecutor
+    from experiments.tasks import model_key
+
+    tasks = [{"model": "a", "seconds": 0.1}] + [{"model": "b", "seconds": 1.5} for _ in range(4)]
+    ex = RayExecutor(None, num_cpus=2)
+    try:
+        assert ex.parallelism == 2
+        got = dict(ex.map(pid_after_a_while, tasks, key=model_key))
+    finally:
+        ex.close()
+    local = dict(LocalExecutor().map(pid_after_a_while, tasks, key=model_key))
+    assert sorted(got) == sorted(local) == list(range(5))
+    assert [got[i]["model"] for i in range(5)] == [t["model"] for t in tasks]
+    assert len({got[i]["pid"] for i in range(1, 5)}) == 2  # model b's tasks ran on two workers, not one
+
+
 @pytest.mark.slow
 @pytest.mark.smollm
 def test_default_model_and_a_tiny_one_on_ray_equal_local(tmp_path):
