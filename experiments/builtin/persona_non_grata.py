@@ -35,6 +35,9 @@ from ..studies import caa, persona_asr, personas
 class PersonaNonGrataConfig:
     model: ModelSection = field(default_factory=ModelSection)
     seed: int = 0
+    # the vector store the grids' vector tasks write and their sweep tasks read (safetensors + sha256); empty:
+    # <run>/vectors. Give a directory every Ray worker sees when they run on several machines.
+    vector_store: str = ""
     personas: personas.PersonaStudy = field(default_factory=personas.PersonaStudy)
     attack_success: persona_asr.PersonaASRStudy = field(default_factory=persona_asr.PersonaASRStudy)
     caa: caa.CAAStudy = field(default_factory=caa.CAAStudy)
@@ -69,10 +72,11 @@ def run(ctx: RunContext, cfg: PersonaNonGrataConfig) -> None:
             steps[(t["study"], t["model"])], payloads[(t["study"], t["model"])] = s, p
     # grids on the executor: vectors per model (or behaviour), a task per coefficient (or layer), merged per model
     if cfg.attack_success.enabled:
-        for n, s, p in persona_asr.grid_run(ctx, cfg.attack_success, names, seed=cfg.seed):
+        for n, s, p in persona_asr.grid_run(ctx, cfg.attack_success, names, seed=cfg.seed,
+                                               store=cfg.vector_store or None):
             steps[("persona_asr", n)], payloads[("persona_asr", n)] = s, p
     if cfg.caa.enabled:
-        for n, s, p in caa.grid_run(ctx, cfg.caa, names, seed=cfg.seed):
+        for n, s, p in caa.grid_run(ctx, cfg.caa, names, seed=cfg.seed, store=cfg.vector_store or None):
             steps[("caa", n)], payloads[("caa", n)] = s, p
     if len(names) > 1:
         write_comparisons(ctx, [(n, cfg.model.backend) for n in names], steps, payloads, seed=cfg.seed)

@@ -111,3 +111,15 @@ def test_ray_two_workers_equal_local(local_run, tmp_path):
     _run(out, executor="ray", ray_cpus=2)
     assert result_files(out) == result_files(local_run)
     assert shard_mtimes(out).keys() == shard_mtimes(local_run).keys()
+
+
+def test_a_vector_store_outside_the_run_directory(local_run, tmp_path):
+    """``vector_store = "<dir>"``: the vector tasks write there (a directory workers on several machines share), the
+    run directory holds no vectors, and the tables are the same as with the default store."""
+    store = tmp_path / "shared-vectors"
+    out = tmp_path / "run"
+    run_experiment("persona-non-grata", out=out, preset="quick", overrides=[*SETS, f'vector_store="{store}"'],
+                   models=[MODEL], progress=False)
+    assert not (out / "vectors").exists()
+    assert len(list(store.glob("*.safetensors"))) == 2  # one per behaviour
+    assert result_files(out, "*.csv") == result_files(local_run, "*.csv")
