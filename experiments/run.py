@@ -455,7 +455,8 @@ class RunContext:
             self._commit(s, write, lambda s=s: self.deps_for(keyof[s]), sections=False)
             payloads[s] = json.loads(json.dumps(to_jsonable(out["payload"])))
             self._timings[s] = round(float(out.get("seconds", 0.0)), 2)
-            self.log(f"step {s}: finished in {self._timings[s]:.1f} s")
+            cpu = f" ({out['cpu_seconds']:.1f} CPU s in its worker)" if "cpu_seconds" in out else ""
+            self.log(f"step {s}: finished in {self._timings[s]:.1f} s{cpu}")
             self._add_step(s)
         if todo:
             self._timings[f"grid:{grid}"] = round(self._timings.get(f"grid:{grid}", 0) + time.time() - t0, 2)

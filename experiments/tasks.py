@@ -192,7 +192,7 @@ def step_task(task: dict) -> dict:
     from .config import config_from_dict
     from .writer import StepWriter
 
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     mod_name, fn_name = task["writer"].split(":")
     fn = getattr(importlib.import_module(mod_name), fn_name)
     cls_mod, cls_name = task["config_class"].split(":")
@@ -212,7 +212,7 @@ def step_task(task: dict) -> dict:
         for k in [k for k in _MODELS if model_key(dict(zip(("model", "backend", "device", "dtype"), k))) == key]:
             del _MODELS[k]
     return {"payload": payload, "files": files, "data": tctx.data, "data_prefix": "", "model": info,
-            "models": list(tctx.used.values()), "seconds": time.time() - t0}
+            "models": list(tctx.used.values()), "seconds": time.time() - t0, "cpu_seconds": time.process_time() - c0}
 
 
 def residual_norm_task(task: dict) -> dict:
