@@ -34,7 +34,15 @@ other splits. For each organism this experiment
 
 A method that fails here has failed on a planted truth: that is a finding to report, not a test to loosen.
 
-Presets: :data:`PRESETS` ``["quick"]`` (a few minutes on 2 CPU cores: fewer items, layers and questions).
+Presets: :data:`PRESETS` ``["quick"]`` (a few minutes on 2 CPU cores: fewer items, layers and questions; two
+workers).
+
+Execution: the steps after ``expectations`` are independent method groups (CAA, persona vectors, eval awareness,
+refusal direction, each with its organisms' measurements). With ``workers = 1`` and the local executor they run one
+after another in this process; with ``workers > 1`` (a local Ray of that many CPUs, started for the run) or
+``--executor ray`` they run as :func:`experiments.tasks.step_task` units, one worker group per method (two balanced
+groups when two run at once), and the driver loads no model. Every step seeds torch first, so both ways write
+byte-identical files.
 """
 
 from __future__ import annotations
