@@ -611,16 +611,16 @@ def _plan(cfg: GroundTruthConfig) -> list[dict]:
     return plan
 
 
-#: with two workers: the persona group (its two organisms and the persona-vectors step, the biggest) with the refusal
-#: organism's measurement in one, everything else in the other (quick preset, one core each: ~290 / ~270 CPU s)
-_TWO_WORKERS = {"personas": 0, "organism-refusal": 0}
+#: with two workers: the persona group (its two organisms and the persona-vectors step, the biggest: 253 CPU s at the
+#: quick preset) in one, the other methods and their organisms (267 CPU s) in the other (measured 2026-12-04)
+_TWO_WORKERS = ("personas",)
 
 
 def _worker_of(item: dict, parallelism: int) -> str:
     """Which worker runs a step: one per method group, or two balanced groups when two tasks run at once."""
     if parallelism > 2:
         return item["group"]
-    return "a" if _TWO_WORKERS.get(item["group"], _TWO_WORKERS.get(item["step"], 1)) == 0 else "b"
+    return "a" if item["group"] in _TWO_WORKERS else "b"
 
 
 def _call(ctx: Any, cfg: GroundTruthConfig, w: Any, item: dict, memo: Any = None) -> dict:

@@ -108,9 +108,9 @@ def test_plan_covers_every_step_once_and_two_workers_balance_the_persona_group()
                      "persona-vectors", "organism-eval-conditional", "eval-awareness", "organism-refusal",
                      "refusal-direction"]  # the serial run's order (the report's)
     two = {it["step"]: _worker_of(it, 2) for it in plan}
-    # the persona group (whose organisms share base-model measurements) in one worker with the refusal organism
+    # the persona group (whose organisms share base-model measurements) in one worker, the rest in the other
     assert {s for s, w in two.items() if w == two["persona-vectors"]} == {
-        "organism-power-seeking", "organism-power-averse", "persona-vectors", "organism-refusal"}
+        "organism-power-seeking", "organism-power-averse", "persona-vectors"}
     assert len(set(two.values())) == 2
     assert len({_worker_of(it, 4) for it in plan}) == 4  # one worker per method with more room
     # every step names each model it reads (the deps of a step run as a unit)
