@@ -611,8 +611,8 @@ def _plan(cfg: GroundTruthConfig) -> list[dict]:
     return plan
 
 
-#: with two workers: the persona group (its two organisms and the persona-vectors step, the biggest: 253 CPU s at the
-#: quick preset) in one, the other methods and their organisms (267 CPU s) in the other (measured 2026-12-04)
+#: with two workers: the persona group (its two organisms and the persona-vectors step, the biggest: 257 CPU s at the
+#: quick preset) in one, the other methods and their organisms (265 CPU s) in the other (measured 2026-12-04)
 _TWO_WORKERS = ("personas",)
 
 

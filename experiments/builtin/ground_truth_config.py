@@ -104,7 +104,7 @@ class GroundTruthConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         # Two workers (a local Ray; see `workers`): the persona group in one, the rest in the other. Measured
-        # 2026-12-04: 311 s wall on a lightly shared 2-core machine (575 s serial), 520 CPU s in the workers.
+        # 2026-12-04: 284 s wall on a lightly shared 2-core machine (575 s serial), 522 CPU s in the workers.
         # Earlier (shipped adapters, fresh cache, one thread): 768 CPU s (838 before these sizes and the
         # base-model reuse; 5 minutes would be ~300). Smaller sizes only here; the full preset keeps its own, and a
         # cross-check too small to decide gives "inconclusive". One system-prompt pair (n_pairs 1) was tried and
