@@ -414,7 +414,8 @@ class RunContext:
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup is not None:
             raise ValueError(f"grid {grid}: step {dup!r} is named twice")
-        keyof = {s: (t["model"], t.get("backend", "tl")) for s, t in units}
+        # the models a unit's numbers come from: ``models`` (a step task that reads several), else its ``model``
+        keyof = {s: [(n, t.get("backend", "tl")) for n in t.get("models") or [t["model"]]] for s, t in units}
         self._check_weights(grid, [t for s, t in units if (self.step_dir(s) / "_done.json").exists()],
                             " with finished steps")
         payloads: dict[str, Any] = {}
@@ -435,10 +436,15 @@ class RunContext:
         for j, out in self._run_grid(grid, fn, [t for _, t in todo], key=model_key, total=len(units),
                                      done=len(units) - len(todo), failures=failures, names=[s for s, _ in todo]):
             s = todo[j][0]
-            self._record_model(out["model"])
-            self._hashes[keyof[s]] = out["model"]["weights_hash"]  # by the name the config gives (a path, ...)
+            if "models" in out:  # a step task: every model it read, by its own name
+                for info in out["models"]:
+                    self._record_model(info)
+            else:
+                self._record_model(out["model"])
+                self._hashes[keyof[s][0]] = out["model"]["weights_hash"]  # by the name the config gives (a path, ...)
+            prefix = out.get("data_prefix", f"{out['model']['name']}/")
             for k, h in out["data"].items():
-                self._data[f"{out['model']['name']}/{k}"] = h
+                self._data[f"{prefix}{k}"] = h
 
             def write(w: StepWriter, files: dict = out["files"]) -> Any:
                 from workbench.store import atomic_write_bytes
@@ -446,10 +452,11 @@ class RunContext:
                 for f, b in files.items():
                     atomic_write_bytes(w.dir / f, b)
                 return out["payload"]
-            self._commit(s, write, lambda s=s: self.deps_for([keyof[s]]), sections=False)
+            self._commit(s, write, lambda s=s: self.deps_for(keyof[s]), sections=False)
             payloads[s] = json.loads(json.dumps(to_jsonable(out["payload"])))
             self._timings[s] = round(float(out.get("seconds", 0.0)), 2)
-            self.log(f"step {s}: finished in {self._timings[s]:.1f} s")
+            cpu = f" ({out['cpu_seconds']:.1f} CPU s in its worker)" if "cpu_seconds" in out else ""
+            self.log(f"step {s}: finished in {self._timings[s]:.1f} s{cpu}")
             self._add_step(s)
         if todo:
             self._timings[f"grid:{grid}"] = round(self._timings.get(f"grid:{grid}", 0) + time.time() - t0, 2)
@@ -468,10 +475,12 @@ class RunContext:
         from .tasks import model_info_task, model_key
 
         unknown: dict[str, dict] = {}
-        for t in tasks:
-            k = (t["model"], t.get("backend", "tl"))
-            if k not in self._hashes and k not in self._models:
-                unknown.setdefault(model_key(t), {x: t[x] for x in ("model", "backend", "device", "dtype") if x in t})
+        for task in tasks:
+            for name in task.get("models") or [task["model"]]:
+                t = {**task, "model": name}
+                k = (name, t.get("backend", "tl"))
+                if k not in self._hashes and k not in self._models:
+                    unknown.setdefault(model_key(t), {x: t[x] for x in ("model", "backend", "device", "dtype") if x in t})
         if not unknown:
             return
         self.log(f"grid {grid}: checking the weights of {len(unknown)} model(s){why}")

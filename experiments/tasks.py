@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["task_model", "model_key", "loaded_keys", "study_units", "model_info", "model_info_task", "release_models", "study_task",
-           "TaskContext", "residual_norm_task", "probe_sweep_task", "PROBE_DATASETS"]
+           "TaskContext", "StepTaskContext", "step_task", "residual_norm_task", "probe_sweep_task", "PROBE_DATASETS"]
 
 _MODELS: dict[tuple, Any] = {}
 
@@ -144,6 +144,75 @@ def study_task(task: dict) -> dict:
         files = {f.name: f.read_bytes() for f in sorted(Path(tmp).iterdir()) if f.is_file()}
     return {"payload": payload, "files": files, "data": tctx.data, "model": model_info(m),
             "seconds": time.time() - t0}
+
+
+class StepTaskContext(TaskContext):
+    """What a step's writer function sees of the run inside a :func:`step_task`: the :class:`TaskContext`
+    (``record_data``, ``out``, ``progress`` off) and :meth:`model` (the driver's ``RunContext.model``: loaded once
+    per worker process by :func:`task_model`, the default being the task's ``default_model``)."""
+
+    def __init__(self, task: dict) -> None:
+        super().__init__(task.get("_out"))
+        self._task = task
+        #: :func:`model_info` of every model the writer asked for, by name
+        self.used: dict[str, dict] = {}
+
+    def model(self, name: str | None = None, backend: str | None = None) -> Any:
+        t = {**self._task, "model": name or self._task["default_model"]}
+        if backend:
+            t["backend"] = backend
+        m = task_model(t)
+        self.used.setdefault(m.name, model_info(m))
+        return m
+
+    def log(self, msg: str) -> None:  # a worker has no log file; the driver logs the step's start and end
+        pass
+
+
+def step_task(task: dict) -> dict:
+    """Run one step of an experiment in this process and return it like :func:`study_task` does (``{"payload",
+    "files": {name: bytes}, "data", "model", "models", "seconds"}``), for :meth:`experiments.run.RunContext.units`.
+
+    ``task``: ``writer`` (``module:function``, module-level, called as ``fn(ctx, cfg, w, **kwargs)`` with a
+    :class:`StepTaskContext`, the experiment's config and a :class:`experiments.writer.StepWriter`; it returns the
+    step's payload), ``config`` / ``config_class`` (the experiment's whole config), ``model`` (the worker key: the
+    tasks of one ``model`` share a worker), ``models`` (every model the step reads, for its deps),
+    ``default_model`` (what ``ctx.model()`` loads), ``backend`` / ``device`` / ``dtype``, ``seed`` (torch's RNG is
+    seeded with it first, so a step does not depend on what ran before it in the process), ``threads`` (torch
+    intra-op threads, 0: leave), ``step``, ``kwargs`` (JSON) and ``unload`` (models to release afterwards, when no
+    later task of this worker needs them). The same writer run by ``RunContext.step`` in the driver writes the
+    same files."""
+    import importlib
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from .config import config_from_dict
+    from .writer import StepWriter
+
+    t0, c0 = time.time(), time.process_time()
+    mod_name, fn_name = task["writer"].split(":")
+    fn = getattr(importlib.import_module(mod_name), fn_name)
+    cls_mod, cls_name = task["config_class"].split(":")
+    cfg = config_from_dict(getattr(importlib.import_module(cls_mod), cls_name), task["config"])
+    if task.get("threads"):
+        torch.set_num_threads(int(task["threads"]))
+    torch.manual_seed(int(task.get("seed", 0)))
+    tctx = StepTaskContext(task)
+    with tempfile.TemporaryDirectory(prefix="workbench-task-") as tmp:
+        w = StepWriter(Path(tmp), task["step"])
+        payload = fn(tctx, cfg, w, **task.get("kwargs", {}))
+        w._write_sections()
+        files = {f.name: f.read_bytes() for f in sorted(Path(tmp).iterdir()) if f.is_file()}
+    info = tctx.used.get(task["model"]) or next(iter(tctx.used.values()), None) or model_info(task_model(task))
+    for name in task.get("unload", []):
+        key = model_key({**task, "model": name})
+        for k in [k for k in _MODELS if model_key(dict(zip(("model", "backend", "device", "dtype"), k))) == key]:
+            del _MODELS[k]
+    return {"payload": payload, "files": files, "data": tctx.data, "data_prefix": "", "model": info,
+            "models": list(tctx.used.values()), "seconds": time.time() - t0, "cpu_seconds": time.process_time() - c0}
 
 
 def residual_norm_task(task: dict) -> dict:

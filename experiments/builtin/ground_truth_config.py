@@ -88,6 +88,11 @@ class GroundTruthConfig:
     # torch intra-op threads for the run (0: leave torch's setting). One is faster on a shared CPU: a second thread
     # made SmolLM2 forwards several times slower under contention (see tests/steering/conftest.py)
     threads: int = 1
+    # worker processes for the steps when the run's executor is local: > 1 starts a local Ray of that many CPUs for
+    # the run, and the method groups (CAA, persona vectors, eval awareness, refusal, each with its organisms) run
+    # side by side, each in one process with `threads` torch threads; 1: one step after another in this process.
+    # With --executor ray the run's executor is used. The tables are the same either way.
+    workers: int = 1
     organisms: OrganismsSection = field(default_factory=OrganismsSection)
     caa: CAAGroundTruth = field(default_factory=CAAGroundTruth)
     personas: PersonaGroundTruth = field(default_factory=PersonaGroundTruth)
@@ -98,10 +103,13 @@ class GroundTruthConfig:
 #: ``--preset quick``: overrides (dotted config keys) for a run of a few minutes on 2 CPU cores.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        # Measured 2026-12-04 (shipped adapters, fresh cache, one thread): 768 CPU s (838 before these sizes and the
+        # Two workers (a local Ray; see `workers`): the persona group in one, the rest in the other. Measured
+        # 2026-12-04: 284 s wall on a lightly shared 2-core machine (575 s serial), 522 CPU s in the workers.
+        # Earlier (shipped adapters, fresh cache, one thread): 768 CPU s (838 before these sizes and the
         # base-model reuse; 5 minutes would be ~300). Smaller sizes only here; the full preset keeps its own, and a
         # cross-check too small to decide gives "inconclusive". One system-prompt pair (n_pairs 1) was tried and
         # changed the persona vectors (fine-tuning shifts 1.2 / 1.7 instead of 4.8 / 3.7): kept at 2.
+        "workers": 2,
         "organisms.n_items": 24, "organisms.n_perplexity": 8, "organisms.max_new_tokens": 16,
         "caa.layers": [0.3, 0.5], "caa.multipliers": [-8.0, 0.0, 8.0], "caa.n_build": 48, "caa.n_select": 16, "caa.n_test": 24, "caa.compare_base": False,
         "personas.coefficients": [-2.0, 0.0, 2.0], "personas.n_questions": 4, "personas.n_pairs": 2, "personas.max_new_tokens": 24,

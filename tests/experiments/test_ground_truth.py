@@ -14,7 +14,9 @@ from experiments.registry import get_experiment
 
 def test_config_presets_and_expectations():
     cfg = get_experiment("ground-truth").config(preset="quick")
-    flat = {f"{s}.{k}": v for s, d in config_to_dict(cfg).items() if isinstance(d, dict) for k, v in d.items()}
+    d = config_to_dict(cfg)
+    flat = {f"{s}.{k}": v for s, sec in d.items() if isinstance(sec, dict) for k, v in sec.items()}
+    flat.update({k: v for k, v in d.items() if not isinstance(v, dict)})
     for k, v in PRESETS["quick"].items():
         assert flat[k] == v, k
     # layers are declared as fractions of depth, never as layer numbers of one model
@@ -93,3 +95,59 @@ def test_quick_preset_end_to_end(tmp_path):
     assert set(verdicts.values()) <= {"recovered", "not recovered", "inconclusive"}
     html = report.read_text()
     assert "ground truth: " in html and "Ground truth and expected results" in html
+
+
+def test_plan_covers_every_step_once_and_two_workers_balance_the_persona_group():
+    from experiments.builtin.ground_truth import _plan, _worker_of
+
+    cfg = get_experiment("ground-truth").config(preset="quick")
+    assert cfg.workers == 2
+    plan = _plan(cfg)
+    steps = [it["step"] for it in plan]
+    assert steps == ["organism-myopic-reward", "caa", "organism-power-seeking", "organism-power-averse",
+                     "persona-vectors", "organism-eval-conditional", "eval-awareness", "organism-refusal",
+                     "refusal-direction"]  # the serial run's order (the report's)
+    two = {it["step"]: _worker_of(it, 2) for it in plan}
+    # the persona group (whose organisms share base-model measurements) in one worker, the rest in the other
+    assert {s for s, w in two.items() if w == two["persona-vectors"]} == {
+        "organism-power-seeking", "organism-power-averse", "persona-vectors"}
+    assert len(set(two.values())) == 2
+    assert len({_worker_of(it, 4) for it in plan}) == 4  # one worker per method with more room
+    # every step names each model it reads (the deps of a step run as a unit)
+    by = {it["step"]: it["models"] for it in plan}
+    assert by["persona-vectors"] == ["smollm2-135m-instruct", "smollm2-135m-instruct+power-seeking",
+                                     "smollm2-135m-instruct+power-averse"]
+    assert by["caa"] == ["smollm2-135m-instruct+myopic-reward"]  # quick: caa.compare_base = false
+    off = load_config(GroundTruthConfig, None, ["personas.enabled=false", 'organisms.names=["refusal"]'])
+    assert [it["step"] for it in _plan(off)] == ["caa", "eval-awareness", "organism-refusal", "refusal-direction"]
+
+
+@pytest.mark.slow
+@pytest.mark.smollm
+def test_two_workers_write_the_same_files_as_the_serial_run(tmp_path):
+    """The method groups run side by side in two Ray workers (workers = 2) and write byte-identical step files
+    (tables, figures, sections), payloads and data hashes to the serial run (workers = 1), at tiny sizes."""
+    from experiments import run_experiment
+
+    tiny = ["organisms.n_items=6", "organisms.n_perplexity=2", "organisms.max_new_tokens=4", "caa.n_build=6",
+            "caa.n_select=4", "caa.n_test=6", "caa.layers=[0.5]", "personas.n_questions=1", "personas.n_pairs=1",
+            "personas.max_new_tokens=4", "personas.n_statements=4", "personas.n_kl_prompts=2",
+            "personas.compare_base=false", "eval_awareness.n_topics=4", "eval_awareness.n_harmful=6",
+            "eval_awareness.layers=[0.5]", "eval_awareness.max_new_tokens=4", "refusal.n_method=6",
+            "refusal.n_select=4", "refusal.n_test=6", "refusal.layers=[0.5]", "refusal.max_new_tokens=4"]
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        run_experiment("ground-truth", out=out, preset="quick", overrides=tiny + [f"workers={workers}"], progress=False)
+        runs[workers] = out
+    log = (runs[2] / "log.txt").read_text()
+    assert "9 steps as units on the ray executor, 2 worker group(s)" in log
+    m1, m2 = (json.loads((runs[w] / "manifest.json").read_text()) for w in (1, 2))
+    assert m1["steps"] == m2["steps"] and len(m1["steps"]) == 11
+    assert m1["data_hashes"] == m2["data_hashes"] and m1["models"] == m2["models"]
+    for step in m1["steps"]:
+        d1, d2 = (json.loads((runs[w] / "steps" / step / "_done.json").read_text()) for w in (1, 2))
+        assert d1["payload"] == d2["payload"], step
+        assert d1["files"] == d2["files"], step  # sha256 of every file
+        for f in d1["files"]:
+            assert (runs[1] / "steps" / step / f).read_bytes() == (runs[2] / "steps" / step / f).read_bytes()
