@@ -715,6 +715,7 @@ def run(ctx: RunContext, cfg: GroundTruthConfig) -> None:
 
 
 def _run(ctx: RunContext, cfg: GroundTruthConfig) -> None:
+    ctx.model_name()  # one base model, whose organisms it measures: several --model are refused, not ignored
     _expectations(ctx, cfg)
     plan = _plan(cfg)
     if ctx.executor.name != "local":  # --executor ray: the run's executor

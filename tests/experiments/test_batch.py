@@ -79,10 +79,11 @@ def test_cli_model_errors_are_one_line(argv, message, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_a_one_model_experiment_refuses_several_models(tmp_path):
-    out = tmp_path / "smoke"
+@pytest.mark.parametrize("name", ["smoke", "ground-truth"])
+def test_a_one_model_experiment_refuses_several_models(tmp_path, name):
+    out = tmp_path / name
     with pytest.raises(ConfigError, match="runs one model, but model.models names 2"):
-        run_experiment("smoke", out=out, models=MODELS, progress=False)
+        run_experiment(name, out=out, models=MODELS, progress=False)
     assert not out.exists()  # failed before any step: nothing left behind
 
 
