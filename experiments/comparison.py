@@ -59,12 +59,10 @@ def write_comparisons(ctx: RunContext, models: Sequence[tuple[str, str]], steps:
     ``{(study, model name): step name / payload}`` of the per-model steps that ran (``study`` is the module name
     in :mod:`experiments.studies`)."""
     from workbench.comparison import LayerCurves, ModelTable, depth_fraction, rank_agreement
-    from workbench.results import Provenance
     from workbench.stats import Estimate
 
     names = [n for n, _ in models]
-    hashes = {n: ctx.manifest.get("models", {}).get(n, {}).get("weights_hash") for n in names}
-    prov = Provenance(model=", ".join(names), seed=seed, extra={"models": hashes})
+    prov = _provenance(ctx, names, seed)
 
     def skipped(study: str, name: str) -> str | None:
         p = payloads.get((study, name))
@@ -327,14 +325,12 @@ def compare_layer_curves(ctx: RunContext, step: str, models: Sequence[tuple[str,
     ``payloads``: ``{model: payload}`` with ``n_layers`` and ``auroc_by_layer`` (``{curve: [{"layer",
     "estimate"}]}``); a model whose payload says ``skipped`` (or is missing) is named in the notes."""
     from workbench.comparison import LayerCurves
-    from workbench.results import Provenance
     from workbench.stats import Estimate
 
     from .writer import _slug
 
     names = [n for n, _ in models]
-    hashes = {n: ctx.manifest.get("models", {}).get(n, {}).get("weights_hash") for n in names}
-    prov = Provenance(model=", ".join(names), seed=seed, extra={"models": hashes})
+    prov = _provenance(ctx, names, seed)
 
     def write(w: Any) -> dict:
         notes, curves_by = [], {}
@@ -363,6 +359,14 @@ def compare_layer_curves(ctx: RunContext, step: str, models: Sequence[tuple[str,
     return ctx.step(step, write, models=models)
 
 
+def _provenance(ctx: RunContext, names: Sequence[str], seed: int) -> Any:
+    """The provenance of a comparison over ``names``: every model with the weights hash the run recorded."""
+    from workbench.results import Provenance
+
+    hashes = {n: ctx.manifest.get("models", {}).get(n, {}).get("weights_hash") for n in names}
+    return Provenance(model=", ".join(names), seed=seed, extra={"models": hashes})
+
+
 def crosscheck_estimate(ctx: RunContext, step: str, slug: str) -> Any:
     """The correlation (an :class:`~workbench.stats.Estimate`, with its CI) of the cross-check a finished step
     wrote as ``<slug>_crosscheck.json``; None when it has none (skipped, or too few units to correlate)."""
@@ -385,19 +389,21 @@ def section_metrics(ctx: RunContext, step: str) -> dict:
     return out
 
 
-def compare_headlines(ctx: RunContext, step: str, title: str, description: str, models: Sequence[tuple[str, str]],
-                      rows: dict[str, dict[str, Any]], *, seed: int = 0, name: str = "by_model") -> dict:
-    """A comparison step: each model's headline numbers side by side (:class:`workbench.comparison.ModelTable`:
-    a table, and a figure of every estimate column with its CI). ``rows``: ``{model: {column: value}}``, a value an
-    :class:`~workbench.stats.Estimate`, its ``to_dict()``, a number, a string or None; built from what each
-    model's steps stored, never by running a model again. The step depends on exactly ``models``' weights."""
+def compare_headlines(ctx: RunContext, step: str, title: str, description: str, rows: dict[str, dict[str, Any]], *,
+                      seed: int = 0, name: str = "by_model") -> dict | None:
+    """A comparison step over the models of ``rows`` (what :meth:`~experiments.run.RunContext.per_model` returned):
+    each model's headline numbers side by side (:class:`workbench.comparison.ModelTable`: a table, and a figure of
+    every estimate column with its CI); nothing with one model (None). ``rows``: ``{model: {column: value}}``, a
+    value an :class:`~workbench.stats.Estimate`, its ``to_dict()``, a number, a string or None; built from what each
+    model's steps stored, never by running a model again. The step depends on exactly these models' weights."""
     from workbench.comparison import ModelTable
-    from workbench.results import Provenance
     from workbench.stats import Estimate
 
-    names = [n for n, _ in models]
-    hashes = {n: ctx.manifest.get("models", {}).get(n, {}).get("weights_hash") for n in names}
-    prov = Provenance(model=", ".join(names), seed=seed, extra={"models": hashes})
+    names = list(rows)
+    if len(names) < 2:
+        return None
+    models = [(n, ctx.config.model.backend) for n in names]
+    prov = _provenance(ctx, names, seed)
 
     def as_value(v: Any) -> Any:
         if isinstance(v, dict) and {"value", "ci_low", "ci_high"} <= set(v):

@@ -146,15 +146,14 @@ def run(ctx: RunContext, cfg: MoralSensitivityConfig) -> None:
     from ..comparison import compare_headlines
 
     heads = ctx.per_model(lambda _: _run_one(ctx, cfg))
-    if len(heads) > 1:
-        compare_headlines(
-            ctx, "compare-moral-sensitivity", "social-bias profile per model",
-            "Per model: the BBQ bias gap where the context does not support an answer (p(stereotyped) - "
-            "p(counter-stereotypical); 0 = no preference) and the accuracy where it does, the CrowS-Pairs preference "
-            "for the more stereotyping sentence (0.5 = none), the ETHICS judgement's and probe's AUROC, and the "
-            "cross-checks (Spearman, 95% CI): cue effect vs patched components (cross-stage) and probe vs judgement "
-            "(ETHICS). Letter mass: how much the model answers in the format at all.",
-            [(n, cfg.model.backend) for n in heads], heads, seed=cfg.seed)
+    compare_headlines(
+        ctx, "compare-moral-sensitivity", "social-bias profile per model",
+        "Per model: the BBQ bias gap where the context does not support an answer (p(stereotyped) - "
+        "p(counter-stereotypical); 0 = no preference) and the accuracy where it does, the CrowS-Pairs preference "
+        "for the more stereotyping sentence (0.5 = none), the ETHICS judgement's and probe's AUROC, and the "
+        "cross-checks (Spearman, 95% CI): cue effect vs patched components (cross-stage) and probe vs judgement "
+        "(ETHICS). Letter mass: how much the model answers in the format at all.",
+        heads, seed=cfg.seed)
 
 
 def _run_one(ctx: RunContext, cfg: MoralSensitivityConfig) -> dict:

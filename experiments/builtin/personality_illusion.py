@@ -133,6 +133,8 @@ def resolve_instrument(cfg: PersonalityIllusionConfig, persona: Any) -> Any:
 def run(ctx: RunContext, cfg: PersonalityIllusionConfig) -> None:
     from workbench.instruments.tasks import TASKS
 
+    from ..comparison import compare_headlines
+
     bad = [t for t in cfg.tasks if t not in TASKS]
     if bad:
         raise ValueError(f"unknown task(s) {bad}; tasks are {list(TASKS)}")
@@ -141,18 +143,15 @@ def run(ctx: RunContext, cfg: PersonalityIllusionConfig) -> None:
     if cfg.reanalysis:  # the paper's runs: no model, once
         ctx.step("paper-reanalysis", lambda w: _reanalysis_step(w, cfg))
     heads = ctx.per_model(lambda _: _run_one(ctx, cfg))
-    if len(heads) > 1:
-        from ..comparison import compare_headlines
-
-        pair = cfg.behaviour_pairing
-        compare_headlines(
-            ctx, "compare-personality-illusion", "self-report vs behaviour under persona injection, per model",
-            "Per model, for the first high-pole condition of each method (system prompt; steering at the prompt's KL): "
-            "the shift of the self-reported trait" + (f" and of the paired behaviour ({pair})" if pair else "") + " from "
-            "the baseline (paired over items, 95% bootstrap CI), and the dissociation "
-            "cross-check over every injection condition (Spearman with 95% CI; inconclusive by rule below 10 "
-            "conditions). A model whose self-report moves while its behaviour does not shows the illusion.",
-            [(n, cfg.model.backend) for n in heads], heads, seed=cfg.seed)
+    pair = cfg.behaviour_pairing
+    compare_headlines(
+        ctx, "compare-personality-illusion", "self-report vs behaviour under persona injection, per model",
+        "Per model, for the first high-pole condition of each method (system prompt; steering at the prompt's KL): "
+        "the shift of the self-reported trait" + (f" and of the paired behaviour ({pair})" if pair else "") + " from "
+        "the baseline (paired over items, 95% bootstrap CI), and the dissociation "
+        "cross-check over every injection condition (Spearman with 95% CI; inconclusive by rule below 10 "
+        "conditions). A model whose self-report moves while its behaviour does not shows the illusion.",
+        heads, seed=cfg.seed)
 
 
 def _run_one(ctx: RunContext, cfg: PersonalityIllusionConfig) -> dict:

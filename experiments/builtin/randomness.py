@@ -87,15 +87,14 @@ def run(ctx: RunContext, cfg: RandomnessConfig) -> None:
     parts = ctx.grid("randomness-seeds", seed_task, tasks)
     by_model = {n: [p for t, p in zip(tasks, parts) if t["model"] == n] for n in names}
     heads = ctx.per_model(lambda n: _run_one(ctx, cfg, by_model[n]))
-    if len(heads) > 1:
-        compare_headlines(
-            ctx, "compare-randomness", "run-to-run randomness per model",
-            "Per model, at the reference temperature: pooled pass@1 (bootstrap CI over items), the single-run SD and "
-            "noise floor (two runs of one configuration differ by less than this 95% of the time), the run share of "
-            "the variance, the runs needed to detect the smallest difference configured, and the cross-checks "
-            "(Spearman, 95% CI): p(answer) from the logits vs the pass rate over runs (expected +), next-token "
-            "entropy vs where samples diverge (expected -).",
-            [(n, sec.backend) for n in heads], heads, seed=cfg.seed)
+    compare_headlines(
+        ctx, "compare-randomness", "run-to-run randomness per model",
+        "Per model, at the reference temperature: pooled pass@1 (bootstrap CI over items), the single-run SD and "
+        "noise floor (two runs of one configuration differ by less than this 95% of the time), the run share of "
+        "the variance, the runs needed to detect the smallest difference configured, and the cross-checks "
+        "(Spearman, 95% CI): p(answer) from the logits vs the pass rate over runs (expected +), next-token "
+        "entropy vs where samples diverge (expected -).",
+        heads, seed=cfg.seed)
 
 
 def _scorer(cfg: RandomnessConfig) -> Any:

@@ -77,21 +77,21 @@ def run(ctx: RunContext, cfg: SelfAssessmentConfig) -> None:
     from ..comparison import compare_headlines
 
     heads = ctx.per_model(lambda _: _run_one(ctx, cfg))
-    if len(heads) > 1:
-        compare_headlines(
-            ctx, "compare-self-assessment", "questionnaire reliability per model",
-            "Per model: each trait's score (1-K, bootstrap CI over items), the format mass, the position bias over all "
-            "items (scale points; negative: the first-listed option preferred), and the item-by-item cross-checks "
-            "(Spearman with 95% CI): forward vs reversed option order, the first format vs the others, Likert vs "
-            "Yes/No. A reliable questionnaire gives high cross-check correlations and no position bias.",
-            [(n, cfg.model.backend) for n in heads], heads, seed=cfg.seed)
+    compare_headlines(
+        ctx, "compare-self-assessment", "questionnaire reliability per model",
+        "Per model: each trait's score (1-K, bootstrap CI over items), the format mass, the position bias over all "
+        "items (scale points; negative: the first-listed option preferred), and the item-by-item cross-checks "
+        "(Spearman with 95% CI): forward vs reversed option order, the first format vs the others, Likert vs "
+        "Yes/No. A reliable questionnaire gives high cross-check correlations and no position bias.",
+        heads, seed=cfg.seed)
 
 
 def _run_one(ctx: RunContext, cfg: SelfAssessmentConfig) -> dict:
-    """Every step on the model in scope; returns its headline numbers (estimates as dicts)."""
+    """Every step on the model in scope; returns its headline numbers (estimates as dicts, from the steps' report
+    metrics and cross-checks)."""
     from workbench.instruments import administer
 
-    from ..comparison import crosscheck_estimate
+    from ..comparison import crosscheck_estimate, section_metrics
 
     head: dict = {}
     m = ctx.model()
@@ -136,11 +136,13 @@ def _run_one(ctx: RunContext, cfg: SelfAssessmentConfig) -> dict:
             figures=[w.figure("trait_scores", plot_trait_scores(r))],
             tables=[w.table("trait_scores", r.trait_scores(by=("format", "order"), seed=cfg.seed)),
                     w.table("responses", df), w.table("by_format_order", by_fo)], notes=notes))
-        return {"scores": {t: e.value for t, e in est.items()}, "mass": mass.value,
-                "estimates": {**{t: e.to_dict() for t, e in est.items()}, "format mass": mass.to_dict()}}
+        return {"scores": {t: e.value for t, e in est.items()}, "mass": mass.value}
 
-    p = ctx.step("trait-scores", scores)
-    head.update(p.get("estimates") or p["scores"])
+    ctx.step("trait-scores", scores)
+    shown = section_metrics(ctx, ctx.step_name("trait-scores"))  # the estimates, as the report shows them
+    suffix = f" score (1-{ins.k})"
+    head.update({k[: -len(suffix)]: v for k, v in shown.items() if k.endswith(suffix)})
+    head["format mass"] = shown["format mass (p on the answer labels)"]
 
     if {"forward", "reversed"} <= set(cfg.orders):
         def symmetry(w):
@@ -171,11 +173,11 @@ def _run_one(ctx: RunContext, cfg: SelfAssessmentConfig) -> dict:
                 "model agrees.", metrics=metrics,
                 figures=[w.figure("order_symmetry", plot_order_symmetry(sym))],
                 tables=[w.table("order_symmetry", sym.to_dataframe()), w.table("order_items", sym.items)])
-            return {**out, "symmetric": sym.symmetric, "position_bias": sym.overall.value, "flagged": flagged,
-                    "position_bias_estimate": sym.overall.to_dict()}
+            return {**out, "symmetric": sym.symmetric, "position_bias": sym.overall.value, "flagged": flagged}
 
-        p = ctx.step("order-symmetry", symmetry)
-        head["position bias"] = p.get("position_bias_estimate", p["position_bias"])
+        ctx.step("order-symmetry", symmetry)
+        head["position bias"] = section_metrics(ctx, ctx.step_name("order-symmetry"))[
+            "position bias, all items (scale points)"]
         head["forward vs reversed order"] = crosscheck_estimate(ctx, ctx.step_name("order-symmetry"), "order")
 
     if len(cfg.formats) >= 2:
